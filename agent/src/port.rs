@@ -1,0 +1,166 @@
+//! The virtio-serial port to the host. There is no udev: the port is found by its name in
+//! `/sys/class/virtio-ports/*/name`, its node is `/dev/<vportNpM>`. A write blocks until the host
+//! connects, so the port is opened non-blocking and every write has a deadline.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{open, Mode, OFlags};
+use rustix::io::Errno;
+
+/// Finds the port device whose name is `name` under a sysfs root (normally `/sys`).
+pub fn find(sys: &Path, name: &str) -> Option<String> {
+    let dir = fs::read_dir(sys.join("class/virtio-ports")).ok()?;
+    let mut found: Vec<String> = dir
+        .flatten()
+        .filter(|e| {
+            fs::read_to_string(e.path().join("name"))
+                .map(|n| n.trim_end() == name)
+                .unwrap_or(false)
+        })
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|dev| dev.starts_with("vport") && dev.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// Waits (bounded) for the port to appear; virtio_console may still be probing.
+pub fn wait_for(sys: &Path, name: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(dev) = find(sys, name) {
+            return Some(dev);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub struct Port {
+    fd: OwnedFd,
+    pub device: PathBuf,
+    /// A message was cut off by its deadline: start the next one on a fresh line.
+    torn: bool,
+}
+
+impl Port {
+    pub fn open(device: PathBuf) -> std::io::Result<Port> {
+        let fd = open(
+            &device,
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
+        Ok(Port {
+            fd,
+            device,
+            torn: false,
+        })
+    }
+
+    /// Writes one whole line before `timeout` runs out. On timeout the rest is dropped and the
+    /// port marked so the next line starts clean.
+    pub fn send(&mut self, line: &[u8], timeout: Duration) -> Result<(), Errno> {
+        let deadline = Instant::now() + timeout;
+        if self.torn {
+            self.write_all(b"\n", deadline)?;
+            self.torn = false;
+        }
+        self.write_all(line, deadline)
+            .inspect_err(|_| self.torn = true)
+    }
+
+    fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), Errno> {
+        while !data.is_empty() {
+            match rustix::io::write(&self.fd, data) {
+                Ok(n) => data = &data[n..],
+                Err(Errno::AGAIN) | Err(Errno::INTR) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Errno::TIMEDOUT);
+                    }
+                    let left = left.min(Duration::from_millis(200));
+                    let ts = Timespec {
+                        tv_sec: left.as_secs() as _,
+                        tv_nsec: left.subsec_nanos() as _,
+                    };
+                    let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
+                    match poll(&mut fds, Some(&ts)) {
+                        Ok(_) | Err(Errno::INTR) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_sys(ports: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (dev, name) in ports {
+            let p = d.path().join("class/virtio-ports").join(dev);
+            fs::create_dir_all(&p).unwrap();
+            fs::write(p.join("name"), format!("{name}\n")).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn finds_port_by_name_not_order() {
+        let sys = fake_sys(&[
+            ("vport0p0", ""),
+            ("vport1p1", "org.qemu.guest_agent.0"),
+            ("vport1p2", "org.vmrescue.agent.0"),
+        ]);
+        assert_eq!(
+            find(sys.path(), "org.vmrescue.agent.0").as_deref(),
+            Some("vport1p2")
+        );
+        assert_eq!(find(sys.path(), "other"), None);
+        assert_eq!(find(Path::new("/nonexistent"), "x"), None);
+    }
+
+    #[test]
+    fn ignores_hostile_device_names() {
+        let sys = fake_sys(&[("vport..x", "n")]);
+        assert_eq!(find(sys.path(), "n"), None);
+    }
+
+    #[test]
+    fn wait_for_gives_up() {
+        let sys = fake_sys(&[]);
+        let t = Instant::now();
+        assert_eq!(wait_for(sys.path(), "n", Duration::from_millis(150)), None);
+        assert!(t.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[test]
+    fn send_times_out_when_nobody_reads() {
+        // A pipe whose reader never reads fills up and then behaves like an unconnected port.
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        rustix::fs::fcntl_setfl(&w, OFlags::NONBLOCK).unwrap();
+        let mut port = Port {
+            fd: w,
+            device: "pipe".into(),
+            torn: false,
+        };
+        let big = vec![b'x'; 1 << 20];
+        assert_eq!(
+            port.send(&big, Duration::from_millis(100)),
+            Err(Errno::TIMEDOUT)
+        );
+        assert!(port.torn);
+        drop(r);
+    }
+}

@@ -1,0 +1,105 @@
+//! Everything the agent says goes to the console (always, framed so the host can extract it from
+//! a console log) and to the virtio-serial port (when there is one and the host listens).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use vmrescue_protocol::{console, frame, Message, Progress, Warning};
+
+use crate::port::Port;
+
+/// How long a message may wait for the host.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Once the host missed a message, progress does not hold up the rescue any more.
+const DEGRADED_TIMEOUT: Duration = Duration::from_millis(200);
+const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Reporter {
+    started: Instant,
+    port: Option<Port>,
+    degraded: bool,
+    pub warnings: Vec<Warning>,
+}
+
+impl Reporter {
+    pub fn new(started: Instant) -> Self {
+        Reporter {
+            started,
+            port: None,
+            degraded: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn attach(&mut self, port: Port) {
+        self.port = Some(port);
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn warn(&mut self, step: &str, device: Option<&str>, message: String) {
+        log::warn!("{step}: {message}");
+        self.warnings.push(Warning {
+            step: step.to_owned(),
+            message,
+            device: device.map(str::to_owned),
+        });
+    }
+
+    pub fn progress(&mut self, step: &str, device: Option<&str>, message: impl Into<String>) {
+        let msg = Message::progress(Progress {
+            step: step.to_owned(),
+            message: message.into(),
+            device: device.map(str::to_owned),
+            elapsed_s: self.elapsed(),
+        });
+        let timeout = if self.degraded {
+            DEGRADED_TIMEOUT
+        } else {
+            PROGRESS_TIMEOUT
+        };
+        self.send(&msg, timeout);
+    }
+
+    pub fn hello(&mut self, msg: &Message) {
+        self.send(msg, HELLO_TIMEOUT);
+    }
+
+    pub fn report(&mut self, msg: &Message) {
+        self.send(msg, REPORT_TIMEOUT);
+    }
+
+    fn send(&mut self, msg: &Message, timeout: Duration) {
+        match console::frame(msg) {
+            Ok(line) => {
+                let _ = std::io::stdout().lock().write_all(&line);
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => log::error!("cannot frame a message for the console: {e}"),
+        }
+        let Some(port) = self.port.as_mut() else {
+            return;
+        };
+        let line = match frame::encode(msg) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("cannot encode a message for the port: {e}");
+                return;
+            }
+        };
+        if let Err(e) = port.send(&line, timeout) {
+            if !self.degraded {
+                log::warn!(
+                    "host not reading {} ({e}); carrying on with the console only",
+                    port.device.display()
+                );
+            }
+            self.degraded = true;
+        } else {
+            self.degraded = false;
+        }
+    }
+}

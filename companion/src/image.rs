@@ -1,0 +1,85 @@
+//! Finding or building the rescue image, and the agent binary it packs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use vmrescue_image_builder::{self as builder, Artefacts};
+
+/// The agent binary: `--agent`, `$VMRESCUE_AGENT`, next to this program, the workspace's musl
+/// build, or the system install location.
+pub fn locate_agent(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    if let Some(p) = std::env::var_os("VMRESCUE_AGENT").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let mut tried = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
+        tried.push(dir.join("vmrescue-agent"));
+        // cargo's layout: target/{debug,release}/vmrescue next to target/<triple>/release/.
+        tried.push(dir.join("../x86_64-unknown-linux-musl/release/vmrescue-agent"));
+    }
+    tried.push(PathBuf::from("/usr/lib/vmrescue/vmrescue-agent"));
+    // A host (glibc) build of the agent can sit next to this program in cargo's layout: only a
+    // static one will do as PID 1.
+    let is_static = |p: &Path| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| builder::elf::is_static(&b))
+            == Some(true)
+    };
+    if let Some(found) = tried.iter().find(|p| is_static(p)) {
+        return Ok(found.clone());
+    }
+    bail!(
+        "no static rescue agent binary was found (tried {}); build it with \
+         `cargo build --release -p vmrescue-agent --target x86_64-unknown-linux-musl`, \
+         or name it with --agent or VMRESCUE_AGENT",
+        tried
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Builds the image into `out` (default: the documented image directory).
+pub fn build(
+    kernel: Option<PathBuf>,
+    out: Option<PathBuf>,
+    agent: Option<&Path>,
+) -> Result<Artefacts> {
+    let out = out.unwrap_or_else(builder::default_dir);
+    let agent = locate_agent(agent)?;
+    builder::build(&builder::Options {
+        kernel,
+        modules_dir: None,
+        agent: agent.clone(),
+        out: out.clone(),
+        mtime: None,
+    })
+    .with_context(|| {
+        format!(
+            "building the rescue image in {} (agent {})",
+            out.display(),
+            agent.display()
+        )
+    })
+}
+
+/// The image in `dir` (default location when `None`), built first if it is missing.
+pub fn ensure(dir: Option<PathBuf>, agent: Option<&Path>) -> Result<Artefacts> {
+    let dir = dir.unwrap_or_else(builder::default_dir);
+    if let Some(a) = Artefacts::open(&dir) {
+        return Ok(a);
+    }
+    eprintln!(
+        "vmrescue: no rescue image in {}; building it",
+        dir.display()
+    );
+    build(None, Some(dir), agent)
+}

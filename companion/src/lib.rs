@@ -1,0 +1,11 @@
+//! The `vmrescue` host CLI as a library: QEMU launcher, channel collector, image handling and
+//! output, each in its own module.
+
+pub mod accel;
+pub mod cli;
+pub mod collector;
+pub mod image;
+pub mod kcmdline;
+pub mod qemu;
+pub mod render;
+pub mod rescue;

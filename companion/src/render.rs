@@ -1,0 +1,175 @@
+//! Human-readable output. Every string that came from the guest is hostile: control characters
+//! (terminal escapes) are shown escaped and long strings are cut.
+
+use std::fmt::Write;
+
+use vmrescue_protocol::{Progress, Report};
+
+const MAX_FIELD: usize = 400;
+
+/// Makes a guest string safe to print on a terminal.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_FIELD));
+    for (n, c) in s.chars().enumerate() {
+        if n >= MAX_FIELD {
+            out.push('…');
+            break;
+        }
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.as_deref().map(clean).unwrap_or_else(|| "-".into())
+}
+
+pub fn progress(p: &Progress) -> String {
+    let elapsed = if p.elapsed_s.is_finite() {
+        p.elapsed_s.clamp(0.0, 1e7)
+    } else {
+        0.0
+    };
+    match &p.device {
+        Some(d) => format!(
+            "[{elapsed:7.2}s] {} {}: {}",
+            clean(&p.step),
+            clean(d),
+            clean(&p.message)
+        ),
+        None => format!("[{elapsed:7.2}s] {}: {}", clean(&p.step), clean(&p.message)),
+    }
+}
+
+/// The report as an operator reads it.
+pub fn report(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "vmrescue report ({} mode): {}",
+        r.mode.as_str(),
+        r.outcome.as_str()
+    );
+    let _ = writeln!(
+        s,
+        "  agent {} on kernel {}, {:.1} s",
+        clean(&r.agent_version),
+        clean(&r.kernel),
+        r.elapsed_s
+    );
+    if !r.disks.is_empty() {
+        let _ = writeln!(s, "disks:");
+        for d in &r.disks {
+            let _ = writeln!(
+                s,
+                "  {:<8} {:>10} MiB  serial {}{}",
+                clean(&d.name),
+                d.size_bytes / (1024 * 1024),
+                opt(&d.serial),
+                if d.read_only { "  (read-only)" } else { "" }
+            );
+        }
+    }
+    let _ = writeln!(s, "filesystems:");
+    if r.filesystems.is_empty() {
+        let _ = writeln!(s, "  (none found)");
+    }
+    for f in &r.filesystems {
+        let _ = writeln!(
+            s,
+            "  {} {} uuid {} label {}",
+            clean(&f.device),
+            clean(&f.fstype),
+            opt(&f.uuid),
+            opt(&f.label)
+        );
+        let code = f
+            .fsck
+            .exit_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "    state {:?} -> {:?}; {} {} (exit {code})",
+            f.state_before,
+            f.state_after,
+            clean(&f.fsck.tool),
+            f.fsck.status.as_str()
+        );
+    }
+    if !r.changes.is_empty() {
+        let _ = writeln!(s, "changes:");
+        for c in &r.changes {
+            let _ = writeln!(
+                s,
+                "  {} {}: {}",
+                clean(&c.kind),
+                clean(&c.path),
+                clean(&c.detail)
+            );
+        }
+    }
+    if !r.warnings.is_empty() {
+        let _ = writeln!(s, "warnings:");
+        for w in &r.warnings {
+            let _ = writeln!(s, "  [{}] {}", clean(&w.step), clean(&w.message));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmrescue_protocol::{Filesystem, Outcome, Warning};
+
+    #[test]
+    fn escapes_terminal_control_and_cuts_long_strings() {
+        assert_eq!(clean("ok"), "ok");
+        assert_eq!(clean("\x1b[2Jgone"), "\\u{1b}[2Jgone");
+        assert_eq!(clean("a\nb\r"), "a\\u{a}b\\u{d}");
+        assert_eq!(clean("\u{202e}txt"), "\\u{202e}txt");
+        let long = "x".repeat(10_000);
+        assert!(clean(&long).chars().count() <= MAX_FIELD + 1);
+    }
+
+    #[test]
+    fn report_mentions_outcome_and_hostile_fields_escaped() {
+        let r = Report {
+            outcome: Outcome::Repaired,
+            filesystems: vec![Filesystem {
+                device: "/dev/vda\x1b]0;pwn\x07".into(),
+                fstype: "ext4".into(),
+                ..Default::default()
+            }],
+            warnings: vec![Warning {
+                step: "fsck".into(),
+                message: "m".into(),
+                device: None,
+            }],
+            ..Default::default()
+        };
+        let text = report(&r);
+        assert!(text.contains("repaired"));
+        assert!(!text.contains('\x1b'));
+        assert!(!text.contains('\x07'));
+        assert!(text.contains("[fsck] m"));
+    }
+
+    #[test]
+    fn progress_survives_nonsense_numbers() {
+        let p = Progress {
+            step: "s".into(),
+            message: "m".into(),
+            device: None,
+            elapsed_s: f64::NAN,
+        };
+        assert!(progress(&p).contains("0.00s"));
+    }
+}

@@ -1,0 +1,327 @@
+//! Builds the rescue artefacts from the host's kernel: the kernel itself and a compressed newc
+//! initramfs carrying the static agent as `/init`, the static checkers, busybox and the kernel
+//! modules the rescue needs (with their dependency closure). Reproducible: the same inputs give
+//! the same bytes (sorted entries, fixed mtimes, `SOURCE_DATE_EPOCH` honoured).
+//!
+//! It packs the agent binary; it does not link the agent's code.
+
+pub mod cpio;
+pub mod elf;
+pub mod kernel;
+pub mod layout;
+pub mod modules;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The module list and the image list, from `initramfs/` (data, not code).
+pub const MODULES_LIST: &str = include_str!("../../initramfs/modules.list");
+pub const IMAGE_LIST: &str = include_str!("../../initramfs/image.list");
+
+/// File names inside an image directory.
+pub const KERNEL_FILE: &str = "vmlinuz";
+pub const INITRAMFS_FILE: &str = "initramfs.img";
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Where the agent finds its module load order.
+pub const MODULES_LOAD_PATH: &str = "/etc/vmrescue/modules.load";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no kernel given and none found as /boot/vmlinuz-*; install linux-image-amd64 (scripts/setup.sh) or pass --kernel")]
+    NoKernel,
+    #[error("cannot tell the version of kernel {0}; name it vmlinuz-VERSION or pass a bzImage")]
+    KernelVersion(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("agent {0} is not a static binary; build it with: cargo build --release -p vmrescue-agent --target x86_64-unknown-linux-musl")]
+    AgentNotStatic(PathBuf),
+    #[error("{0}")]
+    List(#[from] layout::ListError),
+    #[error("kernel {version}: {source}")]
+    Module {
+        version: String,
+        source: modules::ModuleError,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    fs::read(path).map_err(io_err(path))
+}
+
+/// What to build from.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Kernel image; default: the newest `/boot/vmlinuz-*`.
+    pub kernel: Option<PathBuf>,
+    /// Module tree; default: `/lib/modules/<kernel version>`.
+    pub modules_dir: Option<PathBuf>,
+    /// The static agent binary.
+    pub agent: PathBuf,
+    /// Output directory (replaced atomically).
+    pub out: PathBuf,
+    /// mtime for every archive entry; default: `SOURCE_DATE_EPOCH` or 0.
+    pub mtime: Option<u32>,
+}
+
+/// What a build wrote, recorded in `manifest.json` next to the artefacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub builder_version: String,
+    pub kernel_version: String,
+    pub kernel_sha256: String,
+    pub initramfs_sha256: String,
+    pub agent_sha256: String,
+    /// Modules in load order (paths under /lib/modules/VERSION/).
+    pub modules: Vec<String>,
+}
+
+/// Paths of a built image.
+#[derive(Debug, Clone)]
+pub struct Artefacts {
+    pub dir: PathBuf,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Artefacts {
+    /// Opens an image directory that a build wrote; `None` if it is missing or incomplete.
+    pub fn open(dir: &Path) -> Option<Artefacts> {
+        let manifest: Manifest =
+            serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()?;
+        let a = Artefacts {
+            dir: dir.to_owned(),
+            kernel: dir.join(KERNEL_FILE),
+            initramfs: dir.join(INITRAMFS_FILE),
+            manifest,
+        };
+        (a.kernel.is_file() && a.initramfs.is_file()).then_some(a)
+    }
+}
+
+/// The documented default image directory: `$VMRESCUE_IMAGE_DIR`, else
+/// `$XDG_CACHE_HOME/vmrescue/image`, else `$HOME/.cache/vmrescue/image`, else
+/// `/var/cache/vmrescue/image`.
+pub fn default_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("VMRESCUE_IMAGE_DIR") {
+        return d;
+    }
+    if let Some(d) = env("XDG_CACHE_HOME") {
+        return d.join("vmrescue/image");
+    }
+    if let Some(h) = env("HOME") {
+        return h.join(".cache/vmrescue/image");
+    }
+    PathBuf::from("/var/cache/vmrescue/image")
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn source_date_epoch() -> u32 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Builds the image into `opts.out`, replacing what was there only once the new one is complete.
+pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
+    let kernel_path = match &opts.kernel {
+        Some(k) => k.clone(),
+        None => kernel::default_kernel(Path::new("/boot")).ok_or(BuildError::NoKernel)?,
+    };
+    let kernel_bytes = read(&kernel_path)?;
+    let version = kernel::bzimage_version(&kernel_bytes)
+        .or_else(|| kernel::version_from_name(&kernel_path))
+        .ok_or_else(|| BuildError::KernelVersion(kernel_path.clone()))?;
+    let moddir = opts
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("/lib/modules").join(&version));
+    let agent = read(&opts.agent)?;
+    if elf::is_static(&agent) != Some(true) {
+        return Err(BuildError::AgentNotStatic(opts.agent.clone()));
+    }
+
+    let optional_text = |name: &str| fs::read_to_string(moddir.join(name)).unwrap_or_default();
+    let dep_path = moddir.join("modules.dep");
+    let dep = fs::read_to_string(&dep_path).map_err(io_err(&dep_path))?;
+    let index = modules::Index::parse(
+        &dep,
+        &optional_text("modules.softdep"),
+        &optional_text("modules.alias"),
+        &optional_text("modules.builtin"),
+    );
+    let wanted: Vec<&str> = MODULES_LIST
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let loads = index
+        .resolve(&wanted)
+        .map_err(|source| BuildError::Module {
+            version: version.clone(),
+            source,
+        })?;
+
+    // Every entry by path; a BTreeMap sorts them (parents before children) and dedups.
+    let mut entries: BTreeMap<String, cpio::Entry> = BTreeMap::new();
+    let mut add = |path: &str, mode: u32, kind: cpio::Kind| {
+        let key = path.trim_start_matches('/').to_owned();
+        // Parent directories too, so the archive unpacks whatever the list forgot.
+        for dir in Path::new(&key).ancestors().skip(1) {
+            let dir = dir.to_string_lossy().into_owned();
+            if !dir.is_empty() {
+                let entry = cpio::Entry {
+                    path: dir.clone(),
+                    mode: 0o755,
+                    kind: cpio::Kind::Dir,
+                };
+                entries.entry(dir).or_insert(entry);
+            }
+        }
+        entries.insert(
+            key.clone(),
+            cpio::Entry {
+                path: key,
+                mode,
+                kind,
+            },
+        );
+    };
+    for item in layout::parse(IMAGE_LIST)? {
+        match item {
+            layout::Item::Dir { path, mode } => add(&path, mode, cpio::Kind::Dir),
+            layout::Item::Nod {
+                path,
+                mode,
+                major,
+                minor,
+            } => add(&path, mode, cpio::Kind::CharDev { major, minor }),
+            layout::Item::Slink { path, target } => add(&path, 0o777, cpio::Kind::Symlink(target)),
+            layout::Item::File { path, source, mode } => {
+                let data = if source == layout::AGENT {
+                    agent.clone()
+                } else {
+                    read(Path::new(&source))?
+                };
+                add(&path, mode, cpio::Kind::File(data));
+            }
+        }
+    }
+    let mut load_list = String::from("# Written by vmrescue image build: modules in load order.\n");
+    for l in &loads {
+        let image_path = format!("/lib/modules/{version}/{}", l.path);
+        add(
+            &image_path,
+            0o644,
+            cpio::Kind::File(read(&moddir.join(&l.path))?),
+        );
+        load_list.push_str(&image_path);
+        load_list.push_str(if l.optional { " optional\n" } else { "\n" });
+    }
+    add(
+        MODULES_LOAD_PATH,
+        0o644,
+        cpio::Kind::File(load_list.into_bytes()),
+    );
+
+    let mtime = opts.mtime.unwrap_or_else(source_date_epoch);
+    let entries: Vec<cpio::Entry> = entries.into_values().collect();
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    cpio::write(&mut gz, &entries, mtime).map_err(io_err(&opts.out))?;
+    let initramfs = gz.finish().map_err(io_err(&opts.out))?;
+
+    let manifest = Manifest {
+        format: 1,
+        builder_version: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel_version: version,
+        kernel_sha256: sha256_hex(&kernel_bytes),
+        initramfs_sha256: sha256_hex(&initramfs),
+        agent_sha256: sha256_hex(&agent),
+        modules: loads.iter().map(|l| l.path.clone()).collect(),
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&opts.out)(e.into()))?;
+    json.push(b'\n');
+    publish(
+        &opts.out,
+        &[
+            (KERNEL_FILE, &kernel_bytes),
+            (INITRAMFS_FILE, &initramfs),
+            (MANIFEST_FILE, &json),
+        ],
+    )?;
+    Artefacts::open(&opts.out).ok_or_else(|| BuildError::Io {
+        path: opts.out.clone(),
+        source: io::Error::other("the image just written cannot be read back"),
+    })
+}
+
+/// Writes the files into a fresh sibling directory, syncs them, and exchanges it with `out`
+/// (renameat2 RENAME_EXCHANGE) under a lock, so readers and concurrent builders never see a
+/// half-written or missing image.
+fn publish(out: &Path, files: &[(&str, &[u8])]) -> Result<(), BuildError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("image");
+    let lock_path = parent.join(format!(".{name}.lock"));
+    let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err(&lock_path)(e.into()))?;
+    let tmp = parent.join(format!(".{name}.new-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    for (file, data) in files {
+        let p = tmp.join(file);
+        let mut f = File::create(&p).map_err(io_err(&p))?;
+        f.write_all(data)
+            .and_then(|_| f.sync_all())
+            .map_err(io_err(&p))?;
+    }
+    if out.exists() {
+        // Swap old and new in one step, then drop the old one.
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp,
+            rustix::fs::CWD,
+            out,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io_err(out)(e.into()))?;
+        let _ = fs::remove_dir_all(&tmp);
+    } else {
+        fs::rename(&tmp, out).map_err(io_err(out))?;
+    }
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(parent))?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! The one description of what crosses the virtio-serial port (and the console) between the
+//! rescue agent in the guest and the `vmrescue` companion on the host.
+//!
+//! Messages are JSON lines, versioned with `"v": 1`. Fields and variants are only ever added,
+//! never renamed: other tools drive these names.
+//!
+//! The host treats every byte from the guest as hostile: [`frame`] caps line length and rejects
+//! what does not parse, [`console`] extracts framed messages from a console log.
+
+pub mod console;
+pub mod frame;
+pub mod message;
+pub mod report;
+
+pub use frame::{FrameError, LineReader, MAX_LINE};
+pub use message::{Message, Progress, PROTOCOL_VERSION};
+pub use report::*;
+
+/// Name of the virtio-serial port the agent talks on unless the kernel command line says otherwise.
+pub const DEFAULT_PORT_NAME: &str = "org.vmrescue.agent.0";

@@ -1,0 +1,215 @@
+//! The rescue report: what the agent found and what it changed.
+//!
+//! Stable field names (other tools read them): `outcome`, `mode`, `filesystems[]` with `device`,
+//! `type`, `uuid`, `label`, `state_before`, `state_after`, `fsck {tool, exit_code, status}`,
+//! `changes[]` with `kind`, `path`, `detail`, and `warnings[]`. Fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+/// What the rescue amounts to. The companion's exit status follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every filesystem checked clean; nothing needed doing.
+    Clean,
+    /// Problems were found and all were fixed.
+    Repaired,
+    /// Problems remain (always the case for problems found in check mode).
+    Unrepaired,
+    /// No filesystem of the guest was found.
+    NoOs,
+    /// The rescue itself could not do its work (see `warnings`). Also what a report that was
+    /// never decided says.
+    #[default]
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Repaired => "repaired",
+            Outcome::Unrepaired => "unrepaired",
+            Outcome::NoOs => "no_os",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// `check` looks and writes nothing; `repair` fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Check,
+    Repair,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Check => "check",
+            Mode::Repair => "repair",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "check" => Some(Mode::Check),
+            "repair" => Some(Mode::Repair),
+            _ => None,
+        }
+    }
+}
+
+/// Superblock state of a filesystem as read before and after fsck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsState {
+    /// Cleanly unmounted, no error recorded.
+    Clean,
+    /// The kernel recorded an error (e.g. after a journal abort that remounted it read-only).
+    Errors,
+    /// Not cleanly unmounted (still marked mounted, or its journal needs recovery).
+    NotClean,
+    /// The superblock could not be read.
+    #[default]
+    Unknown,
+}
+
+/// Normalised result of a filesystem check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsckStatus {
+    /// No problem found.
+    Clean,
+    /// Problems found and corrected.
+    Corrected,
+    /// Problems found and left (check mode, or the checker could not fix them).
+    Uncorrected,
+    /// Not checked (unsupported type, or the operator asked not to).
+    #[default]
+    Skipped,
+    /// The checker could not run or failed operationally.
+    Error,
+}
+
+impl FsckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsckStatus::Clean => "clean",
+            FsckStatus::Corrected => "corrected",
+            FsckStatus::Uncorrected => "uncorrected",
+            FsckStatus::Skipped => "skipped",
+            FsckStatus::Error => "error",
+        }
+    }
+}
+
+/// One run of a checker.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FsckPass {
+    /// The arguments given (the device last).
+    pub args: Vec<String>,
+    /// Raw exit code; `None` when the process could not be started or was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// What this pass amounted to.
+    pub status: FsckStatus,
+    /// The checker's own summary lines (bounded).
+    #[serde(default)]
+    pub output: Vec<String>,
+}
+
+/// The fsck result of one filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fsck {
+    /// Checker program, e.g. `e2fsck`.
+    pub tool: String,
+    /// Raw exit code of the pass that decided `status`.
+    pub exit_code: Option<i32>,
+    pub status: FsckStatus,
+    /// Every pass, in order (preen, full, verification).
+    #[serde(default)]
+    pub passes: Vec<FsckPass>,
+}
+
+/// A filesystem the agent found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Filesystem {
+    /// Device inside the rescue VM, e.g. `/dev/vda1`.
+    pub device: String,
+    /// Filesystem type as blkid names it (`ext4`, `xfs`, ...).
+    #[serde(rename = "type")]
+    pub fstype: String,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+    pub state_before: FsState,
+    pub state_after: FsState,
+    /// Errors the kernel recorded in the superblock before the rescue.
+    #[serde(default)]
+    pub error_count_before: u32,
+    pub fsck: Fsck,
+}
+
+/// One write the agent made to a guest disk.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Change {
+    /// What kind of change, e.g. `fsck`, `mkdir`, `write_file`.
+    pub kind: String,
+    /// Device or file path the change is on.
+    pub path: String,
+    pub detail: String,
+    /// Where the original was saved before the change, if it was a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_after: Option<String>,
+}
+
+/// Something the operator should know: a step that failed, a module that did not load.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Warning {
+    /// Step the warning comes from (`boot`, `modules`, `disks`, `fsck`, `port`, ...).
+    pub step: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// A block device the agent saw.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Disk {
+    /// Kernel name, e.g. `vda`.
+    pub name: String,
+    pub size_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    pub read_only: bool,
+    /// Partitions' kernel names, e.g. `vda1`.
+    #[serde(default)]
+    pub partitions: Vec<String>,
+}
+
+/// The final report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub mode: Mode,
+    #[serde(default)]
+    pub agent_version: String,
+    #[serde(default)]
+    pub kernel: String,
+    /// Seconds from the agent's start to the report.
+    #[serde(default)]
+    pub elapsed_s: f64,
+    #[serde(default)]
+    pub disks: Vec<Disk>,
+    #[serde(default)]
+    pub filesystems: Vec<Filesystem>,
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+}

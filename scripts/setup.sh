@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Idempotent set-up for vmrescue on Debian 12 (bookworm): the Debian packages the rescue image,
+# the demo and the tests need, and the Rust musl target for the static agent.
+#
+# The bookworm-backports suite (QEMU 10, libvirt 11) is added by reusing the mirror URI that the
+# machine's own /etc/apt/sources.list.d/debian.sources already names; no host name is written here.
+#
+# Usage: scripts/setup.sh [--check]   (--check: only report what is missing, exit 1 if anything is)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+# Packages from bookworm itself.
+base_pkgs=(
+  linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs
+  xorriso isolinux syslinux-common cpio zstd file
+)
+# Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
+bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
+
+# Commands and files whose presence means the set-up has been done.
+need_paths=(
+  /usr/sbin/e2fsck /sbin/e2fsck.static /bin/busybox /usr/sbin/mkfs.xfs /usr/bin/xorriso
+  /usr/lib/ISOLINUX/isolinux.bin /usr/bin/cpio /usr/bin/zstd /usr/bin/file
+  /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/virsh /usr/sbin/debugfs
+)
+
+missing=()
+for p in "${need_paths[@]}"; do [ -e "$p" ] || missing+=("$p"); done
+if ! ls /boot/vmlinuz-* >/dev/null 2>&1; then missing+=("/boot/vmlinuz-*"); fi
+musl_ok=1
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  musl_ok=0
+  missing+=("rust target x86_64-unknown-linux-musl")
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  log "set-up: everything is in place"
+  exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+  log "set-up: missing: ${missing[*]}"
+  exit 1
+fi
+log "set-up: missing: ${missing[*]}"
+
+if [ "$(id -u)" -ne 0 ]; then
+  die "set-up needs root to install Debian packages (run: sudo $0)"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+add_backports() {
+  local list=/etc/apt/sources.list.d/vmrescue-bookworm-backports.sources
+  [ -f "$list" ] && return 0
+  if apt-cache policy 2>/dev/null | grep -q 'bookworm-backports'; then return 0; fi
+  local src=/etc/apt/sources.list.d/debian.sources uri=""
+  if [ -f "$src" ]; then
+    # The first URIs: line of the stanza whose Suites: names plain bookworm (not -security).
+    uri=$(awk '
+      /^[[:space:]]*$/ { if (s ~ /(^| )bookworm( |$)/ && u != "") { print u; exit } s=""; u=""; next }
+      /^URIs:/   { u=$2 }
+      /^Suites:/ { $1=""; s=$0 " " }
+      END { if (s ~ /(^| )bookworm( |$)/ && u != "") print u }' "$src" | head -n 1)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1=="deb" && $3=="bookworm" { print $2; exit }' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || die "cannot find a bookworm mirror URI in $src or /etc/apt/sources.list to add bookworm-backports"
+  log "set-up: adding bookworm-backports from the existing mirror"
+  cat >"$list" <<SRC
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+}
+
+add_backports
+apt-get update -q
+# Services must not be started by package scripts during set-up (containers, CI); the tests start
+# what they need themselves.
+apt-get install -y -q --no-install-recommends "${base_pkgs[@]}"
+apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_pkgs[@]}"
+
+if [ "$musl_ok" -eq 0 ]; then
+  command -v rustup >/dev/null || die "rustup is not installed: install the Rust toolchain with rustup first"
+  rustup target add x86_64-unknown-linux-musl
+fi
+log "set-up: done"
