@@ -30,11 +30,17 @@ need_paths=(
 missing=()
 for p in "${need_paths[@]}"; do [ -e "$p" ] || missing+=("$p"); done
 if ! ls /boot/vmlinuz-* >/dev/null 2>&1; then missing+=("/boot/vmlinuz-*"); fi
-musl_ok=1
+rust_ok=1
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-  musl_ok=0
+  rust_ok=0
   missing+=("rust target x86_64-unknown-linux-musl")
 fi
+for c in clippy fmt; do
+  if ! cargo "$c" --version >/dev/null 2>&1; then
+    rust_ok=0
+    missing+=("cargo $c")
+  fi
+done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   log "set-up: everything is in place"
@@ -46,6 +52,19 @@ if [ "${1:-}" = "--check" ]; then
 fi
 log "set-up: missing: ${missing[*]}"
 
+install_rust() {
+  command -v rustup >/dev/null || die "rustup is not installed: install the Rust toolchain with rustup first"
+  rustup target add x86_64-unknown-linux-musl
+  rustup component add clippy rustfmt
+}
+
+pkgs_missing=0
+for m in "${missing[@]}"; do case "$m" in /*) pkgs_missing=1 ;; esac; done
+if [ "$pkgs_missing" -eq 0 ]; then
+  install_rust
+  log "set-up: done"
+  exit 0
+fi
 if [ "$(id -u)" -ne 0 ]; then
   die "set-up needs root to install Debian packages (run: sudo $0)"
 fi
@@ -86,8 +105,5 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends "${base_pkgs[@]}"
 apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_pkgs[@]}"
 
-if [ "$musl_ok" -eq 0 ]; then
-  command -v rustup >/dev/null || die "rustup is not installed: install the Rust toolchain with rustup first"
-  rustup target add x86_64-unknown-linux-musl
-fi
+[ "$rust_ok" -eq 1 ] || install_rust
 log "set-up: done"

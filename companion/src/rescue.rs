@@ -206,6 +206,8 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
             )
         })?;
     let result = collect(req, &config, &mut child);
+    // Whether QEMU ended by itself, before we stop it.
+    let own_exit = child.try_wait().ok().flatten();
     stop(&mut child);
     let outcome = match result {
         Collected::Report(r) => Ok(r),
@@ -216,7 +218,7 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
                 )));
                 Ok(r)
             }
-            None => Err(no_report(&config, &qemu_log, &mut child, reason)),
+            None => Err(no_report(&config, &qemu_log, own_exit, reason)),
         },
     };
     match &outcome {
@@ -359,12 +361,16 @@ fn recover_from_console(log: &Path) -> Option<Report> {
     console::last_report(&buf)
 }
 
-fn no_report(config: &qemu::Config, qemu_log: &Path, child: &mut Child, reason: String) -> Failure {
+fn no_report(
+    config: &qemu::Config,
+    qemu_log: &Path,
+    own_exit: Option<std::process::ExitStatus>,
+    reason: String,
+) -> Failure {
     let console_empty = fs::metadata(&config.console_log)
         .map(|m| m.len() == 0)
         .unwrap_or(true);
-    let status = child.try_wait().ok().flatten();
-    if console_empty && status.is_some_and(|s| !s.success()) {
+    if console_empty && own_exit.is_some_and(|s| !s.success()) {
         // QEMU itself refused to start (image locked, bad option...): a host-side problem.
         let text = fs::read_to_string(qemu_log).unwrap_or_default();
         let tail: Vec<&str> = text

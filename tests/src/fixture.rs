@@ -1,0 +1,179 @@
+//! Guest disks made, not downloaded: a small OS-like root tree packed with `mkfs.ext4 -d`,
+//! damaged with `debugfs -w`, and read back with `debugfs` to check file contents without
+//! mounting anything.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// The file the fixtures damage (its inode, not its data).
+pub const VICTIM: &str = "/var/lib/app/victim.dat";
+
+fn hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so fixtures are reproducible.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes a small Debian-like root tree under `dir`; returns each file's guest path and sha256.
+pub fn os_tree(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("etc/os-release", b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n".to_vec()),
+        ("etc/hostname", b"guest01\n".to_vec()),
+        ("etc/fstab", b"# /etc/fstab\nLABEL=guestroot / ext4 errors=remount-ro 0 1\n".to_vec()),
+        ("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n".to_vec()),
+        ("sbin/init", bytes(1, 4096)),
+        ("usr/bin/app", bytes(2, 20_000)),
+        ("home/user/notes.txt", b"remember the milk\n".to_vec()),
+        ("home/user/photo.bin", bytes(3, 300_000)),
+        ("var/log/syslog", bytes(4, 50_000)),
+        (VICTIM.trim_start_matches('/'), bytes(5, 10_000)),
+    ];
+    for d in ["proc", "sys", "dev", "run", "tmp", "boot", "bin", "lib", "mnt", "media", "root"] {
+        fs::create_dir_all(dir.join(d))?;
+    }
+    let mut sums = BTreeMap::new();
+    for (path, data) in files {
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&p, &data).with_context(|| format!("writing {}", p.display()))?;
+        sums.insert(format!("/{path}"), hex(&data));
+    }
+    Ok(sums)
+}
+
+fn run(cmd: &mut Command) -> Result<std::process::Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?} (installed by scripts/setup.sh?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// `mkfs.ext4 -d TREE` into a new image file of `size_mib`.
+pub fn mkfs_ext4(image: &Path, size_mib: u64, label: &str, tree: &Path) -> Result<()> {
+    let f = fs::File::create(image)?;
+    f.set_len(size_mib << 20)?;
+    drop(f);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label, "-d"])
+        .arg(tree)
+        .arg(image))?;
+    Ok(())
+}
+
+/// Runs debugfs commands read-write on an image.
+pub fn debugfs_write(image: &Path, cmds: &[&str]) -> Result<()> {
+    let script = tempfile::NamedTempFile::new()?;
+    fs::write(script.path(), cmds.join("\n") + "\n")?;
+    let out = run(Command::new("debugfs").arg("-w").arg("-f").arg(script.path()).arg(image))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    // debugfs exits 0 even when a command fails; its errors name the command.
+    if let Some(line) = err.lines().find(|l| l.contains(": ") && !l.starts_with("debugfs ")) {
+        bail!("debugfs on {}: {line}", image.display());
+    }
+    Ok(())
+}
+
+/// A file's sha256 read from an unmounted ext image with `debugfs cat`.
+pub fn sha256_in_image(image: &Path, path: &str) -> Result<String> {
+    let out = run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image))?;
+    Ok(hex(&out.stdout))
+}
+
+/// The exit status of the host's `e2fsck -fn` on an image.
+pub fn host_e2fsck(image: &Path) -> Result<i32> {
+    let out = Command::new("e2fsck").arg("-fn").arg(image).output().context("running e2fsck")?;
+    Ok(out.status.code().unwrap_or(-1))
+}
+
+/// The sha256 of a whole image file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A guest disk and what its files should contain.
+pub struct Disk {
+    pub image: PathBuf,
+    pub sums: BTreeMap<String, String>,
+}
+
+/// The field failure of the issue: an ext4 root whose superblock carries the error state a
+/// journal abort leaves (the kernel then remounted it read-only), plus a damaged inode.
+pub fn broken_root(image: &Path) -> Result<Disk> {
+    let tree = tempfile::tempdir()?;
+    let sums = os_tree(tree.path())?;
+    mkfs_ext4(image, 64, "guestroot", tree.path())?;
+    debugfs_write(
+        image,
+        &[
+            // ERROR_FS set, VALID cleared: mounted when the journal aborted.
+            "ssv state 2",
+            "ssv error_count 3",
+            "ssv first_error_time 20260101",
+            "ssv first_error_func ext4_journal_check_start",
+            "ssv first_error_line 61",
+            "ssv last_error_time 20260102",
+            // A damaged inode: its link count no longer matches the directory tree.
+            &format!("sif {VICTIM} links_count 7"),
+        ],
+    )?;
+    Ok(Disk { image: image.to_owned(), sums })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_root_is_really_broken_and_files_are_readable() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("root.img");
+        let disk = broken_root(&img).unwrap();
+        assert_eq!(host_e2fsck(&img).unwrap(), 4, "e2fsck -fn must find the damage");
+        for (path, sum) in &disk.sums {
+            assert_eq!(&sha256_in_image(&img, path).unwrap(), sum, "{path}");
+        }
+        let sb = vmrescue_discovery_sb(&img);
+        assert_eq!(sb & 2, 2, "ERROR_FS set");
+    }
+
+    fn vmrescue_discovery_sb(img: &Path) -> u16 {
+        let data = fs::read(img).unwrap();
+        u16::from_le_bytes([data[1024 + 0x3A], data[1024 + 0x3B]])
+    }
+
+    #[test]
+    fn debugfs_errors_are_not_swallowed() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("t");
+        fs::create_dir(&tree).unwrap();
+        let img = d.path().join("x.img");
+        mkfs_ext4(&img, 8, "x", &tree).unwrap();
+        assert!(debugfs_write(&img, &["sif /no/such/file links_count 2"]).is_err());
+    }
+}

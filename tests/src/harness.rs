@@ -1,0 +1,138 @@
+//! Runs the real `vmrescue` binary against the real rescue image under QEMU.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+use vmrescue_image_builder::{self as builder, Artefacts};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The static agent: `$VMRESCUE_AGENT` or the workspace's musl release build.
+pub fn agent() -> Result<PathBuf> {
+    let p = std::env::var_os("VMRESCUE_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("x86_64-unknown-linux-musl/release/vmrescue-agent"));
+    if !p.is_file() {
+        bail!(
+            "the static agent {} is missing: run the tests with scripts/test.sh, which builds it \
+             (cargo build --release -p vmrescue-agent --target x86_64-unknown-linux-musl)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The `vmrescue` binary cargo built next to this test executable (or `$VMRESCUE_BIN`).
+pub fn vmrescue_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("VMRESCUE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/debug/deps/<test> -> target/debug/vmrescue
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("vmrescue"))
+        .context("locating the vmrescue binary")?;
+    if !p.is_file() {
+        bail!("{} is missing: build it with cargo build -p vmrescue-companion", p.display());
+    }
+    // `cargo test -p vmrescue-tests` does not rebuild another package's binary: refuse to
+    // test a stale one.
+    let built = std::fs::metadata(&p)?.modified()?;
+    let root = workspace_root();
+    if let Some(newer) = ["companion/src", "protocol/src", "image-builder/src", "discovery/src"]
+        .iter()
+        .flat_map(|d| walk(&root.join(d)))
+        .find(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|m| m > built))
+    {
+        bail!(
+            "{} is older than {}: rebuild it (cargo build -p vmrescue-companion, or run scripts/test.sh)",
+            p.display(),
+            newer.display()
+        );
+    }
+    Ok(p)
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The rescue image, built once per test process from the current agent.
+pub fn image() -> &'static Artefacts {
+    static IMAGE: OnceLock<Artefacts> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let build = || -> Result<Artefacts> {
+            Ok(builder::build(&builder::Options {
+                kernel: None,
+                modules_dir: None,
+                agent: agent()?,
+                out: target_dir().join("vmrescue-test/image"),
+                mtime: None,
+            })?)
+        };
+        match build() {
+            Ok(a) => a,
+            Err(e) => panic!("cannot build the rescue image for the tests: {e:#}"),
+        }
+    })
+}
+
+/// What a `vmrescue rescue --json` run gave.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub report: Option<serde_json::Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// `report[key]` as a string, for assertions.
+    pub fn field(&self, pointer: &str) -> String {
+        self.report
+            .as_ref()
+            .and_then(|r| r.pointer(pointer))
+            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `vmrescue rescue --json --image IMAGE --mode MODE --disk ...` plus `extra` arguments.
+pub fn rescue(disks: &[&Path], mode: &str, extra: &[&str]) -> Result<Run> {
+    let mut cmd = Command::new(vmrescue_bin()?);
+    cmd.args(["rescue", "--json", "--mode", mode, "--image"])
+        .arg(&image().dir)
+        .args(extra);
+    for d in disks {
+        cmd.arg("--disk").arg(d);
+    }
+    let out = cmd.output().context("running vmrescue")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_str(&stdout).ok(),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

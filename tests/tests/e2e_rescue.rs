@@ -1,0 +1,98 @@
+//! End-to-end: the real rescue image boots under QEMU (TCG here) on broken disks.
+
+use std::path::Path;
+
+use vmrescue_tests::fixture::{self, VICTIM};
+use vmrescue_tests::harness;
+
+fn assert_files_intact(image: &Path, sums: &std::collections::BTreeMap<String, String>) {
+    for (path, sum) in sums {
+        assert_eq!(
+            &fixture::sha256_in_image(image, path).unwrap(),
+            sum,
+            "{path} changed on {}",
+            image.display()
+        );
+    }
+}
+
+#[test]
+fn repair_fixes_a_journal_abort_and_a_damaged_inode() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
+    let run = harness::rescue(&[&disk.image], "repair", &[]).unwrap();
+    assert_eq!(run.code, 0, "stderr: {}\nstdout: {}", run.stderr, run.stdout);
+    assert_eq!(run.field("/outcome"), "repaired");
+    assert_eq!(run.field("/mode"), "repair");
+    assert_eq!(run.field("/filesystems/0/device"), "/dev/vda");
+    assert_eq!(run.field("/filesystems/0/type"), "ext4");
+    assert_eq!(run.field("/filesystems/0/label"), "guestroot");
+    assert_eq!(run.field("/filesystems/0/state_before"), "errors");
+    assert_eq!(run.field("/filesystems/0/state_after"), "clean");
+    assert_eq!(run.field("/filesystems/0/fsck/tool"), "e2fsck");
+    assert_eq!(run.field("/filesystems/0/fsck/status"), "corrected");
+    assert_eq!(run.field("/changes/0/kind"), "fsck");
+    // Every pass was forced.
+    let passes = run.report.as_ref().unwrap()["filesystems"][0]["fsck"]["passes"].as_array().unwrap().clone();
+    assert!(passes.iter().all(|p| p["args"].as_array().unwrap().iter().any(|a| a == "-f")));
+    // The host agrees, and the user's files are untouched.
+    assert_eq!(fixture::host_e2fsck(&disk.image).unwrap(), 0);
+    let mut untouched = disk.sums.clone();
+    untouched.remove(VICTIM);
+    assert_files_intact(&disk.image, &untouched);
+    // Progress streamed to the terminal while it ran.
+    assert!(run.stderr.contains("fsck /dev/vda"), "{}", run.stderr);
+}
+
+#[test]
+fn check_mode_reports_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
+    let before = fixture::sha256_file(&disk.image).unwrap();
+    let run = harness::rescue(&[&disk.image], "check", &[]).unwrap();
+    assert_eq!(run.code, 1, "stderr: {}", run.stderr);
+    assert_eq!(run.field("/outcome"), "unrepaired");
+    assert_eq!(run.field("/mode"), "check");
+    assert_eq!(run.field("/filesystems/0/state_before"), "errors");
+    assert_eq!(run.field("/filesystems/0/fsck/status"), "uncorrected");
+    assert_eq!(run.field("/filesystems/0/fsck/exit_code"), "4");
+    assert_eq!(run.report.as_ref().unwrap()["changes"], serde_json::json!([]));
+    assert_eq!(fixture::sha256_file(&disk.image).unwrap(), before, "check mode changed the image");
+}
+
+#[test]
+fn garbage_disk_has_no_os() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("garbage.img");
+    std::fs::write(&img, fixture::bytes(9, 8 << 20)).unwrap();
+    let before = fixture::sha256_file(&img).unwrap();
+    let run = harness::rescue(&[&img], "repair", &[]).unwrap();
+    assert_eq!(run.code, 1, "stderr: {}", run.stderr);
+    assert_eq!(run.field("/outcome"), "no_os");
+    assert_eq!(fixture::sha256_file(&img).unwrap(), before, "nothing to repair, nothing written");
+}
+
+#[test]
+fn no_report_in_time_exits_3_and_names_the_console_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
+    // Under TCG the kernel alone needs longer than a second to reach the agent.
+    let run = harness::rescue(&[&disk.image], "check", &["--timeout", "1", "--accel", "tcg"]).unwrap();
+    assert_eq!(run.code, 3, "stderr: {}", run.stderr);
+    let log = run
+        .stderr
+        .split("console log: ")
+        .nth(1)
+        .map(|s| s.trim().to_owned())
+        .expect("message names the console log");
+    assert!(Path::new(&log).is_file(), "{log} kept for the operator");
+    let _ = std::fs::remove_dir_all(Path::new(&log).parent().unwrap());
+}
+
+#[test]
+fn missing_disk_is_a_usage_error() {
+    let run = harness::rescue(&[Path::new("/nonexistent/disk.img")], "check", &[]).unwrap();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/nonexistent/disk.img"), "{}", run.stderr);
+    assert!(run.report.is_none());
+}

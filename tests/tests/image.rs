@@ -1,0 +1,90 @@
+//! The rescue image and the agent binary, checked against the real host kernel and tools.
+
+use std::process::Command;
+
+use vmrescue_image_builder as builder;
+use vmrescue_tests::harness;
+
+#[test]
+fn agent_is_a_static_binary() {
+    let agent = harness::agent().unwrap();
+    let out = Command::new("file").arg(&agent).output().expect("file(1) (scripts/setup.sh)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("statically linked"), "{text}");
+}
+
+#[test]
+fn same_inputs_give_the_same_bytes_and_epoch_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, mtime: u32| {
+        builder::build(&builder::Options {
+            kernel: None,
+            modules_dir: None,
+            agent: harness::agent().unwrap(),
+            out: dir.path().join(name),
+            mtime: Some(mtime),
+        })
+        .unwrap()
+    };
+    let a = build("a", 1_700_000_000);
+    let b = build("b", 1_700_000_000);
+    let c = build("c", 1_600_000_000);
+    let bytes = |x: &builder::Artefacts| std::fs::read(&x.initramfs).unwrap();
+    assert_eq!(bytes(&a), bytes(&b));
+    assert_ne!(bytes(&a), bytes(&c));
+    // The archive's mtimes are the epoch given.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zcat {} | cpio -itv --quiet 2>/dev/null | grep ' init$'", c.initramfs.display()))
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains("2020"), "mtime of /init: {line}");
+    // Rebuilding in place replaces the image atomically and leaves no temporaries.
+    let again = build("a", 1_700_000_000);
+    assert_eq!(bytes(&again), bytes(&a));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".new-") || n.contains(".old-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn module_closure_follows_dep_and_softdep_of_the_real_kernel() {
+    let a = harness::image();
+    let m = &a.manifest.modules;
+    let pos = |name: &str| {
+        m.iter()
+            .position(|p| p.rsplit('/').next().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} not in {m:?}"))
+    };
+    // ext4 needs jbd2, mbcache and crc16 (modules.dep) and crc32c (modules.softdep).
+    for dep in ["jbd2.ko", "mbcache.ko", "crc16.ko", "crc32c_generic.ko"] {
+        assert!(pos(dep) < pos("ext4.ko"), "{dep} must load before ext4");
+    }
+    // xfs needs libcrc32c, which wants crc32c first.
+    assert!(pos("libcrc32c.ko") < pos("xfs.ko"));
+    assert!(pos("crc32c_generic.ko") < pos("libcrc32c.ko"));
+    assert!(pos("virtio_ring.ko") < pos("virtio_blk.ko"));
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zcat {} | cpio -it --quiet", a.initramfs.display()))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    for want in ["init", "sbin/e2fsck", "bin/busybox", "dev/console", "etc/vmrescue/modules.load"] {
+        assert!(names.lines().any(|l| l == want), "{want} missing from the initramfs");
+    }
+}
+
+#[test]
+fn accel_probe_boots_its_firmware_under_tcg() {
+    // Auto-detection boots this firmware to decide whether KVM works; under TCG it must always
+    // run to its exit, or detection could never say yes.
+    use vmrescue_companion::accel::{works, Accel};
+    let dir = tempfile::tempdir().unwrap();
+    assert!(works(std::path::Path::new("qemu-system-x86_64"), Accel::Tcg, dir.path()));
+}
