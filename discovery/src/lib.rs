@@ -2,6 +2,9 @@
 //! file, so the same code runs in the rescue guest and on the host.
 
 pub mod ext;
+pub mod fstab;
+pub mod partition;
+pub mod probe;
 
 use std::io::{self, Read, Seek, SeekFrom};
 

@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 pub const VICTIM: &str = "/var/lib/app/victim.dat";
 
 fn hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so fixtures are reproducible.
@@ -44,7 +47,9 @@ pub fn os_tree(dir: &Path) -> Result<BTreeMap<String, String>> {
         ("var/log/syslog", bytes(4, 50_000)),
         (VICTIM.trim_start_matches('/'), bytes(5, 10_000)),
     ];
-    for d in ["proc", "sys", "dev", "run", "tmp", "boot", "bin", "lib", "mnt", "media", "root"] {
+    for d in [
+        "proc", "sys", "dev", "run", "tmp", "boot", "bin", "lib", "mnt", "media", "root",
+    ] {
         fs::create_dir_all(dir.join(d))?;
     }
     let mut sums = BTreeMap::new();
@@ -60,7 +65,9 @@ pub fn os_tree(dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 fn run(cmd: &mut Command) -> Result<std::process::Output> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?} (installed by scripts/setup.sh?)"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (installed by scripts/setup.sh?)"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -87,10 +94,17 @@ pub fn mkfs_ext4(image: &Path, size_mib: u64, label: &str, tree: &Path) -> Resul
 pub fn debugfs_write(image: &Path, cmds: &[&str]) -> Result<()> {
     let script = tempfile::NamedTempFile::new()?;
     fs::write(script.path(), cmds.join("\n") + "\n")?;
-    let out = run(Command::new("debugfs").arg("-w").arg("-f").arg(script.path()).arg(image))?;
+    let out = run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(script.path())
+        .arg(image))?;
     let err = String::from_utf8_lossy(&out.stderr);
     // debugfs exits 0 even when a command fails; its errors name the command.
-    if let Some(line) = err.lines().find(|l| l.contains(": ") && !l.starts_with("debugfs ")) {
+    if let Some(line) = err
+        .lines()
+        .find(|l| l.contains(": ") && !l.starts_with("debugfs "))
+    {
         bail!("debugfs on {}: {line}", image.display());
     }
     Ok(())
@@ -98,13 +112,20 @@ pub fn debugfs_write(image: &Path, cmds: &[&str]) -> Result<()> {
 
 /// A file's sha256 read from an unmounted ext image with `debugfs cat`.
 pub fn sha256_in_image(image: &Path, path: &str) -> Result<String> {
-    let out = run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image))?;
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image))?;
     Ok(hex(&out.stdout))
 }
 
 /// The exit status of the host's `e2fsck -fn` on an image.
 pub fn host_e2fsck(image: &Path) -> Result<i32> {
-    let out = Command::new("e2fsck").arg("-fn").arg(image).output().context("running e2fsck")?;
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .context("running e2fsck")?;
     Ok(out.status.code().unwrap_or(-1))
 }
 
@@ -142,7 +163,10 @@ pub fn broken_root(image: &Path) -> Result<Disk> {
             &format!("sif {VICTIM} links_count 7"),
         ],
     )?;
-    Ok(Disk { image: image.to_owned(), sums })
+    Ok(Disk {
+        image: image.to_owned(),
+        sums,
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +178,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("root.img");
         let disk = broken_root(&img).unwrap();
-        assert_eq!(host_e2fsck(&img).unwrap(), 4, "e2fsck -fn must find the damage");
+        assert_eq!(
+            host_e2fsck(&img).unwrap(),
+            4,
+            "e2fsck -fn must find the damage"
+        );
         for (path, sum) in &disk.sums {
             assert_eq!(&sha256_in_image(&img, path).unwrap(), sum, "{path}");
         }

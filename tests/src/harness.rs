@@ -45,17 +45,28 @@ pub fn vmrescue_bin() -> Result<PathBuf> {
         .map(|d| d.join("vmrescue"))
         .context("locating the vmrescue binary")?;
     if !p.is_file() {
-        bail!("{} is missing: build it with cargo build -p vmrescue-companion", p.display());
+        bail!(
+            "{} is missing: build it with cargo build -p vmrescue-companion",
+            p.display()
+        );
     }
     // `cargo test -p vmrescue-tests` does not rebuild another package's binary: refuse to
     // test a stale one.
     let built = std::fs::metadata(&p)?.modified()?;
     let root = workspace_root();
-    if let Some(newer) = ["companion/src", "protocol/src", "image-builder/src", "discovery/src"]
-        .iter()
-        .flat_map(|d| walk(&root.join(d)))
-        .find(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|m| m > built))
-    {
+    if let Some(newer) = [
+        "companion/src",
+        "protocol/src",
+        "image-builder/src",
+        "discovery/src",
+    ]
+    .iter()
+    .flat_map(|d| walk(&root.join(d)))
+    .find(|f| {
+        std::fs::metadata(f)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > built)
+    }) {
         bail!(
             "{} is older than {}: rebuild it (cargo build -p vmrescue-companion, or run scripts/test.sh)",
             p.display(),
@@ -113,7 +124,11 @@ impl Run {
         self.report
             .as_ref()
             .and_then(|r| r.pointer(pointer))
-            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
             .unwrap_or_default()
     }
 }

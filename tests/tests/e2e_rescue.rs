@@ -21,7 +21,11 @@ fn repair_fixes_a_journal_abort_and_a_damaged_inode() {
     let dir = tempfile::tempdir().unwrap();
     let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
     let run = harness::rescue(&[&disk.image], "repair", &[]).unwrap();
-    assert_eq!(run.code, 0, "stderr: {}\nstdout: {}", run.stderr, run.stdout);
+    assert_eq!(
+        run.code, 0,
+        "stderr: {}\nstdout: {}",
+        run.stderr, run.stdout
+    );
     assert_eq!(run.field("/outcome"), "repaired");
     assert_eq!(run.field("/mode"), "repair");
     assert_eq!(run.field("/filesystems/0/device"), "/dev/vda");
@@ -33,8 +37,13 @@ fn repair_fixes_a_journal_abort_and_a_damaged_inode() {
     assert_eq!(run.field("/filesystems/0/fsck/status"), "corrected");
     assert_eq!(run.field("/changes/0/kind"), "fsck");
     // Every pass was forced.
-    let passes = run.report.as_ref().unwrap()["filesystems"][0]["fsck"]["passes"].as_array().unwrap().clone();
-    assert!(passes.iter().all(|p| p["args"].as_array().unwrap().iter().any(|a| a == "-f")));
+    let passes = run.report.as_ref().unwrap()["filesystems"][0]["fsck"]["passes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(passes
+        .iter()
+        .all(|p| p["args"].as_array().unwrap().iter().any(|a| a == "-f")));
     // The host agrees, and the user's files are untouched.
     assert_eq!(fixture::host_e2fsck(&disk.image).unwrap(), 0);
     let mut untouched = disk.sums.clone();
@@ -56,8 +65,15 @@ fn check_mode_reports_and_writes_nothing() {
     assert_eq!(run.field("/filesystems/0/state_before"), "errors");
     assert_eq!(run.field("/filesystems/0/fsck/status"), "uncorrected");
     assert_eq!(run.field("/filesystems/0/fsck/exit_code"), "4");
-    assert_eq!(run.report.as_ref().unwrap()["changes"], serde_json::json!([]));
-    assert_eq!(fixture::sha256_file(&disk.image).unwrap(), before, "check mode changed the image");
+    assert_eq!(
+        run.report.as_ref().unwrap()["changes"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        fixture::sha256_file(&disk.image).unwrap(),
+        before,
+        "check mode changed the image"
+    );
 }
 
 #[test]
@@ -69,7 +85,11 @@ fn garbage_disk_has_no_os() {
     let run = harness::rescue(&[&img], "repair", &[]).unwrap();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     assert_eq!(run.field("/outcome"), "no_os");
-    assert_eq!(fixture::sha256_file(&img).unwrap(), before, "nothing to repair, nothing written");
+    assert_eq!(
+        fixture::sha256_file(&img).unwrap(),
+        before,
+        "nothing to repair, nothing written"
+    );
 }
 
 #[test]
@@ -77,7 +97,12 @@ fn no_report_in_time_exits_3_and_names_the_console_log() {
     let dir = tempfile::tempdir().unwrap();
     let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
     // Under TCG the kernel alone needs longer than a second to reach the agent.
-    let run = harness::rescue(&[&disk.image], "check", &["--timeout", "1", "--accel", "tcg"]).unwrap();
+    let run = harness::rescue(
+        &[&disk.image],
+        "check",
+        &["--timeout", "1", "--accel", "tcg"],
+    )
+    .unwrap();
     assert_eq!(run.code, 3, "stderr: {}", run.stderr);
     let log = run
         .stderr
@@ -93,6 +118,10 @@ fn no_report_in_time_exits_3_and_names_the_console_log() {
 fn missing_disk_is_a_usage_error() {
     let run = harness::rescue(&[Path::new("/nonexistent/disk.img")], "check", &[]).unwrap();
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("/nonexistent/disk.img"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/disk.img"),
+        "{}",
+        run.stderr
+    );
     assert!(run.report.is_none());
 }

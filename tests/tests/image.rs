@@ -8,7 +8,10 @@ use vmrescue_tests::harness;
 #[test]
 fn agent_is_a_static_binary() {
     let agent = harness::agent().unwrap();
-    let out = Command::new("file").arg(&agent).output().expect("file(1) (scripts/setup.sh)");
+    let out = Command::new("file")
+        .arg(&agent)
+        .output()
+        .expect("file(1) (scripts/setup.sh)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("statically linked"), "{text}");
 }
@@ -35,7 +38,10 @@ fn same_inputs_give_the_same_bytes_and_epoch_is_honoured() {
     // The archive's mtimes are the epoch given.
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("zcat {} | cpio -itv --quiet 2>/dev/null | grep ' init$'", c.initramfs.display()))
+        .arg(format!(
+            "zcat {} | cpio -itv --quiet 2>/dev/null | grep ' init$'",
+            c.initramfs.display()
+        ))
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
@@ -75,8 +81,17 @@ fn module_closure_follows_dep_and_softdep_of_the_real_kernel() {
         .output()
         .unwrap();
     let names = String::from_utf8_lossy(&listing.stdout);
-    for want in ["init", "sbin/e2fsck", "bin/busybox", "dev/console", "etc/vmrescue/modules.load"] {
-        assert!(names.lines().any(|l| l == want), "{want} missing from the initramfs");
+    for want in [
+        "init",
+        "sbin/e2fsck",
+        "bin/busybox",
+        "dev/console",
+        "etc/vmrescue/modules.load",
+    ] {
+        assert!(
+            names.lines().any(|l| l == want),
+            "{want} missing from the initramfs"
+        );
     }
 }
 
@@ -86,5 +101,9 @@ fn accel_probe_boots_its_firmware_under_tcg() {
     // run to its exit, or detection could never say yes.
     use vmrescue_companion::accel::{works, Accel};
     let dir = tempfile::tempdir().unwrap();
-    assert!(works(std::path::Path::new("qemu-system-x86_64"), Accel::Tcg, dir.path()));
+    assert!(works(
+        std::path::Path::new("qemu-system-x86_64"),
+        Accel::Tcg,
+        dir.path()
+    ));
 }

@@ -8,9 +8,15 @@ fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         [kind, out] if kind == "broken-root" => {
             let disk = vmrescue_tests::fixture::broken_root(&PathBuf::from(out))?;
-            println!("made {out}: 64 MiB ext4 root (label guestroot) with {} files", disk.sums.len());
+            println!(
+                "made {out}: 64 MiB ext4 root (label guestroot) with {} files",
+                disk.sums.len()
+            );
             println!("  superblock state: errors (as after a journal abort), error count 3");
-            println!("  damaged inode: {} (link count 7, should be 1)", vmrescue_tests::fixture::VICTIM);
+            println!(
+                "  damaged inode: {} (link count 7, should be 1)",
+                vmrescue_tests::fixture::VICTIM
+            );
             Ok(())
         }
         _ => anyhow::bail!("usage: vmrescue-fixture broken-root IMG"),

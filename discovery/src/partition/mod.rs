@@ -1,0 +1,1 @@
+//! Partition tables: MBR (with extended/logical partitions) and GPT.

@@ -1,0 +1,1 @@
+//! Filesystem and volume signatures (blkid-compatible TYPE, UUID, LABEL).
