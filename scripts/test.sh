@@ -13,5 +13,6 @@ cargo fmt --all --check
 log "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 log "== cargo test"
-# --workspace builds the vmrescue binary the end-to-end tests run.
+# The end-to-end tests run the vmrescue binary: cargo test does not build another package's bin.
+cargo build --workspace --bins
 cargo test --workspace
