@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # Packages from bookworm itself.
 base_pkgs=(
   linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs
-  xorriso isolinux syslinux-common cpio zstd file
+  xorriso isolinux syslinux-common cpio zstd file fdisk xz-utils
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -24,7 +24,8 @@ bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvi
 need_paths=(
   /usr/sbin/e2fsck /sbin/e2fsck.static /bin/busybox /usr/sbin/mkfs.xfs /usr/bin/xorriso
   /usr/lib/ISOLINUX/isolinux.bin /usr/bin/cpio /usr/bin/zstd /usr/bin/file
-  /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/virsh /usr/sbin/debugfs
+  /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/virsh /usr/sbin/debugfs /usr/sbin/sfdisk
+  /usr/bin/xz
 )
 
 missing=()

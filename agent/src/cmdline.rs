@@ -17,6 +17,8 @@ pub struct Settings {
     pub after: After,
     /// Longest wait for block devices to appear and settle.
     pub settle_secs: u64,
+    /// The operator's choice of OS root (`vmrescue.root=DEVICE|UUID`) when there are several.
+    pub root: Option<String>,
 }
 
 impl Default for Settings {
@@ -27,6 +29,7 @@ impl Default for Settings {
             port: DEFAULT_PORT_NAME.to_owned(),
             after: After::PowerOff,
             settle_secs: 10,
+            root: None,
         }
     }
 }
@@ -66,10 +69,23 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<String>) {
                     s.settle_secs
                 )),
             },
+            "root" if valid_root(value) => s.root = Some(value.to_owned()),
+            "root" => warnings.push(format!(
+                "vmrescue.root={value:?} is not a device name or UUID; ignored"
+            )),
             _ => warnings.push(format!("unknown setting vmrescue.{key} ignored")),
         }
     }
     (s, warnings)
+}
+
+/// A device (`vda1`, `/dev/vda1`) or a UUID.
+fn valid_root(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && !v.contains("..")
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.' | b':'))
 }
 
 /// Port names as libvirt and QEMU accept them: short, printable, no path separators.
@@ -96,13 +112,21 @@ mod tests {
     #[test]
     fn reads_all_settings() {
         let (s, w) = parse(
-            "console=ttyS0 vmrescue.mode=repair vmrescue.port=org.x.y-1 vmrescue.after=shell vmrescue.settle=3\n",
+            "console=ttyS0 vmrescue.mode=repair vmrescue.port=org.x.y-1 vmrescue.after=shell vmrescue.settle=3 vmrescue.root=/dev/vdb1\n",
         );
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(s.mode, Mode::Repair);
         assert_eq!(s.port, "org.x.y-1");
         assert_eq!(s.after, After::Shell);
         assert_eq!(s.settle_secs, 3);
+        assert_eq!(s.root.as_deref(), Some("/dev/vdb1"));
+        let (s, w) =
+            parse("vmrescue.root=../../x vmrescue.root=2c309045-caea-4e02-8bc7-cf04b2b71566");
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            s.root.as_deref(),
+            Some("2c309045-caea-4e02-8bc7-cf04b2b71566")
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn list(sys: &Path) -> Vec<Disk> {
                 serial,
                 partitions,
                 name,
+                ..Default::default()
             })
         })
         .filter(|d| d.size_bytes > 0)
@@ -78,19 +79,6 @@ pub fn settle(sys: &Path, timeout: Duration) -> Vec<Disk> {
     }
 }
 
-/// The block devices that may hold a filesystem: each partition, and each disk without any.
-pub fn candidates(disks: &[Disk]) -> Vec<String> {
-    let mut out = Vec::new();
-    for d in disks {
-        if d.partitions.is_empty() {
-            out.push(d.name.clone());
-        } else {
-            out.extend(d.partitions.iter().cloned());
-        }
-    }
-    out
-}
-
 /// Reads the ext superblock of a device; `Ok(None)` when there is none.
 pub fn probe_ext(dev: &Path) -> std::io::Result<Option<ext::Superblock>> {
     let mut f = File::open(dev)?;
@@ -114,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_disks_partitions_and_candidates() {
+    fn lists_disks_and_partitions() {
         let t = tempfile::tempdir().unwrap();
         disk(t.path(), "vdb", 2048, &[]);
         disk(t.path(), "vda", 4096, &["vda10", "vda2", "vda1"]);
@@ -128,7 +116,6 @@ mod tests {
         assert_eq!(disks[0].partitions, ["vda1", "vda2", "vda10"]);
         assert_eq!(disks[0].size_bytes, 4096 * 512);
         assert_eq!(disks[1].serial.as_deref(), Some("vmrescue-d1"));
-        assert_eq!(candidates(&disks), ["vda1", "vda2", "vda10", "vdb"]);
     }
 
     #[test]

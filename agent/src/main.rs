@@ -6,6 +6,7 @@ mod cmdline;
 mod disks;
 mod finish;
 mod fsck;
+mod inspect;
 mod logger;
 mod modules;
 mod port;

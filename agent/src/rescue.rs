@@ -5,8 +5,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use vmrescue_discovery::assemble;
 use vmrescue_discovery::ext;
-use vmrescue_protocol::{Change, Filesystem, FsState, FsckStatus, Message, Mode, Report};
+use vmrescue_discovery::inventory::{self, DiskScan, Volume};
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol::{
+    self as p, Change, Filesystem, FsState, FsckStatus, Message, Mode, Report,
+};
+
+use crate::inspect::MountedTree;
 
 use crate::cmdline::{self, After, Settings};
 use crate::reporter::Reporter;
@@ -109,33 +116,128 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
                 .join(", ")
         ),
     );
-    report.disks = found;
-    for name in disks::candidates(&report.disks) {
-        if signals::requested().is_some() {
-            return;
-        }
-        let dev = format!("/dev/{name}");
-        match disks::probe_ext(Path::new(&dev)) {
-            Ok(Some(sb)) => {
-                let fs = check_ext(settings.mode, &dev, sb, rep);
-                if settings.mode == Mode::Repair && fs.fsck.status == FsckStatus::Corrected {
-                    report.changes.push(Change {
-                        kind: "fsck".into(),
-                        path: dev.clone(),
-                        detail: format!(
-                            "{} corrected the filesystem (exit {})",
-                            fs.fsck.tool,
-                            fs.fsck.exit_code.unwrap_or(-1)
-                        ),
-                        ..Default::default()
-                    });
-                }
-                report.filesystems.push(fs);
+    let scans = scan(&found, rep);
+
+    // Check (and repair) first: a damaged filesystem may not mount for inspection.
+    let mut checked: Vec<Filesystem> = Vec::new();
+    for s in scans.iter().filter(|s| s.medium.is_none()) {
+        for v in &s.volumes {
+            if signals::requested().is_some() {
+                return;
             }
-            Ok(None) => log::info!("{dev}: no ext filesystem"),
-            Err(e) => rep.warn("disks", Some(&dev), format!("cannot read {dev}: {e}")),
+            let Some(probe) = &v.probe else { continue };
+            if !matches!(probe.fstype, "ext2" | "ext3" | "ext4" | "ext4dev") {
+                continue;
+            }
+            let dev = format!("/dev/{}", v.name);
+            match disks::probe_ext(Path::new(&dev)) {
+                Ok(Some(sb)) => checked.push(check_ext(settings.mode, &dev, sb, rep)),
+                Ok(None) => {}
+                Err(e) => rep.warn("fsck", Some(&dev), format!("cannot read {dev}: {e}")),
+            }
         }
     }
+
+    rep.progress("inspect", None, "looking for the OS root");
+    let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
+        let fstype = v.probe.as_ref()?.fstype;
+        match MountedTree::mount(&format!("/dev/{}", v.name), fstype, &v.name) {
+            Ok(t) => Some(Box::new(t)),
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        }
+    };
+    let sections = assemble::assemble(&scans, "/dev/", &mut open_tree, settings.root.as_deref());
+    for w in sections.warnings {
+        rep.warn("discovery", None, w);
+    }
+    match &sections.os.root_device {
+        Some(root) => rep.progress(
+            "inspect",
+            Some(root),
+            format!(
+                "OS root: {}",
+                sections
+                    .os
+                    .pretty_name
+                    .as_deref()
+                    .unwrap_or("unknown distribution")
+            ),
+        ),
+        None => rep.progress("inspect", None, "no OS root identified"),
+    }
+
+    report.disks = sections
+        .disks
+        .into_iter()
+        .map(|d| {
+            let sys = found.iter().find(|f| f.name == d.name);
+            p::Disk {
+                serial: sys.and_then(|f| f.serial.clone()),
+                read_only: sys.is_some_and(|f| f.read_only),
+                ..d
+            }
+        })
+        .collect();
+    report.partitions = sections.partitions;
+    report.filesystems = sections
+        .filesystems
+        .into_iter()
+        .map(|fs| match checked.iter().find(|c| c.device == fs.device) {
+            Some(c) => Filesystem {
+                role: fs.role,
+                mountpoint: fs.mountpoint,
+                ..c.clone()
+            },
+            None => fs,
+        })
+        .collect();
+    for fs in &report.filesystems {
+        if settings.mode == Mode::Repair && fs.fsck.status == FsckStatus::Corrected {
+            report.changes.push(Change {
+                kind: "fsck".into(),
+                path: fs.device.clone(),
+                detail: format!(
+                    "{} corrected the filesystem (exit {})",
+                    fs.fsck.tool,
+                    fs.fsck.exit_code.unwrap_or(-1)
+                ),
+                ..Default::default()
+            });
+        }
+    }
+    report.os = Some(sections.os);
+    report.fstab = sections.fstab;
+}
+
+/// Reads each disk's partition table and signatures with the discovery library.
+fn scan(found: &[p::Disk], rep: &mut Reporter) -> Vec<DiskScan> {
+    let mut scans = Vec::new();
+    for d in found {
+        let dev = format!("/dev/{}", d.name);
+        match std::fs::File::open(&dev) {
+            Ok(mut f) => {
+                let s = inventory::scan_disk(&d.name, &mut f, d.size_bytes);
+                let what: Vec<String> = s
+                    .volumes
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{} {}",
+                            v.name,
+                            v.probe.as_ref().map_or("unknown", |p| p.fstype)
+                        )
+                    })
+                    .collect();
+                rep.progress("disks", Some(&dev), what.join(", "));
+                scans.push(s);
+            }
+            Err(e) => rep.warn("disks", Some(&dev), format!("cannot open {dev}: {e}")),
+        }
+    }
+    scans
 }
 
 fn load_modules(rep: &mut Reporter) {
@@ -238,5 +340,6 @@ fn check_ext(mode: Mode, dev: &str, sb: ext::Superblock, rep: &mut Reporter) -> 
         state_after: after,
         error_count_before: sb.error_count,
         fsck: result,
+        ..Default::default()
     }
 }

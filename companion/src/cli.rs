@@ -79,6 +79,74 @@ pub enum Cmd {
         /// Keep the run directory (console log, QEMU log) even after a successful rescue.
         #[arg(long)]
         keep_run_dir: bool,
+        /// The OS root when discovery finds several: a device as the rescue VM names it
+        /// (`/dev/vdb1`) or a filesystem UUID.
+        #[arg(long, value_name = "DEVICE|UUID")]
+        root: Option<String>,
+    },
+    /// Discover disks, partitions, filesystems, the OS root and its fstab on image files,
+    /// without booting anything. Disks are named vda, vdb... in the order given.
+    Inspect {
+        /// Disk images (raw or qcow2).
+        #[arg(value_name = "IMG", required = true)]
+        images: Vec<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// The OS root when there are several (device or filesystem UUID).
+        #[arg(long, value_name = "DEVICE|UUID")]
+        root: Option<String>,
+    },
+    /// Recover instance files that were deleted while their VMs still run, copying them
+    /// through the qemu processes' open file descriptors (sparse-aware, verified).
+    Salvage {
+        /// Where the files were deleted from.
+        #[arg(long, value_name = "DIR", default_value = crate::salvage::DEFAULT_INSTANCES_DIR)]
+        instances_dir: PathBuf,
+        /// Copy into this directory, mirroring the instances layout.
+        #[arg(long, value_name = "DIR", conflicts_with = "restore")]
+        dest: Option<PathBuf>,
+        /// Pause the owning libvirt domains while copying.
+        #[arg(long)]
+        suspend: bool,
+        /// Resume the paused domains afterwards (without it they stay paused, ready for a hard
+        /// reboot onto the restored files).
+        #[arg(long, requires = "suspend")]
+        resume: bool,
+        /// Copy back to the original paths.
+        #[arg(long)]
+        restore: bool,
+        /// Show what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Owner and mode for a kind of file: ROLE=USER:GROUP:MODE with ROLE one of base-image,
+        /// disk, console-log, other-file, directory (default: nova's layout). Repeatable.
+        #[arg(long, value_name = "ROLE=USER:GROUP:MODE")]
+        owner: Vec<String>,
+    },
+    /// Change the owner of files from one uid/gid to another (compute hosts whose nova or
+    /// libvirt-qemu ids differ), without following symlinks or crossing filesystems.
+    FixOwners {
+        #[arg(long, value_name = "N")]
+        from_uid: Option<u32>,
+        #[arg(long, value_name = "M")]
+        to_uid: Option<u32>,
+        #[arg(long, value_name = "N")]
+        from_gid: Option<u32>,
+        #[arg(long, value_name = "M")]
+        to_gid: Option<u32>,
+        /// Tree to walk.
+        #[arg(long, value_name = "DIR", default_value = crate::salvage::DEFAULT_INSTANCES_DIR)]
+        path: PathBuf,
+        /// Count what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Rescue image artefacts.
     Image {
@@ -111,9 +179,147 @@ pub fn exit_code(outcome: Outcome) -> i32 {
     }
 }
 
+/// Sets one role of an owner map from `ROLE=USER:GROUP:MODE`.
+fn set_owner(map: &mut crate::salvage::OwnerMap, arg: &str) -> Result<(), String> {
+    let (role, spec) = arg.split_once('=').ok_or("expected ROLE=USER:GROUP:MODE")?;
+    let spec = crate::salvage::OwnerSpec::parse(spec)?;
+    match role {
+        "base-image" => map.base_image = spec,
+        "disk" => map.disk = spec,
+        "console-log" => map.console_log = spec,
+        "other-file" => map.other_file = spec,
+        "directory" => map.directory = spec,
+        _ => {
+            return Err(format!(
+                "unknown role {role:?} (base-image, disk, console-log, other-file, directory)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Prints a host-side command's report (JSON or rendered) and returns its exit status:
+/// 0 all done, 1 something failed, 2 the command could not run.
+fn finish<T: serde::Serialize, E: std::fmt::Display>(
+    json: bool,
+    result: Result<T, E>,
+    render_and_ok: impl FnOnce(&T) -> (String, bool),
+) -> i32 {
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmrescue: {e}");
+            return EXIT_HOST;
+        }
+    };
+    let (text, ok) = render_and_ok(&report);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("vmrescue: cannot print the report: {e}");
+                return EXIT_HOST;
+            }
+        }
+    } else {
+        print!("{text}");
+    }
+    if ok {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEMS
+    }
+}
+
+/// `vmrescue inspect`: 0 when an OS root was identified, 1 when none, 2 on errors.
+fn inspect(images: &[PathBuf], json: bool, root: Option<&str>) -> i32 {
+    let found = match crate::inspect::inspect(images, root) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vmrescue: {e:#}");
+            return EXIT_HOST;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&found) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("vmrescue: cannot print the result: {e}");
+                return EXIT_HOST;
+            }
+        }
+    } else {
+        let mut s = crate::render::discovery(
+            &found.disks,
+            &found.partitions,
+            &found.filesystems,
+            Some(&found.os),
+            found.fstab.as_ref(),
+        );
+        crate::render::warnings(&mut s, &found.warnings);
+        print!("{s}");
+    }
+    if found.os.root_device.is_some() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEMS
+    }
+}
+
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Cmd::Inspect { images, json, root } => inspect(&images, json, root.as_deref()),
+        Cmd::Salvage {
+            instances_dir,
+            dest,
+            suspend,
+            resume,
+            restore,
+            dry_run,
+            json,
+            owner,
+        } => {
+            let mut owners = crate::salvage::OwnerMap::default();
+            for o in &owner {
+                if let Err(e) = set_owner(&mut owners, o) {
+                    eprintln!("vmrescue: --owner {o}: {e}");
+                    return EXIT_HOST;
+                }
+            }
+            let opts = crate::salvage::Options {
+                instances_dir,
+                dest,
+                suspend,
+                resume,
+                restore,
+                dry_run,
+                owners,
+                ..Default::default()
+            };
+            let result = crate::salvage::run(&opts);
+            finish(json, result, |r| (r.render(), r.ok()))
+        }
+        Cmd::FixOwners {
+            from_uid,
+            to_uid,
+            from_gid,
+            to_gid,
+            path,
+            dry_run,
+            json,
+        } => {
+            let opts = crate::fix_owners::FixOwnersOptions {
+                path,
+                from_uid,
+                to_uid,
+                from_gid,
+                to_gid,
+                dry_run,
+            };
+            let result = crate::fix_owners::run(&opts);
+            finish(json, result, |r| (r.render(), r.ok()))
+        }
         Cmd::Rescue {
             disks,
             mode,
@@ -125,6 +331,7 @@ pub fn run(cli: Cli) -> i32 {
             accel,
             format,
             keep_run_dir,
+            root,
         } => {
             let accel = match rescue::accel_choice(accel) {
                 Ok(a) => a,
@@ -151,6 +358,7 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 show_progress: true,
                 keep_run_dir,
+                root,
             };
             match rescue::run(&req) {
                 Ok(report) => {
@@ -220,6 +428,60 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn salvage_and_fix_owners_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "vmrescue",
+            "salvage",
+            "--dest",
+            "/x",
+            "--suspend",
+            "--resume",
+            "--dry-run",
+            "--json",
+            "--owner",
+            "disk=0:0:0600",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Cmd::Salvage {
+                suspend: true,
+                resume: true,
+                dry_run: true,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["vmrescue", "salvage", "--dest", "/x", "--restore"]).is_err());
+        assert!(
+            Cli::try_parse_from(["vmrescue", "salvage", "--resume"]).is_err(),
+            "--resume needs --suspend"
+        );
+        let cli = Cli::try_parse_from([
+            "vmrescue",
+            "fix-owners",
+            "--from-uid",
+            "5",
+            "--to-uid",
+            "6",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Cmd::FixOwners {
+                from_uid: Some(5),
+                to_uid: Some(6),
+                dry_run: true,
+                ..
+            }
+        ));
+        let mut map = crate::salvage::OwnerMap::default();
+        set_owner(&mut map, "console-log=nova:nova:0660").unwrap();
+        assert!(set_owner(&mut map, "kernel=a:b:0644").is_err());
+        assert!(set_owner(&mut map, "disk").is_err());
     }
 
     #[test]

@@ -4,8 +4,11 @@
 pub mod accel;
 pub mod cli;
 pub mod collector;
+pub mod fix_owners;
 pub mod image;
+pub mod inspect;
 pub mod kcmdline;
 pub mod qemu;
 pub mod render;
 pub mod rescue;
+pub mod salvage;

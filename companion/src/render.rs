@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use vmrescue_protocol::{Progress, Report};
+use vmrescue_protocol::{self as p, Progress, Report};
 
 const MAX_FIELD: usize = 400;
 
@@ -47,6 +47,141 @@ pub fn progress(p: &Progress) -> String {
     }
 }
 
+/// The discovery sections as an operator reads them (shared by reports and `inspect`).
+pub fn discovery(
+    disks: &[p::Disk],
+    partitions: &[p::Partition],
+    filesystems: &[p::Filesystem],
+    os: Option<&p::OsInfo>,
+    fstab: Option<&p::FstabReport>,
+) -> String {
+    let mut s = String::new();
+    if !disks.is_empty() {
+        let _ = writeln!(s, "disks:");
+        for d in disks {
+            let _ = writeln!(
+                s,
+                "  {:<8} {:>10} MiB  {}  serial {}{}{}",
+                clean(&d.name),
+                d.size_bytes / (1024 * 1024),
+                opt(&d.pttype),
+                opt(&d.serial),
+                if d.read_only { "  (read-only)" } else { "" },
+                if d.rescue_medium {
+                    "  (rescue medium, left alone)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if !partitions.is_empty() {
+        let _ = writeln!(s, "partitions:");
+        for pt in partitions {
+            let _ = writeln!(
+                s,
+                "  {:<10} {:>10} MiB  type {}  {}  partuuid {}",
+                clean(&pt.name),
+                pt.size_bytes / (1024 * 1024),
+                clean(&pt.type_id),
+                clean(&pt.fstype),
+                opt(&pt.partuuid)
+            );
+        }
+    }
+    let _ = writeln!(s, "filesystems:");
+    if filesystems.is_empty() {
+        let _ = writeln!(s, "  (none found)");
+    }
+    for f in filesystems {
+        let _ = writeln!(
+            s,
+            "  {} {} uuid {} label {}{}{}",
+            clean(&f.device),
+            clean(&f.fstype),
+            opt(&f.uuid),
+            opt(&f.label),
+            f.role
+                .as_deref()
+                .map(|r| format!("  role {}", clean(r)))
+                .unwrap_or_default(),
+            f.mountpoint
+                .as_deref()
+                .map(|m| format!("  mounted on {}", clean(m)))
+                .unwrap_or_default(),
+        );
+        if f.fsck.status != p::FsckStatus::Skipped || !f.fsck.tool.is_empty() {
+            let code = f
+                .fsck
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                s,
+                "    state {:?} -> {:?}; {} {} (exit {code})",
+                f.state_before,
+                f.state_after,
+                clean(&f.fsck.tool),
+                f.fsck.status.as_str()
+            );
+        }
+    }
+    if let Some(os) = os {
+        match &os.root_device {
+            Some(root) => {
+                let _ = writeln!(
+                    s,
+                    "os: {} on {} (id {}, version {})",
+                    opt(&os.pretty_name),
+                    clean(root),
+                    opt(&os.id),
+                    opt(&os.version_id)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "os: no root identified ({} candidate(s))",
+                    os.candidates.len()
+                );
+            }
+        }
+    }
+    if let Some(tab) = fstab {
+        let _ = writeln!(s, "fstab ({}):", clean(&tab.source));
+        for e in &tab.entries {
+            let target = e.device.as_deref().map(clean).unwrap_or_else(|| {
+                e.candidates
+                    .iter()
+                    .map(|c| clean(c))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            let _ = writeln!(
+                s,
+                "  line {:<3} {} {} {}: {:?} {}{}",
+                e.line,
+                clean(&e.spec),
+                clean(&e.file),
+                clean(&e.vfstype),
+                e.resolution,
+                target,
+                if e.kernel_name { " (kernel name)" } else { "" }
+            );
+        }
+        for m in &tab.malformed {
+            let _ = writeln!(
+                s,
+                "  line {:<3} malformed: {} ({})",
+                m.line,
+                clean(&m.text),
+                clean(&m.reason)
+            );
+        }
+    }
+    s
+}
+
 /// The report as an operator reads it.
 pub fn report(r: &Report) -> String {
     let mut s = String::new();
@@ -63,46 +198,13 @@ pub fn report(r: &Report) -> String {
         clean(&r.kernel),
         r.elapsed_s
     );
-    if !r.disks.is_empty() {
-        let _ = writeln!(s, "disks:");
-        for d in &r.disks {
-            let _ = writeln!(
-                s,
-                "  {:<8} {:>10} MiB  serial {}{}",
-                clean(&d.name),
-                d.size_bytes / (1024 * 1024),
-                opt(&d.serial),
-                if d.read_only { "  (read-only)" } else { "" }
-            );
-        }
-    }
-    let _ = writeln!(s, "filesystems:");
-    if r.filesystems.is_empty() {
-        let _ = writeln!(s, "  (none found)");
-    }
-    for f in &r.filesystems {
-        let _ = writeln!(
-            s,
-            "  {} {} uuid {} label {}",
-            clean(&f.device),
-            clean(&f.fstype),
-            opt(&f.uuid),
-            opt(&f.label)
-        );
-        let code = f
-            .fsck
-            .exit_code
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            s,
-            "    state {:?} -> {:?}; {} {} (exit {code})",
-            f.state_before,
-            f.state_after,
-            clean(&f.fsck.tool),
-            f.fsck.status.as_str()
-        );
-    }
+    s.push_str(&discovery(
+        &r.disks,
+        &r.partitions,
+        &r.filesystems,
+        r.os.as_ref(),
+        r.fstab.as_ref(),
+    ));
     if !r.changes.is_empty() {
         let _ = writeln!(s, "changes:");
         for c in &r.changes {
@@ -115,13 +217,18 @@ pub fn report(r: &Report) -> String {
             );
         }
     }
-    if !r.warnings.is_empty() {
+    warnings(&mut s, &r.warnings);
+    s
+}
+
+/// Appends the warnings section.
+pub fn warnings(s: &mut String, list: &[p::Warning]) {
+    if !list.is_empty() {
         let _ = writeln!(s, "warnings:");
-        for w in &r.warnings {
+        for w in list {
             let _ = writeln!(s, "  [{}] {}", clean(&w.step), clean(&w.message));
         }
     }
-    s
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Request {
     /// Echo progress lines to stderr.
     pub show_progress: bool,
     pub keep_run_dir: bool,
+    /// The operator's OS root (`--root`), passed to the agent.
+    pub root: Option<String>,
 }
 
 /// Why there is no report.
@@ -116,8 +118,12 @@ fn check_disks(req: &Request) -> anyhow::Result<Vec<qemu::Disk>> {
     Ok(out)
 }
 
-/// The kernel command line for a rescue in `mode`.
-pub fn kernel_cmdline(mode: Mode, port: &str) -> Cmdline {
+/// The kernel command line for a rescue in `mode`, with the operator's root choice.
+pub fn kernel_cmdline(
+    mode: Mode,
+    port: &str,
+    root: Option<&str>,
+) -> Result<Cmdline, crate::kcmdline::CmdlineError> {
     let mut c = Cmdline::new();
     let built = (|| -> Result<(), crate::kcmdline::CmdlineError> {
         c.set("console", "ttyS0")?
@@ -132,7 +138,10 @@ pub fn kernel_cmdline(mode: Mode, port: &str) -> Cmdline {
         Ok(())
     })();
     debug_assert!(built.is_ok(), "fixed kernel parameters are valid");
-    c
+    if let Some(r) = root {
+        c.set("vmrescue.root", r)?;
+    }
+    Ok(c)
 }
 
 fn run_base() -> PathBuf {
@@ -165,7 +174,8 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
         memory_mib: req.memory_mib,
         kernel: image.kernel.clone(),
         initramfs: image.initramfs.clone(),
-        cmdline: kernel_cmdline(req.mode, DEFAULT_PORT_NAME),
+        cmdline: kernel_cmdline(req.mode, DEFAULT_PORT_NAME, req.root.as_deref())
+            .map_err(|e| anyhow::anyhow!("--root: {e}"))?,
         console_log: dir.join("console.log"),
         agent_socket: dir.join("agent.sock"),
         port_name: DEFAULT_PORT_NAME.to_owned(),
@@ -210,7 +220,7 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
     let own_exit = child.try_wait().ok().flatten();
     stop(&mut child);
     let outcome = match result {
-        Collected::Report(r) => Ok(r),
+        Collected::Report(r) => Ok(*r),
         Collected::Nothing(reason) => match recover_from_console(&config.console_log) {
             Some(mut r) => {
                 r.warnings.push(host_warning(format!(
@@ -249,7 +259,7 @@ fn host_warning(message: String) -> Warning {
 }
 
 enum Collected {
-    Report(Report),
+    Report(Box<Report>),
     Nothing(String),
 }
 
@@ -330,7 +340,7 @@ fn collect(req: &Request, config: &qemu::Config, child: &mut Child) -> Collected
         )));
     }
     wait_for_exit(child, POWEROFF_WAIT);
-    Collected::Report(report)
+    Collected::Report(Box::new(report))
 }
 
 fn wait_for_exit(child: &mut Child, limit: Duration) -> String {
@@ -398,11 +408,14 @@ mod tests {
 
     #[test]
     fn cmdline_carries_mode_and_port() {
-        let c = kernel_cmdline(Mode::Repair, "org.vmrescue.agent.0");
+        let c = kernel_cmdline(Mode::Repair, "org.vmrescue.agent.0", Some("/dev/vdb1")).unwrap();
+        assert!(c.as_str().contains("vmrescue.root=/dev/vdb1"));
+        assert!(kernel_cmdline(Mode::Check, "p", Some("a b")).is_err());
         assert!(c.as_str().contains("vmrescue.mode=repair"));
         assert!(c.as_str().contains("vmrescue.port=org.vmrescue.agent.0"));
         assert!(c.as_str().contains("console=ttyS0"));
-        assert!(kernel_cmdline(Mode::Check, "p")
+        assert!(kernel_cmdline(Mode::Check, "p", None)
+            .unwrap()
             .as_str()
             .contains("vmrescue.mode=check"));
     }
@@ -419,6 +432,7 @@ mod tests {
             format: None,
             show_progress: false,
             keep_run_dir: false,
+            root: None,
         }
     }
 

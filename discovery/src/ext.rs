@@ -52,6 +52,8 @@ pub struct Superblock {
     /// `ext2`, `ext3`, `ext4`, `ext4dev` or `jbd` (an external journal).
     pub fstype: &'static str,
     pub uuid: String,
+    /// The volume name as blkid reports it: up to the first NUL, trailing whitespace
+    /// trimmed, `None` when empty (non-UTF-8 bytes become U+FFFD).
     pub label: Option<String>,
     pub state: State,
     pub error_count: u32,
@@ -105,8 +107,13 @@ impl Superblock {
         };
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&sb[0x68..0x78]);
+        // As blkid reads it: up to the first NUL, trailing whitespace trimmed, empty = none.
         let label_raw = &sb[0x78..0x88];
         let label_len = label_raw.iter().position(|&b| b == 0).unwrap_or(16);
+        let label_len = label_raw[..label_len]
+            .iter()
+            .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+            .map_or(0, |i| i + 1);
         let label =
             (label_len > 0).then(|| String::from_utf8_lossy(&label_raw[..label_len]).into_owned());
         let s_state = le16(sb, 0x3A);
@@ -183,6 +190,23 @@ mod tests {
         assert_eq!((p.state, p.error_count), (State::Errors, 4));
         sb[0x3A] = 0;
         assert_eq!(Superblock::parse(&sb).unwrap().state, State::NotClean);
+    }
+
+    #[test]
+    fn label_trimmed_like_blkid() {
+        let mut sb = blank();
+        sb[0x78..0x88].copy_from_slice(b"data \t  \0junk   ");
+        assert_eq!(
+            Superblock::parse(&sb).unwrap().label.as_deref(),
+            Some("data")
+        );
+        sb[0x78..0x88].copy_from_slice(b"                ");
+        assert_eq!(Superblock::parse(&sb).unwrap().label, None);
+        sb[0x78..0x88].copy_from_slice(b" lead           ");
+        assert_eq!(
+            Superblock::parse(&sb).unwrap().label.as_deref(),
+            Some(" lead")
+        );
     }
 
     #[test]

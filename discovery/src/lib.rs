@@ -1,8 +1,12 @@
 //! What is on a disk, read from its bytes alone: no syscalls beyond reading a device or image
 //! file, so the same code runs in the rescue guest and on the host.
 
+pub mod assemble;
 pub mod ext;
 pub mod fstab;
+pub mod inventory;
+pub mod medium;
+pub mod osroot;
 pub mod partition;
 pub mod probe;
 

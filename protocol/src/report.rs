@@ -145,6 +145,12 @@ pub struct Filesystem {
     pub label: Option<String>,
     pub state_before: FsState,
     pub state_after: FsState,
+    /// What the filesystem is to the guest: `root`, `boot`, `efi`, `home`, `swap`, `data`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Where the guest's fstab mounts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<String>,
     /// Errors the kernel recorded in the superblock before the rescue.
     #[serde(default)]
     pub error_count_before: u32,
@@ -190,6 +196,109 @@ pub struct Disk {
     /// Partitions' kernel names, e.g. `vda1`.
     #[serde(default)]
     pub partitions: Vec<String>,
+    /// Partition table type as blkid names it (`dos`, `gpt`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pttype: Option<String>,
+    /// Partition table id (blkid PTUUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptuuid: Option<String>,
+    /// This disk is vmrescue's own rescue medium (recognised by its marker) and was left alone.
+    #[serde(default)]
+    pub rescue_medium: bool,
+}
+
+/// A partition the agent found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Partition {
+    /// Kernel name, e.g. `vda1`.
+    pub name: String,
+    pub disk: String,
+    pub number: u32,
+    pub start_bytes: u64,
+    pub size_bytes: u64,
+    /// MBR type (`0x83`) or GPT type GUID.
+    pub type_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partuuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partlabel: Option<String>,
+    /// Filesystem or volume type found in it (`unknown` when none is recognised).
+    #[serde(rename = "type")]
+    pub fstype: String,
+}
+
+/// A filesystem that looks like an OS root, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RootCandidate {
+    pub device: String,
+    pub score: i32,
+    pub evidence: Vec<String>,
+}
+
+/// The guest operating system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OsInfo {
+    /// The root filesystem's device; `None` when none or several were found and the operator
+    /// named none.
+    pub root_device: Option<String>,
+    pub pretty_name: Option<String>,
+    pub id: Option<String>,
+    pub version_id: Option<String>,
+    /// Every filesystem that looked like a root.
+    #[serde(default)]
+    pub candidates: Vec<RootCandidate>,
+}
+
+/// How an fstab entry's device was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Found: `device` names it.
+    Resolved,
+    /// The entry names a device that is not attached.
+    #[default]
+    Missing,
+    /// Several devices match (e.g. duplicate UUIDs); `candidates` lists them.
+    Ambiguous,
+    /// Not a block device: pseudo filesystem, bind mount, network share.
+    NotADevice,
+}
+
+/// One /etc/fstab entry of the guest and what it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FstabEntry {
+    pub line: usize,
+    pub spec: String,
+    pub file: String,
+    pub vfstype: String,
+    pub options: String,
+    pub passno: u32,
+    pub resolution: Resolution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// The entry names a device by kernel name (`/dev/vdb1`), which changes with attach order.
+    #[serde(default)]
+    pub kernel_name: bool,
+}
+
+/// An fstab line that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FstabMalformed {
+    pub line: usize,
+    pub text: String,
+    pub reason: String,
+}
+
+/// The guest's /etc/fstab as found on its root.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FstabReport {
+    /// Device the fstab was read from.
+    pub source: String,
+    pub entries: Vec<FstabEntry>,
+    #[serde(default)]
+    pub malformed: Vec<FstabMalformed>,
 }
 
 /// The final report.
@@ -207,7 +316,13 @@ pub struct Report {
     #[serde(default)]
     pub disks: Vec<Disk>,
     #[serde(default)]
+    pub partitions: Vec<Partition>,
+    #[serde(default)]
     pub filesystems: Vec<Filesystem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstab: Option<FstabReport>,
     #[serde(default)]
     pub changes: Vec<Change>,
     #[serde(default)]

@@ -35,10 +35,18 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 
 /// Writes a small Debian-like root tree under `dir`; returns each file's guest path and sha256.
 pub fn os_tree(dir: &Path) -> Result<BTreeMap<String, String>> {
+    os_tree_with_fstab(
+        dir,
+        "# /etc/fstab\nLABEL=guestroot / ext4 errors=remount-ro 0 1\n",
+    )
+}
+
+/// [`os_tree`] with the given `/etc/fstab`.
+pub fn os_tree_with_fstab(dir: &Path, fstab: &str) -> Result<BTreeMap<String, String>> {
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("etc/os-release", b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n".to_vec()),
         ("etc/hostname", b"guest01\n".to_vec()),
-        ("etc/fstab", b"# /etc/fstab\nLABEL=guestroot / ext4 errors=remount-ro 0 1\n".to_vec()),
+        ("etc/fstab", fstab.as_bytes().to_vec()),
         ("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n".to_vec()),
         ("sbin/init", bytes(1, 4096)),
         ("usr/bin/app", bytes(2, 20_000)),
@@ -80,13 +88,91 @@ fn run(cmd: &mut Command) -> Result<std::process::Output> {
 
 /// `mkfs.ext4 -d TREE` into a new image file of `size_mib`.
 pub fn mkfs_ext4(image: &Path, size_mib: u64, label: &str, tree: &Path) -> Result<()> {
+    mkfs_ext4_uuid(image, size_mib, label, None, tree)
+}
+
+/// `mkfs.ext4 -d TREE`, with a chosen filesystem UUID when given.
+pub fn mkfs_ext4_uuid(
+    image: &Path,
+    size_mib: u64,
+    label: &str,
+    uuid: Option<&str>,
+    tree: &Path,
+) -> Result<()> {
     let f = fs::File::create(image)?;
     f.set_len(size_mib << 20)?;
     drop(f);
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label, "-d"])
-        .arg(tree)
-        .arg(image))?;
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F", "-L", label]);
+    if let Some(u) = uuid {
+        cmd.args(["-U", u]);
+    }
+    run(cmd.arg("-d").arg(tree).arg(image))?;
+    Ok(())
+}
+
+/// A partition to lay out with [`partitioned_disk`].
+pub struct Part<'a> {
+    pub size_mib: u64,
+    /// GPT type GUID.
+    pub gpt_type: &'a str,
+    pub name: &'a str,
+    /// Filesystem image copied into the partition.
+    pub content: Option<&'a Path>,
+}
+
+pub const GPT_LINUX_ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+pub const GPT_LINUX_FS: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+/// Makes a GPT disk image with `sfdisk` and copies each partition's content in place.
+pub fn partitioned_disk(image: &Path, size_mib: u64, parts: &[Part]) -> Result<()> {
+    let f = fs::File::create(image)?;
+    f.set_len(size_mib << 20)?;
+    drop(f);
+    let mut script = String::from("label: gpt\n");
+    for p in parts {
+        script.push_str(&format!(
+            "size={}MiB, type={}, name={}\n",
+            p.size_mib, p.gpt_type, p.name
+        ));
+    }
+    let mut child = Command::new("sfdisk")
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(image)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("running sfdisk")?;
+    std::io::Write::write_all(
+        child.stdin.as_mut().context("sfdisk stdin")?,
+        script.as_bytes(),
+    )?;
+    drop(child.stdin.take());
+    if !child.wait()?.success() {
+        bail!("sfdisk failed on {}", image.display());
+    }
+    let out = run(Command::new("sfdisk").arg("--json").arg(image))?;
+    let table: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let entries = table["partitiontable"]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let disk = fs::OpenOptions::new().write(true).open(image)?;
+    for (p, e) in parts.iter().zip(entries) {
+        let Some(content) = p.content else { continue };
+        let start = e["start"].as_u64().context("sfdisk start")? * 512;
+        let data = fs::read(content)?;
+        std::os::unix::fs::FileExt::write_all_at(&disk, &data, start)?;
+    }
+    disk.sync_all()?;
+    Ok(())
+}
+
+/// Writes vmrescue's rescue-medium marker into a disk image.
+pub fn mark_rescue_medium(image: &Path, build_id: &str) -> Result<()> {
+    let disk = fs::OpenOptions::new().write(true).open(image)?;
+    let sector = vmrescue_discovery::medium::encode(build_id);
+    std::os::unix::fs::FileExt::write_all_at(&disk, &sector, vmrescue_discovery::medium::OFFSET)?;
     Ok(())
 }
 

@@ -1,0 +1,260 @@
+//! `vmrescue inspect IMG...`: the rescue's discovery on image files, on the host, no VM. Disks
+//! are named `vda`, `vdb`... in the order given, as the rescue VM would attach them. ext
+//! filesystems are read with e2fsprogs' `debugfs` (read-only; the image is never mounted).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use vmrescue_discovery::assemble::{self, Found};
+use vmrescue_discovery::inventory::{self, Volume};
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol as p;
+
+use crate::qemu::{self, Format};
+
+/// The JSON `inspect --json` prints: the same sections as a rescue report.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// Image file of each disk, in order (`vda` first).
+    pub images: Vec<String>,
+    pub disks: Vec<p::Disk>,
+    pub partitions: Vec<p::Partition>,
+    pub filesystems: Vec<p::Filesystem>,
+    pub os: p::OsInfo,
+    pub fstab: Option<p::FstabReport>,
+    pub warnings: Vec<p::Warning>,
+}
+
+/// A qcow2 image is read through a sparse raw copy made by `qemu-img convert`.
+struct Raw {
+    path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn raw_view(image: &Path) -> Result<Raw> {
+    match qemu::detect_format(image).with_context(|| format!("reading {}", image.display()))? {
+        Format::Raw => Ok(Raw {
+            path: image.to_owned(),
+            _tmp: None,
+        }),
+        Format::Qcow2 => {
+            let tmp = tempfile::Builder::new()
+                .prefix("vmrescue-inspect-")
+                .tempdir()?;
+            let path = tmp.path().join("disk.raw");
+            let out = Command::new("qemu-img")
+                .args(["convert", "-f", "qcow2", "-O", "raw"])
+                .arg(image)
+                .arg(&path)
+                .output()
+                .context("running qemu-img (install qemu-utils: scripts/setup.sh)")?;
+            if !out.status.success() {
+                bail!(
+                    "qemu-img convert {}: {}",
+                    image.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(Raw {
+                path,
+                _tmp: Some(tmp),
+            })
+        }
+    }
+}
+
+/// An ext filesystem inside an image file, read with `debugfs` (read-only).
+pub struct DebugfsTree {
+    /// `IMAGE?offset=N`, e2fsprogs' syntax for a filesystem inside a larger file.
+    spec: String,
+}
+
+/// Symlinks followed at most while resolving one path.
+const MAX_LINKS: usize = 8;
+
+impl DebugfsTree {
+    pub fn new(image: &Path, offset: u64) -> Self {
+        DebugfsTree {
+            spec: format!("{}?offset={offset}", image.display()),
+        }
+    }
+
+    fn request(&self, req: &str) -> Option<Vec<u8>> {
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(req)
+            .arg(&self.spec)
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then_some(out.stdout)
+    }
+
+    /// `(type, fast symlink target)` of a path's inode, without following a final symlink.
+    fn stat(&self, path: &str) -> Option<(String, Option<String>)> {
+        // Guest-controlled names never reach debugfs: only our fixed paths and checked targets.
+        if path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'"')
+        {
+            return None;
+        }
+        let out = String::from_utf8_lossy(&self.request(&format!("stat {path}"))?).into_owned();
+        let kind = out
+            .split("Type: ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .to_owned();
+        let target = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Fast link dest: "))
+            .map(|t| t.trim_matches('"').to_owned());
+        Some((kind, target))
+    }
+
+    /// Follows symlinks (inside the filesystem) to the final path.
+    fn resolve(&self, path: &str) -> Option<(String, String)> {
+        let mut path = path.to_owned();
+        for _ in 0..MAX_LINKS {
+            let (kind, target) = self.stat(&path)?;
+            if kind != "symlink" {
+                return Some((path, kind));
+            }
+            let target = target?;
+            path = if target.starts_with('/') {
+                target
+            } else {
+                let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+                normalise(&format!("{parent}/{target}"))
+            };
+        }
+        None
+    }
+}
+
+/// Collapses `.` and `..` (never above `/`).
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+impl Tree for DebugfsTree {
+    fn exists(&self, path: &str) -> bool {
+        self.stat(path).is_some()
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        self.resolve(path).is_some_and(|(_, k)| k == "directory")
+    }
+
+    fn read(&self, path: &str, max: usize) -> Option<Vec<u8>> {
+        let (real, kind) = self.resolve(path)?;
+        if kind != "regular" {
+            return None;
+        }
+        let mut data = self.request(&format!("cat {real}"))?;
+        data.truncate(max);
+        Some(data)
+    }
+
+    fn list(&self, path: &str) -> Vec<String> {
+        let Some((real, _)) = self.resolve(path) else {
+            return Vec::new();
+        };
+        let Some(out) = self.request(&format!("ls -p {real}")) else {
+            return Vec::new();
+        };
+        // Lines look like `/12/100644/0/0/name/size/`.
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(str::to_owned))
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .collect()
+    }
+}
+
+/// Discovery over image files.
+pub fn inspect(images: &[PathBuf], root: Option<&str>) -> Result<Inspection> {
+    if images.is_empty() {
+        bail!("no image given: vmrescue inspect IMG [IMG...]");
+    }
+    let raws: Vec<Raw> = images.iter().map(|i| raw_view(i)).collect::<Result<_>>()?;
+    let mut scans = Vec::new();
+    for (i, raw) in raws.iter().enumerate() {
+        let name = format!("vd{}", (b'a' + (i as u8 % 26)) as char);
+        let mut f =
+            File::open(&raw.path).with_context(|| format!("opening {}", images[i].display()))?;
+        let size = f.metadata()?.len();
+        scans.push(inventory::scan_disk(&name, &mut f, size));
+    }
+    let mut tree = |v: &Volume| -> Option<Box<dyn Tree>> {
+        let fstype = v.probe.as_ref()?.fstype;
+        if !fstype.starts_with("ext") {
+            return None;
+        }
+        let disk = v.name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let idx = scans_index(disk)?;
+        Some(Box::new(DebugfsTree::new(&raws.get(idx)?.path, v.offset)))
+    };
+    let found: Found = assemble::assemble(&scans, "/dev/", &mut tree, root);
+    Ok(Inspection {
+        images: images.iter().map(|p| p.display().to_string()).collect(),
+        disks: found.disks,
+        partitions: found.partitions,
+        filesystems: found.filesystems,
+        os: found.os,
+        fstab: found.fstab,
+        warnings: found
+            .warnings
+            .into_iter()
+            .map(|message| p::Warning {
+                step: "discovery".into(),
+                message,
+                device: None,
+            })
+            .collect(),
+    })
+}
+
+/// `vda` -> 0, `vdb` -> 1.
+fn scans_index(disk: &str) -> Option<usize> {
+    let c = disk.strip_prefix("vd")?.bytes().next()?;
+    c.is_ascii_lowercase().then(|| (c - b'a') as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_inside_the_root() {
+        assert_eq!(
+            normalise("/etc/../usr/lib/os-release"),
+            "/usr/lib/os-release"
+        );
+        assert_eq!(normalise("/../../etc"), "/etc");
+        assert_eq!(normalise("/a/./b//c"), "/a/b/c");
+        assert_eq!(scans_index("vdb"), Some(1));
+        assert_eq!(scans_index("sda"), None);
+    }
+
+    #[test]
+    fn hostile_names_never_reach_debugfs() {
+        let t = DebugfsTree::new(Path::new("/nonexistent.img"), 0);
+        assert!(!t.exists("/etc/x\"; rdump / /tmp"));
+        assert!(!t.exists("/a b"));
+    }
+}

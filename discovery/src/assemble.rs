@@ -1,0 +1,339 @@
+//! From scanned disks to the report's discovery sections: disks, partitions, filesystems with
+//! role and mountpoint, the OS root (by evidence), and the guest's fstab resolved against what
+//! was found. Pure: file contents come through the caller's [`Tree`] per volume.
+
+use vmrescue_protocol as p;
+
+use crate::fstab::{self, Kind, Spec};
+use crate::inventory::{DiskScan, Volume};
+use crate::osroot::{self, Tree};
+use crate::partition::PartType;
+
+/// GPT type of a Linux x86-64 root partition.
+pub const GPT_ROOT_X86_64: &str = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
+/// Longest fstab read.
+pub const MAX_FSTAB: usize = 1 << 20;
+
+/// Types whose contents can be inspected for OS evidence.
+pub fn inspectable(fstype: &str) -> bool {
+    matches!(fstype, "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat")
+}
+
+/// The discovery sections of a report.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub disks: Vec<p::Disk>,
+    pub partitions: Vec<p::Partition>,
+    pub filesystems: Vec<p::Filesystem>,
+    pub os: p::OsInfo,
+    pub fstab: Option<p::FstabReport>,
+    pub warnings: Vec<String>,
+}
+
+fn type_id(t: &PartType) -> String {
+    match t {
+        PartType::Mbr(b) => format!("0x{b:02x}"),
+        PartType::Gpt(g) => g.clone(),
+    }
+}
+
+/// Builds the sections. `tree` opens a volume's contents (`None`: cannot be read); `root_choice`
+/// is the operator's `--root DEVICE|UUID`.
+pub fn assemble(
+    scans: &[DiskScan],
+    dev_prefix: &str,
+    tree: &mut dyn FnMut(&Volume) -> Option<Box<dyn Tree>>,
+    root_choice: Option<&str>,
+) -> Found {
+    let mut f = Found::default();
+    let mut volumes: Vec<&Volume> = Vec::new();
+    for s in scans {
+        f.warnings.extend(s.warnings.iter().cloned());
+        f.disks.push(p::Disk {
+            name: s.name.clone(),
+            size_bytes: s.size,
+            pttype: s.table.as_ref().map(|t| t.kind.as_str().to_owned()),
+            ptuuid: s.table.as_ref().and_then(|t| t.id.clone()),
+            rescue_medium: s.medium.is_some(),
+            partitions: s
+                .volumes
+                .iter()
+                .filter(|v| v.partition.is_some())
+                .map(|v| v.name.clone())
+                .collect(),
+            ..Default::default()
+        });
+        if let Some(id) = &s.medium {
+            f.warnings.push(format!(
+                "{} is the vmrescue rescue medium (build {id}); left alone",
+                s.name
+            ));
+            continue;
+        }
+        for v in &s.volumes {
+            if let Some(part) = &v.partition {
+                f.partitions.push(p::Partition {
+                    name: v.name.clone(),
+                    disk: s.name.clone(),
+                    number: part.number,
+                    start_bytes: part.start,
+                    size_bytes: part.size,
+                    type_id: type_id(&part.part_type),
+                    partuuid: part.uuid.clone(),
+                    partlabel: part.name.clone(),
+                    fstype: v.probe.as_ref().map_or("unknown", |p| p.fstype).to_owned(),
+                });
+            }
+            if v.probe.is_some() {
+                volumes.push(v);
+            }
+        }
+    }
+
+    // Evidence for each inspectable filesystem.
+    let mut trees: Vec<(String, Box<dyn Tree>)> = Vec::new();
+    for v in &volumes {
+        let Some(probe) = &v.probe else { continue };
+        let device = format!("{dev_prefix}{}", v.name);
+        f.filesystems.push(p::Filesystem {
+            device: device.clone(),
+            fstype: probe.fstype.to_owned(),
+            uuid: probe.uuid.clone(),
+            label: probe.label.clone(),
+            role: (probe.fstype == "swap").then(|| "swap".to_owned()),
+            ..Default::default()
+        });
+        if !inspectable(probe.fstype) {
+            continue;
+        }
+        let Some(t) = tree(v) else {
+            f.warnings.push(format!(
+                "{device}: contents could not be read to look for an OS"
+            ));
+            continue;
+        };
+        let gpt_root = matches!(&v.partition, Some(part) if matches!(&part.part_type, PartType::Gpt(g) if g == GPT_ROOT_X86_64));
+        let e = osroot::score(t.as_ref(), gpt_root);
+        if e.is_root() {
+            f.os.candidates.push(p::RootCandidate {
+                device: device.clone(),
+                score: e.score,
+                evidence: e.found,
+            });
+        } else if osroot::looks_like_esp(t.as_ref()) && probe.fstype == "vfat" {
+            set_role(&mut f.filesystems, &device, "efi");
+        } else if osroot::looks_like_boot(t.as_ref()) {
+            set_role(&mut f.filesystems, &device, "boot");
+        }
+        trees.push((device, t));
+    }
+
+    // The root: the operator's choice, else the only candidate.
+    let chosen =
+        match root_choice {
+            Some(want) => {
+                let hit = f.filesystems.iter().find(|fs| {
+                    fs.device == want
+                        || fs.device.strip_prefix(dev_prefix) == Some(want)
+                        || fs
+                            .uuid
+                            .as_deref()
+                            .is_some_and(|u| u.eq_ignore_ascii_case(want))
+                });
+                if hit.is_none() {
+                    f.warnings
+                        .push(format!("--root {want}: no such device or filesystem UUID"));
+                }
+                hit.map(|fs| fs.device.clone())
+            }
+            None => match f.os.candidates.len() {
+                1 => Some(f.os.candidates[0].device.clone()),
+                0 => None,
+                _ => {
+                    f.warnings.push(format!(
+                    "several OS roots found ({}); none chosen: name one with --root DEVICE|UUID",
+                    f.os.candidates.iter().map(|c| c.device.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+                    None
+                }
+            },
+        };
+    f.os.root_device = chosen.clone();
+    let Some(root) = chosen else {
+        return f;
+    };
+    set_role(&mut f.filesystems, &root, "root");
+    let root_tree = trees
+        .iter()
+        .find(|(d, _)| *d == root)
+        .map(|(_, t)| t.as_ref());
+    if let Some(t) = root_tree {
+        if let Some(os) = osroot::os_release(t) {
+            f.os.pretty_name = os.pretty_name;
+            f.os.id = os.id;
+            f.os.version_id = os.version_id;
+        }
+        match t.read("/etc/fstab", MAX_FSTAB) {
+            Some(text) => {
+                let report = resolve_fstab(
+                    &fstab::parse(&text),
+                    &root,
+                    dev_prefix,
+                    &f.filesystems,
+                    &f.partitions,
+                );
+                for e in &report.entries {
+                    if let (p::Resolution::Resolved, Some(dev)) = (e.resolution, &e.device) {
+                        if let Some(fs) = f.filesystems.iter_mut().find(|fs| &fs.device == dev) {
+                            if fs.mountpoint.is_none() && e.file.starts_with('/') {
+                                fs.mountpoint = Some(e.file.clone());
+                            }
+                            if fs.role.is_none() {
+                                fs.role = Some(role_of(&e.file, &e.vfstype));
+                            }
+                        }
+                    }
+                }
+                f.fstab = Some(report);
+            }
+            None => f.warnings.push(format!("{root}: no /etc/fstab")),
+        }
+    }
+    f
+}
+
+fn set_role(filesystems: &mut [p::Filesystem], device: &str, role: &str) {
+    if let Some(fs) = filesystems.iter_mut().find(|fs| fs.device == device) {
+        fs.role = Some(role.to_owned());
+    }
+}
+
+/// The role a mount point gives a filesystem.
+pub fn role_of(mountpoint: &str, vfstype: &str) -> String {
+    match (mountpoint, vfstype) {
+        (_, "swap") => "swap",
+        ("/", _) => "root",
+        ("/boot", _) => "boot",
+        ("/boot/efi" | "/efi", _) => "efi",
+        ("/home", _) => "home",
+        ("/var", _) => "var",
+        ("/usr", _) => "usr",
+        ("/tmp", _) => "tmp",
+        _ => "data",
+    }
+    .to_owned()
+}
+
+fn spec_text(spec: &Spec) -> String {
+    match spec {
+        Spec::Uuid(u) => format!("UUID={u}"),
+        Spec::Label(l) => format!("LABEL={l}"),
+        Spec::PartUuid(u) => format!("PARTUUID={u}"),
+        Spec::PartLabel(l) => format!("PARTLABEL={l}"),
+        Spec::DevPath(s) | Spec::ById(s) | Spec::ByPath(s) | Spec::Network(s) | Spec::None_(s) => {
+            s.clone()
+        }
+    }
+}
+
+/// Resolves every entry of a parsed fstab against what discovery found.
+pub fn resolve_fstab(
+    tab: &fstab::Fstab,
+    source: &str,
+    dev_prefix: &str,
+    filesystems: &[p::Filesystem],
+    partitions: &[p::Partition],
+) -> p::FstabReport {
+    let entries = tab
+        .entries
+        .iter()
+        .map(|e| {
+            let mut out = p::FstabEntry {
+                line: e.line,
+                spec: spec_text(&e.spec),
+                file: e.file.clone(),
+                vfstype: e.vfstype.clone(),
+                options: e.options.join(","),
+                passno: e.passno,
+                ..Default::default()
+            };
+            let matches: Vec<String> = match (&e.kind, &e.spec) {
+                (Kind::Pseudo | Kind::Network | Kind::Bind, _) => {
+                    out.resolution = p::Resolution::NotADevice;
+                    return out;
+                }
+                (_, Spec::Uuid(u)) => filesystems
+                    .iter()
+                    .filter(|fs| {
+                        fs.uuid
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(u))
+                    })
+                    .map(|fs| fs.device.clone())
+                    .collect(),
+                (_, Spec::Label(l)) => filesystems
+                    .iter()
+                    .filter(|fs| fs.label.as_deref() == Some(l.as_str()))
+                    .map(|fs| fs.device.clone())
+                    .collect(),
+                (_, Spec::PartUuid(u)) => partitions
+                    .iter()
+                    .filter(|pt| {
+                        pt.partuuid
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(u))
+                    })
+                    .map(|pt| format!("{dev_prefix}{}", pt.name))
+                    .collect(),
+                (_, Spec::PartLabel(l)) => partitions
+                    .iter()
+                    .filter(|pt| pt.partlabel.as_deref() == Some(l.as_str()))
+                    .map(|pt| format!("{dev_prefix}{}", pt.name))
+                    .collect(),
+                (_, Spec::DevPath(path)) => {
+                    let name = path.strip_prefix("/dev/").unwrap_or(path);
+                    let is_kernel_name = !name.contains('/');
+                    out.kernel_name = is_kernel_name;
+                    let dev = format!("{dev_prefix}{name}");
+                    let known = filesystems.iter().any(|fs| fs.device == dev)
+                        || partitions.iter().any(|pt| pt.name == name);
+                    if is_kernel_name && known {
+                        vec![dev]
+                    } else {
+                        vec![]
+                    }
+                }
+                (_, Spec::ById(_) | Spec::ByPath(_)) => vec![],
+                (_, Spec::Network(_) | Spec::None_(_)) => {
+                    out.resolution = p::Resolution::NotADevice;
+                    return out;
+                }
+            };
+            match matches.len() {
+                0 => out.resolution = p::Resolution::Missing,
+                1 => {
+                    out.resolution = p::Resolution::Resolved;
+                    out.device = matches.into_iter().next();
+                }
+                _ => {
+                    out.resolution = p::Resolution::Ambiguous;
+                    out.candidates = matches;
+                }
+            }
+            out
+        })
+        .collect();
+    p::FstabReport {
+        source: source.to_owned(),
+        entries,
+        malformed: tab
+            .malformed
+            .iter()
+            .map(|m| p::FstabMalformed {
+                line: m.line,
+                text: m.text.clone(),
+                reason: m.reason.clone(),
+            })
+            .collect(),
+    }
+}
