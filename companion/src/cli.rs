@@ -233,22 +233,8 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
 
 /// `vmrescue inspect`: 0 when an OS root was identified, 1 when none, 2 on errors.
 fn inspect(images: &[PathBuf], json: bool, root: Option<&str>) -> i32 {
-    let found = match crate::inspect::inspect(images, root) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("vmrescue: {e:#}");
-            return EXIT_HOST;
-        }
-    };
-    if json {
-        match serde_json::to_string_pretty(&found) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("vmrescue: cannot print the result: {e}");
-                return EXIT_HOST;
-            }
-        }
-    } else {
+    let result = crate::inspect::inspect(images, root).map_err(|e| format!("{e:#}"));
+    finish(json, result, |found| {
         let mut s = crate::render::discovery(
             &found.disks,
             &found.partitions,
@@ -257,13 +243,8 @@ fn inspect(images: &[PathBuf], json: bool, root: Option<&str>) -> i32 {
             found.fstab.as_ref(),
         );
         crate::render::warnings(&mut s, &found.warnings);
-        print!("{s}");
-    }
-    if found.os.root_device.is_some() {
-        EXIT_OK
-    } else {
-        EXIT_PROBLEMS
-    }
+        (s, found.os.root_device.is_some())
+    })
 }
 
 /// Runs a parsed command line; returns the process exit status.

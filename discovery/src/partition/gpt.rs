@@ -5,6 +5,7 @@
 use std::io::{self, Read, Seek};
 
 use super::{PartType, Partition, PartitionError, Table, TableKind};
+use crate::probe::csum::{reflected_table, reflected_update};
 use crate::{format_uuid, read_at};
 
 /// Type GUID of a Linux filesystem data partition.
@@ -46,32 +47,10 @@ const SECTOR_SIZES: [u64; 2] = [512, 4096];
 
 /// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as used by GPT, zlib and Ethernet.
 pub fn crc32(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |crc, &b| {
-        CRC_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
-    })
+    !reflected_update(&CRC_TABLE, !0, data)
 }
 
-const CRC_TABLE: [u32; 256] = crc_table();
-
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
+static CRC_TABLE: [u32; 256] = reflected_table(0xEDB8_8320);
 
 /// Formats a GUID stored on disk in the mixed-endian GPT layout (first three groups
 /// little-endian) as lowercase text, the way blkid and lsblk print it.

@@ -3,18 +3,15 @@
 
 const CRC32C_POLY: u32 = 0x82F6_3B78;
 
-const fn crc32c_table() -> [u32; 256] {
+/// The byte table of a reflected CRC-32 with polynomial `poly` (CRC-32C here, IEEE for GPT).
+pub(crate) const fn reflected_table(poly: u32) -> [u32; 256] {
     let mut table = [0u32; 256];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ CRC32C_POLY
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { (c >> 1) ^ poly } else { c >> 1 };
             k += 1;
         }
         table[i] = c;
@@ -23,15 +20,20 @@ const fn crc32c_table() -> [u32; 256] {
     table
 }
 
-static CRC32C_TABLE: [u32; 256] = crc32c_table();
-
-/// Raw CRC-32C update (no final inversion), like util-linux's `crc32c(seed, buf, len)`.
-pub(crate) fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
+/// Raw reflected CRC-32 update with `table` (no initial or final inversion).
+pub(crate) fn reflected_update(table: &[u32; 256], mut crc: u32, data: &[u8]) -> u32 {
     for &b in data {
         // The index is masked to 0..=255, always inside the table.
-        crc = CRC32C_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+        crc = table[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
     }
     crc
+}
+
+static CRC32C_TABLE: [u32; 256] = reflected_table(CRC32C_POLY);
+
+/// Raw CRC-32C update (no final inversion), like util-linux's `crc32c(seed, buf, len)`.
+pub(crate) fn crc32c(crc: u32, data: &[u8]) -> u32 {
+    reflected_update(&CRC32C_TABLE, crc, data)
 }
 
 const P1: u64 = 0x9E37_79B1_85EB_CA87;

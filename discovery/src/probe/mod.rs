@@ -23,7 +23,7 @@
 use std::io::{self, Read, Seek};
 
 mod btrfs;
-mod csum;
+pub(crate) mod csum;
 mod ext;
 mod foreign;
 mod iso9660;
