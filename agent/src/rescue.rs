@@ -13,9 +13,8 @@ use vmrescue_protocol::{
     self as p, Change, Filesystem, FsState, FsckStatus, Message, Mode, Report,
 };
 
-use crate::inspect::MountedTree;
-
 use crate::cmdline::{self, After, Settings};
+use crate::inspect::MountedTree;
 use crate::reporter::Reporter;
 use crate::{boot, disks, fsck, modules, port, proc, signals, verdict};
 
@@ -120,10 +119,10 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
 
     // Check (and repair) first: a damaged filesystem may not mount for inspection.
     let mut checked: Vec<Filesystem> = Vec::new();
-    for s in scans.iter().filter(|s| s.medium.is_none()) {
+    'check: for s in scans.iter().filter(|s| s.medium.is_none()) {
         for v in &s.volumes {
             if signals::requested().is_some() {
-                return;
+                break 'check;
             }
             let Some(probe) = &v.probe else { continue };
             if !matches!(probe.fstype, "ext2" | "ext3" | "ext4" | "ext4dev") {
@@ -136,6 +135,13 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
                 Err(e) => rep.warn("fsck", Some(&dev), format!("cannot read {dev}: {e}")),
             }
         }
+    }
+
+    if signals::requested().is_some() {
+        // Stopping: report what was checked (and changed) so far, skip the inspection.
+        report.filesystems = checked;
+        report.changes = fsck_changes(settings.mode, &report.filesystems);
+        return;
     }
 
     rep.progress("inspect", None, "looking for the OS root");
@@ -194,22 +200,27 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
             None => fs,
         })
         .collect();
-    for fs in &report.filesystems {
-        if settings.mode == Mode::Repair && fs.fsck.status == FsckStatus::Corrected {
-            report.changes.push(Change {
-                kind: "fsck".into(),
-                path: fs.device.clone(),
-                detail: format!(
-                    "{} corrected the filesystem (exit {})",
-                    fs.fsck.tool,
-                    fs.fsck.exit_code.unwrap_or(-1)
-                ),
-                ..Default::default()
-            });
-        }
-    }
+    report.changes = fsck_changes(settings.mode, &report.filesystems);
     report.os = Some(sections.os);
     report.fstab = sections.fstab;
+}
+
+/// The report's change entry for every filesystem fsck corrected (repair mode only).
+fn fsck_changes(mode: Mode, filesystems: &[Filesystem]) -> Vec<Change> {
+    filesystems
+        .iter()
+        .filter(|fs| mode == Mode::Repair && fs.fsck.status == FsckStatus::Corrected)
+        .map(|fs| Change {
+            kind: "fsck".into(),
+            path: fs.device.clone(),
+            detail: format!(
+                "{} corrected the filesystem (exit {})",
+                fs.fsck.tool,
+                fs.fsck.exit_code.unwrap_or(-1)
+            ),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Reads each disk's partition table and signatures with the discovery library.

@@ -198,12 +198,21 @@ fn set_owner(map: &mut crate::salvage::OwnerMap, arg: &str) -> Result<(), String
     Ok(())
 }
 
-/// Prints a host-side command's report (JSON or rendered) and returns its exit status:
-/// 0 all done, 1 something failed, 2 the command could not run.
+/// 0 when all is well, 1 when something is left to do.
+fn status(ok: bool) -> i32 {
+    if ok {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEMS
+    }
+}
+
+/// Prints a command's report (JSON or rendered text) and returns its exit status; an error is
+/// printed and gives 2 (the command could not run).
 fn finish<T: serde::Serialize, E: std::fmt::Display>(
     json: bool,
     result: Result<T, E>,
-    render_and_ok: impl FnOnce(&T) -> (String, bool),
+    render_and_code: impl FnOnce(&T) -> (String, i32),
 ) -> i32 {
     let report = match result {
         Ok(r) => r,
@@ -212,7 +221,7 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
             return EXIT_HOST;
         }
     };
-    let (text, ok) = render_and_ok(&report);
+    let (text, code) = render_and_code(&report);
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(j) => println!("{j}"),
@@ -224,11 +233,7 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
     } else {
         print!("{text}");
     }
-    if ok {
-        EXIT_OK
-    } else {
-        EXIT_PROBLEMS
-    }
+    code
 }
 
 /// `vmrescue inspect`: 0 when an OS root was identified, 1 when none, 2 on errors.
@@ -243,7 +248,7 @@ fn inspect(images: &[PathBuf], json: bool, root: Option<&str>) -> i32 {
             found.fstab.as_ref(),
         );
         crate::render::warnings(&mut s, &found.warnings);
-        (s, found.os.root_device.is_some())
+        (s, status(found.os.root_device.is_some()))
     })
 }
 
@@ -279,7 +284,7 @@ pub fn run(cli: Cli) -> i32 {
                 ..Default::default()
             };
             let result = crate::salvage::run(&opts);
-            finish(json, result, |r| (r.render(), r.ok()))
+            finish(json, result, |r| (r.render(), status(r.ok())))
         }
         Cmd::FixOwners {
             from_uid,
@@ -299,7 +304,7 @@ pub fn run(cli: Cli) -> i32 {
                 dry_run,
             };
             let result = crate::fix_owners::run(&opts);
-            finish(json, result, |r| (r.render(), r.ok()))
+            finish(json, result, |r| (r.render(), status(r.ok())))
         }
         Cmd::Rescue {
             disks,
@@ -342,28 +347,13 @@ pub fn run(cli: Cli) -> i32 {
                 root,
             };
             match rescue::run(&req) {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string_pretty(&report) {
-                            Ok(text) => println!("{text}"),
-                            Err(e) => {
-                                eprintln!("vmrescue: cannot print the report: {e}");
-                                return EXIT_HOST;
-                            }
-                        }
-                    } else {
-                        print!("{}", crate::render::report(&report));
-                    }
-                    exit_code(report.outcome)
-                }
-                Err(e @ Failure::Host(_)) => {
-                    eprintln!("vmrescue: {e}");
-                    EXIT_HOST
-                }
                 Err(e @ Failure::NoReport { .. }) => {
                     eprintln!("vmrescue: {e}");
                     EXIT_NO_REPORT
                 }
+                other => finish(json, other, |r| {
+                    (crate::render::report(r), exit_code(r.outcome))
+                }),
             }
         }
         Cmd::Image {

@@ -194,7 +194,7 @@ pub fn inspect(images: &[PathBuf], root: Option<&str>) -> Result<Inspection> {
     let raws: Vec<Raw> = images.iter().map(|i| raw_view(i)).collect::<Result<_>>()?;
     let mut scans = Vec::new();
     for (i, raw) in raws.iter().enumerate() {
-        let name = format!("vd{}", (b'a' + (i as u8 % 26)) as char);
+        let name = disk_name(i);
         let mut f =
             File::open(&raw.path).with_context(|| format!("opening {}", images[i].display()))?;
         let size = f.metadata()?.len();
@@ -205,8 +205,9 @@ pub fn inspect(images: &[PathBuf], root: Option<&str>) -> Result<Inspection> {
         if !fstype.starts_with("ext") {
             return None;
         }
-        let disk = v.name.trim_end_matches(|c: char| c.is_ascii_digit());
-        let idx = scans_index(disk)?;
+        let idx = scans
+            .iter()
+            .position(|s| s.volumes.iter().any(|x| x.name == v.name))?;
         Some(Box::new(DebugfsTree::new(&raws.get(idx)?.path, v.offset)))
     };
     let found: Found = assemble::assemble(&scans, "/dev/", &mut tree, root);
@@ -229,10 +230,17 @@ pub fn inspect(images: &[PathBuf], root: Option<&str>) -> Result<Inspection> {
     })
 }
 
-/// `vda` -> 0, `vdb` -> 1.
-fn scans_index(disk: &str) -> Option<usize> {
-    let c = disk.strip_prefix("vd")?.bytes().next()?;
-    c.is_ascii_lowercase().then(|| (c - b'a') as usize)
+/// The kernel's name for the `i`-th virtio disk: `vda`..`vdz`, then `vdaa`, `vdab`...
+fn disk_name(i: usize) -> String {
+    let mut suffix = Vec::new();
+    let mut n = i + 1;
+    while n > 0 {
+        n -= 1;
+        suffix.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    suffix.reverse();
+    format!("vd{}", String::from_utf8_lossy(&suffix))
 }
 
 #[cfg(test)]
@@ -247,8 +255,10 @@ mod tests {
         );
         assert_eq!(normalise("/../../etc"), "/etc");
         assert_eq!(normalise("/a/./b//c"), "/a/b/c");
-        assert_eq!(scans_index("vdb"), Some(1));
-        assert_eq!(scans_index("sda"), None);
+        assert_eq!(disk_name(0), "vda");
+        assert_eq!(disk_name(25), "vdz");
+        assert_eq!(disk_name(26), "vdaa");
+        assert_eq!(disk_name(27), "vdab");
     }
 
     #[test]
