@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 # Packages from bookworm itself.
 base_pkgs=(
-  linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs
+  linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs dosfstools btrfs-progs
   xorriso isolinux syslinux-common cpio zstd file fdisk xz-utils
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
@@ -25,7 +25,7 @@ need_paths=(
   /usr/sbin/e2fsck /sbin/e2fsck.static /bin/busybox /usr/sbin/mkfs.xfs /usr/bin/xorriso
   /usr/lib/ISOLINUX/isolinux.bin /usr/bin/cpio /usr/bin/zstd /usr/bin/file
   /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/virsh /usr/sbin/debugfs /usr/sbin/sfdisk
-  /usr/bin/xz
+  /usr/bin/xz /sbin/fsck.fat /bin/btrfs
 )
 
 missing=()

@@ -19,6 +19,13 @@ pub struct Settings {
     pub settle_secs: u64,
     /// The operator's choice of OS root (`vmrescue.root=DEVICE|UUID`) when there are several.
     pub root: Option<String>,
+    /// Host name for a rebuilt `/etc/hostname` (`vmrescue.hostname=`).
+    pub hostname: Option<String>,
+    /// Add `errors=remount-ro` to an ext root's fstab entry (`vmrescue.errors_remount_ro=0` off).
+    pub errors_remount_ro: bool,
+    /// Allow `xfs_repair -L` (zeroes the log, losing its transactions) when the log cannot be
+    /// replayed: destructive, only on the operator's explicit `vmrescue.xfs_zero_log=1`.
+    pub xfs_zero_log: bool,
 }
 
 impl Default for Settings {
@@ -30,6 +37,9 @@ impl Default for Settings {
             after: After::PowerOff,
             settle_secs: 10,
             root: None,
+            hostname: None,
+            errors_remount_ro: true,
+            xfs_zero_log: false,
         }
     }
 }
@@ -73,10 +83,42 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<String>) {
             "root" => warnings.push(format!(
                 "vmrescue.root={value:?} is not a device name or UUID; ignored"
             )),
+            "hostname" if valid_hostname(value) => s.hostname = Some(value.to_owned()),
+            "hostname" => warnings.push(format!(
+                "vmrescue.hostname={value:?} is not a valid host name; ignored"
+            )),
+            "errors_remount_ro" | "xfs_zero_log" => {
+                let flag = match value {
+                    "1" | "yes" | "on" | "" => true,
+                    "0" | "no" | "off" => false,
+                    _ => {
+                        warnings.push(format!("vmrescue.{key}={value:?} is not 0 or 1; ignored"));
+                        continue;
+                    }
+                };
+                if key == "xfs_zero_log" {
+                    s.xfs_zero_log = flag;
+                } else {
+                    s.errors_remount_ro = flag;
+                }
+            }
             _ => warnings.push(format!("unknown setting vmrescue.{key} ignored")),
         }
     }
     (s, warnings)
+}
+
+/// RFC 1123 host name: labels of letters, digits and `-`, dot-separated, at most 253 bytes.
+fn valid_hostname(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// A device (`vda1`, `/dev/vda1`) or a UUID.
@@ -120,6 +162,16 @@ mod tests {
         assert_eq!(s.after, After::Shell);
         assert_eq!(s.settle_secs, 3);
         assert_eq!(s.root.as_deref(), Some("/dev/vdb1"));
+        assert!(s.errors_remount_ro && !s.xfs_zero_log && s.hostname.is_none());
+        let (s, w) = parse(
+            "vmrescue.hostname=web-1.example vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.hostname.as_deref(), Some("web-1.example"));
+        assert!(!s.errors_remount_ro && s.xfs_zero_log);
+        let (s, w) =
+            parse("vmrescue.hostname=-bad vmrescue.hostname=a..b vmrescue.xfs_zero_log=maybe");
+        assert_eq!((w.len(), s.hostname, s.xfs_zero_log), (3, None, false));
         let (s, w) =
             parse("vmrescue.root=../../x vmrescue.root=2c309045-caea-4e02-8bc7-cf04b2b71566");
         assert_eq!(w.len(), 1);

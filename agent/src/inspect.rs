@@ -34,19 +34,54 @@ pub fn mount_options(fstype: &str) -> Option<(&'static str, &'static str)> {
 pub struct MountedTree {
     root: OwnedFd,
     mountpoint: PathBuf,
+    /// Unmount on drop (false for a plain directory).
+    mounted: bool,
+}
+
+/// Filesystem driver and options for a read-write mount after a successful fsck (journals and
+/// logs replay normally).
+pub fn rw_driver(fstype: &str) -> Option<&'static str> {
+    match fstype {
+        "ext2" | "ext3" | "ext4" => Some("ext4"),
+        "xfs" => Some("xfs"),
+        "btrfs" => Some("btrfs"),
+        "vfat" => Some("vfat"),
+        _ => None,
+    }
 }
 
 impl MountedTree {
+    /// Mounts read-only without journal replay, for inspection.
     pub fn mount(device: &str, fstype: &str, name: &str) -> Result<MountedTree, String> {
         let (driver, options) =
             mount_options(fstype).ok_or_else(|| format!("{device}: cannot mount {fstype}"))?;
+        Self::mount_with(device, fstype, driver, options, name, false)
+    }
+
+    /// Mounts read-write, to apply the repair plan (only after fsck left it consistent).
+    pub fn mount_rw(device: &str, fstype: &str, name: &str) -> Result<MountedTree, String> {
+        let driver = rw_driver(fstype).ok_or_else(|| format!("{device}: cannot mount {fstype}"))?;
+        Self::mount_with(device, fstype, driver, "", name, true)
+    }
+
+    fn mount_with(
+        device: &str,
+        fstype: &str,
+        driver: &str,
+        options: &str,
+        name: &str,
+        writable: bool,
+    ) -> Result<MountedTree, String> {
         let mountpoint = Path::new(BASE).join(name);
         fs::create_dir_all(&mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
         let data = CString::new(options).map_err(|e| e.to_string())?;
-        let flags =
-            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        let mut flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        if !writable {
+            flags |= MountFlags::RDONLY;
+        }
+        let how = if writable { "read-write" } else { "read-only" };
         mount(device, &mountpoint, driver, flags, data.as_c_str())
-            .map_err(|e| format!("mounting {device} ({fstype}) read-only: {e}"))?;
+            .map_err(|e| format!("mounting {device} ({fstype}) {how}: {e}"))?;
         let root = match rustix::fs::open(
             &mountpoint,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -58,7 +93,41 @@ impl MountedTree {
                 return Err(format!("{}: {e}", mountpoint.display()));
             }
         };
-        Ok(MountedTree { root, mountpoint })
+        Ok(MountedTree {
+            root,
+            mountpoint,
+            mounted: true,
+        })
+    }
+
+    /// A plain directory seen as a tree (an operator's reference `/etc`, tests).
+    pub fn directory(path: &Path) -> Result<MountedTree, String> {
+        let root = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(MountedTree {
+            root,
+            mountpoint: path.to_owned(),
+            mounted: false,
+        })
+    }
+
+    /// Where it is mounted (or the directory).
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Flushes and unmounts now, reporting failure (drop only logs it).
+    pub fn unmount(mut self) -> Result<(), String> {
+        self.mounted = false;
+        rustix::fs::sync();
+        unmount(&self.mountpoint, UnmountFlags::empty())
+            .map_err(|e| format!("unmounting {}: {e}", self.mountpoint.display()))?;
+        let _ = fs::remove_dir(&self.mountpoint);
+        Ok(())
     }
 
     fn open(&self, path: &str, flags: OFlags) -> Option<OwnedFd> {
@@ -77,6 +146,9 @@ impl MountedTree {
 
 impl Drop for MountedTree {
     fn drop(&mut self) {
+        if !self.mounted {
+            return;
+        }
         if let Err(e) = unmount(&self.mountpoint, UnmountFlags::empty()) {
             log::warn!("unmounting {}: {e}; detaching", self.mountpoint.display());
             let _ = unmount(&self.mountpoint, UnmountFlags::DETACH);
@@ -146,10 +218,7 @@ mod tests {
         std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname-outside", root.join("etc/evil")).unwrap();
         std::os::unix::fs::symlink("/usr", root.join("abs")).unwrap();
-        let t = MountedTree {
-            root: rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap(),
-            mountpoint: PathBuf::from("/nonexistent-not-mounted"),
-        };
+        let t = MountedTree::directory(root).unwrap();
         assert_eq!(t.read("/etc/os-release", 100).unwrap(), b"ID=debian\n");
         assert!(t.exists("/etc/evil"), "the link itself exists");
         assert_eq!(
@@ -163,6 +232,5 @@ mod tests {
         names.sort();
         assert_eq!(names, ["abs", "etc", "usr"]);
         assert!(!t.is_dir("/etc/os-release"));
-        std::mem::forget(t); // not mounted: nothing to unmount
     }
 }

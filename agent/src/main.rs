@@ -1,22 +1,9 @@
-//! `vmrescue-agent`: PID 1 of the rescue initramfs. The work lives in the modules; `main` only
-//! wires them and guarantees that PID 1 never returns.
-
-mod boot;
-mod cmdline;
-mod disks;
-mod finish;
-mod fsck;
-mod inspect;
-mod logger;
-mod modules;
-mod port;
-mod proc;
-mod reporter;
-mod rescue;
-mod signals;
-mod verdict;
+//! `vmrescue-agent`: PID 1 of the rescue initramfs. The work lives in the library's modules;
+//! `main` only wires them and guarantees that PID 1 never returns.
 
 use std::time::Instant;
+
+use vmrescue_agent::{finish, logger, rescue};
 
 fn main() {
     let started = Instant::now();

@@ -6,19 +6,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vmrescue_discovery::assemble;
-use vmrescue_discovery::ext;
 use vmrescue_discovery::inventory::{self, DiskScan, Volume};
 use vmrescue_discovery::osroot::Tree;
-use vmrescue_protocol::{
-    self as p, Change, Filesystem, FsState, FsckStatus, Message, Mode, Report,
-};
+use vmrescue_protocol::{self as p, Change, Filesystem, FsckStatus, Message, Mode, Report};
 
 use crate::cmdline::{self, After, Settings};
 use crate::inspect::MountedTree;
 use crate::reporter::Reporter;
-use crate::{boot, disks, fsck, modules, port, proc, signals, verdict};
+use crate::{
+    apply, atomic, boot, checks, clock, disks, modules, plan, port, proc, signals, verdict,
+};
 
-const E2FSCK: &str = "/sbin/e2fsck";
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long to wait for the virtio-serial port to show up after its module loaded.
 const PORT_WAIT: Duration = Duration::from_secs(3);
@@ -44,8 +42,9 @@ pub fn run(started: Instant) -> After {
         kernel: kernel.clone(),
         ..Default::default()
     };
+    let mut repaired_root: Option<RootMount> = None;
     let fatal = catch_unwind(AssertUnwindSafe(|| {
-        work(&settings, &kernel, &mut rep, &mut report);
+        repaired_root = work(&settings, &kernel, &mut rep, &mut report);
     }))
     .is_err();
     if fatal {
@@ -55,13 +54,21 @@ pub fn run(started: Instant) -> After {
             "internal error (see the console log); the rescue stopped early".into(),
         );
     }
-    report.outcome = verdict::outcome(settings.mode, &report.filesystems, fatal);
+    report.outcome = verdict::with_guest_fixes(
+        verdict::outcome(settings.mode, &report.filesystems, fatal),
+        settings.mode,
+        report.plan.len(),
+        rep.warnings.iter().filter(|w| w.step == "apply").count(),
+    );
     if let Some(sig) = signals::requested() {
         rep.warn(
             "agent",
             None,
             format!("stopped early on {}", signals::name(sig)),
         );
+    }
+    if let Some(root) = repaired_root.take() {
+        save_report(root, &mut report, &mut rep);
     }
     report.warnings = std::mem::take(&mut rep.warnings);
     report.elapsed_s = rep.elapsed();
@@ -94,7 +101,70 @@ fn settings(rep: &mut Reporter) -> Settings {
     }
 }
 
-fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) {
+/// Discovery's sections, each filesystem mounted read-only (no journal replay) to look inside.
+fn inspect_all(scans: &[DiskScan], settings: &Settings) -> assemble::Found {
+    let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
+        let fstype = v.probe.as_ref()?.fstype;
+        match MountedTree::mount(&format!("/dev/{}", v.name), fstype, &v.name) {
+            Ok(t) => Some(Box::new(t)),
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        }
+    };
+    assemble::assemble(scans, "/dev/", &mut open_tree, settings.root.as_deref())
+}
+
+/// The guest's root, mounted read-write after repair, kept until the report is saved on it.
+pub struct RootMount {
+    tree: MountedTree,
+    device: String,
+    stamp: String,
+}
+
+/// Saves the whole report on the repaired root and unmounts it.
+fn save_report(root: RootMount, report: &mut Report, rep: &mut Reporter) {
+    let path = apply::report_path(&root.stamp);
+    report.report_file = Some(format!("{}:{path}", root.device));
+    report.changes.push(Change {
+        kind: "report".into(),
+        path: path.clone(),
+        device: Some(root.device.clone()),
+        detail: "this report, saved on the repaired root".into(),
+        ..Default::default()
+    });
+    // The warnings gathered so far belong in the saved copy too.
+    report.warnings = rep.warnings.clone();
+    report.elapsed_s = rep.elapsed();
+    let saved = atomic::Root::open(root.tree.path())
+        .and_then(|r| apply::save_report(&r, report, &root.stamp));
+    if let Err(e) = saved {
+        report.changes.pop();
+        report.report_file = None;
+        rep.warn(
+            "report",
+            Some(&root.device),
+            format!("cannot save the report on the root: {e}"),
+        );
+    } else {
+        rep.progress(
+            "report",
+            Some(&root.device),
+            format!("report saved as {path}"),
+        );
+    }
+    if let Err(e) = root.tree.unmount() {
+        rep.warn("report", Some(&root.device), e);
+    }
+}
+
+fn work(
+    settings: &Settings,
+    kernel: &str,
+    rep: &mut Reporter,
+    report: &mut Report,
+) -> Option<RootMount> {
     load_modules(rep);
     connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
@@ -117,45 +187,25 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
     );
     let scans = scan(&found, rep);
 
-    // Check (and repair) first: a damaged filesystem may not mount for inspection.
-    let mut checked: Vec<Filesystem> = Vec::new();
-    'check: for s in scans.iter().filter(|s| s.medium.is_none()) {
-        for v in &s.volumes {
-            if signals::requested().is_some() {
-                break 'check;
-            }
-            let Some(probe) = &v.probe else { continue };
-            if !matches!(probe.fstype, "ext2" | "ext3" | "ext4" | "ext4dev") {
-                continue;
-            }
-            let dev = format!("/dev/{}", v.name);
-            match disks::probe_ext(Path::new(&dev)) {
-                Ok(Some(sb)) => checked.push(check_ext(settings.mode, &dev, sb, rep)),
-                Ok(None) => {}
-                Err(e) => rep.warn("fsck", Some(&dev), format!("cannot read {dev}: {e}")),
-            }
-        }
-    }
+    // A read-only look first, for the fstab pass numbers that order the checks; the real
+    // inspection follows the checks (a damaged filesystem may not mount before).
+    let pre = inspect_all(&scans, settings);
+    let groups = checks::plan(&scans, pre.fstab.as_ref(), pre.os.root_device.as_deref());
+    let opts = checks::Options {
+        mode: settings.mode,
+        xfs_zero_log: settings.xfs_zero_log,
+    };
+    let checked = checks::run_all(opts, groups, rep);
 
     if signals::requested().is_some() {
         // Stopping: report what was checked (and changed) so far, skip the inspection.
         report.filesystems = checked;
         report.changes = fsck_changes(settings.mode, &report.filesystems);
-        return;
+        return None;
     }
 
     rep.progress("inspect", None, "looking for the OS root");
-    let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
-        let fstype = v.probe.as_ref()?.fstype;
-        match MountedTree::mount(&format!("/dev/{}", v.name), fstype, &v.name) {
-            Ok(t) => Some(Box::new(t)),
-            Err(e) => {
-                log::warn!("{e}");
-                None
-            }
-        }
-    };
-    let sections = assemble::assemble(&scans, "/dev/", &mut open_tree, settings.root.as_deref());
+    let sections = inspect_all(&scans, settings);
     for w in sections.warnings {
         rep.warn("discovery", None, w);
     }
@@ -203,6 +253,115 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
     report.changes = fsck_changes(settings.mode, &report.filesystems);
     report.os = Some(sections.os);
     report.fstab = sections.fstab;
+    if signals::requested().is_some() {
+        return None;
+    }
+    let root = report.os.as_ref()?.root_device.clone()?;
+    guest_fixes(settings, &root, report, rep)
+}
+
+/// Where the operator's reference `/etc` sits in the rescue image (baked in, or appended by the
+/// host as an extra initramfs archive).
+const REFERENCE_ETC: &str = "/etc/vmrescue/reference-etc";
+
+/// Plans the guest fixes on the root and, in repair mode, applies them. Returns the root still
+/// mounted read-write in repair mode, for the report.
+fn guest_fixes(
+    settings: &Settings,
+    root: &str,
+    report: &mut Report,
+    rep: &mut Reporter,
+) -> Option<RootMount> {
+    let fs = report
+        .filesystems
+        .iter()
+        .find(|f| f.device == root)?
+        .clone();
+    let name = root.trim_start_matches("/dev/");
+    if settings.mode == Mode::Repair
+        && matches!(fs.fsck.status, FsckStatus::Uncorrected | FsckStatus::Error)
+    {
+        rep.warn(
+            "plan",
+            Some(root),
+            format!(
+                "the root filesystem still has errors after fsck ({}); no file on it was changed",
+                fs.fsck.status.as_str()
+            ),
+        );
+        return None;
+    }
+    let mounted = match settings.mode {
+        Mode::Check => MountedTree::mount(root, &fs.fstype, &format!("plan-{name}")),
+        Mode::Repair => MountedTree::mount_rw(root, &fs.fstype, &format!("root-{name}")),
+    };
+    let tree = match mounted {
+        Ok(t) => t,
+        Err(e) => {
+            rep.warn("plan", Some(root), format!("{e}; guest fixes skipped"));
+            return None;
+        }
+    };
+    let reference = Path::new(REFERENCE_ETC)
+        .is_dir()
+        .then(|| MountedTree::directory(Path::new(REFERENCE_ETC)).ok())
+        .flatten();
+    let now = clock::now_secs();
+    let ctx = plan::Context {
+        root_device: root,
+        filesystems: &report.filesystems,
+        partitions: &report.partitions,
+        dev_prefix: "/dev/",
+        os_id: report.os.as_ref().and_then(|o| o.id.as_deref()),
+        hostname: settings.hostname.as_deref(),
+        reference: reference.as_ref().map(|r| r as &dyn Tree),
+        today: clock::days(now),
+        policy: plan::Policy {
+            errors_remount_ro: settings.errors_remount_ro,
+            ..plan::Policy::default()
+        },
+    };
+    let planned = plan::plan(&tree, &ctx);
+    for n in &planned.notes {
+        rep.warn("plan", Some(root), n.clone());
+    }
+    report.plan = planned
+        .steps
+        .iter()
+        .map(|s| Change {
+            device: Some(root.to_owned()),
+            ..s.to_change()
+        })
+        .collect();
+    rep.progress(
+        "plan",
+        Some(root),
+        format!("{} guest fix(es) planned", planned.steps.len()),
+    );
+    if settings.mode == Mode::Check {
+        return None;
+    }
+    let stamp = clock::stamp(now);
+    let dir = match atomic::Root::open(tree.path()) {
+        Ok(d) => d,
+        Err(e) => {
+            rep.warn("apply", Some(root), e);
+            return None;
+        }
+    };
+    let applied = apply::apply(&dir, root, &planned.steps, &stamp);
+    for (path, e) in applied.failures {
+        rep.warn("apply", Some(root), format!("{path} not fixed: {e}"));
+    }
+    for c in &applied.changes {
+        rep.progress("apply", Some(root), format!("{} {}", c.kind, c.path));
+    }
+    report.changes.extend(applied.changes);
+    Some(RootMount {
+        tree,
+        device: root.to_owned(),
+        stamp,
+    })
 }
 
 /// The report's change entry for every filesystem fsck corrected (repair mode only).
@@ -301,56 +460,5 @@ fn connect_port(settings: &Settings, rep: &mut Reporter) {
                 path.display()
             ),
         ),
-    }
-}
-
-fn state(sb: &ext::Superblock) -> FsState {
-    match sb.state {
-        ext::State::Clean => FsState::Clean,
-        ext::State::Errors => FsState::Errors,
-        ext::State::NotClean => FsState::NotClean,
-    }
-}
-
-fn check_ext(mode: Mode, dev: &str, sb: ext::Superblock, rep: &mut Reporter) -> Filesystem {
-    let before = state(&sb);
-    rep.progress(
-        "fsck",
-        Some(dev),
-        format!(
-            "{} {} state {:?}: running e2fsck ({})",
-            sb.fstype,
-            sb.uuid,
-            before,
-            mode.as_str()
-        ),
-    );
-    let mut runner = |argv: &[&str]| proc::run(argv, None);
-    let result = fsck::ext(E2FSCK, dev, mode, &mut runner);
-    let after = match disks::probe_ext(Path::new(dev)) {
-        Ok(Some(sb)) => state(&sb),
-        _ => FsState::Unknown,
-    };
-    rep.progress(
-        "fsck",
-        Some(dev),
-        format!(
-            "e2fsck {}: {} (exit {}), state now {:?}",
-            mode.as_str(),
-            result.status.as_str(),
-            result.exit_code.map_or("-".to_owned(), |c| c.to_string()),
-            after
-        ),
-    );
-    Filesystem {
-        device: dev.to_owned(),
-        fstype: sb.fstype.to_owned(),
-        uuid: Some(sb.uuid.clone()),
-        label: sb.label.clone(),
-        state_before: before,
-        state_after: after,
-        error_count_before: sb.error_count,
-        fsck: result,
-        ..Default::default()
     }
 }

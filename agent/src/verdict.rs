@@ -37,6 +37,18 @@ pub fn outcome(mode: Mode, filesystems: &[Filesystem], fatal: bool) -> Outcome {
     }
 }
 
+/// The outcome once the guest fixes are counted: in check mode a planned fix is a problem left;
+/// in repair mode applied fixes make a clean rescue `repaired`, and a fix that failed leaves it
+/// `unrepaired`.
+pub fn with_guest_fixes(outcome: Outcome, mode: Mode, planned: usize, failed: usize) -> Outcome {
+    match (outcome, mode) {
+        (Outcome::Clean | Outcome::Repaired, _) if failed > 0 => Outcome::Unrepaired,
+        (Outcome::Clean, Mode::Check) if planned > 0 => Outcome::Unrepaired,
+        (Outcome::Clean, Mode::Repair) if planned > 0 => Outcome::Repaired,
+        (o, _) => o,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +120,17 @@ mod tests {
             outcome(m, &[fs(S::Clean, C, C, Some(0))], true),
             Outcome::Failed
         );
+    }
+
+    #[test]
+    fn guest_fixes_count() {
+        use Outcome::*;
+        assert_eq!(with_guest_fixes(Clean, Mode::Check, 0, 0), Clean);
+        assert_eq!(with_guest_fixes(Clean, Mode::Check, 2, 0), Unrepaired);
+        assert_eq!(with_guest_fixes(Clean, Mode::Repair, 2, 0), Repaired);
+        assert_eq!(with_guest_fixes(Repaired, Mode::Repair, 2, 1), Unrepaired);
+        assert_eq!(with_guest_fixes(NoOs, Mode::Repair, 0, 0), NoOs);
+        assert_eq!(with_guest_fixes(Unrepaired, Mode::Repair, 3, 0), Unrepaired);
     }
 
     #[test]

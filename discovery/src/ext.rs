@@ -28,6 +28,41 @@ const EXT3_RO_COMPAT_SUPP: u32 =
 const EXT2_INCOMPAT_SUPP: u32 = INCOMPAT_FILETYPE | INCOMPAT_META_BG;
 const EXT3_INCOMPAT_SUPP: u32 = INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG;
 
+/// Where a backup superblock is: the first block of block group 1, for one block size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backup {
+    /// Block number (in units of `block_size`), as `e2fsck -b` takes it.
+    pub block: u64,
+    pub block_size: u64,
+}
+
+impl Backup {
+    pub fn offset(self) -> u64 {
+        self.block * self.block_size
+    }
+}
+
+/// The first backup superblock for every block size mkfs can choose (group 1 starts after
+/// `8 * block_size` blocks, plus the boot block for 1 KiB blocks).
+pub fn backup_candidates() -> impl Iterator<Item = Backup> {
+    (10..=16).map(|log| {
+        let block_size = 1u64 << log;
+        let first_data_block = u64::from(block_size == 1024);
+        Backup {
+            block: 8 * block_size + first_data_block,
+            block_size,
+        }
+    })
+}
+
+/// Whether `sb` (read at `at`) is the backup superblock it should be there: the magic, group 1,
+/// and the block size `at` assumes.
+pub fn is_backup(sb: &[u8], at: Backup) -> Option<Superblock> {
+    let parsed = Superblock::parse(sb).ok()?;
+    (le16(sb, 0x5A) == 1 && parsed.block_size == at.block_size && parsed.fstype != "jbd")
+        .then_some(parsed)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExtError {
     #[error("too short for an ext superblock ({0} bytes)")]

@@ -18,6 +18,8 @@ pub struct Volume {
     pub partition: Option<Partition>,
     /// `None`: no known signature (reported as `unknown`).
     pub probe: Option<Probe>,
+    /// The primary ext superblock is unreadable and this backup was used instead.
+    pub ext_backup: Option<ext::Backup>,
 }
 
 /// Everything found on one disk.
@@ -92,6 +94,28 @@ fn is_container(p: &Partition) -> bool {
     matches!(p.part_type, PartType::Mbr(0x05 | 0x0f | 0x85))
 }
 
+/// An ext filesystem whose primary superblock is gone (zeroed, overwritten), recognised by its
+/// first backup superblock.
+fn backup_ext<R: Read + Seek>(dev: &mut R, len: u64) -> Option<(Probe, ext::Backup)> {
+    ext::backup_candidates()
+        .filter(|at| at.offset() + ext::SUPERBLOCK_SIZE as u64 <= len)
+        .find_map(|at| {
+            let sb = read_at(dev, at.offset(), ext::SUPERBLOCK_SIZE).ok()?;
+            let sb = ext::is_backup(&sb, at)?;
+            Some((
+                Probe {
+                    fstype: sb.fstype,
+                    uuid: Some(sb.uuid),
+                    label: sb.label,
+                    usage: probe::Usage::Filesystem,
+                    version: None,
+                    uuid_sub: None,
+                },
+                at,
+            ))
+        })
+}
+
 /// An ext superblock that the strict probe refused (bad checksum), read leniently.
 fn damaged_ext<R: Read + Seek>(dev: &mut R) -> Option<Probe> {
     let sb = read_at(dev, ext::SUPERBLOCK_OFFSET, ext::SUPERBLOCK_SIZE).ok()?;
@@ -144,13 +168,25 @@ pub fn scan_disk<R: Read + Seek>(name: &str, dev: &mut R, size: u64) -> DiskScan
     for (vname, offset, len, part) in regions {
         let len = len.min(size.saturating_sub(offset));
         let mut window = Window::new(dev, offset, len);
+        let mut ext_backup = None;
         let probe = match probe::probe(&mut window, len) {
             Ok(Some(p)) => Some(p),
             // blkid ignores an ext superblock whose checksum is bad; a rescue must not: that is
             // exactly the damaged filesystem it is here for.
-            Ok(None) => damaged_ext(&mut window).inspect(|p| {
-                scan.warnings.push(format!("{vname}: {} superblock fails its checksum or other checks; treated as {} anyway", p.fstype, p.fstype));
-            }),
+            Ok(None) => match damaged_ext(&mut window) {
+                Some(p) => {
+                    scan.warnings.push(format!("{vname}: {} superblock fails its checksum or other checks; treated as {} anyway", p.fstype, p.fstype));
+                    Some(p)
+                }
+                None => backup_ext(&mut window, len).map(|(p, at)| {
+                    scan.warnings.push(format!(
+                        "{vname}: primary superblock unreadable; {} backup superblock found at block {} (block size {}), fsck will start from it",
+                        p.fstype, at.block, at.block_size
+                    ));
+                    ext_backup = Some(at);
+                    p
+                }),
+            },
             Err(e) => {
                 scan.warnings.push(format!("{vname}: cannot read: {e}"));
                 None
@@ -162,6 +198,7 @@ pub fn scan_disk<R: Read + Seek>(name: &str, dev: &mut R, size: u64) -> DiskScan
             size: len,
             partition: part,
             probe,
+            ext_backup,
         });
     }
     if let Some(t) = &scan.table {
@@ -215,5 +252,45 @@ mod tests {
             .copy_from_slice(&medium::encode("b1"));
         let s = scan_disk("vda", &mut Cursor::new(disk), 64 * 1024);
         assert_eq!(s.medium.as_deref(), Some("b1"));
+    }
+}
+
+#[cfg(test)]
+mod backup_tests {
+    use super::*;
+
+    /// A real mkfs.ext4 image whose primary superblock was zeroed is still found, by its backup.
+    #[test]
+    fn zeroed_primary_superblock_is_found_by_its_backup() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("x.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let st = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "1024", "-L", "zeroed"])
+            .arg(&img)
+            .status()
+            .expect("mkfs.ext4 (scripts/setup.sh installs e2fsprogs)");
+        assert!(st.success());
+        let mut data = std::fs::read(&img).unwrap();
+        let intact = scan_disk("vda", &mut io::Cursor::new(data.clone()), data.len() as u64);
+        assert_eq!(intact.volumes[0].ext_backup, None);
+        data[1024..2048].fill(0);
+        let len = data.len() as u64;
+        let s = scan_disk("vda", &mut io::Cursor::new(data), len);
+        let v = &s.volumes[0];
+        let p = v.probe.as_ref().expect("found by its backup");
+        assert_eq!((p.fstype, p.label.as_deref()), ("ext4", Some("zeroed")));
+        assert_eq!(p.uuid, intact.volumes[0].probe.as_ref().unwrap().uuid);
+        assert_eq!(
+            v.ext_backup,
+            Some(ext::Backup {
+                block: 8193,
+                block_size: 1024
+            })
+        );
+        assert!(s.warnings[0].contains("backup superblock found at block 8193"));
     }
 }

@@ -24,6 +24,12 @@ pub enum Item {
         source: String,
         mode: u32,
     },
+    /// Like `File`, plus the shared-library closure of the ELF binary `source` (none if static).
+    Bin {
+        path: String,
+        source: String,
+        mode: u32,
+    },
 }
 
 impl Item {
@@ -32,7 +38,8 @@ impl Item {
             Item::Dir { path, .. }
             | Item::Nod { path, .. }
             | Item::Slink { path, .. }
-            | Item::File { path, .. } => path,
+            | Item::File { path, .. }
+            | Item::Bin { path, .. } => path,
         }
     }
 }
@@ -97,6 +104,11 @@ pub fn parse(text: &str) -> Result<Vec<Item>, ListError> {
                 source: (*s).to_owned(),
                 mode: mode(m, line)?,
             },
+            ["bin", p, s, m] => Item::Bin {
+                path: path(p, line)?,
+                source: (*s).to_owned(),
+                mode: mode(m, line)?,
+            },
             _ => {
                 return Err(ListError {
                     line,
@@ -130,6 +142,31 @@ mod tests {
         assert!(items
             .iter()
             .any(|i| matches!(i, Item::Dir { path, mode: 0o1777 } if path == "/tmp")));
+        for checker in ["/sbin/xfs_repair", "/sbin/fsck.fat", "/sbin/btrfs"] {
+            assert!(
+                items
+                    .iter()
+                    .any(|i| matches!(i, Item::Bin { path, .. } if path == checker)),
+                "{checker}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_bin() {
+        let items = parse("# dynamic\nbin /sbin/x /usr/sbin/x 0755\n").unwrap();
+        assert_eq!(
+            items,
+            [Item::Bin {
+                path: "/sbin/x".into(),
+                source: "/usr/sbin/x".into(),
+                mode: 0o755
+            }]
+        );
+        assert_eq!(items[0].path(), "/sbin/x");
+        assert!(parse("bin /sbin/x /usr/sbin/x").is_err());
+        assert!(parse("bin sbin/x /usr/sbin/x 0755").is_err());
+        assert!(parse("bin /sbin/x /usr/sbin/x 0855").is_err());
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //!
 //! It packs the agent binary; it does not link the agent's code.
 
+pub mod closure;
 pub mod cpio;
 pub mod elf;
 pub mod kernel;
 pub mod layout;
 pub mod modules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub enum BuildError {
     AgentNotStatic(PathBuf),
     #[error("{0}")]
     List(#[from] layout::ListError),
+    #[error("{0}")]
+    Closure(#[from] closure::ClosureError),
     #[error("kernel {version}: {source}")]
     Module {
         version: String,
@@ -212,7 +215,19 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             },
         );
     };
-    for item in layout::parse(IMAGE_LIST)? {
+    // Shared libraries of `bin` items, by image path: each once, however many binaries need it.
+    let mut libs: BTreeMap<String, closure::Lib> = BTreeMap::new();
+    let resolver = closure::Resolver::host();
+    let source_bytes = |source: &str| {
+        if source == layout::AGENT {
+            Ok(agent.clone())
+        } else {
+            read(Path::new(source))
+        }
+    };
+    let items = layout::parse(IMAGE_LIST)?;
+    let listed: BTreeSet<String> = items.iter().map(|i| i.path().to_owned()).collect();
+    for item in items {
         match item {
             layout::Item::Dir { path, mode } => add(&path, mode, cpio::Kind::Dir),
             layout::Item::Nod {
@@ -223,13 +238,21 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             } => add(&path, mode, cpio::Kind::CharDev { major, minor }),
             layout::Item::Slink { path, target } => add(&path, 0o777, cpio::Kind::Symlink(target)),
             layout::Item::File { path, source, mode } => {
-                let data = if source == layout::AGENT {
-                    agent.clone()
-                } else {
-                    read(Path::new(&source))?
-                };
+                add(&path, mode, cpio::Kind::File(source_bytes(&source)?));
+            }
+            layout::Item::Bin { path, source, mode } => {
+                let data = source_bytes(&source)?;
+                for lib in resolver.closure(&path, Path::new(&source), &data)? {
+                    libs.entry(lib.image_path.clone()).or_insert(lib);
+                }
                 add(&path, mode, cpio::Kind::File(data));
             }
+        }
+    }
+    // What the list names itself wins over a library found for a binary.
+    for (path, lib) in libs {
+        if !listed.contains(&path) {
+            add(&path, lib.mode, cpio::Kind::File(lib.data));
         }
     }
     let mut load_list = String::from("# Written by vmrescue image build: modules in load order.\n");

@@ -162,8 +162,11 @@ pub struct Filesystem {
 pub struct Change {
     /// What kind of change, e.g. `fsck`, `mkdir`, `write_file`.
     pub kind: String,
-    /// Device or file path the change is on.
+    /// Device or file path the change is on (a file path is inside `device`'s filesystem).
     pub path: String,
+    /// The filesystem a file change is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub detail: String,
     /// Where the original was saved before the change, if it was a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +175,10 @@ pub struct Change {
     pub sha256_before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256_after: Option<String>,
+    /// The content was rebuilt or guessed (e.g. a minimal `/etc/passwd`): the operator should
+    /// review it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review: bool,
 }
 
 /// Something the operator should know: a step that failed, a module that did not load.
@@ -323,8 +330,16 @@ pub struct Report {
     pub os: Option<OsInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fstab: Option<FstabReport>,
+    /// Writes to guest disks that were made (repair mode).
     #[serde(default)]
     pub changes: Vec<Change>,
+    /// The guest fixes the repair plan holds: in check mode what repair would do, in repair
+    /// mode what was attempted (each also in `changes` once made).
+    #[serde(default)]
+    pub plan: Vec<Change>,
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// Where the report was saved on the repaired root (device and path), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_file: Option<String>,
 }

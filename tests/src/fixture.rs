@@ -47,7 +47,11 @@ pub fn os_tree_with_fstab(dir: &Path, fstab: &str) -> Result<BTreeMap<String, St
         ("etc/os-release", b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n".to_vec()),
         ("etc/hostname", b"guest01\n".to_vec()),
         ("etc/fstab", fstab.as_bytes().to_vec()),
-        ("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n".to_vec()),
+        ("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nuser:x:1000:1000::/home/user:/bin/bash\n".to_vec()),
+        ("etc/group", b"root:x:0:\nshadow:x:42:\nuser:x:1000:\n".to_vec()),
+        ("etc/shadow", b"root:*:20000:0:99999:7:::\nuser:$y$j9T$salt$hash:20000:0:99999:7:::\n".to_vec()),
+        ("etc/gshadow", b"root:*::\nshadow:*::\nuser:!::\n".to_vec()),
+        ("etc/hosts", b"127.0.0.1\tlocalhost\n127.0.1.1\tguest01\n".to_vec()),
         ("sbin/init", bytes(1, 4096)),
         ("usr/bin/app", bytes(2, 20_000)),
         ("home/user/notes.txt", b"remember the milk\n".to_vec()),
@@ -203,6 +207,61 @@ pub fn sha256_in_image(image: &Path, path: &str) -> Result<String> {
         .arg(format!("cat {path}"))
         .arg(image))?;
     Ok(hex(&out.stdout))
+}
+
+/// A file's bytes in an ext image (`None` if it does not exist), read with debugfs.
+pub fn read_in_image(image: &Path, path: &str) -> Result<Option<Vec<u8>>> {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat {path}"))
+        .arg(image)
+        .output()
+        .context("running debugfs")?;
+    if !String::from_utf8_lossy(&out.stdout).contains("Inode:") {
+        return Ok(None);
+    }
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image))?;
+    Ok(Some(out.stdout))
+}
+
+/// Permission bits (with sticky/setuid) of a path in an ext image, `None` if absent.
+pub fn mode_in_image(image: &Path, path: &str) -> Result<Option<u32>> {
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat {path}"))
+        .arg(image))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split("Mode:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|m| u32::from_str_radix(m, 8).ok()))
+}
+
+/// Zeroes an ext filesystem's primary superblock (bytes 1024..2048), as a stray write would.
+pub fn zero_primary_superblock(image: &Path) -> Result<()> {
+    let disk = fs::OpenOptions::new().write(true).open(image)?;
+    std::os::unix::fs::FileExt::write_all_at(&disk, &[0u8; 1024], 1024)?;
+    disk.sync_all()?;
+    Ok(())
+}
+
+/// The filesystem UUID of an ext image.
+pub fn ext_uuid(image: &Path) -> Result<String> {
+    let data = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = fs::File::open(image)?;
+        f.seek(SeekFrom::Start(1024))?;
+        let mut b = vec![0u8; 1024];
+        f.read_exact(&mut b)?;
+        b
+    };
+    let sb = vmrescue_discovery::ext::Superblock::parse(&data)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+    Ok(sb.uuid)
 }
 
 /// The exit status of the host's `e2fsck -fn` on an image.

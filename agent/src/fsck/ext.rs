@@ -3,18 +3,21 @@
 //! A rescue never trusts the clean flag: every pass is forced (`-f`). Check mode runs `-f -n`
 //! only. Repair mode preens (`-f -p`), runs a full `-f -y` pass when preen cannot finish, then
 //! verifies with `-f -n`, repairing once more if the verification still finds problems.
+//!
+//! When the primary superblock is unreadable, the passes start from a backup superblock
+//! (`-b BLOCK -B SIZE`); e2fsck then rewrites the primary, and the verification pass reads the
+//! primary again to prove it.
 
-use vmrescue_protocol::{Fsck, FsckPass, FsckStatus, Mode};
+use vmrescue_discovery::ext::Backup;
+use vmrescue_protocol::{Fsck, FsckStatus, Mode};
 
-use crate::proc::{Output, RunError};
+use super::{Runner, Session};
 
 /// e2fsck exit bits (see e2fsck(8)).
 const CORRECTED: i32 = 1 | 2;
 const UNCORRECTED: i32 = 4;
 const OPERATIONAL: i32 = 8 | 16 | 32 | 128;
 
-/// Output lines kept per pass in the report.
-const KEEP_LINES: usize = 40;
 /// Full repair passes at most (the first may uncover what a second fixes).
 const MAX_FULL_PASSES: usize = 2;
 
@@ -30,85 +33,51 @@ pub fn status_of(code: Option<i32>) -> FsckStatus {
     }
 }
 
-/// Runs a checker's argv; the real one is [`crate::proc::run`].
-pub trait Runner {
-    fn run(&mut self, argv: &[&str]) -> Result<Output, RunError>;
-}
-
-impl<F: FnMut(&[&str]) -> Result<Output, RunError>> Runner for F {
-    fn run(&mut self, argv: &[&str]) -> Result<Output, RunError> {
-        self(argv)
-    }
-}
-
-struct Session<'a, R: Runner> {
-    tool: &'a str,
-    dev: &'a str,
-    runner: &'a mut R,
-    passes: Vec<FsckPass>,
-}
-
-impl<R: Runner> Session<'_, R> {
-    fn pass(&mut self, flags: &[&str]) -> Option<i32> {
-        let mut argv = vec![self.tool];
-        argv.extend_from_slice(flags);
-        argv.push(self.dev);
-        let (code, output) = match self.runner.run(&argv) {
-            Ok(out) => {
-                let keep = out.lines.len().saturating_sub(KEEP_LINES);
-                let mut lines = out.lines[keep..].to_vec();
-                if out.timed_out {
-                    lines.push("(killed: took longer than its time limit)".into());
-                }
-                (out.exit.code(), lines)
-            }
-            Err(e) => (None, vec![e.to_string()]),
-        };
-        log::info!("{} exited {:?} on {}", argv.join(" "), code, self.dev);
-        self.passes.push(FsckPass {
-            args: argv.iter().map(|s| s.to_string()).collect(),
-            exit_code: code,
-            status: status_of(code),
-            output,
-        });
-        code
-    }
-}
-
 /// Checks (and in repair mode repairs) one ext filesystem.
 pub fn ext<R: Runner>(tool: &str, dev: &str, mode: Mode, runner: &mut R) -> Fsck {
-    let mut s = Session {
-        tool,
-        dev,
-        runner,
-        passes: Vec::new(),
-    };
-    let name = tool.rsplit('/').next().unwrap_or(tool);
-    let tool_name = name.strip_suffix(".static").unwrap_or(name).to_owned();
-    let (exit_code, status) = match mode {
-        Mode::Check => {
-            let code = s.pass(&["-f", "-n"]);
-            (code, status_of(code))
-        }
-        Mode::Repair => repair(&mut s),
-    };
-    Fsck {
-        tool: tool_name,
-        exit_code,
-        status,
-        passes: s.passes,
-    }
+    ext_from(tool, dev, None, mode, runner)
 }
 
-fn repair<R: Runner>(s: &mut Session<'_, R>) -> (Option<i32>, FsckStatus) {
-    let mut decided = s.pass(&["-f", "-p"]);
+/// [`ext`], starting from a backup superblock when the primary is unreadable.
+pub fn ext_from<R: Runner>(
+    tool: &str,
+    dev: &str,
+    backup: Option<Backup>,
+    mode: Mode,
+    runner: &mut R,
+) -> Fsck {
+    let sb: Vec<String> = backup
+        .map(|b| {
+            vec![
+                "-b".into(),
+                b.block.to_string(),
+                "-B".into(),
+                b.block_size.to_string(),
+            ]
+        })
+        .unwrap_or_default();
+    let sb: Vec<&str> = sb.iter().map(String::as_str).collect();
+    let mut s = Session::new(tool, dev, status_of, runner);
+    let (exit_code, status) = match mode {
+        Mode::Check => {
+            let code = s.pass(&[&["-f", "-n"], &sb[..]].concat());
+            (code, status_of(code))
+        }
+        Mode::Repair => repair(&mut s, &sb),
+    };
+    s.finish(exit_code, status)
+}
+
+fn repair<R: Runner>(s: &mut Session<'_, R>, sb: &[&str]) -> (Option<i32>, FsckStatus) {
+    // Until a repair pass has run, only the backup superblock can be read.
+    let mut decided = s.pass(&[&["-f", "-p"], sb].concat());
     let Some(preen) = decided else {
         return (None, FsckStatus::Error);
     };
     let mut corrected = preen & CORRECTED != 0;
     let mut full_passes = 0;
     if preen & (UNCORRECTED | OPERATIONAL) != 0 {
-        decided = s.pass(&["-f", "-y"]);
+        decided = s.pass(&[&["-f", "-y"], sb].concat());
         full_passes += 1;
         corrected |= decided.is_some_and(|c| c & CORRECTED != 0);
     }
@@ -145,7 +114,7 @@ fn repair<R: Runner>(s: &mut Session<'_, R>) -> (Option<i32>, FsckStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proc::Exit;
+    use crate::proc::{Exit, Output, RunError};
 
     /// A fake e2fsck answering each pass with the next scripted exit code.
     struct Fake {

@@ -1,0 +1,186 @@
+//! Applying the repair plan to the guest's root, and saving the report there. Every write goes
+//! through [`crate::atomic`] (backup, temp file, fsync, rename, fsync directory) and becomes a
+//! `changes[]` entry; a step that fails is reported and the others still run.
+
+use vmrescue_protocol::{Change, Report};
+
+use crate::atomic::{Perm, Root};
+use crate::plan::{Action, Step};
+
+/// Where reports go on the repaired root.
+pub const REPORT_DIR: &str = "/var/log/vmrescue";
+
+/// What applying the plan did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub changes: Vec<Change>,
+    /// (path, error) for every step that failed.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Applies `steps` in order below `root` (the root filesystem `device`, mounted read-write).
+pub fn apply(root: &Root, device: &str, steps: &[Step], stamp: &str) -> Applied {
+    let mut out = Applied::default();
+    for step in steps {
+        let path = step.action.path().to_owned();
+        let result = match &step.action {
+            Action::MakeDir { path, mode } => root.mkdir(path, *mode).map(|made| {
+                made.then(|| Change {
+                    kind: "mkdir".into(),
+                    path: path.clone(),
+                    device: Some(device.to_owned()),
+                    detail: format!("{} (mode {mode:04o})", step.why),
+                    review: step.review,
+                    ..Default::default()
+                })
+            }),
+            Action::WriteFile {
+                path,
+                content,
+                mode,
+                uid,
+                gid,
+            } => root
+                .write(
+                    path,
+                    content,
+                    Perm {
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    },
+                    stamp,
+                )
+                .map(|w| {
+                    Some(Change {
+                        kind: "write_file".into(),
+                        path: path.clone(),
+                        device: Some(device.to_owned()),
+                        detail: step.why.clone(),
+                        backup: w.backup,
+                        sha256_before: w.sha256_before,
+                        sha256_after: Some(w.sha256_after),
+                        review: step.review,
+                    })
+                }),
+        };
+        match result {
+            Ok(Some(c)) => {
+                log::info!("{} {} on {device}", c.kind, c.path);
+                out.changes.push(c);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("{device}: {e}");
+                out.failures.push((path, e));
+            }
+        }
+    }
+    out
+}
+
+/// The report file's path for a stamp.
+pub fn report_path(stamp: &str) -> String {
+    format!("{REPORT_DIR}/report-{stamp}.json")
+}
+
+/// Saves the report on the root as `/var/log/vmrescue/report-STAMP.json`. The report is
+/// expected to name this file already (`report_file` and a `changes[]` entry), so that the copy
+/// on disk is the whole report.
+pub fn save_report(root: &Root, report: &Report, stamp: &str) -> Result<(), String> {
+    root.mkdir_all(REPORT_DIR, 0o755)?;
+    let mut json = serde_json::to_vec_pretty(report).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    root.write(
+        &report_path(stamp),
+        &json,
+        Perm {
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        },
+        stamp,
+    )
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atomic::sha256_hex;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn applies_in_order_and_records_every_write() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("etc/fstab"), b"old\n").unwrap();
+        std::fs::write(d.path().join("proc"), b"in the way").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let me = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let steps = vec![
+            Step {
+                action: Action::MakeDir {
+                    path: "/tmp".into(),
+                    mode: 0o1777,
+                },
+                why: "/tmp is missing".into(),
+                review: false,
+            },
+            Step {
+                action: Action::MakeDir {
+                    path: "/proc".into(),
+                    mode: 0o555,
+                },
+                why: "/proc is missing".into(),
+                review: false,
+            },
+            Step {
+                action: Action::WriteFile {
+                    path: "/etc/fstab".into(),
+                    content: b"new\n".to_vec(),
+                    mode: 0o644,
+                    uid: me.0,
+                    gid: me.1,
+                },
+                why: "fstab fixed".into(),
+                review: false,
+            },
+        ];
+        let a = apply(&root, "/dev/vda1", &steps, "20261123T000000Z");
+        assert_eq!(a.changes.len(), 2, "{a:#?}");
+        assert_eq!(a.failures.len(), 1);
+        assert_eq!(a.failures[0].0, "/proc");
+        let c = &a.changes[1];
+        assert_eq!(c.path, "/etc/fstab");
+        assert_eq!(c.device.as_deref(), Some("/dev/vda1"));
+        assert_eq!(
+            c.backup.as_deref(),
+            Some("/etc/fstab.vmrescue-20261123T000000Z")
+        );
+        assert_eq!(c.sha256_before, Some(sha256_hex(b"old\n")));
+        assert_eq!(c.sha256_after, Some(sha256_hex(b"new\n")));
+        assert_eq!(
+            std::fs::read(d.path().join("etc/fstab.vmrescue-20261123T000000Z")).unwrap(),
+            b"old\n"
+        );
+        assert_eq!(
+            std::fs::metadata(d.path().join("tmp")).unwrap().mode() & 0o7777,
+            0o1777
+        );
+
+        let report = Report {
+            changes: a.changes,
+            ..Default::default()
+        };
+        save_report(&root, &report, "S").unwrap();
+        let saved: Report = serde_json::from_slice(
+            &std::fs::read(d.path().join("var/log/vmrescue/report-S.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(saved, report);
+    }
+}

@@ -1,0 +1,215 @@
+//! Running the fsck policies on the guest's filesystems: one thread per disk, each checking its
+//! filesystems in [`fsck::order`]; progress flows back to the reporter as it happens.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use vmrescue_discovery::ext::{self, Backup};
+use vmrescue_discovery::inventory::DiskScan;
+use vmrescue_protocol::{Filesystem, FsState, FstabReport, Mode};
+
+use crate::fsck::{self, order};
+use crate::inspect::MountedTree;
+use crate::reporter::Reporter;
+use crate::{disks, proc, signals};
+
+const E2FSCK: &str = "/sbin/e2fsck";
+const XFS_REPAIR: &str = "/sbin/xfs_repair";
+const BTRFS: &str = "/sbin/btrfs";
+const FSCK_FAT: &str = "/sbin/fsck.fat";
+
+/// One filesystem to check.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub device: String,
+    pub fstype: &'static str,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+    pub backup: Option<Backup>,
+}
+
+/// Operator choices for the checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub mode: Mode,
+    pub xfs_zero_log: bool,
+}
+
+fn checkable(fstype: &str) -> bool {
+    matches!(
+        fstype,
+        "ext2" | "ext3" | "ext4" | "ext4dev" | "xfs" | "btrfs" | "vfat"
+    )
+}
+
+/// The jobs in check order: grouped per disk, ordered by the guest's fstab (`fstab`, from a
+/// read-only look before any check) with the root first.
+pub fn plan(
+    scans: &[DiskScan],
+    fstab: Option<&FstabReport>,
+    root: Option<&str>,
+) -> Vec<Vec<order::Item<Job>>> {
+    let mut items = Vec::new();
+    for s in scans.iter().filter(|s| s.medium.is_none()) {
+        for v in &s.volumes {
+            let Some(p) = &v.probe else { continue };
+            if !checkable(p.fstype) {
+                continue;
+            }
+            let device = format!("/dev/{}", v.name);
+            let passno = fstab.and_then(|t| {
+                t.entries
+                    .iter()
+                    .find(|e| e.device.as_deref() == Some(device.as_str()))
+                    .map(|e| e.passno)
+            });
+            items.push(order::Item {
+                disk: s.name.clone(),
+                is_root: root == Some(device.as_str()),
+                passno,
+                device: device.clone(),
+                data: Job {
+                    device,
+                    fstype: p.fstype,
+                    uuid: p.uuid.clone(),
+                    label: p.label.clone(),
+                    backup: v.ext_backup,
+                },
+            });
+        }
+    }
+    order::groups(items)
+}
+
+enum Event {
+    Progress(String, String),
+    Done(Box<Filesystem>),
+}
+
+/// Runs every group in its own thread; returns the results in completion order.
+pub fn run_all(
+    opts: Options,
+    groups: Vec<Vec<order::Item<Job>>>,
+    rep: &mut Reporter,
+) -> Vec<Filesystem> {
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut out = Vec::new();
+    std::thread::scope(|scope| {
+        for group in groups {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                for item in group {
+                    if signals::requested().is_some() {
+                        return;
+                    }
+                    let job = item.data;
+                    let say = |msg: String| {
+                        let _ = tx.send(Event::Progress(job.device.clone(), msg));
+                    };
+                    let fs = check_one(opts, &job, &say);
+                    let _ = tx.send(Event::Done(Box::new(fs)));
+                }
+            });
+        }
+        drop(tx);
+        for ev in rx {
+            match ev {
+                Event::Progress(dev, msg) => rep.progress("fsck", Some(&dev), msg),
+                Event::Done(fs) => out.push(*fs),
+            }
+        }
+    });
+    out
+}
+
+fn ext_state(sb: &ext::Superblock) -> FsState {
+    match sb.state {
+        ext::State::Clean => FsState::Clean,
+        ext::State::Errors => FsState::Errors,
+        ext::State::NotClean => FsState::NotClean,
+    }
+}
+
+/// The superblock e2fsck will start from: the primary, or the backup discovery found.
+fn read_ext(dev: &str, backup: Option<Backup>) -> Option<ext::Superblock> {
+    match backup {
+        None => disks::probe_ext(Path::new(dev)).ok().flatten(),
+        Some(at) => {
+            let mut f = std::fs::File::open(dev).ok()?;
+            let sb = vmrescue_discovery::read_at(&mut f, at.offset(), ext::SUPERBLOCK_SIZE).ok()?;
+            ext::is_backup(&sb, at)
+        }
+    }
+}
+
+fn check_one(opts: Options, job: &Job, say: &dyn Fn(String)) -> Filesystem {
+    let dev = job.device.as_str();
+    let mut runner = |argv: &[&str]| proc::run(argv, None);
+    let mut fs = Filesystem {
+        device: dev.to_owned(),
+        fstype: job.fstype.to_owned(),
+        uuid: job.uuid.clone(),
+        label: job.label.clone(),
+        ..Default::default()
+    };
+    let mode = opts.mode.as_str();
+    match job.fstype {
+        "xfs" => {
+            say(format!("xfs: running xfs_repair ({mode})"));
+            let name = dev.trim_start_matches("/dev/");
+            let mut replay =
+                || MountedTree::mount_rw(dev, "xfs", &format!("replay-{name}"))?.unmount();
+            let c = fsck::xfs::xfs(
+                XFS_REPAIR,
+                dev,
+                opts.mode,
+                opts.xfs_zero_log,
+                &mut replay,
+                &mut runner,
+            );
+            fs.fsck = c.fsck;
+            fs.state_before = c.before;
+            fs.state_after = c.after;
+        }
+        "btrfs" => {
+            say("btrfs: running btrfs check --readonly (never --repair)".into());
+            fs.fsck = fsck::simple::btrfs(BTRFS, dev, &mut runner);
+        }
+        "vfat" => {
+            say(format!("vfat: running fsck.fat ({mode})"));
+            fs.fsck = fsck::simple::vfat(FSCK_FAT, dev, opts.mode, &mut runner);
+        }
+        _ => {
+            let Some(sb) = read_ext(dev, job.backup) else {
+                say("ext superblock unreadable; not checked".into());
+                return fs;
+            };
+            fs.state_before = ext_state(&sb);
+            fs.error_count_before = sb.error_count;
+            fs.fstype = sb.fstype.to_owned();
+            let from = job
+                .backup
+                .map(|b| format!(" from the backup superblock at block {}", b.block))
+                .unwrap_or_default();
+            say(format!(
+                "{} {} state {:?}: running e2fsck ({mode}){from}",
+                sb.fstype, sb.uuid, fs.state_before
+            ));
+            fs.fsck = fsck::ext_from(E2FSCK, dev, job.backup, opts.mode, &mut runner);
+            fs.state_after = match disks::probe_ext(Path::new(dev)) {
+                Ok(Some(sb)) => ext_state(&sb),
+                _ if opts.mode == Mode::Check => fs.state_before,
+                _ => FsState::Unknown,
+            };
+        }
+    }
+    say(format!(
+        "{} {}: {} (exit {}), state now {:?}",
+        fs.fsck.tool,
+        mode,
+        fs.fsck.status.as_str(),
+        fs.fsck.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+        fs.state_after
+    ));
+    fs
+}

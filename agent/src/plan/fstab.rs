@@ -1,0 +1,509 @@
+//! Fixing the guest's `/etc/fstab` so the next boot does not hang on it:
+//!
+//! - kernel names (`/dev/vdb1`) become `UUID=` (attach order changes kernel names);
+//! - an entry whose device is absent gets `nofail` and a short `x-systemd.device-timeout`
+//!   instead of being deleted (the volume may come back); a `/` entry naming an absent device
+//!   is pointed at the root that was found;
+//! - a type that contradicts the filesystem found is corrected from the probe;
+//! - malformed lines are commented out with the reason;
+//! - `errors=remount-ro` is added to an ext root without an `errors=` option (policy).
+//!
+//! Untouched lines keep their exact bytes. The result is parsed again and must resolve before
+//! it is planned: an edit that would leave an entry unresolvable and able to stop the boot is
+//! refused.
+
+use vmrescue_discovery::assemble::resolve_fstab;
+use vmrescue_discovery::fstab::{self, Entry, Kind};
+use vmrescue_protocol::{Filesystem, Resolution};
+
+use super::{Action, Context, Plan};
+
+/// The fixed text and what changed.
+#[derive(Debug, Default)]
+pub struct Fixed {
+    pub text: Vec<u8>,
+    /// One description per edit, e.g. `line 3: /dev/vdb1 -> UUID=...`.
+    pub edits: Vec<String>,
+    /// What was seen and left alone.
+    pub notes: Vec<String>,
+}
+
+/// Plans the rewrite of an existing `/etc/fstab`, if it needs one.
+pub fn plan(text: &[u8], ctx: &Context, p: &mut Plan) {
+    let f = fix(text, ctx);
+    p.notes.extend(f.notes);
+    if f.edits.is_empty() {
+        return;
+    }
+    p.push(
+        Action::WriteFile {
+            path: "/etc/fstab".into(),
+            content: f.text,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        },
+        format!("fstab fixed: {}", f.edits.join("; ")),
+        false,
+    );
+}
+
+fn is_ext(t: &str) -> bool {
+    matches!(t, "ext2" | "ext3" | "ext4")
+}
+
+fn by_device<'a>(ctx: &'a Context, dev: &str) -> Option<&'a Filesystem> {
+    ctx.filesystems.iter().find(|f| f.device == dev)
+}
+
+/// Computes the fixed fstab.
+pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
+    let tab = fstab::parse(text);
+    let resolved = resolve_fstab(
+        &tab,
+        ctx.root_device,
+        ctx.dev_prefix,
+        ctx.filesystems,
+        ctx.partitions,
+    );
+    let root_fs = by_device(ctx, ctx.root_device);
+    let mut out = Fixed::default();
+    let mut lines = tab.lines.clone();
+    for (e, r) in tab.entries.iter().zip(&resolved.entries) {
+        let mut new = e.clone();
+        let mut what: Vec<String> = Vec::new();
+        let mut spec = None;
+        let device_like = matches!(e.kind, Kind::Device | Kind::Swap);
+        match (r.resolution, &r.device) {
+            (Resolution::Resolved, Some(dev)) if device_like => {
+                let fs = by_device(ctx, dev);
+                if r.kernel_name {
+                    match fs.and_then(|f| f.uuid.as_deref()) {
+                        Some(u) => {
+                            spec = Some(format!("UUID={u}"));
+                            what.push(format!("{} -> UUID={u}", r.spec));
+                        }
+                        None => out.notes.push(format!(
+                            "fstab line {}: {} is a kernel name but its filesystem has no UUID; left as it is",
+                            e.line, r.spec
+                        )),
+                    }
+                }
+                if let Some(fs) = fs {
+                    let wrong = e.vfstype != "auto"
+                        && e.vfstype != fs.fstype
+                        && !(e.kind == Kind::Swap && fs.fstype == "swap")
+                        && fs.fstype != "unknown";
+                    if wrong {
+                        what.push(format!("type {} -> {}", e.vfstype, fs.fstype));
+                        new.vfstype = fs.fstype.clone();
+                    }
+                }
+            }
+            (Resolution::Missing, _) if device_like => {
+                let root_uuid = root_fs.and_then(|f| f.uuid.as_deref());
+                match (e.file.as_str(), root_uuid) {
+                    ("/", Some(u)) => {
+                        spec = Some(format!("UUID={u}"));
+                        what.push(format!(
+                            "{} is absent; / now names the root found ({})",
+                            r.spec, ctx.root_device
+                        ));
+                        if let Some(fs) = root_fs {
+                            if e.vfstype != "auto" && e.vfstype != fs.fstype {
+                                what.push(format!("type {} -> {}", e.vfstype, fs.fstype));
+                                new.vfstype = fs.fstype.clone();
+                            }
+                        }
+                    }
+                    ("/", None) => out.notes.push(format!(
+                        "fstab line {}: / names {} which is absent, and the root found has no UUID; left as it is",
+                        e.line, r.spec
+                    )),
+                    _ if !e.is_nofail() => {
+                        new.options.push("nofail".into());
+                        if !e.has_option("x-systemd.device-timeout") {
+                            new.options.push(format!(
+                                "x-systemd.device-timeout={}",
+                                ctx.policy.device_timeout
+                            ));
+                        }
+                        what.push(format!(
+                            "{} ({}) is absent: nofail added so the boot does not wait for it",
+                            r.spec, e.file
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            (Resolution::Ambiguous, _) => out.notes.push(format!(
+                "fstab line {}: {} matches several devices ({}); left as it is",
+                e.line,
+                r.spec,
+                r.candidates.join(", ")
+            )),
+            _ => {}
+        }
+        // errors=remount-ro on an ext root.
+        let root_is_ext = e.file == "/"
+            && (is_ext(&new.vfstype)
+                || (new.vfstype == "auto" && root_fs.is_some_and(|f| is_ext(&f.fstype))));
+        if ctx.policy.errors_remount_ro && root_is_ext && !e.has_option("errors") {
+            if new.options == ["defaults"] {
+                new.options.clear();
+            }
+            new.options.push("errors=remount-ro".into());
+            what.push("errors=remount-ro added to the root".into());
+        }
+        if !what.is_empty() {
+            let raw = &tab.lines[e.line - 1];
+            lines[e.line - 1] = render(&new, spec.as_deref(), &raw_spec(raw), eol(raw));
+            out.edits
+                .push(format!("line {}: {}", e.line, what.join(", ")));
+        }
+    }
+    for m in &tab.malformed {
+        let raw = &tab.lines[m.line - 1];
+        let mut l = format!(
+            "# vmrescue: commented out, {}: ",
+            m.reason.replace('\n', " ")
+        )
+        .into_bytes();
+        l.extend_from_slice(strip_eol(raw));
+        l.extend_from_slice(eol(raw));
+        lines[m.line - 1] = l;
+        out.edits.push(format!(
+            "line {}: malformed ({}), commented out",
+            m.line, m.reason
+        ));
+    }
+    // A last line without a newline gets one if a fixed line follows it.
+    out.text = lines.concat();
+    if out.edits.is_empty() {
+        out.text = text.to_vec();
+        return out;
+    }
+    if let Err(why) = validate(&out.text, &tab.entries, ctx) {
+        out.notes.push(format!(
+            "fstab fixes not made: the fixed file would not be safe ({why}); the edits were: {}",
+            out.edits.join("; ")
+        ));
+        out.edits.clear();
+        out.text = text.to_vec();
+    }
+    out
+}
+
+/// The fixed file parses without errors, keeps every entry, and every device entry resolves
+/// or cannot block the boot (`nofail`).
+fn validate(text: &[u8], before: &[Entry], ctx: &Context) -> Result<(), String> {
+    let tab = fstab::parse(text);
+    if let Some(m) = tab.malformed.first() {
+        return Err(format!("line {} does not parse: {}", m.line, m.reason));
+    }
+    if tab.entries.len() != before.len() {
+        return Err(format!(
+            "{} entries instead of {}",
+            tab.entries.len(),
+            before.len()
+        ));
+    }
+    let r = resolve_fstab(
+        &tab,
+        ctx.root_device,
+        ctx.dev_prefix,
+        ctx.filesystems,
+        ctx.partitions,
+    );
+    for (e, res) in tab.entries.iter().zip(&r.entries) {
+        let blocking = matches!(e.kind, Kind::Device | Kind::Swap) && !e.is_nofail();
+        if blocking && res.resolution == Resolution::Missing {
+            return Err(format!(
+                "line {}: {} would still name an absent device",
+                e.line, res.spec
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn strip_eol(raw: &[u8]) -> &[u8] {
+    let b = raw.strip_suffix(b"\n").unwrap_or(raw);
+    b.strip_suffix(b"\r").unwrap_or(b)
+}
+
+fn eol(raw: &[u8]) -> &'static [u8] {
+    if raw.ends_with(b"\r\n") {
+        b"\r\n"
+    } else {
+        b"\n"
+    }
+}
+
+/// The first field exactly as written (an unchanged spec keeps its spelling).
+fn raw_spec(raw: &[u8]) -> String {
+    let body = strip_eol(raw);
+    let field = body
+        .split(|&c| c == b' ' || c == b'\t')
+        .find(|f| !f.is_empty())
+        .unwrap_or(b"");
+    String::from_utf8_lossy(field).into_owned()
+}
+
+/// fstab escapes for a field (space, tab, newline, backslash, `#` at the start).
+fn escape(field: &str) -> String {
+    let mut s = String::new();
+    for (i, c) in field.chars().enumerate() {
+        match c {
+            ' ' => s.push_str("\\040"),
+            '\t' => s.push_str("\\011"),
+            '\n' => s.push_str("\\012"),
+            '\\' => s.push_str("\\134"),
+            '#' if i == 0 => s.push_str("\\043"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn render(e: &Entry, spec: Option<&str>, raw_spec: &str, eol: &[u8]) -> Vec<u8> {
+    let mut l = format!(
+        "{}\t{}\t{}\t{}\t{}\t{}",
+        spec.unwrap_or(raw_spec),
+        escape(&e.file),
+        escape(&e.vfstype),
+        e.options.join(","),
+        e.freq,
+        e.passno
+    )
+    .into_bytes();
+    l.extend_from_slice(eol);
+    l
+}
+
+/// A new fstab for a root that lost its own: every filesystem found, by UUID. Filesystems whose
+/// mount point cannot be known are listed commented out, for the operator to enable.
+pub fn rebuild(ctx: &Context) -> Vec<u8> {
+    let mut s = String::from(
+        "# /etc/fstab rebuilt by vmrescue from the filesystems it found (review it).\n\
+         # <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>\n",
+    );
+    let root = by_device(ctx, ctx.root_device);
+    if let Some(fs) = root {
+        let opts = if is_ext(&fs.fstype) && ctx.policy.errors_remount_ro {
+            "errors=remount-ro"
+        } else {
+            "defaults"
+        };
+        s.push_str(&format!(
+            "{}\t/\t{}\t{opts}\t0\t1\n",
+            spec_of(fs),
+            fs.fstype
+        ));
+    }
+    for fs in ctx
+        .filesystems
+        .iter()
+        .filter(|f| f.device != ctx.root_device)
+    {
+        let known = fs.mountpoint.clone().or_else(|| match fs.role.as_deref() {
+            Some("boot") => Some("/boot".into()),
+            Some("efi") => Some("/boot/efi".into()),
+            _ => None,
+        });
+        let line = match (fs.fstype.as_str(), known) {
+            ("swap", _) => format!("{}\tnone\tswap\tsw\t0\t0\n", spec_of(fs)),
+            ("vfat", Some(mp)) => format!(
+                "{}\t{}\tvfat\tumask=0077,nofail\t0\t1\n",
+                spec_of(fs),
+                escape(&mp)
+            ),
+            (t, Some(mp)) if fstype_mountable(t) => {
+                let pass = if t == "xfs" || t == "btrfs" { 0 } else { 2 };
+                format!(
+                    "{}\t{}\t{t}\tdefaults,nofail\t0\t{pass}\n",
+                    spec_of(fs),
+                    escape(&mp)
+                )
+            }
+            (t, None) if fstype_mountable(t) => format!(
+                "# mount point unknown ({t} on {}):\n#{}\t/mnt/CHANGE-ME\t{t}\tdefaults,nofail\t0\t0\n",
+                fs.device,
+                spec_of(fs)
+            ),
+            _ => continue,
+        };
+        s.push_str(&line);
+    }
+    s.into_bytes()
+}
+
+fn fstype_mountable(t: &str) -> bool {
+    matches!(t, "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat")
+}
+
+fn spec_of(fs: &Filesystem) -> String {
+    match &fs.uuid {
+        Some(u) => format!("UUID={u}"),
+        None => fs.device.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Policy;
+    use super::*;
+
+    const R: &str = "2c309045-caea-4e02-8bc7-cf04b2b71566";
+    const H: &str = "8f1a0c55-0d0e-4a63-9a0b-1c2d3e4f5a6b";
+
+    fn filesystems() -> Vec<Filesystem> {
+        vec![
+            Filesystem {
+                device: "/dev/vda1".into(),
+                fstype: "ext4".into(),
+                uuid: Some(R.into()),
+                ..Default::default()
+            },
+            Filesystem {
+                device: "/dev/vdb1".into(),
+                fstype: "xfs".into(),
+                uuid: Some(H.into()),
+                ..Default::default()
+            },
+            Filesystem {
+                device: "/dev/vda2".into(),
+                fstype: "swap".into(),
+                uuid: Some("5w".into()),
+                ..Default::default()
+            },
+        ]
+    }
+
+    fn ctx(fss: &[Filesystem], policy: Policy) -> Context<'_> {
+        Context {
+            root_device: "/dev/vda1",
+            filesystems: fss,
+            partitions: &[],
+            dev_prefix: "/dev/",
+            os_id: None,
+            hostname: None,
+            reference: None,
+            today: 0,
+            policy,
+        }
+    }
+
+    #[test]
+    fn fixes_each_class_and_keeps_other_lines() {
+        let fss = filesystems();
+        let c = ctx(&fss, Policy::default());
+        let text = format!(
+            "# my fstab\r\n\
+             /dev/vda1 / ext4 defaults 0 1\n\
+             /dev/vdb1 /srv/my\\040data ext4 noatime 0 2\n\
+             UUID=dead-beef /backup ext4 defaults 0 2\n\
+             proc /proc proc defaults 0 0\n\
+             /dev/vda2 none swap sw 0 0\n\
+             this line is broken\n\
+             UUID={H} /other xfs defaults,nofail 0 0"
+        );
+        let f = fix(text.as_bytes(), &c);
+        let out = String::from_utf8(f.text).unwrap();
+        let want = format!(
+            "# my fstab\r\n\
+             UUID={R}\t/\text4\terrors=remount-ro\t0\t1\n\
+             UUID={H}\t/srv/my\\040data\txfs\tnoatime\t0\t2\n\
+             UUID=dead-beef\t/backup\text4\tdefaults,nofail,x-systemd.device-timeout=10s\t0\t2\n\
+             proc /proc proc defaults 0 0\n\
+             UUID=5w\tnone\tswap\tsw\t0\t0\n\
+             # vmrescue: commented out, 3 field(s): at least 3 are needed (device, mount point, type): this line is broken\n\
+             UUID={H} /other xfs defaults,nofail 0 0"
+        );
+        // "this line is broken" has 4 fields; the parser's reason is whatever it says.
+        let want_prefix = want.split("# vmrescue").next().unwrap();
+        assert!(out.starts_with(want_prefix), "{out}");
+        assert!(out.contains("# vmrescue: commented out, "), "{out}");
+        assert!(out.ends_with(": this line is broken\nUUID=8f1a0c55-0d0e-4a63-9a0b-1c2d3e4f5a6b /other xfs defaults,nofail 0 0"), "{out}");
+        assert_eq!(f.edits.len(), 5, "{:#?}", f.edits);
+        assert!(f.notes.is_empty(), "{:?}", f.notes);
+        // Fixed again: nothing more to do.
+        let again = fix(out.as_bytes(), &c);
+        assert!(again.edits.is_empty(), "{:?}", again.edits);
+    }
+
+    #[test]
+    fn policy_off_and_clean_files_are_untouched() {
+        let fss = filesystems();
+        let c = ctx(
+            &fss,
+            Policy {
+                errors_remount_ro: false,
+                ..Policy::default()
+            },
+        );
+        let text = format!("UUID={R} / ext4 defaults 0 1\n");
+        let f = fix(text.as_bytes(), &c);
+        assert!(f.edits.is_empty());
+        assert_eq!(f.text, text.as_bytes());
+    }
+
+    #[test]
+    fn absent_root_entry_points_at_the_root_found() {
+        let fss = filesystems();
+        let c = ctx(&fss, Policy::default());
+        let f = fix(b"UUID=gone / ext4 errors=remount-ro 0 1\n", &c);
+        assert_eq!(
+            String::from_utf8(f.text).unwrap(),
+            format!("UUID={R}\t/\text4\terrors=remount-ro\t0\t1\n")
+        );
+    }
+
+    #[test]
+    fn ambiguous_entries_are_noted_not_changed() {
+        let mut fss = filesystems();
+        fss.push(Filesystem {
+            device: "/dev/vdc1".into(),
+            fstype: "xfs".into(),
+            uuid: Some(H.into()),
+            ..Default::default()
+        });
+        let c = ctx(&fss, Policy::default());
+        let text = format!("UUID={H} /home xfs defaults 0 0\n");
+        let f = fix(text.as_bytes(), &c);
+        assert!(f.edits.is_empty());
+        assert!(f.notes[0].contains("several devices"), "{:?}", f.notes);
+    }
+
+    #[test]
+    fn rebuilt_fstab_resolves() {
+        let mut fss = filesystems();
+        fss[1].role = Some("boot".into());
+        let c = ctx(&fss, Policy::default());
+        let text = rebuild(&c);
+        let s = String::from_utf8(text.clone()).unwrap();
+        assert!(
+            s.contains(&format!("UUID={R}\t/\text4\terrors=remount-ro\t0\t1\n")),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!("UUID={H}\t/boot\txfs\tdefaults,nofail\t0\t0\n")),
+            "{s}"
+        );
+        assert!(s.contains("UUID=5w\tnone\tswap\tsw\t0\t0\n"), "{s}");
+        let tab = fstab::parse(&text);
+        assert!(tab.malformed.is_empty());
+        assert_eq!(tab.entries.len(), 3);
+        assert!(validate(&text, &tab.entries, &c).is_ok());
+        assert!(
+            fix(&text, &c).edits.is_empty(),
+            "a rebuilt fstab needs no fix"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(escape("/a b\\c"), "/a\\040b\\134c");
+        assert_eq!(escape("#x#"), "\\043x#");
+    }
+}

@@ -1,0 +1,299 @@
+//! The repair plan: from what discovery found on the guest's root to the list of guest fixes.
+//! Pure: the root is read through a [`Tree`], nothing is written here. Check mode reports the
+//! plan; repair mode hands it to [`crate::apply`].
+
+pub mod etc;
+pub mod fstab;
+pub mod mountpoints;
+
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol::{Change, Filesystem, Partition};
+
+/// One thing to do on the guest's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create a directory (parents must exist or come earlier in the plan).
+    MakeDir { path: String, mode: u32 },
+    /// Create or replace a file (a replaced file is backed up and keeps its mode and owner).
+    WriteFile {
+        path: String,
+        content: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+impl Action {
+    pub fn path(&self) -> &str {
+        match self {
+            Action::MakeDir { path, .. } | Action::WriteFile { path, .. } => path,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::MakeDir { .. } => "mkdir",
+            Action::WriteFile { .. } => "write_file",
+        }
+    }
+}
+
+/// An action and why it is planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub why: String,
+    /// The content is rebuilt or guessed: the operator should review it.
+    pub review: bool,
+}
+
+impl Step {
+    /// The report's view of the step (before it is applied).
+    pub fn to_change(&self) -> Change {
+        Change {
+            kind: self.action.kind().to_owned(),
+            path: self.action.path().to_owned(),
+            detail: self.why.clone(),
+            review: self.review,
+            ..Default::default()
+        }
+    }
+}
+
+/// Operator choices that change the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Add `errors=remount-ro` to an ext root's fstab options when it has no `errors=`.
+    pub errors_remount_ro: bool,
+    /// `x-systemd.device-timeout` given to entries whose device is absent.
+    pub device_timeout: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            errors_remount_ro: true,
+            device_timeout: "10s".into(),
+        }
+    }
+}
+
+/// What the planners know besides the root's contents.
+pub struct Context<'a> {
+    /// The root filesystem's device (as in `filesystems`).
+    pub root_device: &'a str,
+    /// Every filesystem found (rescue medium excluded), with roles and fstab mount points.
+    pub filesystems: &'a [Filesystem],
+    pub partitions: &'a [Partition],
+    /// Prefix of device paths in `filesystems` (`/dev/`).
+    pub dev_prefix: &'a str,
+    /// os-release ID of the guest, if known.
+    pub os_id: Option<&'a str>,
+    /// Host name for a rebuilt `/etc/hostname` and `/etc/hosts`.
+    pub hostname: Option<&'a str>,
+    /// The operator's reference `/etc` (its `/` is the reference's `etc` directory).
+    pub reference: Option<&'a dyn Tree>,
+    /// Days since the epoch, for rebuilt shadow entries.
+    pub today: u64,
+    pub policy: Policy,
+}
+
+/// The plan, and what the planners noticed but will not fix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    fn push(&mut self, action: Action, why: impl Into<String>, review: bool) {
+        self.steps.push(Step {
+            action,
+            why: why.into(),
+            review,
+        });
+    }
+}
+
+/// Plans every guest fix for the root seen through `root`.
+pub fn plan(root: &dyn Tree, ctx: &Context) -> Plan {
+    let mut p = Plan::default();
+    // /etc first: the fstab planner reads what the /etc planner restores.
+    let restored = etc::plan(root, ctx, &mut p);
+    let fstab_text = restored
+        .fstab
+        .or_else(|| root.read("/etc/fstab", etc::MAX_ETC_FILE));
+    // A restored or rebuilt fstab was fixed as it was planned.
+    if let (false, Some(text)) = (restored.fstab_planned, &fstab_text) {
+        fstab::plan(text, ctx, &mut p);
+    }
+    let fstab_for_mounts = p
+        .steps
+        .iter()
+        .rev()
+        .find_map(|s| match &s.action {
+            Action::WriteFile { path, content, .. } if path == "/etc/fstab" => {
+                Some(content.clone())
+            }
+            _ => None,
+        })
+        .or(fstab_text);
+    mountpoints::plan(root, ctx, fstab_for_mounts.as_deref(), &mut p);
+    // Directories before the files that go in them.
+    p.steps.sort_by_key(|s| match s.action {
+        Action::MakeDir { .. } => 0,
+        Action::WriteFile { .. } => 1,
+    });
+    p
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::inspect::MountedTree;
+
+    /// A guest root in a temporary directory, read through the agent's real tree code.
+    pub struct Guest {
+        pub dir: tempfile::TempDir,
+    }
+
+    impl Guest {
+        pub fn new(entries: &[(&str, Option<&str>)]) -> Guest {
+            let dir = tempfile::tempdir().unwrap();
+            for (path, content) in entries {
+                let p = dir.path().join(path.trim_start_matches('/'));
+                match content {
+                    None => std::fs::create_dir_all(&p).unwrap(),
+                    Some(c) => {
+                        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                        std::fs::write(&p, c).unwrap();
+                    }
+                }
+            }
+            Guest { dir }
+        }
+
+        pub fn tree(&self) -> MountedTree {
+            MountedTree::directory(self.dir.path()).unwrap()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Guest;
+    use super::*;
+
+    fn fs(device: &str, fstype: &str, uuid: &str, role: Option<&str>) -> Filesystem {
+        Filesystem {
+            device: device.into(),
+            fstype: fstype.into(),
+            uuid: Some(uuid.into()),
+            role: role.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn healthy_debian_root_needs_nothing() {
+        let g = Guest::new(&[
+            ("/proc", None),
+            ("/sys", None),
+            ("/dev", None),
+            ("/run", None),
+            ("/tmp", None),
+            ("/mnt", None),
+            ("/media", None),
+            ("/home", None),
+            ("/etc/passwd", Some("root:x:0:0:root:/root:/bin/bash\n")),
+            ("/etc/group", Some("root:x:0:\n")),
+            ("/etc/shadow", Some("root:*:19000:0:99999:7:::\n")),
+            ("/etc/gshadow", Some("root:*::\n")),
+            ("/etc/hostname", Some("web1\n")),
+            ("/etc/hosts", Some("127.0.0.1 localhost\n")),
+            (
+                "/etc/fstab",
+                Some("UUID=r / ext4 errors=remount-ro 0 1\nUUID=h /home ext4 defaults 0 2\n"),
+            ),
+        ]);
+        let filesystems = [
+            fs("/dev/vda1", "ext4", "r", Some("root")),
+            fs("/dev/vdb", "ext4", "h", Some("home")),
+        ];
+        let ctx = Context {
+            root_device: "/dev/vda1",
+            filesystems: &filesystems,
+            partitions: &[],
+            dev_prefix: "/dev/",
+            os_id: Some("debian"),
+            hostname: None,
+            reference: None,
+            today: 20_000,
+            policy: Policy::default(),
+        };
+        let p = plan(&g.tree(), &ctx);
+        assert_eq!(p.steps, [], "{p:#?}");
+    }
+
+    #[test]
+    fn etc_wiped_and_mount_points_gone() {
+        let g = Guest::new(&[
+            ("/usr/bin/bash", Some("")),
+            ("/var", None),
+            ("/dev", None),
+            ("/usr/lib/os-release", Some("ID=debian\n")),
+        ]);
+        let filesystems = [
+            fs("/dev/vda1", "ext4", "r", Some("root")),
+            fs("/dev/vda2", "swap", "s", Some("swap")),
+        ];
+        let ctx = Context {
+            root_device: "/dev/vda1",
+            filesystems: &filesystems,
+            partitions: &[],
+            dev_prefix: "/dev/",
+            os_id: Some("debian"),
+            hostname: Some("db1"),
+            reference: None,
+            today: 20_000,
+            policy: Policy::default(),
+        };
+        let p = plan(&g.tree(), &ctx);
+        let paths: Vec<(&str, &str)> = p
+            .steps
+            .iter()
+            .map(|s| (s.action.kind(), s.action.path()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("mkdir", "/etc"),
+                ("mkdir", "/proc"),
+                ("mkdir", "/sys"),
+                ("mkdir", "/run"),
+                ("mkdir", "/tmp"),
+                ("mkdir", "/mnt"),
+                ("mkdir", "/media"),
+                ("write_file", "/etc/passwd"),
+                ("write_file", "/etc/group"),
+                ("write_file", "/etc/shadow"),
+                ("write_file", "/etc/gshadow"),
+                ("write_file", "/etc/hostname"),
+                ("write_file", "/etc/hosts"),
+                ("write_file", "/etc/fstab"),
+            ]
+        );
+        assert!(p
+            .steps
+            .iter()
+            .all(|s| s.review || s.action.kind() == "mkdir"));
+        let tmp = p.steps.iter().find(|s| s.action.path() == "/tmp").unwrap();
+        assert_eq!(
+            tmp.action,
+            Action::MakeDir {
+                path: "/tmp".into(),
+                mode: 0o1777
+            }
+        );
+    }
+}
