@@ -32,7 +32,8 @@ pub fn mount_options(fstype: &str) -> Option<(&'static str, &'static str)> {
 
 /// A filesystem mounted read-only; unmounted on drop.
 pub struct MountedTree {
-    root: OwnedFd,
+    /// The mount's root (taken, so closed, before unmounting: an open fd keeps it busy).
+    root: Option<OwnedFd>,
     mountpoint: PathBuf,
     /// Unmount on drop (false for a plain directory).
     mounted: bool,
@@ -94,7 +95,7 @@ impl MountedTree {
             }
         };
         Ok(MountedTree {
-            root,
+            root: Some(root),
             mountpoint,
             mounted: true,
         })
@@ -109,7 +110,7 @@ impl MountedTree {
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(MountedTree {
-            root,
+            root: Some(root),
             mountpoint: path.to_owned(),
             mounted: false,
         })
@@ -123,6 +124,7 @@ impl MountedTree {
     /// Flushes and unmounts now, reporting failure (drop only logs it).
     pub fn unmount(mut self) -> Result<(), String> {
         self.mounted = false;
+        self.root = None;
         rustix::fs::sync();
         unmount(&self.mountpoint, UnmountFlags::empty())
             .map_err(|e| format!("unmounting {}: {e}", self.mountpoint.display()))?;
@@ -134,7 +136,7 @@ impl MountedTree {
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "." } else { rel };
         openat2(
-            &self.root,
+            self.root.as_ref()?,
             rel,
             flags | OFlags::CLOEXEC,
             Mode::empty(),
@@ -146,6 +148,7 @@ impl MountedTree {
 
 impl Drop for MountedTree {
     fn drop(&mut self) {
+        self.root = None;
         if !self.mounted {
             return;
         }

@@ -83,6 +83,20 @@ pub enum Cmd {
         /// (`/dev/vdb1`) or a filesystem UUID.
         #[arg(long, value_name = "DEVICE|UUID")]
         root: Option<String>,
+        /// Host name written into a rebuilt /etc/hostname and /etc/hosts (default: localhost).
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+        /// Do not add errors=remount-ro to an ext root's fstab entry that has no errors= option.
+        #[arg(long)]
+        keep_root_error_behaviour: bool,
+        /// DESTRUCTIVE: when an xfs log cannot be replayed by mounting, let xfs_repair -L zero
+        /// it, losing the transactions it holds.
+        #[arg(long)]
+        xfs_zero_log: bool,
+        /// A reference /etc directory: its files replace missing guest /etc files (before the
+        /// guest's own backups or rebuilt minimal files).
+        #[arg(long, value_name = "DIR")]
+        reference_etc: Option<PathBuf>,
     },
     /// Discover disks, partitions, filesystems, the OS root and its fstab on image files,
     /// without booting anything. Disks are named vda, vdb... in the order given.
@@ -318,6 +332,10 @@ pub fn run(cli: Cli) -> i32 {
             format,
             keep_run_dir,
             root,
+            hostname,
+            keep_root_error_behaviour,
+            xfs_zero_log,
+            reference_etc,
         } => {
             let accel = match rescue::accel_choice(accel) {
                 Ok(a) => a,
@@ -345,6 +363,12 @@ pub fn run(cli: Cli) -> i32 {
                 show_progress: true,
                 keep_run_dir,
                 root,
+                policy: rescue::Policy {
+                    hostname,
+                    keep_root_error_behaviour,
+                    xfs_zero_log,
+                    reference_etc,
+                },
             };
             match rescue::run(&req) {
                 Err(e @ Failure::NoReport { .. }) => {

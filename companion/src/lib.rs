@@ -8,6 +8,7 @@ pub mod fix_owners;
 pub mod image;
 pub mod inspect;
 pub mod kcmdline;
+pub mod overlay;
 pub mod qemu;
 pub mod render;
 pub mod rescue;

@@ -33,6 +33,21 @@ pub struct Request {
     pub keep_run_dir: bool,
     /// The operator's OS root (`--root`), passed to the agent.
     pub root: Option<String>,
+    /// How the agent repairs the guest.
+    pub policy: Policy,
+}
+
+/// The operator's repair choices, passed to the agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Host name for a rebuilt `/etc/hostname` and `/etc/hosts`.
+    pub hostname: Option<String>,
+    /// Do not add `errors=remount-ro` to an ext root's fstab entry.
+    pub keep_root_error_behaviour: bool,
+    /// Allow `xfs_repair -L` when an xfs log cannot be replayed (loses the log's transactions).
+    pub xfs_zero_log: bool,
+    /// A reference `/etc` whose files take precedence when the guest's are missing.
+    pub reference_etc: Option<PathBuf>,
 }
 
 /// Why there is no report.
@@ -118,11 +133,12 @@ fn check_disks(req: &Request) -> anyhow::Result<Vec<qemu::Disk>> {
     Ok(out)
 }
 
-/// The kernel command line for a rescue in `mode`, with the operator's root choice.
+/// The kernel command line for a rescue in `mode`, with the operator's root choice and policy.
 pub fn kernel_cmdline(
     mode: Mode,
     port: &str,
     root: Option<&str>,
+    policy: &Policy,
 ) -> Result<Cmdline, crate::kcmdline::CmdlineError> {
     let mut c = Cmdline::new();
     let built = (|| -> Result<(), crate::kcmdline::CmdlineError> {
@@ -140,6 +156,15 @@ pub fn kernel_cmdline(
     debug_assert!(built.is_ok(), "fixed kernel parameters are valid");
     if let Some(r) = root {
         c.set("vmrescue.root", r)?;
+    }
+    if let Some(h) = &policy.hostname {
+        c.set("vmrescue.hostname", h)?;
+    }
+    if policy.keep_root_error_behaviour {
+        c.set("vmrescue.errors_remount_ro", "0")?;
+    }
+    if policy.xfs_zero_log {
+        c.set("vmrescue.xfs_zero_log", "1")?;
     }
     Ok(c)
 }
@@ -173,9 +198,21 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
         accel,
         memory_mib: req.memory_mib,
         kernel: image.kernel.clone(),
-        initramfs: image.initramfs.clone(),
-        cmdline: kernel_cmdline(req.mode, DEFAULT_PORT_NAME, req.root.as_deref())
-            .map_err(|e| anyhow::anyhow!("--root: {e}"))?,
+        initramfs: match &req.policy.reference_etc {
+            None => image.initramfs.clone(),
+            Some(etc) => crate::overlay::combined_initramfs(
+                &image.initramfs,
+                &crate::overlay::reference_entries(etc)?,
+                &dir.join("initramfs-with-reference-etc.img"),
+            )?,
+        },
+        cmdline: kernel_cmdline(
+            req.mode,
+            DEFAULT_PORT_NAME,
+            req.root.as_deref(),
+            &req.policy,
+        )
+        .map_err(|e| anyhow::anyhow!("--root or --hostname: {e}"))?,
         console_log: dir.join("console.log"),
         agent_socket: dir.join("agent.sock"),
         port_name: DEFAULT_PORT_NAME.to_owned(),
@@ -408,13 +445,34 @@ mod tests {
 
     #[test]
     fn cmdline_carries_mode_and_port() {
-        let c = kernel_cmdline(Mode::Repair, "org.vmrescue.agent.0", Some("/dev/vdb1")).unwrap();
+        let c = kernel_cmdline(
+            Mode::Repair,
+            "org.vmrescue.agent.0",
+            Some("/dev/vdb1"),
+            &Policy::default(),
+        )
+        .unwrap();
         assert!(c.as_str().contains("vmrescue.root=/dev/vdb1"));
-        assert!(kernel_cmdline(Mode::Check, "p", Some("a b")).is_err());
+        assert!(kernel_cmdline(Mode::Check, "p", Some("a b"), &Policy::default()).is_err());
         assert!(c.as_str().contains("vmrescue.mode=repair"));
         assert!(c.as_str().contains("vmrescue.port=org.vmrescue.agent.0"));
         assert!(c.as_str().contains("console=ttyS0"));
-        assert!(kernel_cmdline(Mode::Check, "p", None)
+        let p = Policy {
+            hostname: Some("db-1".into()),
+            keep_root_error_behaviour: true,
+            xfs_zero_log: true,
+            reference_etc: None,
+        };
+        let c = kernel_cmdline(Mode::Repair, "p", None, &p).unwrap();
+        assert!(c.as_str().ends_with(
+            "vmrescue.hostname=db-1 vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1"
+        ));
+        let bad = Policy {
+            hostname: Some("a b".into()),
+            ..Policy::default()
+        };
+        assert!(kernel_cmdline(Mode::Repair, "p", None, &bad).is_err());
+        assert!(kernel_cmdline(Mode::Check, "p", None, &Policy::default())
             .unwrap()
             .as_str()
             .contains("vmrescue.mode=check"));
@@ -433,6 +491,7 @@ mod tests {
             show_progress: false,
             keep_run_dir: false,
             root: None,
+            policy: Policy::default(),
         }
     }
 

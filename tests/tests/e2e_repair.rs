@@ -427,3 +427,149 @@ fn garbage_disk_check_mode() {
     let run = check(&s, "no_os");
     assert_eq!(report(&run)["plan"], serde_json::json!([]));
 }
+
+#[test]
+fn xfs_root_with_a_dirty_log() {
+    use vmrescue_tests::crash::{self, LogState};
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("xfs.img");
+    let state = fixture::bytes(21, 150_000);
+    let files: Vec<(&str, &[u8])> = vec![
+        (
+            "etc/os-release",
+            b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+        ),
+        ("etc/fstab", b"LABEL=dirtyxfs / xfs defaults 0 0\n"),
+        ("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n"),
+        ("etc/group", b"root:x:0:\n"),
+        ("etc/shadow", b"root:*:20000:0:99999:7:::\n"),
+        ("etc/gshadow", b"root:*::\n"),
+        ("etc/hostname", b"xfs01\n"),
+        ("etc/hosts", b"127.0.0.1\tlocalhost\n"),
+        ("sbin/init", b"\x7fELF"),
+        ("usr/bin/", b""),
+        ("var/lib/app/state.bin", &state),
+        ("proc/", b""),
+        ("sys/", b""),
+        ("dev/", b""),
+        ("tmp/", b""),
+        ("mnt/", b""),
+        ("media/", b""),
+    ];
+    crash::xfs_with_dirty_log(&img, &files).unwrap();
+    let s = Scenario {
+        _dir: dir,
+        disks: vec![img.clone()],
+        sums: vec![BTreeMap::new()],
+    };
+
+    let run = check(&s, "unrepaired");
+    assert_eq!(run.field("/filesystems/0/type"), "xfs");
+    assert_eq!(run.field("/filesystems/0/fsck/tool"), "xfs_repair");
+    assert_eq!(run.field("/filesystems/0/fsck/status"), "uncorrected");
+    assert_eq!(run.field("/filesystems/0/state_before"), "not_clean");
+    assert_eq!(crash::xfs_log_state(&img).unwrap(), LogState::Dirty);
+
+    let run = repair(&s, "repaired");
+    let fs = &report(&run)["filesystems"][0];
+    assert_eq!(fs["fsck"]["status"], "corrected", "{fs:#}");
+    assert_eq!(fs["state_after"], "clean");
+    let passes: Vec<String> = fs["fsck"]["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["args"][0]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        passes,
+        ["xfs_repair", "mount", "xfs_repair"],
+        "replayed by mounting, never -L"
+    );
+    assert!(!fs["fsck"]["passes"].to_string().contains("\"-L\""));
+    // The replayed root is found and its missing /run restored.
+    assert_eq!(run.field("/os/root_device"), "/dev/vda");
+    assert!(kinds_and_paths(&report(&run)["changes"])
+        .contains(&("mkdir".to_owned(), "/run".to_owned())));
+    // The host agrees, and what was written before the crash survived.
+    assert_eq!(crash::xfs_log_state(&img).unwrap(), LogState::Clean);
+    let n = crash::xfs_repair(&img, &["-n"]).unwrap();
+    assert_eq!(n.code, 0, "host xfs_repair -n: {n:?}");
+    assert_eq!(
+        crash::xfs_read_file(&img, "/var/lib/app/state.bin")
+            .unwrap()
+            .as_deref(),
+        Some(&state[..])
+    );
+    assert_eq!(
+        crash::xfs_read_file(&img, "/etc/hostname")
+            .unwrap()
+            .as_deref(),
+        Some(&b"xfs01\n"[..])
+    );
+}
+
+#[test]
+fn etc_removed_with_the_operators_reference_etc_and_hostname() {
+    let s = root_scenario(
+        FSTAB,
+        |tree| std::fs::remove_dir_all(tree.join("etc")).unwrap(),
+        |_| {},
+    );
+    let reference = tempfile::tempdir().unwrap();
+    std::fs::create_dir(reference.path().join("ssh")).unwrap();
+    std::fs::write(
+        reference.path().join("passwd"),
+        b"root:x:0:0:root:/root:/bin/bash\nops:x:1001:1001::/home/ops:/bin/bash\n",
+    )
+    .unwrap();
+    std::fs::write(
+        reference.path().join("ssh/sshd_config"),
+        b"PermitRootLogin no\n",
+    )
+    .unwrap();
+    let ref_arg = reference.path().to_str().unwrap();
+    let run = harness::rescue(
+        &s.paths(),
+        "repair",
+        &[
+            "--reference-etc",
+            ref_arg,
+            "--hostname",
+            "db1",
+            "--root",
+            "/dev/vda",
+        ],
+    )
+    .unwrap();
+    assert_eq!(run.field("/outcome"), "repaired", "stderr: {}", run.stderr);
+    let img = &s.disks[0];
+    let read = |p: &str| fixture::read_in_image(img, p).unwrap();
+    assert_eq!(
+        read("/etc/passwd").unwrap(),
+        std::fs::read(reference.path().join("passwd")).unwrap(),
+        "the reference takes precedence"
+    );
+    assert_eq!(
+        read("/etc/ssh/sshd_config").unwrap(),
+        b"PermitRootLogin no\n"
+    );
+    assert_eq!(read("/etc/hostname").unwrap(), b"db1\n");
+    let hosts = String::from_utf8(read("/etc/hosts").unwrap()).unwrap();
+    assert!(hosts.contains("127.0.1.1\tdb1\n"), "{hosts}");
+    // Rebuilt shadow locks both accounts of the reference passwd.
+    let shadow = String::from_utf8(read("/etc/shadow").unwrap()).unwrap();
+    assert!(
+        shadow.starts_with("root:*:") && shadow.contains("\nops:*:"),
+        "{shadow}"
+    );
+    host_clean(img);
+    s.intact();
+}

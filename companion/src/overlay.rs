@@ -1,0 +1,147 @@
+//! Files the host sends to the rescue: an extra newc archive appended to the image's initramfs
+//! (the kernel unpacks concatenated archives, each starting on a 4-byte boundary). Used for the
+//! operator's reference `/etc`, which the agent finds at `/etc/vmrescue/reference-etc`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use vmrescue_image_builder::cpio::{self, Entry, Kind};
+
+/// Where the agent looks for the reference `/etc`.
+pub const REFERENCE_ETC: &str = "etc/vmrescue/reference-etc";
+/// Files taken from a reference directory at most, and bytes in all.
+const MAX_FILES: usize = 2000;
+const MAX_BYTES: u64 = 64 << 20;
+
+/// The archive entries for a reference `/etc` directory: its directories and regular files
+/// (symlinks and special files are refused: the agent writes plain files only).
+pub fn reference_entries(dir: &Path) -> Result<Vec<Entry>> {
+    if !dir.is_dir() {
+        bail!("--reference-etc {}: not a directory", dir.display());
+    }
+    let mut entries = vec![Entry {
+        path: REFERENCE_ETC.into(),
+        mode: 0o755,
+        kind: Kind::Dir,
+    }];
+    let mut total = 0u64;
+    walk(dir, Path::new(""), &mut entries, &mut total)?;
+    Ok(entries)
+}
+
+fn walk(base: &Path, rel: &Path, out: &mut Vec<Entry>, total: &mut u64) -> Result<()> {
+    let dir = base.join(rel);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let rel = rel.join(e.file_name());
+        let path = base.join(&rel);
+        let meta = fs::symlink_metadata(&path).with_context(|| path.display().to_string())?;
+        let name = rel
+            .to_str()
+            .with_context(|| format!("{}: not UTF-8", path.display()))?;
+        let target = format!("{REFERENCE_ETC}/{name}");
+        if out.len() >= MAX_FILES {
+            bail!(
+                "--reference-etc {}: more than {MAX_FILES} files",
+                base.display()
+            );
+        }
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+        if meta.is_dir() {
+            out.push(Entry {
+                path: target,
+                mode,
+                kind: Kind::Dir,
+            });
+            walk(base, &rel, out, total)?;
+        } else if meta.is_file() {
+            *total += meta.len();
+            if *total > MAX_BYTES {
+                bail!(
+                    "--reference-etc {}: more than {} MiB",
+                    base.display(),
+                    MAX_BYTES >> 20
+                );
+            }
+            let data = fs::read(&path).with_context(|| path.display().to_string())?;
+            out.push(Entry {
+                path: target,
+                mode,
+                kind: Kind::File(data),
+            });
+        } else {
+            bail!(
+                "--reference-etc: {} is not a regular file or directory (copy the target instead)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes `base` padded to 4 bytes followed by an archive of `entries` into `out`.
+pub fn combined_initramfs(base: &Path, entries: &[Entry], out: &Path) -> Result<PathBuf> {
+    let mut data = fs::read(base).with_context(|| format!("reading {}", base.display()))?;
+    data.resize(data.len().next_multiple_of(4), 0);
+    cpio::write(&mut data, entries, 0).context("writing the overlay archive")?;
+    let mut f = fs::File::create(out).with_context(|| out.display().to_string())?;
+    f.write_all(&data)
+        .with_context(|| out.display().to_string())?;
+    Ok(out.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_tree_becomes_entries_and_symlinks_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("ssh")).unwrap();
+        fs::write(d.path().join("hostname"), "golden\n").unwrap();
+        fs::write(d.path().join("ssh/sshd_config"), "x\n").unwrap();
+        let e = reference_entries(d.path()).unwrap();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                REFERENCE_ETC,
+                "etc/vmrescue/reference-etc/hostname",
+                "etc/vmrescue/reference-etc/ssh",
+                "etc/vmrescue/reference-etc/ssh/sshd_config"
+            ]
+        );
+        std::os::unix::fs::symlink("/etc/shadow", d.path().join("evil")).unwrap();
+        let err = reference_entries(d.path()).unwrap_err().to_string();
+        assert!(err.contains("evil"), "{err}");
+        assert!(reference_entries(&d.path().join("hostname")).is_err());
+    }
+
+    #[test]
+    fn overlay_starts_on_a_four_byte_boundary() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("base.img");
+        fs::write(&base, [1u8; 7]).unwrap();
+        let out = d.path().join("c.img");
+        let entries = vec![Entry {
+            path: "etc/x".into(),
+            mode: 0o644,
+            kind: Kind::File(b"hi".to_vec()),
+        }];
+        combined_initramfs(&base, &entries, &out).unwrap();
+        let data = fs::read(&out).unwrap();
+        assert_eq!(&data[..7], &[1u8; 7]);
+        assert_eq!(data[7], 0);
+        assert_eq!(
+            &data[8..14],
+            b"070701",
+            "newc magic right after the padding"
+        );
+    }
+}
