@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use vmrescue_discovery::ext::{self, Backup};
 use vmrescue_discovery::inventory::DiskScan;
-use vmrescue_protocol::{Filesystem, FsState, FstabReport, Mode};
+use vmrescue_protocol::{Filesystem, FsState, FsckStatus, FstabReport, Mode};
 
 use crate::fsck::{self, order};
 use crate::inspect::MountedTree;
@@ -33,6 +33,8 @@ pub struct Job {
 pub struct Options {
     pub mode: Mode,
     pub xfs_zero_log: bool,
+    /// Longest one checker pass may run.
+    pub pass_timeout: std::time::Duration,
 }
 
 fn checkable(fstype: &str) -> bool {
@@ -122,6 +124,19 @@ pub fn run_all(
     out
 }
 
+/// The state a checker's first (read-only or fixing) pass shows, for types without a state
+/// flag of their own: fsck.fat names a set dirty bit.
+fn state_from(first: Option<&vmrescue_protocol::FsckPass>) -> FsState {
+    match first.and_then(|p| p.exit_code.map(|c| (c, p))) {
+        Some((0, _)) => FsState::Clean,
+        Some((1, p)) if p.output.iter().any(|l| l.contains("Dirty bit is set")) => {
+            FsState::NotClean
+        }
+        Some((1, _)) => FsState::Errors,
+        _ => FsState::Unknown,
+    }
+}
+
 fn ext_state(sb: &ext::Superblock) -> FsState {
     match sb.state {
         ext::State::Clean => FsState::Clean,
@@ -144,7 +159,7 @@ fn read_ext(dev: &str, backup: Option<Backup>) -> Option<ext::Superblock> {
 
 fn check_one(opts: Options, job: &Job, say: &dyn Fn(String)) -> Filesystem {
     let dev = job.device.as_str();
-    let mut runner = |argv: &[&str]| proc::run(argv, None);
+    let mut runner = |argv: &[&str]| proc::run(argv, Some(opts.pass_timeout));
     let mut fs = Filesystem {
         device: dev.to_owned(),
         fstype: job.fstype.to_owned(),
@@ -174,10 +189,19 @@ fn check_one(opts: Options, job: &Job, say: &dyn Fn(String)) -> Filesystem {
         "btrfs" => {
             say("btrfs: running btrfs check --readonly (never --repair)".into());
             fs.fsck = fsck::simple::btrfs(BTRFS, dev, &mut runner);
+            fs.state_before = state_from(fs.fsck.passes.first());
+            fs.state_after = fs.state_before;
         }
         "vfat" => {
             say(format!("vfat: running fsck.fat ({mode})"));
             fs.fsck = fsck::simple::vfat(FSCK_FAT, dev, opts.mode, &mut runner);
+            fs.state_before = state_from(fs.fsck.passes.first());
+            fs.state_after = match (opts.mode, fs.fsck.status) {
+                (Mode::Check, _) => fs.state_before,
+                (_, FsckStatus::Clean | FsckStatus::Corrected) => FsState::Clean,
+                (_, FsckStatus::Uncorrected) => FsState::Errors,
+                _ => FsState::Unknown,
+            };
         }
         _ => {
             let Some(sb) = read_ext(dev, job.backup) else {

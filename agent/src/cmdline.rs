@@ -26,6 +26,9 @@ pub struct Settings {
     /// Allow `xfs_repair -L` (zeroes the log, losing its transactions) when the log cannot be
     /// replayed: destructive, only on the operator's explicit `vmrescue.xfs_zero_log=1`.
     pub xfs_zero_log: bool,
+    /// Longest one checker pass may run before it is killed (`vmrescue.fsck_timeout=SECS`): a
+    /// checker can loop on some damage.
+    pub fsck_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             hostname: None,
             errors_remount_ro: true,
             xfs_zero_log: false,
+            fsck_timeout_secs: 1800,
         }
     }
 }
@@ -77,6 +81,13 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<String>) {
                 _ => warnings.push(format!(
                     "vmrescue.settle={value:?} is not a number of seconds up to 600; using {}",
                     s.settle_secs
+                )),
+            },
+            "fsck_timeout" => match value.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => s.fsck_timeout_secs = n,
+                _ => warnings.push(format!(
+                    "vmrescue.fsck_timeout={value:?} is not a number of seconds from 1 to 86400; using {}",
+                    s.fsck_timeout_secs
                 )),
             },
             "root" if valid_root(value) => s.root = Some(value.to_owned()),
@@ -169,6 +180,8 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(s.hostname.as_deref(), Some("web-1.example"));
         assert!(!s.errors_remount_ro && s.xfs_zero_log);
+        assert_eq!(parse("vmrescue.fsck_timeout=90").0.fsck_timeout_secs, 90);
+        assert_eq!(parse("vmrescue.fsck_timeout=0").1.len(), 1);
         let (s, w) =
             parse("vmrescue.hostname=-bad vmrescue.hostname=a..b vmrescue.xfs_zero_log=maybe");
         assert_eq!((w.len(), s.hostname, s.xfs_zero_log), (3, None, false));

@@ -194,6 +194,7 @@ fn work(
     let opts = checks::Options {
         mode: settings.mode,
         xfs_zero_log: settings.xfs_zero_log,
+        pass_timeout: Duration::from_secs(settings.fsck_timeout_secs),
     };
     let checked = checks::run_all(opts, groups, rep);
 

@@ -182,6 +182,10 @@ pub enum ImageCmd {
         /// The static agent binary to pack as /init.
         #[arg(long, value_name = "PATH")]
         agent: Option<PathBuf>,
+        /// Bake a reference /etc into the image: its files replace missing guest /etc files
+        /// in every rescue made with it (a rescue's own --reference-etc takes precedence).
+        #[arg(long, value_name = "DIR")]
+        reference_etc: Option<PathBuf>,
     },
 }
 
@@ -381,8 +385,14 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
         Cmd::Image {
-            command: ImageCmd::Build { kernel, out, agent },
-        } => match crate::image::build(kernel, out, agent.as_deref()) {
+            command:
+                ImageCmd::Build {
+                    kernel,
+                    out,
+                    agent,
+                    reference_etc,
+                },
+        } => match crate::image::build(kernel, out, agent.as_deref(), reference_etc.as_deref()) {
             Ok(a) => {
                 println!(
                     "rescue image for kernel {} in {}",

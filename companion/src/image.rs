@@ -52,15 +52,21 @@ pub fn build(
     kernel: Option<PathBuf>,
     out: Option<PathBuf>,
     agent: Option<&Path>,
+    reference_etc: Option<&Path>,
 ) -> Result<Artefacts> {
     let out = out.unwrap_or_else(builder::default_dir);
     let agent = locate_agent(agent)?;
+    let extra = match reference_etc {
+        Some(dir) => crate::overlay::reference_entries(dir)?,
+        None => Vec::new(),
+    };
     builder::build(&builder::Options {
         kernel,
         modules_dir: None,
         agent: agent.clone(),
         out: out.clone(),
         mtime: None,
+        extra,
     })
     .with_context(|| {
         format!(
@@ -81,5 +87,5 @@ pub fn ensure(dir: Option<PathBuf>, agent: Option<&Path>) -> Result<Artefacts> {
         "vmrescue: no rescue image in {}; building it",
         dir.display()
     );
-    build(None, Some(dir), agent)
+    build(None, Some(dir), agent, None)
 }

@@ -76,6 +76,9 @@ pub struct Options {
     pub out: PathBuf,
     /// mtime for every archive entry; default: `SOURCE_DATE_EPOCH` or 0.
     pub mtime: Option<u32>,
+    /// Entries baked in beyond the image list (e.g. the operator's reference `/etc` under
+    /// `etc/vmrescue/reference-etc`); they win over list entries of the same path.
+    pub extra: Vec<cpio::Entry>,
 }
 
 /// What a build wrote, recorded in `manifest.json` next to the artefacts.
@@ -254,6 +257,9 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         if !listed.contains(&path) {
             add(&path, lib.mode, cpio::Kind::File(lib.data));
         }
+    }
+    for e in &opts.extra {
+        add(&e.path, e.mode, e.kind.clone());
     }
     let mut load_list = String::from("# Written by vmrescue image build: modules in load order.\n");
     for l in &loads {

@@ -100,6 +100,7 @@ pub fn image() -> &'static Artefacts {
                 agent: agent()?,
                 out: target_dir().join("vmrescue-test/image"),
                 mtime: None,
+                extra: Vec::new(),
             })?)
         };
         match build() {

@@ -573,3 +573,140 @@ fn etc_removed_with_the_operators_reference_etc_and_hostname() {
     host_clean(img);
     s.intact();
 }
+
+/// Sets the FAT32 "not cleanly unmounted" bit, as a power cut with the ESP mounted leaves it.
+fn set_fat_dirty_bit(image: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, 0x41).unwrap();
+    f.write_all_at(&[b[0] | 1], 0x41).unwrap();
+}
+
+fn tool_ok(cmd: &mut std::process::Command) -> i32 {
+    let out = cmd.output().unwrap();
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn dirty_esp_and_a_btrfs_data_disk() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let esp = dir.path().join("esp.img");
+    std::fs::File::create(&esp)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    assert_eq!(
+        tool_ok(
+            Command::new("mkfs.vfat")
+                .args(["-F", "32", "-i", "1234abcd"])
+                .arg(&esp)
+        ),
+        0
+    );
+    set_fat_dirty_bit(&esp);
+    let tree = dir.path().join("root");
+    let sums = fixture::os_tree_with_fstab(
+        &tree,
+        "LABEL=guestroot / ext4 errors=remount-ro 0 1\nUUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n",
+    )
+    .unwrap();
+    let root = dir.path().join("root.img");
+    fixture::mkfs_ext4(&root, 48, "guestroot", &tree).unwrap();
+    let disk = dir.path().join("disk.img");
+    fixture::partitioned_disk(
+        &disk,
+        100,
+        &[
+            fixture::Part {
+                size_mib: 40,
+                gpt_type: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                name: "esp",
+                content: Some(&esp),
+            },
+            fixture::Part {
+                size_mib: 48,
+                gpt_type: fixture::GPT_LINUX_ROOT_X86_64,
+                name: "root",
+                content: Some(&root),
+            },
+        ],
+    )
+    .unwrap();
+    let data = dir.path().join("data.img");
+    std::fs::File::create(&data)
+        .unwrap()
+        .set_len(200 << 20)
+        .unwrap();
+    assert_eq!(
+        tool_ok(
+            Command::new("mkfs.btrfs")
+                .args(["-q", "-f", "-L", "data"])
+                .arg(&data)
+        ),
+        0
+    );
+    let s = Scenario {
+        _dir: dir,
+        disks: vec![disk.clone(), data.clone()],
+        sums: vec![BTreeMap::new(), BTreeMap::new()],
+    };
+    let _ = sums;
+
+    let run = check(&s, "unrepaired");
+    let fss = report(&run)["filesystems"].as_array().unwrap().clone();
+    let by_dev = |fss: &[Value], d: &str| fss.iter().find(|f| f["device"] == d).unwrap().clone();
+    let efi = by_dev(&fss, "/dev/vda1");
+    assert_eq!(
+        (efi["type"].as_str(), efi["fsck"]["tool"].as_str()),
+        (Some("vfat"), Some("fsck.fat"))
+    );
+    assert_eq!(efi["fsck"]["status"], "uncorrected");
+    assert_eq!(efi["state_before"], "not_clean");
+    assert_eq!(efi["mountpoint"], "/boot/efi");
+    let btrfs = by_dev(&fss, "/dev/vdb");
+    assert_eq!(btrfs["fsck"]["tool"], "btrfs");
+    assert_eq!(btrfs["fsck"]["status"], "clean");
+    assert_eq!(btrfs["fsck"]["passes"][0]["args"][1], "check");
+    assert_eq!(btrfs["fsck"]["passes"][0]["args"][2], "--readonly");
+    assert_eq!(run.field("/os/root_device"), "/dev/vda2");
+
+    let run = repair(&s, "repaired");
+    let fss = report(&run)["filesystems"].as_array().unwrap().clone();
+    assert_eq!(by_dev(&fss, "/dev/vda1")["fsck"]["status"], "corrected");
+    assert_eq!(by_dev(&fss, "/dev/vda1")["state_after"], "clean");
+    assert_eq!(by_dev(&fss, "/dev/vdb")["fsck"]["status"], "clean");
+    assert!(
+        !by_dev(&fss, "/dev/vdb")["fsck"]
+            .to_string()
+            .contains("--repair"),
+        "btrfs is never repaired"
+    );
+    // The host agrees: the ESP is clean now (read back out of the partition).
+    let part = report(&run)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "vda1")
+        .unwrap()
+        .clone();
+    let start = part["start_bytes"].as_u64().unwrap();
+    let size = part["size_bytes"].as_u64().unwrap();
+    let bytes = std::fs::read(&disk).unwrap();
+    let esp_now = s._dir.path().join("esp-after.img");
+    std::fs::write(&esp_now, &bytes[start as usize..(start + size) as usize]).unwrap();
+    assert_eq!(tool_ok(Command::new("fsck.fat").arg("-n").arg(&esp_now)), 0);
+    assert_eq!(
+        tool_ok(
+            Command::new("btrfs")
+                .args(["check", "--readonly"])
+                .arg(&data)
+        ),
+        0
+    );
+}

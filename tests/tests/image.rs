@@ -26,6 +26,7 @@ fn same_inputs_give_the_same_bytes_and_epoch_is_honoured() {
             agent: harness::agent().unwrap(),
             out: dir.path().join(name),
             mtime: Some(mtime),
+            extra: Vec::new(),
         })
         .unwrap()
     };

@@ -33,6 +33,27 @@ pub fn status_of(code: Option<i32>) -> FsckStatus {
     }
 }
 
+/// What a check-mode (`-f -n`) pass means. `-n` answers "no" to every fix, so:
+/// - problems left behind with an abort (`4|8`, e.g. "Salvage? no" then "Cannot proceed") are
+///   problems found, not a checker that could not run: `Uncorrected`;
+/// - exit 0 after declining a fix ("Clear? no", "IGNORED") or after falling back to a backup
+///   superblock still means repair has work to do: `Uncorrected`.
+pub fn check_status(code: Option<i32>, lines: &[String]) -> FsckStatus {
+    match code {
+        Some(0) if lines.iter().any(|l| declined(l)) => FsckStatus::Uncorrected,
+        Some(c) if c > 0 && c & UNCORRECTED != 0 && c & (OPERATIONAL & !8) == 0 => {
+            FsckStatus::Uncorrected
+        }
+        other => status_of(other),
+    }
+}
+
+/// A line where e2fsck -n declined or skipped a fix.
+fn declined(line: &str) -> bool {
+    let l = line.trim_end();
+    l.ends_with("? no") || l.contains("IGNORED") || l.contains("trying backup blocks")
+}
+
 /// Checks (and in repair mode repairs) one ext filesystem.
 pub fn ext<R: Runner>(tool: &str, dev: &str, mode: Mode, runner: &mut R) -> Fsck {
     ext_from(tool, dev, None, mode, runner)
@@ -60,8 +81,8 @@ pub fn ext_from<R: Runner>(
     let mut s = Session::new(tool, dev, status_of, runner);
     let (exit_code, status) = match mode {
         Mode::Check => {
-            let code = s.pass(&[&["-f", "-n"], &sb[..]].concat());
-            (code, status_of(code))
+            let (code, lines) = s.pass_full(&[&["-f", "-n"], &sb[..]].concat());
+            (code, check_status(code, &lines))
         }
         Mode::Repair => repair(&mut s, &sb),
     };
@@ -98,6 +119,9 @@ fn repair<R: Runner>(s: &mut Session<'_, R>, sb: &[&str]) -> (Option<i32>, FsckS
             Some(c) if c & UNCORRECTED != 0 && full_passes < MAX_FULL_PASSES => {
                 decided = s.pass(&["-f", "-y"]);
                 full_passes += 1;
+                if decided.is_none_or(|c| c & OPERATIONAL != 0) {
+                    return (decided, FsckStatus::Error);
+                }
                 corrected |= decided.is_some_and(|c| c & CORRECTED != 0);
             }
             other => {
@@ -152,6 +176,39 @@ mod tests {
         assert_eq!(status_of(Some(12)), FsckStatus::Error);
         assert_eq!(status_of(None), FsckStatus::Error);
         assert_eq!(status_of(Some(-1)), FsckStatus::Error);
+    }
+
+    #[test]
+    fn check_mode_status_reads_declined_fixes_and_aborts() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_status(Some(0), &[]), FsckStatus::Clean);
+        assert_eq!(
+            check_status(
+                Some(0),
+                &lines(&["First_meta_bg is too big.  Clear? no", ""])
+            ),
+            FsckStatus::Uncorrected
+        );
+        assert_eq!(
+            check_status(
+                Some(0),
+                &lines(&["Padding at end of inode bitmap is not set. IGNORED."])
+            ),
+            FsckStatus::Uncorrected
+        );
+        assert_eq!(check_status(Some(12), &[]), FsckStatus::Uncorrected);
+        assert_eq!(check_status(Some(4), &[]), FsckStatus::Uncorrected);
+        assert_eq!(check_status(Some(8), &[]), FsckStatus::Error);
+        assert_eq!(check_status(Some(4 | 32), &[]), FsckStatus::Error);
+        assert_eq!(check_status(None, &[]), FsckStatus::Error);
+    }
+
+    #[test]
+    fn a_failing_second_full_pass_is_an_error() {
+        let mut run = script(&[4, 1, 4, 8, 0]);
+        let r = ext("/sbin/e2fsck", "/dev/vda", Mode::Repair, &mut run);
+        assert_eq!(run.calls, ["-f -p", "-f -y", "-f -n", "-f -y"]);
+        assert_eq!((r.status, r.exit_code), (FsckStatus::Error, Some(8)));
     }
 
     #[test]
