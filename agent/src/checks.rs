@@ -37,6 +37,9 @@ pub struct Options {
     pub pass_timeout: std::time::Duration,
 }
 
+/// Where e2fsck undo files go (a directory on the undo scratch disk), if anywhere.
+pub type UndoDir<'a> = Option<&'a Path>;
+
 fn checkable(fstype: &str) -> bool {
     matches!(
         fstype,
@@ -91,6 +94,7 @@ enum Event {
 /// Runs every group in its own thread; returns the results in completion order.
 pub fn run_all(
     opts: Options,
+    undo: UndoDir,
     groups: Vec<Vec<order::Item<Job>>>,
     rep: &mut Reporter,
 ) -> Vec<Filesystem> {
@@ -108,7 +112,7 @@ pub fn run_all(
                     let say = |msg: String| {
                         let _ = tx.send(Event::Progress(job.device.clone(), msg));
                     };
-                    let fs = check_one(opts, &job, &say);
+                    let fs = check_one(opts, undo, &job, &say);
                     let _ = tx.send(Event::Done(Box::new(fs)));
                 }
             });
@@ -157,7 +161,7 @@ fn read_ext(dev: &str, backup: Option<Backup>) -> Option<ext::Superblock> {
     }
 }
 
-fn check_one(opts: Options, job: &Job, say: &dyn Fn(String)) -> Filesystem {
+fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> Filesystem {
     let dev = job.device.as_str();
     let mut runner = |argv: &[&str]| proc::run(argv, Some(opts.pass_timeout));
     let mut fs = Filesystem {
@@ -219,7 +223,15 @@ fn check_one(opts: Options, job: &Job, say: &dyn Fn(String)) -> Filesystem {
                 "{} {} state {:?}: running e2fsck ({mode}){from}",
                 sb.fstype, sb.uuid, fs.state_before
             ));
-            fs.fsck = fsck::ext_from(E2FSCK, dev, job.backup, opts.mode, &mut runner);
+            let prefix = undo.map(|d| d.join(dev.trim_start_matches("/dev/")));
+            let prefix = prefix.as_ref().and_then(|p| p.to_str());
+            fs.fsck = fsck::ext_from(E2FSCK, dev, job.backup, prefix, opts.mode, &mut runner);
+            // Name the undo files e2fsck wrote by their name on the scratch disk.
+            fs.fsck.undo_files = std::mem::take(&mut fs.fsck.undo_files)
+                .into_iter()
+                .filter(|f| Path::new(f).is_file())
+                .filter_map(|f| Path::new(&f).file_name()?.to_str().map(str::to_owned))
+                .collect();
             fs.state_after = match disks::probe_ext(Path::new(dev)) {
                 Ok(Some(sb)) => ext_state(&sb),
                 _ if opts.mode == Mode::Check => fs.state_before,

@@ -29,6 +29,8 @@ pub struct Settings {
     /// Longest one checker pass may run before it is killed (`vmrescue.fsck_timeout=SECS`): a
     /// checker can loop on some damage.
     pub fsck_timeout_secs: u64,
+    /// Filesystem UUID of the undo scratch disk the host attached (`vmrescue.undo=UUID`).
+    pub undo: Option<String>,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             errors_remount_ro: true,
             xfs_zero_log: false,
             fsck_timeout_secs: 1800,
+            undo: None,
         }
     }
 }
@@ -90,6 +93,10 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<String>) {
                     s.fsck_timeout_secs
                 )),
             },
+            "undo" if is_uuid(value) => s.undo = Some(value.to_ascii_lowercase()),
+            "undo" => warnings.push(format!(
+                "vmrescue.undo={value:?} is not a filesystem UUID; no undo files kept"
+            )),
             "root" if valid_root(value) => s.root = Some(value.to_owned()),
             "root" => warnings.push(format!(
                 "vmrescue.root={value:?} is not a device name or UUID; ignored"
@@ -129,6 +136,14 @@ fn valid_hostname(v: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn is_uuid(v: &str) -> bool {
+    v.len() == 36
+        && v.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
         })
 }
 
@@ -182,6 +197,14 @@ mod tests {
         assert!(!s.errors_remount_ro && s.xfs_zero_log);
         assert_eq!(parse("vmrescue.fsck_timeout=90").0.fsck_timeout_secs, 90);
         assert_eq!(parse("vmrescue.fsck_timeout=0").1.len(), 1);
+        assert_eq!(
+            parse("vmrescue.undo=2C309045-caea-4e02-8bc7-cf04b2b71566")
+                .0
+                .undo
+                .as_deref(),
+            Some("2c309045-caea-4e02-8bc7-cf04b2b71566")
+        );
+        assert_eq!(parse("vmrescue.undo=../x").1.len(), 1);
         let (s, w) =
             parse("vmrescue.hostname=-bad vmrescue.hostname=a..b vmrescue.xfs_zero_log=maybe");
         assert_eq!((w.len(), s.hostname, s.xfs_zero_log), (3, None, false));

@@ -101,6 +101,72 @@ fn settings(rep: &mut Reporter) -> Settings {
     }
 }
 
+/// Directory on the undo scratch disk where e2fsck undo files go.
+const UNDO_DIR: &str = "vmrescue-undo";
+
+/// Finds the host's undo scratch disk (by the filesystem UUID it announced), sets it apart from
+/// the guest's disks and, in repair mode, mounts it for e2fsck's undo files.
+fn undo_scratch(
+    scans: &mut [DiskScan],
+    uuid: &str,
+    mode: Mode,
+    rep: &mut Reporter,
+) -> Option<(MountedTree, std::path::PathBuf)> {
+    let found = scans.iter_mut().find_map(|s| {
+        let v = s.volumes.iter().find(|v| {
+            v.probe.as_ref().is_some_and(|p| {
+                p.fstype == "ext4"
+                    && p.uuid
+                        .as_deref()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(uuid))
+            })
+        })?;
+        let name = v.name.clone();
+        s.medium = Some("undo scratch disk".into());
+        Some(name)
+    });
+    let Some(name) = found else {
+        rep.warn(
+            "fsck",
+            None,
+            format!(
+                "the undo scratch disk (filesystem {uuid}) is not attached; no undo files kept"
+            ),
+        );
+        return None;
+    };
+    if mode == Mode::Check {
+        return None;
+    }
+    let dev = format!("/dev/{name}");
+    let tree = match MountedTree::mount_rw(&dev, "ext4", "undo") {
+        Ok(t) => t,
+        Err(e) => {
+            rep.warn(
+                "fsck",
+                Some(&dev),
+                format!("undo scratch disk: {e}; no undo files kept"),
+            );
+            return None;
+        }
+    };
+    let dir = tree.path().join(UNDO_DIR);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        rep.warn(
+            "fsck",
+            Some(&dev),
+            format!("undo scratch disk: {}: {e}", dir.display()),
+        );
+        return None;
+    }
+    rep.progress(
+        "fsck",
+        Some(&dev),
+        "keeping e2fsck undo files on the undo scratch disk",
+    );
+    Some((tree, dir))
+}
+
 /// Discovery's sections, each filesystem mounted read-only (no journal replay) to look inside.
 fn inspect_all(scans: &[DiskScan], settings: &Settings) -> assemble::Found {
     let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
@@ -185,7 +251,11 @@ fn work(
                 .join(", ")
         ),
     );
-    let scans = scan(&found, rep);
+    let mut scans = scan(&found, rep);
+    let undo = settings
+        .undo
+        .as_deref()
+        .and_then(|uuid| undo_scratch(&mut scans, uuid, settings.mode, rep));
 
     // A read-only look first, for the fstab pass numbers that order the checks; the real
     // inspection follows the checks (a damaged filesystem may not mount before).
@@ -196,7 +266,17 @@ fn work(
         xfs_zero_log: settings.xfs_zero_log,
         pass_timeout: Duration::from_secs(settings.fsck_timeout_secs),
     };
-    let checked = checks::run_all(opts, groups, rep);
+    let checked = checks::run_all(
+        opts,
+        undo.as_ref().map(|(_, dir)| dir.as_path()),
+        groups,
+        rep,
+    );
+    if let Some((tree, _)) = undo {
+        if let Err(e) = tree.unmount() {
+            rep.warn("fsck", None, format!("undo scratch disk: {e}"));
+        }
+    }
 
     if signals::requested().is_some() {
         // Stopping: report what was checked (and changed) so far, skip the inspection.

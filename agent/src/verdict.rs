@@ -65,6 +65,7 @@ mod tests {
                 exit_code: code,
                 status,
                 passes: vec![],
+                undo_files: vec![],
             },
             ..Default::default()
         }

@@ -97,6 +97,10 @@ pub enum Cmd {
         /// guest's own backups or rebuilt minimal files).
         #[arg(long, value_name = "DIR")]
         reference_etc: Option<PathBuf>,
+        /// Keep e2fsck undo files (repair mode) in a new subdirectory of DIR: a scratch disk
+        /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
+        #[arg(long, value_name = "DIR")]
+        undo_dir: Option<PathBuf>,
     },
     /// Discover disks, partitions, filesystems, the OS root and its fstab on image files,
     /// without booting anything. Disks are named vda, vdb... in the order given.
@@ -340,6 +344,7 @@ pub fn run(cli: Cli) -> i32 {
             keep_root_error_behaviour,
             xfs_zero_log,
             reference_etc,
+            undo_dir,
         } => {
             let accel = match rescue::accel_choice(accel) {
                 Ok(a) => a,
@@ -373,6 +378,7 @@ pub fn run(cli: Cli) -> i32 {
                     xfs_zero_log,
                     reference_etc,
                 },
+                undo_dir,
             };
             match rescue::run(&req) {
                 Err(e @ Failure::NoReport { .. }) => {

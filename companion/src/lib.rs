@@ -13,3 +13,4 @@ pub mod qemu;
 pub mod render;
 pub mod rescue;
 pub mod salvage;
+pub mod undo;

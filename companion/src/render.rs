@@ -205,20 +205,42 @@ pub fn report(r: &Report) -> String {
         r.os.as_ref(),
         r.fstab.as_ref(),
     ));
+    // Check mode: what repair would do. Repair mode: the changes made say it.
+    if r.changes.is_empty() && !r.plan.is_empty() {
+        let _ = writeln!(s, "planned (run with --mode repair to apply):");
+        changes(&mut s, &r.plan);
+    }
     if !r.changes.is_empty() {
         let _ = writeln!(s, "changes:");
-        for c in &r.changes {
-            let _ = writeln!(
-                s,
-                "  {} {}: {}",
-                clean(&c.kind),
-                clean(&c.path),
-                clean(&c.detail)
-            );
+        changes(&mut s, &r.changes);
+    }
+    if let Some(f) = &r.report_file {
+        let _ = writeln!(s, "report saved on the guest as {}", clean(f));
+    }
+    for f in &r.filesystems {
+        for u in &f.fsck.undo_files {
+            let _ = writeln!(s, "undo file for {}: {}", clean(&f.device), clean(u));
         }
     }
     warnings(&mut s, &r.warnings);
     s
+}
+
+fn changes(s: &mut String, list: &[p::Change]) {
+    for c in list {
+        let _ = writeln!(
+            s,
+            "  {} {}: {}{}{}",
+            clean(&c.kind),
+            clean(&c.path),
+            clean(&c.detail),
+            c.backup
+                .as_deref()
+                .map(|b| format!(" (original kept as {})", clean(b)))
+                .unwrap_or_default(),
+            if c.review { " [review]" } else { "" }
+        );
+    }
 }
 
 /// Appends the warnings section.

@@ -35,6 +35,8 @@ pub struct Request {
     pub root: Option<String>,
     /// How the agent repairs the guest.
     pub policy: Policy,
+    /// Keep e2fsck undo files (repair mode) in a new subdirectory of this directory.
+    pub undo_dir: Option<PathBuf>,
 }
 
 /// The operator's repair choices, passed to the agent.
@@ -193,6 +195,24 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
     let dir = run_dir.path().to_owned();
     let qemu_bin = qemu_binary();
     let accel = accel::choose(req.accel, &qemu_bin, &dir);
+    let mut disks = disks;
+    let scratch = match (&req.undo_dir, req.mode) {
+        (Some(_), Mode::Repair) => {
+            let bytes = disks
+                .iter()
+                .filter_map(|d| fs::metadata(&d.path).ok())
+                .map(|m| m.len())
+                .sum();
+            let s = crate::undo::make(&dir, bytes)?;
+            disks.push(qemu::Disk {
+                path: s.image.clone(),
+                format: Format::Raw,
+                read_only: false,
+            });
+            Some(s)
+        }
+        _ => None,
+    };
     let config = qemu::Config {
         name: format!("vmrescue-{}", std::process::id()),
         accel,
@@ -212,6 +232,15 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
             req.root.as_deref(),
             &req.policy,
         )
+        .and_then(|mut c| {
+            if let Some(s) = &scratch {
+                c.set("vmrescue.undo", &s.uuid)?;
+            }
+            // One checker pass may use most of the time, leaving room to report.
+            let pass = (req.timeout.as_secs() * 3 / 4).max(1);
+            c.set("vmrescue.fsck_timeout", &pass.to_string())?;
+            Ok(c)
+        })
         .map_err(|e| anyhow::anyhow!("--root or --hostname: {e}"))?,
         console_log: dir.join("console.log"),
         agent_socket: dir.join("agent.sock"),
@@ -268,8 +297,33 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
             None => Err(no_report(&config, &qemu_log, own_exit, reason)),
         },
     };
+    let mut outcome = outcome;
+    if let (Ok(report), Some(s), Some(base)) = (&mut outcome, &scratch, &req.undo_dir) {
+        let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
+        let dest = base.join(name);
+        match crate::undo::collect(s, &dest, report) {
+            Ok(files) if !files.is_empty() => {
+                if req.show_progress {
+                    eprintln!(
+                        "vmrescue: e2fsck undo files kept in {} (e2undo FILE DEVICE, newest first)",
+                        dest.display()
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => report.warnings.push(host_warning(format!(
+                "cannot keep the e2fsck undo files: {e:#}; the scratch disk {} is kept",
+                s.image.display()
+            ))),
+        }
+    }
+    let undo_lost = outcome.as_ref().is_ok_and(|r| {
+        r.warnings
+            .iter()
+            .any(|w| w.message.starts_with("cannot keep the e2fsck undo files"))
+    });
     match &outcome {
-        Ok(_) if !req.keep_run_dir => drop(run_dir),
+        Ok(_) if !req.keep_run_dir && !undo_lost => drop(run_dir),
         _ => {
             // Keep the console log for the operator.
             let _ = run_dir.keep();
@@ -492,6 +546,7 @@ mod tests {
             keep_run_dir: false,
             root: None,
             policy: Policy::default(),
+            undo_dir: None,
         }
     }
 

@@ -65,7 +65,7 @@ pub fn assemble(
         });
         if let Some(id) = &s.medium {
             f.warnings.push(format!(
-                "{} is the vmrescue rescue medium (build {id}); left alone",
+                "{} is vmrescue's own disk ({id}); left alone",
                 s.name
             ));
             continue;

@@ -131,6 +131,11 @@ pub struct Fsck {
     /// Every pass, in order (preen, full, verification).
     #[serde(default)]
     pub passes: Vec<FsckPass>,
+    /// e2fsck undo files of the fixing passes, in the order written: undo them newest first
+    /// (`e2undo FILE DEVICE`). In the guest these are names on the undo scratch disk; the
+    /// companion replaces them with where it saved them on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo_files: Vec<String>,
 }
 
 /// A filesystem the agent found.

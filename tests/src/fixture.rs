@@ -314,6 +314,33 @@ pub fn broken_root(image: &Path) -> Result<Disk> {
     })
 }
 
+/// The demo's guest: [`broken_root`]'s damage on a root that also lost `/proc` and `/run`, whose
+/// fstab names the root by kernel name and a data volume that is no longer attached.
+pub fn field_failure(image: &Path) -> Result<Disk> {
+    let tree = tempfile::tempdir()?;
+    let sums = os_tree_with_fstab(
+        tree.path(),
+        "# /etc/fstab\n/dev/vda / ext4 defaults 0 1\n\
+         UUID=5e1f0c2a-7b3d-4c9e-8f10-2a3b4c5d6e7f /srv/data ext4 defaults 0 2\n",
+    )?;
+    fs::remove_dir(tree.path().join("proc"))?;
+    fs::remove_dir(tree.path().join("run"))?;
+    mkfs_ext4(image, 64, "guestroot", tree.path())?;
+    debugfs_write(
+        image,
+        &[
+            "ssv state 2",
+            "ssv error_count 3",
+            "ssv first_error_func ext4_journal_check_start",
+            &format!("sif {VICTIM} links_count 7"),
+        ],
+    )?;
+    Ok(Disk {
+        image: image.to_owned(),
+        sums,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

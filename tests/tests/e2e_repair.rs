@@ -710,3 +710,83 @@ fn dirty_esp_and_a_btrfs_data_disk() {
         0
     );
 }
+
+#[test]
+fn undo_files_put_back_every_block_e2fsck_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("root");
+    fixture::os_tree(&tree).unwrap();
+    let root = dir.path().join("root.img");
+    fixture::mkfs_ext4(&root, 48, "guestroot", &tree).unwrap();
+    let data_tree = dir.path().join("data");
+    std::fs::create_dir_all(data_tree.join("db")).unwrap();
+    std::fs::write(data_tree.join("db/table"), fixture::bytes(3, 100_000)).unwrap();
+    std::fs::write(data_tree.join("db/victim"), b"v").unwrap();
+    let data = dir.path().join("data.img");
+    fixture::mkfs_ext4(&data, 32, "data", &data_tree).unwrap();
+    fixture::debugfs_write(
+        &data,
+        &[
+            "ssv state 2",
+            "sif /db/victim links_count 5",
+            "clri /db/table",
+        ],
+    )
+    .unwrap();
+    let damaged = fixture::sha256_file(&data).unwrap();
+    let undo = dir.path().join("undo");
+    let run = harness::rescue(
+        &[&root, &data],
+        "repair",
+        &["--undo-dir", undo.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(run.field("/outcome"), "repaired", "stderr: {}", run.stderr);
+    let fs = report(&run)["filesystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["device"] == "/dev/vdb")
+        .unwrap()
+        .clone();
+    assert_eq!(fs["fsck"]["status"], "corrected");
+    let files: Vec<PathBuf> = fs["fsck"]["undo_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PathBuf::from(f.as_str().unwrap()))
+        .collect();
+    assert!(!files.is_empty(), "{fs:#}");
+    assert!(
+        files.iter().all(|f| f.starts_with(&undo) && f.is_file()),
+        "{files:?}"
+    );
+    // The undo disk is not a guest disk.
+    assert!(
+        !report(&run)["filesystems"]
+            .to_string()
+            .contains("\"label\":\"vmrescue-undo\""),
+        "{:#}",
+        report(&run)["filesystems"]
+    );
+    host_clean(&data);
+    assert_ne!(fixture::sha256_file(&data).unwrap(), damaged);
+    for f in files.iter().rev() {
+        let st = std::process::Command::new("e2undo")
+            .arg(f)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "e2undo {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    assert_eq!(
+        fixture::sha256_file(&data).unwrap(),
+        damaged,
+        "undoing newest first gives back the disk e2fsck started from"
+    );
+}

@@ -56,14 +56,16 @@ fn declined(line: &str) -> bool {
 
 /// Checks (and in repair mode repairs) one ext filesystem.
 pub fn ext<R: Runner>(tool: &str, dev: &str, mode: Mode, runner: &mut R) -> Fsck {
-    ext_from(tool, dev, None, mode, runner)
+    ext_from(tool, dev, None, None, mode, runner)
 }
 
-/// [`ext`], starting from a backup superblock when the primary is unreadable.
+/// [`ext`], starting from a backup superblock when the primary is unreadable, and keeping an
+/// undo file per fixing pass (`-z PREFIX.N.e2undo`) when `undo` names a prefix.
 pub fn ext_from<R: Runner>(
     tool: &str,
     dev: &str,
     backup: Option<Backup>,
+    undo: Option<&str>,
     mode: Mode,
     runner: &mut R,
 ) -> Fsck {
@@ -84,21 +86,42 @@ pub fn ext_from<R: Runner>(
             let (code, lines) = s.pass_full(&[&["-f", "-n"], &sb[..]].concat());
             (code, check_status(code, &lines))
         }
-        Mode::Repair => repair(&mut s, &sb),
+        Mode::Repair => repair(&mut s, &sb, undo),
     };
     s.finish(exit_code, status)
 }
 
-fn repair<R: Runner>(s: &mut Session<'_, R>, sb: &[&str]) -> (Option<i32>, FsckStatus) {
+/// A pass that may write: with the superblock flags given and an undo file when asked.
+fn fixing<R: Runner>(
+    s: &mut Session<'_, R>,
+    flags: &[&str],
+    sb: &[&str],
+    undo: Option<&str>,
+) -> Option<i32> {
+    let file = undo.map(|prefix| format!("{prefix}.{}.e2undo", s.undo_files.len() + 1));
+    let mut argv: Vec<&str> = [flags, sb].concat();
+    if let Some(f) = &file {
+        argv.extend(["-z", f.as_str()]);
+    }
+    let code = s.pass(&argv);
+    s.undo_files.extend(file);
+    code
+}
+
+fn repair<R: Runner>(
+    s: &mut Session<'_, R>,
+    sb: &[&str],
+    undo: Option<&str>,
+) -> (Option<i32>, FsckStatus) {
     // Until a repair pass has run, only the backup superblock can be read.
-    let mut decided = s.pass(&[&["-f", "-p"], sb].concat());
+    let mut decided = fixing(s, &["-f", "-p"], sb, undo);
     let Some(preen) = decided else {
         return (None, FsckStatus::Error);
     };
     let mut corrected = preen & CORRECTED != 0;
     let mut full_passes = 0;
     if preen & (UNCORRECTED | OPERATIONAL) != 0 {
-        decided = s.pass(&[&["-f", "-y"], sb].concat());
+        decided = fixing(s, &["-f", "-y"], sb, undo);
         full_passes += 1;
         corrected |= decided.is_some_and(|c| c & CORRECTED != 0);
     }
@@ -117,7 +140,7 @@ fn repair<R: Runner>(s: &mut Session<'_, R>, sb: &[&str]) -> (Option<i32>, FsckS
                 return (decided, status);
             }
             Some(c) if c & UNCORRECTED != 0 && full_passes < MAX_FULL_PASSES => {
-                decided = s.pass(&["-f", "-y"]);
+                decided = fixing(s, &["-f", "-y"], &[], undo);
                 full_passes += 1;
                 if decided.is_none_or(|c| c & OPERATIONAL != 0) {
                     return (decided, FsckStatus::Error);
@@ -201,6 +224,43 @@ mod tests {
         assert_eq!(check_status(Some(8), &[]), FsckStatus::Error);
         assert_eq!(check_status(Some(4 | 32), &[]), FsckStatus::Error);
         assert_eq!(check_status(None, &[]), FsckStatus::Error);
+    }
+
+    #[test]
+    fn backup_superblock_and_undo_files_on_fixing_passes_only() {
+        let mut run = script(&[4, 1, 0]);
+        let b = Backup {
+            block: 8193,
+            block_size: 1024,
+        };
+        let r = ext_from(
+            "e2fsck",
+            "/dev/vda",
+            Some(b),
+            Some("/u/vda"),
+            Mode::Repair,
+            &mut run,
+        );
+        assert_eq!(
+            run.calls,
+            [
+                "-f -p -b 8193 -B 1024 -z /u/vda.1.e2undo",
+                "-f -y -b 8193 -B 1024 -z /u/vda.2.e2undo",
+                "-f -n"
+            ]
+        );
+        assert_eq!(r.undo_files, ["/u/vda.1.e2undo", "/u/vda.2.e2undo"]);
+        let mut run = script(&[4]);
+        let r = ext_from(
+            "e2fsck",
+            "/dev/vda",
+            Some(b),
+            Some("/u/vda"),
+            Mode::Check,
+            &mut run,
+        );
+        assert_eq!(run.calls, ["-f -n -b 8193 -B 1024"]);
+        assert!(r.undo_files.is_empty(), "check mode writes nothing");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub(crate) struct Session<'a, R: Runner> {
     status: fn(Option<i32>) -> FsckStatus,
     runner: &'a mut R,
     passes: Vec<FsckPass>,
+    pub(crate) undo_files: Vec<String>,
 }
 
 impl<'a, R: Runner> Session<'a, R> {
@@ -56,6 +57,7 @@ impl<'a, R: Runner> Session<'a, R> {
             status,
             runner,
             passes: Vec::new(),
+            undo_files: Vec::new(),
         }
     }
 
@@ -112,6 +114,7 @@ impl<'a, R: Runner> Session<'a, R> {
             exit_code,
             status,
             passes: self.passes,
+            undo_files: self.undo_files,
         }
     }
 }
