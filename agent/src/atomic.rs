@@ -178,7 +178,16 @@ impl Root {
             let backup = self.backup(&dir, parent, name, &old, perm, stamp)?;
             out.backup = Some(backup);
         }
-        replace(&dir, name, path, content, perm, RenameFlags::empty())?;
+        let labels = existing_labels(&dir, name);
+        replace_labelled(
+            &dir,
+            name,
+            path,
+            content,
+            perm,
+            RenameFlags::empty(),
+            &labels,
+        )?;
         Ok(out)
     }
 
@@ -251,8 +260,40 @@ fn existing(dir: &OwnedFd, name: &str, path: &str) -> Result<Option<(Vec<u8>, rf
     Ok(Some((data, st)))
 }
 
-/// Temp file, write, owner and mode, fsync, rename over `name`, fsync the directory. The temp
-/// file is removed on any failure before the rename.
+/// Extended attributes that carry security meaning (SELinux labels, ACLs): a replacement file
+/// must keep them, or an enforcing guest denies its services access to it.
+fn keeps(name: &str) -> bool {
+    name.starts_with("security.") || name.starts_with("system.posix_acl_")
+}
+
+/// The security attributes of an existing file (empty where there are none or none readable).
+fn existing_labels(dir: &OwnedFd, name: &str) -> Vec<(String, Vec<u8>)> {
+    let Ok(fd) = openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let mut names = vec![0u8; 64 * 1024];
+    let Ok(n) = rfs::flistxattr(&fd, &mut names[..]) else {
+        return Vec::new();
+    };
+    names[..n]
+        .split(|&b| b == 0)
+        .filter_map(|raw| std::str::from_utf8(raw).ok())
+        .filter(|n| keeps(n))
+        .filter_map(|n| {
+            let mut value = vec![0u8; 64 * 1024];
+            let len = rfs::fgetxattr(&fd, n, &mut value[..]).ok()?;
+            value.truncate(len);
+            Some((n.to_owned(), value))
+        })
+        .collect()
+}
+
+/// [`replace_labelled`] without attributes to carry over.
 fn replace(
     dir: &OwnedFd,
     name: &str,
@@ -261,18 +302,43 @@ fn replace(
     perm: Perm,
     flags: RenameFlags,
 ) -> Result<(), String> {
-    let tmp = format!(
-        ".{name}.vmrescue-tmp.{}.{}",
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    let fd = openat(
-        dir,
-        &tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| err(path, "create temporary file", e))?;
+    replace_labelled(dir, name, path, content, perm, flags, &[])
+}
+
+/// Temp file, write, owner, mode and security attributes, fsync, rename over `name`, fsync the
+/// directory. The temp file is removed on any failure before the rename.
+fn replace_labelled(
+    dir: &OwnedFd,
+    name: &str,
+    path: &str,
+    content: &[u8],
+    perm: Perm,
+    flags: RenameFlags,
+    labels: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    // PID 1 is always pid 1: the clock and a counter keep names apart across rescues, and a
+    // name left by a killed earlier run is skipped.
+    let mut attempt = 0;
+    let (tmp, fd) = loop {
+        let tmp = format!(
+            ".{name}.vmrescue-tmp.{}.{}.{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        match openat(
+            dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => break (tmp, fd),
+            Err(Errno::EXIST) if attempt < 10 => attempt += 1,
+            Err(e) => return Err(err(path, "create temporary file", e)),
+        }
+    };
     let result = (|| {
         let mut f = File::from(fd);
         f.write_all(content).map_err(|e| err(path, "write", e))?;
@@ -284,6 +350,10 @@ fn replace(
         .map_err(|e| err(path, "chown", e))?;
         rfs::fchmod(f.as_fd(), Mode::from_raw_mode(perm.mode))
             .map_err(|e| err(path, "chmod", e))?;
+        for (k, v) in labels {
+            rfs::fsetxattr(f.as_fd(), k.as_str(), v, rfs::XattrFlags::empty())
+                .map_err(|e| err(path, &format!("set {k}"), e))?;
+        }
         f.sync_all().map_err(|e| err(path, "fsync", e))?;
         renameat_with(dir, &tmp, dir, name, flags).map_err(|e| err(path, "rename", e))
     })();
@@ -379,6 +449,30 @@ mod tests {
         assert!(e.contains("symbolic link"), "{e}");
         assert!(r.write("/../../x", b"x", perm(0o644), "S").is_ok());
         assert!(d.path().join("x").exists(), "`..` stops at the root");
+    }
+
+    #[test]
+    fn replacing_keeps_security_attributes() {
+        let (d, r) = root();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"old").unwrap();
+        let fd = rustix::fs::open(&p, OFlags::RDONLY, Mode::empty()).unwrap();
+        let acl_or_label = rfs::fsetxattr(
+            &fd,
+            "security.vmrescue-test",
+            b"label_t",
+            rfs::XattrFlags::empty(),
+        );
+        drop(fd);
+        if acl_or_label.is_err() {
+            eprintln!("SKIP: this filesystem takes no security.* attributes here");
+            return;
+        }
+        r.write("/f", b"new", perm(0o644), "S").unwrap();
+        let fd = rustix::fs::open(&p, OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut v = [0u8; 32];
+        let n = rfs::fgetxattr(&fd, "security.vmrescue-test", &mut v).unwrap();
+        assert_eq!(&v[..n], b"label_t");
     }
 
     #[test]

@@ -112,7 +112,28 @@ pub fn run_all(
                     let say = |msg: String| {
                         let _ = tx.send(Event::Progress(job.device.clone(), msg));
                     };
-                    let fs = check_one(opts, undo, &job, &say);
+                    // A bug in one check must not lose the others' results.
+                    let fs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        check_one(opts, undo, &job, &say)
+                    }))
+                    .unwrap_or_else(|_| Filesystem {
+                        device: job.device.clone(),
+                        fstype: job.fstype.to_owned(),
+                        uuid: job.uuid.clone(),
+                        label: job.label.clone(),
+                        fsck: vmrescue_protocol::Fsck {
+                            status: FsckStatus::Error,
+                            passes: vec![vmrescue_protocol::FsckPass {
+                                args: vec![
+                                    "(internal error in the agent; see the console log)".into()
+                                ],
+                                status: FsckStatus::Error,
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    });
                     let _ = tx.send(Event::Done(Box::new(fs)));
                 }
             });

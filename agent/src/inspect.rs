@@ -126,8 +126,14 @@ impl MountedTree {
         self.mounted = false;
         self.root = None;
         rustix::fs::sync();
-        unmount(&self.mountpoint, UnmountFlags::empty())
-            .map_err(|e| format!("unmounting {}: {e}", self.mountpoint.display()))?;
+        if let Err(e) = unmount(&self.mountpoint, UnmountFlags::empty()) {
+            // Detached, it is at least unmounted once its last user is gone.
+            let _ = unmount(&self.mountpoint, UnmountFlags::DETACH);
+            return Err(format!(
+                "unmounting {}: {e} (detached instead)",
+                self.mountpoint.display()
+            ));
+        }
         let _ = fs::remove_dir(&self.mountpoint);
         Ok(())
     }
@@ -181,6 +187,11 @@ impl Tree for MountedTree {
             .read_to_end(&mut buf)
             .ok()?;
         Some(buf)
+    }
+
+    fn mode(&self, path: &str) -> Option<u32> {
+        let fd = self.open(path, OFlags::PATH | OFlags::NOFOLLOW)?;
+        rustix::fs::fstat(&fd).ok().map(|st| st.st_mode & 0o7777)
     }
 
     fn list(&self, path: &str) -> Vec<String> {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use vmrescue_discovery::assemble;
 use vmrescue_discovery::inventory::{self, DiskScan, Volume};
 use vmrescue_discovery::osroot::Tree;
-use vmrescue_protocol::{self as p, Change, Filesystem, FsckStatus, Message, Mode, Report};
+use vmrescue_protocol::{
+    self as p, Change, Filesystem, FsState, FsckStatus, Message, Mode, Report,
+};
 
 use crate::cmdline::{self, After, Settings};
 use crate::inspect::MountedTree;
@@ -168,9 +170,18 @@ fn undo_scratch(
 }
 
 /// Discovery's sections, each filesystem mounted read-only (no journal replay) to look inside.
-fn inspect_all(scans: &[DiskScan], settings: &Settings) -> assemble::Found {
+/// Before fsck (`before_fsck`) only ext filesystems whose superblock records no error are
+/// mounted: a damaged filesystem is not handed to the kernel until it has been checked.
+fn inspect_all(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> assemble::Found {
     let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
         let fstype = v.probe.as_ref()?.fstype;
+        if before_fsck {
+            let dev = format!("/dev/{}", v.name);
+            match disks::probe_ext(Path::new(&dev)) {
+                Ok(Some(sb)) if sb.state != vmrescue_discovery::ext::State::Errors => {}
+                _ => return None,
+            }
+        }
         match MountedTree::mount(&format!("/dev/{}", v.name), fstype, &v.name) {
             Ok(t) => Some(Box::new(t)),
             Err(e) => {
@@ -257,9 +268,9 @@ fn work(
         .as_deref()
         .and_then(|uuid| undo_scratch(&mut scans, uuid, settings.mode, rep));
 
-    // A read-only look first, for the fstab pass numbers that order the checks; the real
-    // inspection follows the checks (a damaged filesystem may not mount before).
-    let pre = inspect_all(&scans, settings);
+    // A read-only look first, at the filesystems that are safe to mount, for the fstab pass
+    // numbers that order the checks; the real inspection follows the checks.
+    let pre = inspect_all(&scans, settings, true);
     let groups = checks::plan(&scans, pre.fstab.as_ref(), pre.os.root_device.as_deref());
     let opts = checks::Options {
         mode: settings.mode,
@@ -286,7 +297,7 @@ fn work(
     }
 
     rep.progress("inspect", None, "looking for the OS root");
-    let sections = inspect_all(&scans, settings);
+    let sections = inspect_all(&scans, settings, false);
     for w in sections.warnings {
         rep.warn("discovery", None, w);
     }
@@ -344,6 +355,8 @@ fn work(
 /// Where the operator's reference `/etc` sits in the rescue image (baked in, or appended by the
 /// host as an extra initramfs archive).
 const REFERENCE_ETC: &str = "/etc/vmrescue/reference-etc";
+/// Where the host puts one rescue's own reference `/etc`.
+const REFERENCE_ETC_RUN: &str = "/etc/vmrescue/reference-etc-run";
 
 /// Plans the guest fixes on the root and, in repair mode, applies them. Returns the root still
 /// mounted read-write in repair mode, for the report.
@@ -360,17 +373,24 @@ fn guest_fixes(
         .clone();
     let name = root.trim_start_matches("/dev/");
     if settings.mode == Mode::Repair
-        && matches!(fs.fsck.status, FsckStatus::Uncorrected | FsckStatus::Error)
+        && !matches!(fs.fsck.status, FsckStatus::Clean | FsckStatus::Corrected)
     {
         rep.warn(
             "plan",
             Some(root),
             format!(
-                "the root filesystem still has errors after fsck ({}); no file on it was changed",
+                "the root filesystem was not brought to a consistent state by fsck ({}); no file on it was changed",
                 fs.fsck.status.as_str()
             ),
         );
         return None;
+    }
+    if settings.mode == Mode::Check && fs.state_before == FsState::NotClean {
+        rep.warn(
+            "plan",
+            Some(root),
+            "the root's journal or log was not replayed (check mode writes nothing): the plan is made from what is on disk now; repair replays it first and may find less to do".into(),
+        );
     }
     let mounted = match settings.mode {
         Mode::Check => MountedTree::mount(root, &fs.fstype, &format!("plan-{name}")),
@@ -383,10 +403,12 @@ fn guest_fixes(
             return None;
         }
     };
-    let reference = Path::new(REFERENCE_ETC)
-        .is_dir()
-        .then(|| MountedTree::directory(Path::new(REFERENCE_ETC)).ok())
-        .flatten();
+    // One rescue's own reference /etc replaces the one baked into the image.
+    let reference = [REFERENCE_ETC_RUN, REFERENCE_ETC]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_dir())
+        .and_then(|p| MountedTree::directory(p).ok());
     let now = clock::now_secs();
     let ctx = plan::Context {
         root_device: root,
@@ -438,6 +460,13 @@ fn guest_fixes(
         rep.progress("apply", Some(root), format!("{} {}", c.kind, c.path));
     }
     report.changes.extend(applied.changes);
+    if !fs.fsck.undo_files.is_empty() {
+        rep.warn(
+            "undo",
+            Some(root),
+            "e2undo will refuse this root's undo files: writing the guest fixes and the report changed its superblock after e2fsck (e2undo -f would put e2fsck's blocks back under those writes)".into(),
+        );
+    }
     Some(RootMount {
         tree,
         device: root.to_owned(),

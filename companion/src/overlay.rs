@@ -9,29 +9,44 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use vmrescue_image_builder::cpio::{self, Entry, Kind};
 
-/// Where the agent looks for the reference `/etc`.
+/// Where a reference `/etc` baked into the image lives.
 pub const REFERENCE_ETC: &str = "etc/vmrescue/reference-etc";
+/// Where one rescue's own reference `/etc` goes: the agent uses it instead of the baked one
+/// (never a mix of both).
+pub const REFERENCE_ETC_RUN: &str = "etc/vmrescue/reference-etc-run";
 /// Files taken from a reference directory at most, and bytes in all.
 const MAX_FILES: usize = 2000;
 const MAX_BYTES: u64 = 64 << 20;
 
-/// The archive entries for a reference `/etc` directory: its directories and regular files
-/// (symlinks and special files are refused: the agent writes plain files only).
+/// The archive entries for a reference `/etc` directory baked into an image.
 pub fn reference_entries(dir: &Path) -> Result<Vec<Entry>> {
+    reference_entries_at(dir, REFERENCE_ETC)
+}
+
+/// The archive entries for a reference `/etc` directory placed at `target` in the image: its
+/// directories and regular files (symlinks and special files are refused: the agent writes
+/// plain files only).
+pub fn reference_entries_at(dir: &Path, target: &str) -> Result<Vec<Entry>> {
     if !dir.is_dir() {
         bail!("--reference-etc {}: not a directory", dir.display());
     }
     let mut entries = vec![Entry {
-        path: REFERENCE_ETC.into(),
+        path: target.into(),
         mode: 0o755,
         kind: Kind::Dir,
     }];
     let mut total = 0u64;
-    walk(dir, Path::new(""), &mut entries, &mut total)?;
+    walk(dir, Path::new(""), target, &mut entries, &mut total)?;
     Ok(entries)
 }
 
-fn walk(base: &Path, rel: &Path, out: &mut Vec<Entry>, total: &mut u64) -> Result<()> {
+fn walk(
+    base: &Path,
+    rel: &Path,
+    target: &str,
+    out: &mut Vec<Entry>,
+    total: &mut u64,
+) -> Result<()> {
     let dir = base.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -45,7 +60,7 @@ fn walk(base: &Path, rel: &Path, out: &mut Vec<Entry>, total: &mut u64) -> Resul
         let name = rel
             .to_str()
             .with_context(|| format!("{}: not UTF-8", path.display()))?;
-        let target = format!("{REFERENCE_ETC}/{name}");
+        let path_in_image = format!("{target}/{name}");
         if out.len() >= MAX_FILES {
             bail!(
                 "--reference-etc {}: more than {MAX_FILES} files",
@@ -55,11 +70,11 @@ fn walk(base: &Path, rel: &Path, out: &mut Vec<Entry>, total: &mut u64) -> Resul
         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
         if meta.is_dir() {
             out.push(Entry {
-                path: target,
+                path: path_in_image,
                 mode,
                 kind: Kind::Dir,
             });
-            walk(base, &rel, out, total)?;
+            walk(base, &rel, target, out, total)?;
         } else if meta.is_file() {
             *total += meta.len();
             if *total > MAX_BYTES {
@@ -71,7 +86,7 @@ fn walk(base: &Path, rel: &Path, out: &mut Vec<Entry>, total: &mut u64) -> Resul
             }
             let data = fs::read(&path).with_context(|| path.display().to_string())?;
             out.push(Entry {
-                path: target,
+                path: path_in_image,
                 mode,
                 kind: Kind::File(data),
             });

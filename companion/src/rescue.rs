@@ -198,11 +198,11 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
     let mut disks = disks;
     let scratch = match (&req.undo_dir, req.mode) {
         (Some(_), Mode::Repair) => {
-            let bytes = disks
-                .iter()
-                .filter_map(|d| fs::metadata(&d.path).ok())
-                .map(|m| m.len())
-                .sum();
+            let mut bytes = 0u64;
+            for d in &disks {
+                let size = crate::undo::virtual_size(&d.path, d.format == Format::Qcow2)?;
+                bytes = bytes.saturating_add(size);
+            }
             let s = crate::undo::make(&dir, bytes)?;
             disks.push(qemu::Disk {
                 path: s.image.clone(),
@@ -222,7 +222,7 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
             None => image.initramfs.clone(),
             Some(etc) => crate::overlay::combined_initramfs(
                 &image.initramfs,
-                &crate::overlay::reference_entries(etc)?,
+                &crate::overlay::reference_entries_at(etc, crate::overlay::REFERENCE_ETC_RUN)?,
                 &dir.join("initramfs-with-reference-etc.img"),
             )?,
         },

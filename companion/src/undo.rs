@@ -24,6 +24,46 @@ pub struct Scratch {
     pub uuid: String,
 }
 
+/// `DEVICE.N.e2undo` with a kernel device name: what the agent writes, and nothing a hostile
+/// guest could use to reach another path or smuggle a debugfs argument.
+fn plain_undo_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".e2undo") else {
+        return false;
+    };
+    let Some((dev, n)) = stem.rsplit_once('.') else {
+        return false;
+    };
+    !dev.is_empty()
+        && dev.len() <= 32
+        && dev
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && !n.is_empty()
+        && n.len() <= 3
+        && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The size a disk presents to the guest: a qcow2's virtual size, a raw file's or block
+/// device's length.
+pub fn virtual_size(path: &Path, qcow2: bool) -> Result<u64> {
+    if qcow2 {
+        let out = Command::new("qemu-img")
+            .args(["info", "--output=json", "-U"])
+            .arg(path)
+            .output()
+            .context("running qemu-img info (qemu-utils)")?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("qemu-img info {}", path.display()))?;
+        return v["virtual-size"]
+            .as_u64()
+            .with_context(|| format!("qemu-img info {}: no virtual-size", path.display()));
+    }
+    use std::io::{Seek, SeekFrom};
+    let mut f = fs::File::open(path).with_context(|| path.display().to_string())?;
+    f.seek(SeekFrom::End(0))
+        .with_context(|| format!("size of {}", path.display()))
+}
+
 /// A random (version 4) UUID.
 pub fn random_uuid() -> Result<String> {
     let mut b = [0u8; 16];
@@ -83,10 +123,12 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
     }
     fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut copied = Vec::new();
+    // debugfs splits its command into words: dump to a fixed name next to the scratch image,
+    // then move the file to the operator's directory (whatever characters its path has).
+    let staging = scratch.image.with_file_name("undo-staging");
     for name in &wanted {
-        // Names come from the guest: plain file names only.
-        if name.is_empty() || name.contains('/') || name.starts_with('.') || name.len() > 200 {
-            bail!("the agent named an undo file {name:?}: not a plain file name");
+        if !plain_undo_name(name) {
+            bail!("the agent named an undo file {name:?}: not DEVICE.N.e2undo");
         }
         let to = dest.join(name);
         if to.exists() {
@@ -95,18 +137,23 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
                 to.display()
             );
         }
+        let _ = fs::remove_file(&staging);
         let out = Command::new("debugfs")
             .arg("-R")
-            .arg(format!("dump /{DIR}/{name} {}", to.display()))
+            .arg(format!("dump /{DIR}/{name} {}", staging.display()))
             .arg(&scratch.image)
             .output()
             .context("running debugfs (e2fsprogs, scripts/setup.sh)")?;
-        if !to.is_file() {
+        if !staging.is_file() {
             bail!(
                 "copying {name} out of {}: {}",
                 scratch.image.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
+        }
+        if fs::rename(&staging, &to).is_err() {
+            fs::copy(&staging, &to).with_context(|| format!("writing {}", to.display()))?;
+            let _ = fs::remove_file(&staging);
         }
         copied.push(to);
     }
@@ -146,6 +193,18 @@ mod tests {
         r.filesystems.push(Default::default());
         r.filesystems[0].fsck.undo_files = vec!["../../etc/passwd".into()];
         let e = collect(&s, &d.path().join("out"), &mut r).unwrap_err();
-        assert!(e.to_string().contains("not a plain file name"), "{e}");
+        assert!(e.to_string().contains("not DEVICE.N.e2undo"), "{e}");
+        for ok in ["vda.1.e2undo", "nvme0n1p2.12.e2undo"] {
+            assert!(plain_undo_name(ok), "{ok}");
+        }
+        for bad in [
+            "vda.e2undo",
+            "../vda.1.e2undo",
+            "vda 1.1.e2undo",
+            "vda.1.e2undo x",
+            ".1.e2undo",
+        ] {
+            assert!(!plain_undo_name(bad), "{bad}");
+        }
     }
 }

@@ -96,12 +96,25 @@ fn is_container(p: &Partition) -> bool {
 
 /// An ext filesystem whose primary superblock is gone (zeroed, overwritten), recognised by its
 /// first backup superblock.
+///
+/// A backup outlives a reformat, so a stale one must not pass for the filesystem there now
+/// (e2fsck from it would overwrite that filesystem): the filesystem it describes must fill the
+/// region (between half of it and all of it), and the region must not start like another
+/// filesystem blkid knows by a boot-sector signature (NTFS, exFAT).
 fn backup_ext<R: Read + Seek>(dev: &mut R, len: u64) -> Option<(Probe, ext::Backup)> {
+    let boot = read_at(dev, 0, 512).ok()?;
+    if matches!(boot.get(3..11), Some(b"NTFS    " | b"EXFAT   ")) {
+        return None;
+    }
     ext::backup_candidates()
         .filter(|at| at.offset() + ext::SUPERBLOCK_SIZE as u64 <= len)
         .find_map(|at| {
             let sb = read_at(dev, at.offset(), ext::SUPERBLOCK_SIZE).ok()?;
             let sb = ext::is_backup(&sb, at)?;
+            let fs_bytes = sb.blocks.checked_mul(sb.block_size)?;
+            if fs_bytes > len || fs_bytes < len / 2 {
+                return None;
+            }
             Some((
                 Probe {
                     fstype: sb.fstype,
@@ -292,5 +305,22 @@ mod backup_tests {
             })
         );
         assert!(s.warnings[0].contains("backup superblock found at block 8193"));
+        // The same bytes in a region twice as large (a stale backup after a grow or reformat)
+        // or under an NTFS boot sector are not taken for the filesystem there.
+        let mut data = std::fs::read(&img).unwrap();
+        data[1024..2048].fill(0);
+        let mut bigger = data.clone();
+        bigger.resize(data.len() * 3, 0);
+        let len = bigger.len() as u64;
+        assert!(
+            scan_disk("vda", &mut io::Cursor::new(bigger), len).volumes[0]
+                .probe
+                .is_none()
+        );
+        data[3..11].copy_from_slice(b"NTFS    ");
+        let len = data.len() as u64;
+        assert!(scan_disk("vda", &mut io::Cursor::new(data), len).volumes[0]
+            .probe
+            .is_none());
     }
 }

@@ -12,6 +12,10 @@ pub trait Tree {
     fn read(&self, path: &str, max: usize) -> Option<Vec<u8>>;
     /// Names in a directory (bounded by the implementation).
     fn list(&self, path: &str) -> Vec<String>;
+    /// Permission bits of a regular file or directory, where the implementation knows them.
+    fn mode(&self, _path: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// What a piece of evidence is worth.

@@ -270,7 +270,6 @@ fn etc_removed() {
         ("write_file", "/etc/group"),
         ("write_file", "/etc/shadow"),
         ("write_file", "/etc/gshadow"),
-        ("write_file", "/etc/hostname"),
         ("write_file", "/etc/hosts"),
         ("write_file", "/etc/fstab"),
     ]

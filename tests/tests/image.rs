@@ -121,3 +121,30 @@ fn accel_probe_boots_its_firmware_under_tcg() {
         dir.path()
     ));
 }
+
+#[test]
+fn a_reference_etc_is_baked_where_the_agent_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("ssh")).unwrap();
+    std::fs::write(etc.join("hostname"), "golden\n").unwrap();
+    std::fs::write(etc.join("ssh/sshd_config"), "PermitRootLogin no\n").unwrap();
+    let a = builder::build(&builder::Options {
+        kernel: None,
+        modules_dir: None,
+        agent: harness::agent().unwrap(),
+        out: dir.path().join("img"),
+        mtime: Some(0),
+        extra: vmrescue_companion::overlay::reference_entries(&etc).unwrap(),
+    })
+    .unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zcat {} | cpio -i --to-stdout --quiet etc/vmrescue/reference-etc/ssh/sshd_config",
+            a.initramfs.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"PermitRootLogin no\n");
+}

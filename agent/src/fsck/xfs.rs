@@ -34,6 +34,24 @@ pub struct Checked {
     pub after: FsState,
 }
 
+/// Mounts and unmounts to let the kernel replay the log; records it among the passes.
+fn replay_log<R: Runner>(
+    s: &mut Session<'_, R>,
+    dev: &str,
+    replay: &mut dyn FnMut() -> Result<(), String>,
+) -> bool {
+    match replay() {
+        Ok(()) => {
+            s.note(&["mount", dev, "(log replay)", "umount"], true, vec![]);
+            true
+        }
+        Err(e) => {
+            s.note(&["mount", dev, "(log replay)"], false, vec![e]);
+            false
+        }
+    }
+}
+
 /// Checks (and in repair mode repairs) one xfs filesystem. `replay` mounts and unmounts it.
 pub fn xfs<R: Runner>(
     tool: &str,
@@ -66,19 +84,20 @@ pub fn xfs<R: Runner>(
     if mode == Mode::Check {
         return done(s, first, FsckStatus::Uncorrected, before);
     }
+    let mut replayed = None;
     if dirty {
-        match replay() {
-            Ok(()) => {
-                s.note(&["mount", dev, "(log replay)", "umount"], true, vec![]);
-                let after_replay = s.pass(&["-n"]);
-                if after_replay == Some(0) {
-                    return done(s, Some(0), FsckStatus::Corrected, FsState::Clean);
-                }
-            }
-            Err(e) => s.note(&["mount", dev, "(log replay)"], false, vec![e]),
+        let ok = replay_log(&mut s, dev, replay);
+        replayed = Some(ok);
+        if ok && s.pass(&["-n"]) == Some(0) {
+            return done(s, Some(0), FsckStatus::Corrected, FsState::Clean);
         }
     }
     let mut repaired = s.pass(&[]);
+    // xfs_repair refuses a dirty log with exit 2 (also when the warning scrolled out of the
+    // output kept from the first pass): replay it now if that was not tried.
+    if repaired == Some(2) && replayed.is_none() && replay_log(&mut s, dev, replay) {
+        repaired = s.pass(&[]);
+    }
     if repaired == Some(2) {
         if !zero_log {
             s.note(
@@ -213,6 +232,21 @@ mod tests {
         ]);
         let (c, _) = run(Mode::Repair, true, false, &mut f);
         assert_eq!(f.calls, ["-n", "", "-L", "-n"]);
+        assert_eq!(c.fsck.status, FsckStatus::Corrected);
+    }
+
+    #[test]
+    fn a_refusal_for_a_dirty_log_missed_by_the_first_pass_still_replays() {
+        // The first pass's warning scrolled away: only xfs_repair's exit 2 says the log is dirty.
+        let mut f = fake(&[
+            (1, "agno = 199"),
+            (2, "needs to be replayed"),
+            (0, ""),
+            (0, ""),
+        ]);
+        let (c, replays) = run(Mode::Repair, true, true, &mut f);
+        assert_eq!(f.calls, ["-n", "", "", "-n"]);
+        assert_eq!(replays, 1, "replayed, so -L never ran");
         assert_eq!(c.fsck.status, FsckStatus::Corrected);
     }
 

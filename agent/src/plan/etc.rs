@@ -99,27 +99,26 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
         );
         have.push((e.name, content));
     }
+    // A missing /etc/hostname is a valid state (the name comes from DHCP or cloud-init): it is
+    // only written when the operator names the host, or the reference /etc has one.
     let hostname = ctx.hostname.unwrap_or("localhost");
-    for (name, built) in [
-        ("hostname", format!("{hostname}\n")),
-        ("hosts", hosts(hostname)),
-    ] {
+    let mut small: Vec<(&str, Option<String>)> = vec![("hosts", Some(hosts(hostname)))];
+    small.insert(0, ("hostname", ctx.hostname.map(|h| format!("{h}\n"))));
+    for (name, built) in small {
         let path = format!("/etc/{name}");
         if root.exists(&path) {
             continue;
         }
-        let (content, why) = match reference(ctx, name) {
-            Some(c) => (c, "restored from the operator's reference /etc".to_owned()),
-            None => (
-                built.into_bytes(),
-                format!("rebuilt for host name {hostname}"),
-            ),
+        let (content, why) = match (reference(ctx, name), built) {
+            (Some(c), _) => (c, "restored from the operator's reference /etc".to_owned()),
+            (None, Some(b)) => (b.into_bytes(), format!("rebuilt for host name {hostname}")),
+            (None, None) => continue,
         };
         p.push(
             Action::WriteFile {
                 path: path.clone(),
                 content,
-                mode: 0o644,
+                mode: reference_mode(ctx, name).unwrap_or(0o644),
                 uid: 0,
                 gid: 0,
             },
@@ -169,6 +168,11 @@ fn fixed(text: Vec<u8>, source: &str, ctx: &Context, p: &mut Plan) -> (Vec<u8>, 
 
 fn reference(ctx: &Context, name: &str) -> Option<Vec<u8>> {
     ctx.reference?.read(&format!("/{name}"), MAX_ETC_FILE)
+}
+
+/// The permission bits a reference file has (secrets such as ssh host keys must keep 0600).
+fn reference_mode(ctx: &Context, name: &str) -> Option<u32> {
+    ctx.reference?.mode(&format!("/{name}")).map(|m| m & 0o7777)
 }
 
 fn backup(root: &dyn Tree, name: &str) -> Option<Vec<u8>> {
@@ -301,7 +305,7 @@ fn restore_reference_extras(root: &dyn Tree, ctx: &Context, p: &mut Plan) {
             Action::WriteFile {
                 path: target.clone(),
                 content,
-                mode: 0o644,
+                mode: reference.mode(&rel).map_or(0o644, |m| m & 0o7777),
                 uid: 0,
                 gid: 0,
             },

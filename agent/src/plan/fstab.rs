@@ -13,7 +13,7 @@
 //! refused.
 
 use vmrescue_discovery::assemble::resolve_fstab;
-use vmrescue_discovery::fstab::{self, Entry, Kind};
+use vmrescue_discovery::fstab::{self, Entry, Kind, Spec};
 use vmrescue_protocol::{Filesystem, Resolution};
 
 use super::{Action, Context, Plan};
@@ -50,6 +50,47 @@ pub fn plan(text: &[u8], ctx: &Context, p: &mut Plan) {
 
 fn is_ext(t: &str) -> bool {
     matches!(t, "ext2" | "ext3" | "ext4")
+}
+
+/// Whether discovery can tell that what an entry names is absent: filesystem and partition
+/// identifiers and kernel names can be looked up; device-mapper, MD, by-id/by-path links and
+/// swap files cannot be seen from the rescue, so they are never called missing.
+fn verifiable(e: &Entry, kernel_name: bool) -> bool {
+    match &e.spec {
+        Spec::Uuid(_) | Spec::Label(_) | Spec::PartUuid(_) | Spec::PartLabel(_) => true,
+        // Only disk names: MD, device-mapper, loop or network block devices are not assembled
+        // in the rescue.
+        Spec::DevPath(p) => {
+            let name = p.strip_prefix("/dev/").unwrap_or(p);
+            kernel_name
+                && ["vd", "sd", "hd", "xvd", "nvme", "mmcblk"]
+                    .iter()
+                    .any(|d| name.starts_with(d))
+        }
+        _ => false,
+    }
+}
+
+/// Rank in the ext family: a filesystem mounts under its own type or a newer one.
+fn ext_rank(t: &str) -> Option<u8> {
+    match t {
+        "ext2" => Some(2),
+        "ext3" => Some(3),
+        "ext4" | "ext4dev" => Some(4),
+        _ => None,
+    }
+}
+
+/// Whether fstab's `listed` type cannot mount a filesystem probed as `found`.
+fn wrong_type(listed: &str, found: &str) -> bool {
+    if listed == "auto" || listed == found || found == "unknown" {
+        return false;
+    }
+    match (ext_rank(listed), ext_rank(found)) {
+        // ext4 mounts ext2/ext3; ext3 cannot mount an ext4 (extents, 64bit...).
+        (Some(l), Some(f)) => l < f,
+        _ => true,
+    }
 }
 
 fn by_device<'a>(ctx: &'a Context, dev: &str) -> Option<&'a Filesystem> {
@@ -90,16 +131,15 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
                     }
                 }
                 if let Some(fs) = fs {
-                    let wrong = e.vfstype != "auto"
-                        && e.vfstype != fs.fstype
-                        && !(e.kind == Kind::Swap && fs.fstype == "swap")
-                        && fs.fstype != "unknown";
+                    let wrong = wrong_type(&e.vfstype, &fs.fstype)
+                        && !(e.kind == Kind::Swap && fs.fstype == "swap");
                     if wrong {
                         what.push(format!("type {} -> {}", e.vfstype, fs.fstype));
                         new.vfstype = fs.fstype.clone();
                     }
                 }
             }
+            (Resolution::Missing, _) if device_like && !verifiable(e, r.kernel_name) => {}
             (Resolution::Missing, _) if device_like => {
                 let root_uuid = root_fs.and_then(|f| f.uuid.as_deref());
                 match (e.file.as_str(), root_uuid) {
@@ -110,7 +150,7 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
                             r.spec, ctx.root_device
                         ));
                         if let Some(fs) = root_fs {
-                            if e.vfstype != "auto" && e.vfstype != fs.fstype {
+                            if wrong_type(&e.vfstype, &fs.fstype) {
                                 what.push(format!("type {} -> {}", e.vfstype, fs.fstype));
                                 new.vfstype = fs.fstype.clone();
                             }
@@ -157,7 +197,14 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
         }
         if !what.is_empty() {
             let raw = &tab.lines[e.line - 1];
-            lines[e.line - 1] = render(&new, spec.as_deref(), &raw_spec(raw), eol(raw));
+            let type_changed = new.vfstype != e.vfstype;
+            let options_changed = new.options != e.options;
+            lines[e.line - 1] = render(
+                raw,
+                spec.as_deref(),
+                type_changed.then_some(new.vfstype.as_str()),
+                options_changed.then(|| new.options.join(",")).as_deref(),
+            );
             out.edits
                 .push(format!("line {}: {}", e.line, what.join(", ")));
         }
@@ -216,7 +263,9 @@ fn validate(text: &[u8], before: &[Entry], ctx: &Context) -> Result<(), String> 
         ctx.partitions,
     );
     for (e, res) in tab.entries.iter().zip(&r.entries) {
-        let blocking = matches!(e.kind, Kind::Device | Kind::Swap) && !e.is_nofail();
+        let blocking = matches!(e.kind, Kind::Device | Kind::Swap)
+            && !e.is_nofail()
+            && verifiable(e, res.kernel_name);
         if blocking && res.resolution == Resolution::Missing {
             return Err(format!(
                 "line {}: {} would still name an absent device",
@@ -240,16 +289,6 @@ fn eol(raw: &[u8]) -> &'static [u8] {
     }
 }
 
-/// The first field exactly as written (an unchanged spec keeps its spelling).
-fn raw_spec(raw: &[u8]) -> String {
-    let body = strip_eol(raw);
-    let field = body
-        .split(|&c| c == b' ' || c == b'\t')
-        .find(|f| !f.is_empty())
-        .unwrap_or(b"");
-    String::from_utf8_lossy(field).into_owned()
-}
-
 /// fstab escapes for a field (space, tab, newline, backslash, `#` at the start).
 fn escape(field: &str) -> String {
     let mut s = String::new();
@@ -266,18 +305,34 @@ fn escape(field: &str) -> String {
     s
 }
 
-fn render(e: &Entry, spec: Option<&str>, raw_spec: &str, eol: &[u8]) -> Vec<u8> {
-    let mut l = format!(
-        "{}\t{}\t{}\t{}\t{}\t{}",
-        spec.unwrap_or(raw_spec),
-        escape(&e.file),
-        escape(&e.vfstype),
-        e.options.join(","),
-        e.freq,
-        e.passno
-    )
-    .into_bytes();
-    l.extend_from_slice(eol);
+/// The line with the fields that changed replaced; the others keep their exact bytes (an
+/// unchanged mount point with bytes that are not UTF-8 stays as it was). Fields are separated
+/// by a tab; a missing options field is added when the options change.
+fn render(raw: &[u8], spec: Option<&str>, vfstype: Option<&str>, options: Option<&str>) -> Vec<u8> {
+    let mut fields: Vec<Vec<u8>> = strip_eol(raw)
+        .split(|&c| c == b' ' || c == b'\t')
+        .filter(|f| !f.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    // A trailing comment after six fields stays one field.
+    if fields.len() > 6 {
+        let rest = fields.split_off(6).join(&b' ');
+        fields.push(rest);
+    }
+    if options.is_some() && fields.len() < 4 {
+        fields.resize(4, b"defaults".to_vec());
+    }
+    for (i, v) in [
+        (0, spec.map(str::to_owned)),
+        (2, vfstype.map(escape)),
+        (3, options.map(escape)),
+    ] {
+        if let (Some(v), Some(f)) = (v, fields.get_mut(i)) {
+            *f = v.into_bytes();
+        }
+    }
+    let mut l = fields.join(&b'\t');
+    l.extend_from_slice(eol(raw));
     l
 }
 
@@ -499,6 +554,36 @@ mod tests {
             fix(&text, &c).edits.is_empty(),
             "a rebuilt fstab needs no fix"
         );
+    }
+
+    #[test]
+    fn what_the_rescue_cannot_see_is_left_alone() {
+        let mut fss = filesystems();
+        fss[0].fstype = "ext3".into();
+        let c = ctx(&fss, Policy::default());
+        let text = format!(
+            "UUID={R} / ext4 errors=remount-ro 0 1\n\
+             /swap.img none swap sw 0 0\n\
+             /dev/mapper/vg-home /home ext4 defaults 0 2\n\
+             /dev/disk/by-id/virtio-data /data ext4 defaults 0 2\n\
+             /dev/md0 /srv ext4 defaults 0 2\n"
+        );
+        let f = fix(text.as_bytes(), &c);
+        assert!(f.edits.is_empty(), "{:?}", f.edits);
+        assert_eq!(f.text, text.as_bytes());
+    }
+
+    #[test]
+    fn ext3_listed_for_an_ext4_is_corrected_and_raw_bytes_kept() {
+        let mut fss = filesystems();
+        fss[0].uuid = None;
+        let c = ctx(&fss, Policy::default());
+        let mut text = b"/dev/vda1 /m\xff\\040x ext3 noatime,errors=panic 0 1 # old\n".to_vec();
+        let f = fix(&text, &c);
+        assert_eq!(f.edits.len(), 1, "{:?}", f.edits);
+        text = b"/dev/vda1\t/m\xff\\040x\text4\tnoatime,errors=panic\t0\t1\t# old\n".to_vec();
+        assert_eq!(f.text, text, "{}", String::from_utf8_lossy(&f.text));
+        assert!(f.notes[0].contains("has no UUID"), "{:?}", f.notes);
     }
 
     #[test]

@@ -140,12 +140,46 @@ pub fn plan(root: &dyn Tree, ctx: &Context) -> Plan {
         })
         .or(fstab_text);
     mountpoints::plan(root, ctx, fstab_for_mounts.as_deref(), &mut p);
+    selinux_relabel(root, &mut p);
     // Directories before the files that go in them.
     p.steps.sort_by_key(|s| match s.action {
         Action::MakeDir { .. } => 0,
         Action::WriteFile { .. } => 1,
     });
     p
+}
+
+/// Whether the guest runs SELinux (enforcing or permissive) per `/etc/selinux/config`.
+fn selinux_active(root: &dyn Tree) -> bool {
+    let Some(text) = root.read("/etc/selinux/config", 64 * 1024) else {
+        return false;
+    };
+    String::from_utf8_lossy(&text).lines().any(|l| {
+        let l = l.trim();
+        matches!(
+            l.strip_prefix("SELINUX=").map(str::trim),
+            Some("enforcing" | "permissive")
+        )
+    })
+}
+
+/// New files and directories get no SELinux label in the rescue: an SELinux guest relabels
+/// the whole filesystem at its next boot when `/.autorelabel` exists.
+fn selinux_relabel(root: &dyn Tree, p: &mut Plan) {
+    if p.steps.is_empty() || root.exists("/.autorelabel") || !selinux_active(root) {
+        return;
+    }
+    p.push(
+        Action::WriteFile {
+            path: "/.autorelabel".into(),
+            content: Vec::new(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        },
+        "SELinux guest: what the rescue creates has no label; the guest relabels at its next boot",
+        false,
+    );
 }
 
 #[cfg(test)]
@@ -233,6 +267,36 @@ mod tests {
         };
         let p = plan(&g.tree(), &ctx);
         assert_eq!(p.steps, [], "{p:#?}");
+    }
+
+    #[test]
+    fn selinux_guest_relabels_after_fixes() {
+        let g = Guest::new(&[
+            (
+                "/etc/selinux/config",
+                Some("# x\nSELINUX=enforcing\nSELINUXTYPE=targeted\n"),
+            ),
+            ("/etc/passwd", Some("root:x:0:0::/root:/bin/sh\n")),
+        ]);
+        let ctx = Context {
+            root_device: "/dev/vda1",
+            filesystems: &[],
+            partitions: &[],
+            dev_prefix: "/dev/",
+            os_id: Some("rhel"),
+            hostname: None,
+            reference: None,
+            today: 20_000,
+            policy: Policy::default(),
+        };
+        let p = plan(&g.tree(), &ctx);
+        assert!(
+            p.steps.iter().any(|s| s.action.path() == "/.autorelabel"),
+            "{p:#?}"
+        );
+        let g = Guest::new(&[("/etc/selinux/config", Some("SELINUX=disabled\n"))]);
+        let p = plan(&g.tree(), &ctx);
+        assert!(!p.steps.iter().any(|s| s.action.path() == "/.autorelabel"));
     }
 
     #[test]
