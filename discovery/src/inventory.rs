@@ -115,32 +115,27 @@ fn backup_ext<R: Read + Seek>(dev: &mut R, len: u64) -> Option<(Probe, ext::Back
             if fs_bytes > len || fs_bytes < len / 2 {
                 return None;
             }
-            Some((
-                Probe {
-                    fstype: sb.fstype,
-                    uuid: Some(sb.uuid),
-                    label: sb.label,
-                    usage: probe::Usage::Filesystem,
-                    version: None,
-                    uuid_sub: None,
-                },
-                at,
-            ))
+            Some((ext_probe(sb), at))
         })
 }
 
-/// An ext superblock that the strict probe refused (bad checksum), read leniently.
-fn damaged_ext<R: Read + Seek>(dev: &mut R) -> Option<Probe> {
-    let sb = read_at(dev, ext::SUPERBLOCK_OFFSET, ext::SUPERBLOCK_SIZE).ok()?;
-    let sb = ext::Superblock::parse(&sb).ok()?;
-    (sb.fstype != "jbd").then_some(Probe {
+/// What a leniently read ext superblock says, as a probe result.
+fn ext_probe(sb: ext::Superblock) -> Probe {
+    Probe {
         fstype: sb.fstype,
         uuid: Some(sb.uuid),
         label: sb.label,
         usage: probe::Usage::Filesystem,
         version: None,
         uuid_sub: None,
-    })
+    }
+}
+
+/// An ext superblock that the strict probe refused (bad checksum), read leniently.
+fn damaged_ext<R: Read + Seek>(dev: &mut R) -> Option<Probe> {
+    let sb = read_at(dev, ext::SUPERBLOCK_OFFSET, ext::SUPERBLOCK_SIZE).ok()?;
+    let sb = ext::Superblock::parse(&sb).ok()?;
+    (sb.fstype != "jbd").then(|| ext_probe(sb))
 }
 
 /// Scans a disk of `size` bytes named `name`.

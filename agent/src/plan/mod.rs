@@ -184,7 +184,25 @@ fn selinux_relabel(root: &dyn Tree, p: &mut Plan) {
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use vmrescue_protocol::Filesystem;
+
+    use super::{Context, Policy};
     use crate::inspect::MountedTree;
+
+    /// A planning context for root `/dev/vda1` with the given filesystems and OS.
+    pub fn ctx<'a>(filesystems: &'a [Filesystem], os_id: Option<&'a str>) -> Context<'a> {
+        Context {
+            root_device: "/dev/vda1",
+            filesystems,
+            partitions: &[],
+            dev_prefix: "/dev/",
+            os_id,
+            hostname: None,
+            reference: None,
+            today: 20_000,
+            policy: Policy::default(),
+        }
+    }
 
     /// A guest root in a temporary directory, read through the agent's real tree code.
     pub struct Guest {
@@ -215,7 +233,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::Guest;
+    use super::testing::{self, Guest};
     use super::*;
 
     fn fs(device: &str, fstype: &str, uuid: &str, role: Option<&str>) -> Filesystem {
@@ -254,17 +272,7 @@ mod tests {
             fs("/dev/vda1", "ext4", "r", Some("root")),
             fs("/dev/vdb", "ext4", "h", Some("home")),
         ];
-        let ctx = Context {
-            root_device: "/dev/vda1",
-            filesystems: &filesystems,
-            partitions: &[],
-            dev_prefix: "/dev/",
-            os_id: Some("debian"),
-            hostname: None,
-            reference: None,
-            today: 20_000,
-            policy: Policy::default(),
-        };
+        let ctx = testing::ctx(&filesystems, Some("debian"));
         let p = plan(&g.tree(), &ctx);
         assert_eq!(p.steps, [], "{p:#?}");
     }
@@ -278,17 +286,7 @@ mod tests {
             ),
             ("/etc/passwd", Some("root:x:0:0::/root:/bin/sh\n")),
         ]);
-        let ctx = Context {
-            root_device: "/dev/vda1",
-            filesystems: &[],
-            partitions: &[],
-            dev_prefix: "/dev/",
-            os_id: Some("rhel"),
-            hostname: None,
-            reference: None,
-            today: 20_000,
-            policy: Policy::default(),
-        };
+        let ctx = testing::ctx(&[], Some("rhel"));
         let p = plan(&g.tree(), &ctx);
         assert!(
             p.steps.iter().any(|s| s.action.path() == "/.autorelabel"),
@@ -312,15 +310,8 @@ mod tests {
             fs("/dev/vda2", "swap", "s", Some("swap")),
         ];
         let ctx = Context {
-            root_device: "/dev/vda1",
-            filesystems: &filesystems,
-            partitions: &[],
-            dev_prefix: "/dev/",
-            os_id: Some("debian"),
             hostname: Some("db1"),
-            reference: None,
-            today: 20_000,
-            policy: Policy::default(),
+            ..testing::ctx(&filesystems, Some("debian"))
         };
         let p = plan(&g.tree(), &ctx);
         let paths: Vec<(&str, &str)> = p
