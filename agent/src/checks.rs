@@ -116,23 +116,15 @@ pub fn run_all(
                     let fs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         check_one(opts, undo, &job, &say)
                     }))
-                    .unwrap_or_else(|_| Filesystem {
-                        device: job.device.clone(),
-                        fstype: job.fstype.to_owned(),
-                        uuid: job.uuid.clone(),
-                        label: job.label.clone(),
-                        fsck: vmrescue_protocol::Fsck {
+                    .unwrap_or_else(|_| {
+                        let mut fs = unchecked(&job);
+                        fs.fsck.status = FsckStatus::Error;
+                        fs.fsck.passes.push(vmrescue_protocol::FsckPass {
+                            args: vec!["(internal error in the agent; see the console log)".into()],
                             status: FsckStatus::Error,
-                            passes: vec![vmrescue_protocol::FsckPass {
-                                args: vec![
-                                    "(internal error in the agent; see the console log)".into()
-                                ],
-                                status: FsckStatus::Error,
-                                ..Default::default()
-                            }],
                             ..Default::default()
-                        },
-                        ..Default::default()
+                        });
+                        fs
                     });
                     let _ = tx.send(Event::Done(Box::new(fs)));
                 }
@@ -182,16 +174,21 @@ fn read_ext(dev: &str, backup: Option<Backup>) -> Option<ext::Superblock> {
     }
 }
 
-fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> Filesystem {
-    let dev = job.device.as_str();
-    let mut runner = |argv: &[&str]| proc::run(argv, Some(opts.pass_timeout));
-    let mut fs = Filesystem {
-        device: dev.to_owned(),
+/// The report entry of a job before any check.
+fn unchecked(job: &Job) -> Filesystem {
+    Filesystem {
+        device: job.device.clone(),
         fstype: job.fstype.to_owned(),
         uuid: job.uuid.clone(),
         label: job.label.clone(),
         ..Default::default()
-    };
+    }
+}
+
+fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> Filesystem {
+    let dev = job.device.as_str();
+    let mut runner = |argv: &[&str]| proc::run(argv, Some(opts.pass_timeout));
+    let mut fs = unchecked(job);
     let mode = opts.mode.as_str();
     match job.fstype {
         "xfs" => {

@@ -44,9 +44,9 @@ pub fn run(started: Instant) -> After {
         kernel: kernel.clone(),
         ..Default::default()
     };
-    let mut repaired_root: Option<RootMount> = None;
+    let mut fixes = Fixes::default();
     let fatal = catch_unwind(AssertUnwindSafe(|| {
-        repaired_root = work(&settings, &kernel, &mut rep, &mut report);
+        fixes = work(&settings, &kernel, &mut rep, &mut report);
     }))
     .is_err();
     if fatal {
@@ -60,7 +60,7 @@ pub fn run(started: Instant) -> After {
         verdict::outcome(settings.mode, &report.filesystems, fatal),
         settings.mode,
         report.plan.len(),
-        rep.warnings.iter().filter(|w| w.step == "apply").count(),
+        fixes.failed,
     );
     if let Some(sig) = signals::requested() {
         rep.warn(
@@ -69,7 +69,7 @@ pub fn run(started: Instant) -> After {
             format!("stopped early on {}", signals::name(sig)),
         );
     }
-    if let Some(root) = repaired_root.take() {
+    if let Some(root) = fixes.root.take() {
         save_report(root, &mut report, &mut rep);
     }
     report.warnings = std::mem::take(&mut rep.warnings);
@@ -175,14 +175,14 @@ fn undo_scratch(
 fn inspect_all(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> assemble::Found {
     let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
         let fstype = v.probe.as_ref()?.fstype;
+        let dev = format!("/dev/{}", v.name);
         if before_fsck {
-            let dev = format!("/dev/{}", v.name);
             match disks::probe_ext(Path::new(&dev)) {
                 Ok(Some(sb)) if sb.state != vmrescue_discovery::ext::State::Errors => {}
                 _ => return None,
             }
         }
-        match MountedTree::mount(&format!("/dev/{}", v.name), fstype, &v.name) {
+        match MountedTree::mount(&dev, fstype, &v.name) {
             Ok(t) => Some(Box::new(t)),
             Err(e) => {
                 log::warn!("{e}");
@@ -198,6 +198,15 @@ pub struct RootMount {
     tree: MountedTree,
     device: String,
     stamp: String,
+}
+
+/// What the guest fixes leave for the verdict and the saved report.
+#[derive(Default)]
+pub struct Fixes {
+    /// The root, still mounted read-write (repair mode).
+    root: Option<RootMount>,
+    /// Planned fixes that could not be made.
+    failed: usize,
 }
 
 /// Saves the whole report on the repaired root and unmounts it.
@@ -236,12 +245,7 @@ fn save_report(root: RootMount, report: &mut Report, rep: &mut Reporter) {
     }
 }
 
-fn work(
-    settings: &Settings,
-    kernel: &str,
-    rep: &mut Reporter,
-    report: &mut Report,
-) -> Option<RootMount> {
+fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
     load_modules(rep);
     connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
@@ -293,7 +297,7 @@ fn work(
         // Stopping: report what was checked (and changed) so far, skip the inspection.
         report.filesystems = checked;
         report.changes = fsck_changes(settings.mode, &report.filesystems);
-        return None;
+        return Fixes::default();
     }
 
     rep.progress("inspect", None, "looking for the OS root");
@@ -346,9 +350,11 @@ fn work(
     report.os = Some(sections.os);
     report.fstab = sections.fstab;
     if signals::requested().is_some() {
-        return None;
+        return Fixes::default();
     }
-    let root = report.os.as_ref()?.root_device.clone()?;
+    let Some(root) = report.os.as_ref().and_then(|o| o.root_device.clone()) else {
+        return Fixes::default();
+    };
     guest_fixes(settings, &root, report, rep)
 }
 
@@ -360,17 +366,15 @@ const REFERENCE_ETC_RUN: &str = "/etc/vmrescue/reference-etc-run";
 
 /// Plans the guest fixes on the root and, in repair mode, applies them. Returns the root still
 /// mounted read-write in repair mode, for the report.
-fn guest_fixes(
-    settings: &Settings,
-    root: &str,
-    report: &mut Report,
-    rep: &mut Reporter,
-) -> Option<RootMount> {
-    let fs = report
+fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut Reporter) -> Fixes {
+    let Some(fs) = report
         .filesystems
         .iter()
-        .find(|f| f.device == root)?
-        .clone();
+        .find(|f| f.device == root)
+        .cloned()
+    else {
+        return Fixes::default();
+    };
     let name = root.trim_start_matches("/dev/");
     if settings.mode == Mode::Repair
         && !matches!(fs.fsck.status, FsckStatus::Clean | FsckStatus::Corrected)
@@ -383,7 +387,7 @@ fn guest_fixes(
                 fs.fsck.status.as_str()
             ),
         );
-        return None;
+        return Fixes::default();
     }
     if settings.mode == Mode::Check && fs.state_before == FsState::NotClean {
         rep.warn(
@@ -400,7 +404,7 @@ fn guest_fixes(
         Ok(t) => t,
         Err(e) => {
             rep.warn("plan", Some(root), format!("{e}; guest fixes skipped"));
-            return None;
+            return Fixes::default();
         }
     };
     // One rescue's own reference /etc replaces the one baked into the image.
@@ -442,17 +446,21 @@ fn guest_fixes(
         format!("{} guest fix(es) planned", planned.steps.len()),
     );
     if settings.mode == Mode::Check {
-        return None;
+        return Fixes::default();
     }
     let stamp = clock::stamp(now);
     let dir = match atomic::Root::open(tree.path()) {
         Ok(d) => d,
         Err(e) => {
-            rep.warn("apply", Some(root), e);
-            return None;
+            rep.warn("apply", Some(root), format!("{e}; no guest fix made"));
+            return Fixes {
+                root: None,
+                failed: planned.steps.len(),
+            };
         }
     };
     let applied = apply::apply(&dir, root, &planned.steps, &stamp);
+    let failed = applied.failures.len();
     for (path, e) in applied.failures {
         rep.warn("apply", Some(root), format!("{path} not fixed: {e}"));
     }
@@ -467,11 +475,14 @@ fn guest_fixes(
             "e2undo will refuse this root's undo files: writing the guest fixes and the report changed its superblock after e2fsck (e2undo -f would put e2fsck's blocks back under those writes)".into(),
         );
     }
-    Some(RootMount {
-        tree,
-        device: root.to_owned(),
-        stamp,
-    })
+    Fixes {
+        root: Some(RootMount {
+            tree,
+            device: root.to_owned(),
+            stamp,
+        }),
+        failed,
+    }
 }
 
 /// The report's change entry for every filesystem fsck corrected (repair mode only).

@@ -98,6 +98,7 @@ fn atomic_writes_survive_sigkill() {
         progressed >= 10,
         "the writer completed a write in only {progressed} of 30 rounds: the kills did not land mid-stream"
     );
+    eprintln!("{progressed} rounds progressed, {in_window} kills between temp file and rename");
     assert!(
         in_window > 0,
         "no kill landed between temp file and rename: the test did not test the window"

@@ -298,30 +298,32 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
         },
     };
     let mut outcome = outcome;
+    // The scratch disk (in the run directory) is all that is left if its files cannot be copied.
+    let mut undo_lost = false;
     if let (Ok(report), Some(s), Some(base)) = (&mut outcome, &scratch, &req.undo_dir) {
         let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
         let dest = base.join(name);
         match crate::undo::collect(s, &dest, report) {
-            Ok(files) if !files.is_empty() => {
-                if req.show_progress {
-                    eprintln!(
-                        "vmrescue: e2fsck undo files kept in {} (e2undo FILE DEVICE, newest first)",
-                        dest.display()
-                    );
-                }
-            }
+            Ok(files) if !files.is_empty() && req.show_progress => eprintln!(
+                "vmrescue: e2fsck undo files kept in {} (e2undo FILE DEVICE, newest first)",
+                dest.display()
+            ),
             Ok(_) => {}
-            Err(e) => report.warnings.push(host_warning(format!(
-                "cannot keep the e2fsck undo files: {e:#}; the scratch disk {} is kept",
-                s.image.display()
-            ))),
+            Err(e) => {
+                undo_lost = true;
+                report.warnings.push(host_warning(format!(
+                    "cannot keep the e2fsck undo files: {e:#}; the scratch disk {} is kept",
+                    s.image.display()
+                )));
+            }
         }
     }
-    let undo_lost = outcome.as_ref().is_ok_and(|r| {
-        r.warnings
-            .iter()
-            .any(|w| w.message.starts_with("cannot keep the e2fsck undo files"))
-    });
+    if let (Ok(report), Some(_), Mode::Check) = (&mut outcome, &req.undo_dir, req.mode) {
+        report.warnings.push(host_warning(
+            "--undo-dir has no effect in check mode: nothing is written, so there is nothing to undo"
+                .into(),
+        ));
+    }
     match &outcome {
         Ok(_) if !req.keep_run_dir && !undo_lost => drop(run_dir),
         _ => {

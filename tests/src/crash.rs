@@ -311,24 +311,11 @@ pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> 
     Ok(boot)
 }
 
-fn run(cmd: &mut Command) -> Result<std::process::Output> {
-    cmd.output()
-        .with_context(|| format!("running {cmd:?} (installed by scripts/setup.sh?)"))
-}
-
 fn run_ok(cmd: &mut Command) -> Result<String> {
-    let out = run(cmd)?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = crate::fixture::run(cmd)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `mkfs.xfs` into a new sparse image file of `size_mib`.
 pub fn mkfs_xfs(image: &Path, size_mib: u64, label: &str) -> Result<()> {
     let f = fs::File::create(image)?;
     f.set_len(size_mib << 20)?;
@@ -434,7 +421,7 @@ pub struct Repair {
 
 /// Runs `xfs_repair ARGS IMAGE`, whatever its exit status.
 pub fn xfs_repair(image: &Path, args: &[&str]) -> Result<Repair> {
-    let out = run(Command::new("xfs_repair").args(args).arg(image))?;
+    let out = crate::fixture::output(Command::new("xfs_repair").args(args).arg(image))?;
     Ok(Repair {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -449,7 +436,7 @@ fn xfs_db(image: &Path, cmds: &[&str]) -> Result<Option<String>> {
     for c in cmds {
         cmd.arg("-c").arg(c);
     }
-    let out = run(cmd.arg(image))?;
+    let out = crate::fixture::output(cmd.arg(image))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = String::from_utf8_lossy(&out.stderr);
     // xfs_db reports a failed command on stdout, and exits 1.

@@ -76,10 +76,15 @@ pub fn os_tree_with_fstab(dir: &Path, fstab: &str) -> Result<BTreeMap<String, St
     Ok(sums)
 }
 
-fn run(cmd: &mut Command) -> Result<std::process::Output> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?} (installed by scripts/setup.sh?)"))?;
+/// Runs a command and returns its output, whatever its exit status.
+pub(crate) fn output(cmd: &mut Command) -> Result<std::process::Output> {
+    cmd.output()
+        .with_context(|| format!("running {cmd:?} (installed by scripts/setup.sh?)"))
+}
+
+/// Runs a command that must succeed; its stderr is in the error when it does not.
+pub(crate) fn run(cmd: &mut Command) -> Result<std::process::Output> {
+    let out = output(cmd)?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -202,11 +207,10 @@ pub fn debugfs_write(image: &Path, cmds: &[&str]) -> Result<()> {
 
 /// A file's sha256 read from an unmounted ext image with `debugfs cat`.
 pub fn sha256_in_image(image: &Path, path: &str) -> Result<String> {
-    let out = run(Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(image))?;
-    Ok(hex(&out.stdout))
+    match read_in_image(image, path)? {
+        Some(data) => Ok(hex(&data)),
+        None => bail!("{path} is not in {}", image.display()),
+    }
 }
 
 /// A file's bytes in an ext image (`None` if it does not exist), read with debugfs.

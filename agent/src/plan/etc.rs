@@ -102,8 +102,10 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
     // A missing /etc/hostname is a valid state (the name comes from DHCP or cloud-init): it is
     // only written when the operator names the host, or the reference /etc has one.
     let hostname = ctx.hostname.unwrap_or("localhost");
-    let mut small: Vec<(&str, Option<String>)> = vec![("hosts", Some(hosts(hostname)))];
-    small.insert(0, ("hostname", ctx.hostname.map(|h| format!("{h}\n"))));
+    let small = [
+        ("hostname", ctx.hostname.map(|h| format!("{h}\n"))),
+        ("hosts", Some(hosts(hostname))),
+    ];
     for (name, built) in small {
         let path = format!("/etc/{name}");
         if root.exists(&path) {

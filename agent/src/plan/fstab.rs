@@ -224,7 +224,7 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
             m.line, m.reason
         ));
     }
-    // A last line without a newline gets one if a fixed line follows it.
+    // An edited last line that had no newline gets one (`render`).
     out.text = lines.concat();
     if out.edits.is_empty() {
         out.text = text.to_vec();
