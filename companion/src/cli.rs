@@ -43,6 +43,17 @@ pub enum FormatArg {
     Qcow2,
 }
 
+impl FormatArg {
+    /// The format the operator named; `None` for auto-detection.
+    pub fn named(self) -> Option<Format> {
+        match self {
+            FormatArg::Auto => None,
+            FormatArg::Raw => Some(Format::Raw),
+            FormatArg::Qcow2 => Some(Format::Qcow2),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Boot the rescue image under QEMU with the guest's disk image(s), check or repair them,
@@ -73,7 +84,9 @@ pub enum Cmd {
         /// QEMU accelerator (default: $VMRESCUE_ACCEL, else auto: KVM when it works, else TCG).
         #[arg(long, value_enum)]
         accel: Option<Choice>,
-        /// Disk image format for every --disk (default: detected; qcow2 by its magic, else raw).
+        /// Disk image format for every --disk (default: detected, qcow2 by its magic, else raw;
+        /// a detected qcow2 that names a backing or data file is refused: name the format to
+        /// follow it).
         #[arg(long, value_enum, default_value = "auto")]
         format: FormatArg,
         /// Keep the run directory (console log, QEMU log) even after a successful rescue.
@@ -114,6 +127,10 @@ pub enum Cmd {
         /// The OS root when there are several (device or filesystem UUID).
         #[arg(long, value_name = "DEVICE|UUID")]
         root: Option<String>,
+        /// Image format of every IMG (default: detected; a detected qcow2 that names a backing
+        /// or data file is refused: name the format to follow it).
+        #[arg(long, value_enum, default_value = "auto")]
+        format: FormatArg,
     },
     /// Recover instance files that were deleted while their VMs still run, copying them
     /// through the qemu processes' open file descriptors (sparse-aware, verified).
@@ -259,8 +276,8 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
 }
 
 /// `vmrescue inspect`: 0 when an OS root was identified, 1 when none, 2 on errors.
-fn inspect(images: &[PathBuf], json: bool, root: Option<&str>) -> i32 {
-    let result = crate::inspect::inspect(images, root).map_err(|e| format!("{e:#}"));
+fn inspect(images: &[PathBuf], json: bool, root: Option<&str>, format: Option<Format>) -> i32 {
+    let result = crate::inspect::inspect(images, root, format).map_err(|e| format!("{e:#}"));
     finish(json, result, |found| {
         let mut s = crate::render::discovery(
             &found.disks,
@@ -277,7 +294,12 @@ fn inspect(images: &[PathBuf], json: bool, root: Option<&str>) -> i32 {
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Cmd::Inspect { images, json, root } => inspect(&images, json, root.as_deref()),
+        Cmd::Inspect {
+            images,
+            json,
+            root,
+            format,
+        } => inspect(&images, json, root.as_deref(), format.named()),
         Cmd::Salvage {
             instances_dir,
             dest,
@@ -364,11 +386,7 @@ pub fn run(cli: Cli) -> i32 {
                 image,
                 agent,
                 accel,
-                format: match format {
-                    FormatArg::Auto => None,
-                    FormatArg::Raw => Some(Format::Raw),
-                    FormatArg::Qcow2 => Some(Format::Qcow2),
-                },
+                format: format.named(),
                 show_progress: true,
                 keep_run_dir,
                 root,

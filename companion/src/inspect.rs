@@ -13,7 +13,7 @@ use vmrescue_discovery::inventory::{self, Volume};
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol as p;
 
-use crate::qemu::{self, Format};
+use crate::diskimage::Format;
 
 /// The JSON `inspect --json` prints: the same sections as a rescue report.
 #[derive(Debug, Serialize)]
@@ -34,8 +34,10 @@ struct Raw {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn raw_view(image: &Path) -> Result<Raw> {
-    match qemu::detect_format(image).with_context(|| format!("reading {}", image.display()))? {
+/// `format` is the operator's `--format` (`None`: detected, and a qcow2 naming another file is
+/// refused, see `diskimage`).
+fn raw_view(image: &Path, format: Option<Format>) -> Result<Raw> {
+    match crate::diskimage::check(image, format)?.format {
         Format::Raw => Ok(Raw {
             path: image.to_owned(),
             _tmp: None,
@@ -187,11 +189,18 @@ impl Tree for DebugfsTree {
 }
 
 /// Discovery over image files.
-pub fn inspect(images: &[PathBuf], root: Option<&str>) -> Result<Inspection> {
+pub fn inspect(
+    images: &[PathBuf],
+    root: Option<&str>,
+    format: Option<Format>,
+) -> Result<Inspection> {
     if images.is_empty() {
         bail!("no image given: vmrescue inspect IMG [IMG...]");
     }
-    let raws: Vec<Raw> = images.iter().map(|i| raw_view(i)).collect::<Result<_>>()?;
+    let raws: Vec<Raw> = images
+        .iter()
+        .map(|i| raw_view(i, format))
+        .collect::<Result<_>>()?;
     let mut scans = Vec::new();
     for (i, raw) in raws.iter().enumerate() {
         let name = disk_name(i);

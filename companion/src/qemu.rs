@@ -2,8 +2,6 @@
 //! detection. Disks go in through `-blockdev` JSON, so no path needs QEMU's comma escaping.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -11,39 +9,16 @@ use serde_json::json;
 use crate::accel::Accel;
 use crate::kcmdline::Cmdline;
 
-/// Image formats the rescue attaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Raw,
-    Qcow2,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Raw => "raw",
-            Format::Qcow2 => "qcow2",
-        }
-    }
-}
-
-/// qcow2 by its magic, anything else raw. A raw disk is never probed further.
-pub fn detect_format(path: &Path) -> std::io::Result<Format> {
-    let mut magic = [0u8; 4];
-    let mut f = File::open(path)?;
-    let n = f.read(&mut magic)?;
-    Ok(if n == 4 && &magic == b"QFI\xfb" {
-        Format::Qcow2
-    } else {
-        Format::Raw
-    })
-}
+pub use crate::diskimage::Format;
 
 #[derive(Debug, Clone)]
 pub struct Disk {
     pub path: PathBuf,
     pub format: Format,
     pub read_only: bool,
+    /// Open the backing chain a qcow2 header names: only when the operator named the format
+    /// (see `diskimage`).
+    pub follow_backing: bool,
 }
 
 /// Everything a rescue boot needs.
@@ -79,12 +54,16 @@ pub fn blockdev(index: usize, disk: &Disk) -> (String, String) {
         "filename": disk.path.to_string_lossy(),
         "read-only": disk.read_only,
     });
-    let spec = json!({
+    let mut spec = json!({
         "node-name": node,
         "driver": disk.format.as_str(),
         "read-only": disk.read_only,
         "file": file,
     });
+    if disk.format == Format::Qcow2 && !disk.follow_backing {
+        // Even if the header changed after it was checked, QEMU opens no other file.
+        spec["backing"] = serde_json::Value::Null;
+    }
     (node, spec.to_string())
 }
 
@@ -188,11 +167,13 @@ mod tests {
                 path: "/var/a,b.img".into(),
                 format: Format::Raw,
                 read_only: true,
+                follow_backing: false,
             },
             Disk {
                 path: "/var/c.qcow2".into(),
                 format: Format::Qcow2,
                 read_only: false,
+                follow_backing: false,
             },
         ]);
         let args = strings(&c);
@@ -204,6 +185,11 @@ mod tests {
         assert_eq!(first["driver"], "raw");
         let second: serde_json::Value = serde_json::from_str(blockdevs[1]).unwrap();
         assert_eq!(second["driver"], "qcow2");
+        assert!(
+            second["backing"].is_null() && second.get("backing").is_some(),
+            "a detected qcow2 opens no backing file: {second}"
+        );
+        assert!(first.get("backing").is_none());
         assert_eq!(second["read-only"], false);
         let devices = after(&args, "-device");
         assert!(devices.contains(&"virtio-blk-pci,drive=disk0,serial=vmrescue-disk0"));
@@ -223,17 +209,5 @@ mod tests {
         assert!(after(&args, "-chardev")
             .iter()
             .any(|c| c.starts_with("socket,") && c.ends_with("path=/run/x/agent.sock")));
-    }
-
-    #[test]
-    fn detects_qcow2_by_magic_only() {
-        let d = tempfile::tempdir().unwrap();
-        let q = d.path().join("q");
-        std::fs::write(&q, b"QFI\xfb\0\0\0\x03rest").unwrap();
-        let r = d.path().join("r");
-        std::fs::write(&r, b"QF").unwrap();
-        assert_eq!(detect_format(&q).unwrap(), Format::Qcow2);
-        assert_eq!(detect_format(&r).unwrap(), Format::Raw);
-        assert!(detect_format(&d.path().join("missing")).is_err());
     }
 }

@@ -92,7 +92,8 @@ pub fn accel_choice(flag: Option<Choice>) -> anyhow::Result<Choice> {
     }
 }
 
-fn check_disks(req: &Request) -> anyhow::Result<Vec<qemu::Disk>> {
+/// The operator's disks as QEMU attaches them, each with the size the guest sees.
+fn check_disks(req: &Request) -> anyhow::Result<Vec<(qemu::Disk, u64)>> {
     if req.disks.is_empty() {
         anyhow::bail!("no disk given: name the guest's disk image(s) with --disk IMG");
     }
@@ -118,19 +119,19 @@ fn check_disks(req: &Request) -> anyhow::Result<Vec<qemu::Disk>> {
                 if read_only { "read" } else { "read and write" }
             );
         }
-        let format = match req.format {
-            Some(f) => f,
-            None => qemu::detect_format(&path)
-                .map_err(|e| anyhow::anyhow!("disk {}: {e}", path.display()))?,
-        };
-        if out.iter().any(|d: &qemu::Disk| d.path == path) {
+        let checked = crate::diskimage::check(&path, req.format)?;
+        if out.iter().any(|(d, _): &(qemu::Disk, u64)| d.path == path) {
             anyhow::bail!("disk {} is given twice", path.display());
         }
-        out.push(qemu::Disk {
-            path,
-            format,
-            read_only,
-        });
+        out.push((
+            qemu::Disk {
+                path,
+                format: checked.format,
+                read_only,
+                follow_backing: checked.format_named,
+            },
+            checked.virtual_size,
+        ));
     }
     Ok(out)
 }
@@ -181,7 +182,7 @@ fn run_base() -> PathBuf {
 
 /// Runs one rescue; on success the guest's report with host-side warnings added.
 pub fn run(req: &Request) -> Result<Report, Failure> {
-    let disks = check_disks(req)?;
+    let (disks, sizes): (Vec<_>, Vec<_>) = check_disks(req)?.into_iter().unzip();
     let image = crate::image::ensure(req.image.clone(), req.agent.as_deref())?;
     let run_dir = tempfile::Builder::new()
         .prefix("vmrescue-run-")
@@ -198,16 +199,13 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
     let mut disks = disks;
     let scratch = match (&req.undo_dir, req.mode) {
         (Some(_), Mode::Repair) => {
-            let mut bytes = 0u64;
-            for d in &disks {
-                let size = crate::undo::virtual_size(&d.path, d.format == Format::Qcow2)?;
-                bytes = bytes.saturating_add(size);
-            }
+            let bytes = sizes.iter().fold(0u64, |n, s| n.saturating_add(*s));
             let s = crate::undo::make(&dir, bytes)?;
             disks.push(qemu::Disk {
                 path: s.image.clone(),
                 format: Format::Raw,
                 read_only: false,
+                follow_backing: false,
             });
             Some(s)
         }
@@ -575,7 +573,7 @@ mod tests {
             .to_string();
         assert!(e.contains("twice"), "{e}");
         let ok = check_disks(&request(vec![img], Mode::Check)).unwrap();
-        assert!(ok[0].read_only, "check mode attaches disks read-only");
+        assert!(ok[0].0.read_only, "check mode attaches disks read-only");
     }
 
     #[test]

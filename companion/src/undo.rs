@@ -43,27 +43,6 @@ fn plain_undo_name(name: &str) -> bool {
         && n.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The size a disk presents to the guest: a qcow2's virtual size, a raw file's or block
-/// device's length.
-pub fn virtual_size(path: &Path, qcow2: bool) -> Result<u64> {
-    if qcow2 {
-        let out = Command::new("qemu-img")
-            .args(["info", "--output=json", "-U"])
-            .arg(path)
-            .output()
-            .context("running qemu-img info (qemu-utils)")?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("qemu-img info {}", path.display()))?;
-        return v["virtual-size"]
-            .as_u64()
-            .with_context(|| format!("qemu-img info {}: no virtual-size", path.display()));
-    }
-    use std::io::{Seek, SeekFrom};
-    let mut f = fs::File::open(path).with_context(|| path.display().to_string())?;
-    f.seek(SeekFrom::End(0))
-        .with_context(|| format!("size of {}", path.display()))
-}
-
 /// A random (version 4) UUID.
 pub fn random_uuid() -> Result<String> {
     let mut b = [0u8; 16];
