@@ -2,7 +2,7 @@
 //! through [`crate::atomic`] (backup, temp file, fsync, rename, fsync directory) and becomes a
 //! `changes[]` entry; a step that fails is reported and the others still run.
 
-use vmrescue_protocol::{Change, Report};
+use vmrescue_protocol::{Change, ChangeKind, Report};
 
 use crate::atomic::{Perm, Root};
 use crate::plan::{Action, Step};
@@ -26,7 +26,7 @@ pub fn apply(root: &Root, device: &str, steps: &[Step], stamp: &str) -> Applied 
         let result = match &step.action {
             Action::MakeDir { path, mode } => root.mkdir(path, *mode).map(|made| {
                 made.then(|| Change {
-                    kind: "mkdir".into(),
+                    kind: ChangeKind::Mkdir,
                     path: path.clone(),
                     device: Some(device.to_owned()),
                     detail: format!("{} (mode {mode:04o})", step.why),
@@ -53,7 +53,7 @@ pub fn apply(root: &Root, device: &str, steps: &[Step], stamp: &str) -> Applied 
                 )
                 .map(|w| {
                     Some(Change {
-                        kind: "write_file".into(),
+                        kind: ChangeKind::WriteFile,
                         path: path.clone(),
                         device: Some(device.to_owned()),
                         detail: step.why.clone(),

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use vmrescue_discovery::ext::{self, Backup};
 use vmrescue_discovery::inventory::DiskScan;
-use vmrescue_protocol::{Filesystem, FsState, FsckStatus, FstabReport, Mode};
+use vmrescue_protocol::{Filesystem, FsState, FsckStatus, FstabReport, Mode, Step};
 
 use crate::fsck::{self, order};
 use crate::inspect::MountedTree;
@@ -133,7 +133,7 @@ pub fn run_all(
         drop(tx);
         for ev in rx {
             match ev {
-                Event::Progress(dev, msg) => rep.progress("fsck", Some(&dev), msg),
+                Event::Progress(dev, msg) => rep.progress(Step::Fsck, Some(&dev), msg),
                 Event::Done(fs) => out.push(*fs),
             }
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rustix::system::{reboot, RebootCommand};
 
-use crate::cmdline::After;
+use vmrescue_protocol::params::After;
 
 const SHELL: &str = "/bin/sh";
 

@@ -8,7 +8,6 @@ pub mod atomic;
 pub mod boot;
 pub mod checks;
 pub mod clock;
-pub mod cmdline;
 pub mod disks;
 pub mod finish;
 pub mod fsck;

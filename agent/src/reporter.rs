@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use vmrescue_protocol::{console, frame, Message, Progress, Warning};
+use vmrescue_protocol::{console, frame, Message, Progress, Step, Warning};
 
 use crate::port::Port;
 
@@ -40,18 +40,18 @@ impl Reporter {
         self.started.elapsed().as_secs_f64()
     }
 
-    pub fn warn(&mut self, step: &str, device: Option<&str>, message: String) {
+    pub fn warn(&mut self, step: Step, device: Option<&str>, message: String) {
         log::warn!("{step}: {message}");
         self.warnings.push(Warning {
-            step: step.to_owned(),
+            step,
             message,
             device: device.map(str::to_owned),
         });
     }
 
-    pub fn progress(&mut self, step: &str, device: Option<&str>, message: impl Into<String>) {
+    pub fn progress(&mut self, step: Step, device: Option<&str>, message: impl Into<String>) {
         let msg = Message::progress(Progress {
-            step: step.to_owned(),
+            step,
             message: message.into(),
             device: device.map(str::to_owned),
             elapsed_s: self.elapsed(),

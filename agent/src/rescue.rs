@@ -12,12 +12,14 @@ use vmrescue_protocol::{
     self as p, Change, Filesystem, FsState, FsckStatus, Message, Mode, Report,
 };
 
-use crate::cmdline::{self, After, Settings};
 use crate::inspect::MountedTree;
 use crate::reporter::Reporter;
 use crate::{
     apply, atomic, boot, checks, clock, disks, modules, plan, port, proc, signals, verdict,
 };
+use vmrescue_protocol::params::{self as cmdline, After, Settings};
+use vmrescue_protocol::paths::{REFERENCE_ETC, REFERENCE_ETC_RUN, UNDO_DIR};
+use vmrescue_protocol::{ChangeKind, Step};
 
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long to wait for the virtio-serial port to show up after its module loaded.
@@ -28,10 +30,10 @@ pub fn run(started: Instant) -> After {
     proc::start_reaper();
     let mut rep = Reporter::new(started);
     for failure in boot::apply(&boot::steps()) {
-        rep.warn("boot", None, failure);
+        rep.warn(Step::Boot, None, failure);
     }
     if let Err(e) = signals::install() {
-        rep.warn("boot", None, e);
+        rep.warn(Step::Boot, None, e);
     }
     let settings = settings(&mut rep);
     let kernel = rustix::system::uname()
@@ -51,7 +53,7 @@ pub fn run(started: Instant) -> After {
     .is_err();
     if fatal {
         rep.warn(
-            "agent",
+            Step::Agent,
             None,
             "internal error (see the console log); the rescue stopped early".into(),
         );
@@ -64,7 +66,7 @@ pub fn run(started: Instant) -> After {
     );
     if let Some(sig) = signals::requested() {
         rep.warn(
-            "agent",
+            Step::Agent,
             None,
             format!("stopped early on {}", signals::name(sig)),
         );
@@ -88,13 +90,13 @@ fn settings(rep: &mut Reporter) -> Settings {
         Ok(line) => {
             let (s, warnings) = cmdline::parse(&line);
             for w in warnings {
-                rep.warn("cmdline", None, w);
+                rep.warn(Step::Cmdline, None, w);
             }
             s
         }
         Err(e) => {
             rep.warn(
-                "cmdline",
+                Step::Cmdline,
                 None,
                 format!("cannot read /proc/cmdline ({e}); check mode, default port"),
             );
@@ -102,9 +104,6 @@ fn settings(rep: &mut Reporter) -> Settings {
         }
     }
 }
-
-/// Directory on the undo scratch disk where e2fsck undo files go.
-const UNDO_DIR: &str = "vmrescue-undo";
 
 /// Finds the host's undo scratch disk (by the filesystem UUID it announced), sets it apart from
 /// the guest's disks and, in repair mode, mounts it for e2fsck's undo files.
@@ -129,7 +128,7 @@ fn undo_scratch(
     });
     let Some(name) = found else {
         rep.warn(
-            "fsck",
+            Step::Fsck,
             None,
             format!(
                 "the undo scratch disk (filesystem {uuid}) is not attached; no undo files kept"
@@ -145,7 +144,7 @@ fn undo_scratch(
         Ok(t) => t,
         Err(e) => {
             rep.warn(
-                "fsck",
+                Step::Fsck,
                 Some(&dev),
                 format!("undo scratch disk: {e}; no undo files kept"),
             );
@@ -155,14 +154,14 @@ fn undo_scratch(
     let dir = tree.path().join(UNDO_DIR);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         rep.warn(
-            "fsck",
+            Step::Fsck,
             Some(&dev),
             format!("undo scratch disk: {}: {e}", dir.display()),
         );
         return None;
     }
     rep.progress(
-        "fsck",
+        Step::Fsck,
         Some(&dev),
         "keeping e2fsck undo files on the undo scratch disk",
     );
@@ -214,7 +213,7 @@ fn save_report(root: RootMount, report: &mut Report, rep: &mut Reporter) {
     let path = apply::report_path(&root.stamp);
     report.report_file = Some(format!("{}:{path}", root.device));
     report.changes.push(Change {
-        kind: "report".into(),
+        kind: ChangeKind::Report,
         path: path.clone(),
         device: Some(root.device.clone()),
         detail: "this report, saved on the repaired root".into(),
@@ -229,19 +228,19 @@ fn save_report(root: RootMount, report: &mut Report, rep: &mut Reporter) {
         report.changes.pop();
         report.report_file = None;
         rep.warn(
-            "report",
+            Step::Report,
             Some(&root.device),
             format!("cannot save the report on the root: {e}"),
         );
     } else {
         rep.progress(
-            "report",
+            Step::Report,
             Some(&root.device),
             format!("report saved as {path}"),
         );
     }
     if let Err(e) = root.tree.unmount() {
-        rep.warn("report", Some(&root.device), e);
+        rep.warn(Step::Report, Some(&root.device), e);
     }
 }
 
@@ -249,13 +248,17 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
     load_modules(rep);
     connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
-    rep.progress("disks", None, "waiting for block devices");
+    rep.progress(Step::Disks, None, "waiting for block devices");
     let found = disks::settle(Path::new("/sys"), Duration::from_secs(settings.settle_secs));
     if found.is_empty() {
-        rep.warn("disks", None, "no disk is attached to the rescue VM".into());
+        rep.warn(
+            Step::Disks,
+            None,
+            "no disk is attached to the rescue VM".into(),
+        );
     }
     rep.progress(
-        "disks",
+        Step::Disks,
         None,
         format!(
             "found {}",
@@ -289,7 +292,7 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
     );
     if let Some((tree, _)) = undo {
         if let Err(e) = tree.unmount() {
-            rep.warn("fsck", None, format!("undo scratch disk: {e}"));
+            rep.warn(Step::Fsck, None, format!("undo scratch disk: {e}"));
         }
     }
 
@@ -300,14 +303,14 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
         return Fixes::default();
     }
 
-    rep.progress("inspect", None, "looking for the OS root");
+    rep.progress(Step::Inspect, None, "looking for the OS root");
     let sections = inspect_all(&scans, settings, false);
     for w in sections.warnings {
-        rep.warn("discovery", None, w);
+        rep.warn(Step::Discovery, None, w);
     }
     match &sections.os.root_device {
         Some(root) => rep.progress(
-            "inspect",
+            Step::Inspect,
             Some(root),
             format!(
                 "OS root: {}",
@@ -318,7 +321,7 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
                     .unwrap_or("unknown distribution")
             ),
         ),
-        None => rep.progress("inspect", None, "no OS root identified"),
+        None => rep.progress(Step::Inspect, None, "no OS root identified"),
     }
 
     report.disks = sections
@@ -358,12 +361,6 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
     guest_fixes(settings, &root, report, rep)
 }
 
-/// Where the operator's reference `/etc` sits in the rescue image (baked in, or appended by the
-/// host as an extra initramfs archive).
-const REFERENCE_ETC: &str = "/etc/vmrescue/reference-etc";
-/// Where the host puts one rescue's own reference `/etc`.
-const REFERENCE_ETC_RUN: &str = "/etc/vmrescue/reference-etc-run";
-
 /// Plans the guest fixes on the root and, in repair mode, applies them. Returns the root still
 /// mounted read-write in repair mode, for the report.
 fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut Reporter) -> Fixes {
@@ -380,7 +377,7 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
         && !matches!(fs.fsck.status, FsckStatus::Clean | FsckStatus::Corrected)
     {
         rep.warn(
-            "plan",
+            Step::Plan,
             Some(root),
             format!(
                 "the root filesystem was not brought to a consistent state by fsck ({}); no file on it was changed",
@@ -391,7 +388,7 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
     }
     if settings.mode == Mode::Check && fs.state_before == FsState::NotClean {
         rep.warn(
-            "plan",
+            Step::Plan,
             Some(root),
             "the root's journal or log was not replayed (check mode writes nothing): the plan is made from what is on disk now; repair replays it first and may find less to do".into(),
         );
@@ -403,7 +400,7 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
     let tree = match mounted {
         Ok(t) => t,
         Err(e) => {
-            rep.warn("plan", Some(root), format!("{e}; guest fixes skipped"));
+            rep.warn(Step::Plan, Some(root), format!("{e}; guest fixes skipped"));
             return Fixes::default();
         }
     };
@@ -430,7 +427,7 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
     };
     let planned = plan::plan(&tree, &ctx);
     for n in &planned.notes {
-        rep.warn("plan", Some(root), n.clone());
+        rep.warn(Step::Plan, Some(root), n.clone());
     }
     report.plan = planned
         .steps
@@ -441,7 +438,7 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
         })
         .collect();
     rep.progress(
-        "plan",
+        Step::Plan,
         Some(root),
         format!("{} guest fix(es) planned", planned.steps.len()),
     );
@@ -452,7 +449,7 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
     let dir = match atomic::Root::open(tree.path()) {
         Ok(d) => d,
         Err(e) => {
-            rep.warn("apply", Some(root), format!("{e}; no guest fix made"));
+            rep.warn(Step::Apply, Some(root), format!("{e}; no guest fix made"));
             return Fixes {
                 root: None,
                 failed: planned.steps.len(),
@@ -462,15 +459,15 @@ fn guest_fixes(settings: &Settings, root: &str, report: &mut Report, rep: &mut R
     let applied = apply::apply(&dir, root, &planned.steps, &stamp);
     let failed = applied.failures.len();
     for (path, e) in applied.failures {
-        rep.warn("apply", Some(root), format!("{path} not fixed: {e}"));
+        rep.warn(Step::Apply, Some(root), format!("{path} not fixed: {e}"));
     }
     for c in &applied.changes {
-        rep.progress("apply", Some(root), format!("{} {}", c.kind, c.path));
+        rep.progress(Step::Apply, Some(root), format!("{} {}", c.kind, c.path));
     }
     report.changes.extend(applied.changes);
     if !fs.fsck.undo_files.is_empty() {
         rep.warn(
-            "undo",
+            Step::Undo,
             Some(root),
             "e2undo will refuse this root's undo files: writing the guest fixes and the report changed its superblock after e2fsck (e2undo -f would put e2fsck's blocks back under those writes)".into(),
         );
@@ -491,7 +488,7 @@ fn fsck_changes(mode: Mode, filesystems: &[Filesystem]) -> Vec<Change> {
         .iter()
         .filter(|fs| mode == Mode::Repair && fs.fsck.status == FsckStatus::Corrected)
         .map(|fs| Change {
-            kind: "fsck".into(),
+            kind: ChangeKind::Fsck,
             path: fs.device.clone(),
             detail: format!(
                 "{} corrected the filesystem (exit {})",
@@ -522,10 +519,10 @@ fn scan(found: &[p::Disk], rep: &mut Reporter) -> Vec<DiskScan> {
                         )
                     })
                     .collect();
-                rep.progress("disks", Some(&dev), what.join(", "));
+                rep.progress(Step::Disks, Some(&dev), what.join(", "));
                 scans.push(s);
             }
-            Err(e) => rep.warn("disks", Some(&dev), format!("cannot open {dev}: {e}")),
+            Err(e) => rep.warn(Step::Disks, Some(&dev), format!("cannot open {dev}: {e}")),
         }
     }
     scans
@@ -536,7 +533,7 @@ fn load_modules(rep: &mut Reporter) {
         Ok(l) => l,
         Err(e) => {
             rep.warn(
-                "modules",
+                Step::Modules,
                 None,
                 format!("cannot read {} ({e}); no module loaded", modules::LOAD_LIST),
             );
@@ -551,14 +548,14 @@ fn load_modules(rep: &mut Reporter) {
         loaded.failed.len()
     );
     for f in loaded.failed {
-        rep.warn("modules", None, f);
+        rep.warn(Step::Modules, None, f);
     }
 }
 
 fn connect_port(settings: &Settings, rep: &mut Reporter) {
     let Some(dev) = port::wait_for(Path::new("/sys"), &settings.port, PORT_WAIT) else {
         rep.warn(
-            "port",
+            Step::Port,
             None,
             format!(
                 "no virtio-serial port named {}; reporting on the console only",
@@ -574,7 +571,7 @@ fn connect_port(settings: &Settings, rep: &mut Reporter) {
             rep.attach(p);
         }
         Err(e) => rep.warn(
-            "port",
+            Step::Port,
             Some(&path.to_string_lossy()),
             format!(
                 "cannot open {}: {e}; reporting on the console only",

@@ -8,19 +8,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use vmrescue_image_builder::cpio::{self, Entry, Kind};
+use vmrescue_protocol::paths;
 
-/// Where a reference `/etc` baked into the image lives.
-pub const REFERENCE_ETC: &str = "etc/vmrescue/reference-etc";
+/// Where a reference `/etc` baked into the image lives (an archive path).
+pub fn reference_etc() -> &'static str {
+    paths::archive_path(paths::REFERENCE_ETC)
+}
+
 /// Where one rescue's own reference `/etc` goes: the agent uses it instead of the baked one
 /// (never a mix of both).
-pub const REFERENCE_ETC_RUN: &str = "etc/vmrescue/reference-etc-run";
+pub fn reference_etc_run() -> &'static str {
+    paths::archive_path(paths::REFERENCE_ETC_RUN)
+}
 /// Files taken from a reference directory at most, and bytes in all.
 const MAX_FILES: usize = 2000;
 const MAX_BYTES: u64 = 64 << 20;
 
 /// The archive entries for a reference `/etc` directory baked into an image.
 pub fn reference_entries(dir: &Path) -> Result<Vec<Entry>> {
-    reference_entries_at(dir, REFERENCE_ETC)
+    reference_entries_at(dir, reference_etc())
 }
 
 /// The archive entries for a reference `/etc` directory placed at `target` in the image: its
@@ -126,7 +132,7 @@ mod tests {
         assert_eq!(
             paths,
             [
-                REFERENCE_ETC,
+                reference_etc(),
                 "etc/vmrescue/reference-etc/hostname",
                 "etc/vmrescue/reference-etc/ssh",
                 "etc/vmrescue/reference-etc/ssh/sshd_config"

@@ -39,11 +39,15 @@ pub fn progress(p: &Progress) -> String {
     match &p.device {
         Some(d) => format!(
             "[{elapsed:7.2}s] {} {}: {}",
-            clean(&p.step),
+            clean(p.step.as_str()),
             clean(d),
             clean(&p.message)
         ),
-        None => format!("[{elapsed:7.2}s] {}: {}", clean(&p.step), clean(&p.message)),
+        None => format!(
+            "[{elapsed:7.2}s] {}: {}",
+            clean(p.step.as_str()),
+            clean(&p.message)
+        ),
     }
 }
 
@@ -231,7 +235,7 @@ fn changes(s: &mut String, list: &[p::Change]) {
         let _ = writeln!(
             s,
             "  {} {}: {}{}{}",
-            clean(&c.kind),
+            clean(c.kind.as_str()),
             clean(&c.path),
             clean(&c.detail),
             c.backup
@@ -248,7 +252,7 @@ pub fn warnings(s: &mut String, list: &[p::Warning]) {
     if !list.is_empty() {
         let _ = writeln!(s, "warnings:");
         for w in list {
-            let _ = writeln!(s, "  [{}] {}", clean(&w.step), clean(&w.message));
+            let _ = writeln!(s, "  [{}] {}", clean(w.step.as_str()), clean(&w.message));
         }
     }
 }

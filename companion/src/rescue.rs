@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vmrescue_protocol::{console, Message, Mode, Report, Warning, DEFAULT_PORT_NAME};
+use vmrescue_protocol::params::{self, After, Settings};
+use vmrescue_protocol::{console, Message, Mode, Report, Step, Warning, DEFAULT_PORT_NAME};
 
 use crate::accel::{self, Choice};
 use crate::collector::{Collector, Event};
@@ -136,38 +137,45 @@ fn check_disks(req: &Request) -> anyhow::Result<Vec<(qemu::Disk, u64)>> {
     Ok(out)
 }
 
-/// The kernel command line for a rescue in `mode`, with the operator's root choice and policy.
-pub fn kernel_cmdline(
-    mode: Mode,
-    port: &str,
-    root: Option<&str>,
-    policy: &Policy,
-) -> Result<Cmdline, crate::kcmdline::CmdlineError> {
+/// What the agent is told for this request (the undo scratch disk's filesystem, when attached).
+pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
+    Settings {
+        mode: req.mode,
+        port: DEFAULT_PORT_NAME.to_owned(),
+        after: After::PowerOff,
+        root: req.root.clone(),
+        hostname: req.policy.hostname.clone(),
+        errors_remount_ro: !req.policy.keep_root_error_behaviour,
+        xfs_zero_log: req.policy.xfs_zero_log,
+        // One checker pass may use most of the time, leaving room to report.
+        fsck_timeout_secs: (req.timeout.as_secs() * 3 / 4).max(1),
+        undo: undo.map(str::to_owned),
+        ..Settings::default()
+    }
+}
+
+/// Why a kernel command line cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("{0}")]
+    Setting(String),
+    #[error(transparent)]
+    Syntax(#[from] crate::kcmdline::CmdlineError),
+}
+
+/// The kernel command line of a rescue boot: the kernel's own parameters, then the agent's
+/// settings as the protocol's table writes them (validated by the agent's own rules first).
+pub fn kernel_cmdline(settings: &Settings) -> Result<Cmdline, CmdlineError> {
+    params::validate(settings).map_err(CmdlineError::Setting)?;
     let mut c = Cmdline::new();
-    let built = (|| -> Result<(), crate::kcmdline::CmdlineError> {
-        c.set("console", "ttyS0")?
-            .flag("quiet")?
-            .set("panic", "-1")?
-            .set("8250.nr_uarts", "1")?
-            .set("random.trust_cpu", "on")?
-            .flag("cryptomgr.notests")?
-            .set("vmrescue.mode", mode.as_str())?
-            .set("vmrescue.port", port)?
-            .set("vmrescue.after", "poweroff")?;
-        Ok(())
-    })();
-    debug_assert!(built.is_ok(), "fixed kernel parameters are valid");
-    if let Some(r) = root {
-        c.set("vmrescue.root", r)?;
-    }
-    if let Some(h) = &policy.hostname {
-        c.set("vmrescue.hostname", h)?;
-    }
-    if policy.keep_root_error_behaviour {
-        c.set("vmrescue.errors_remount_ro", "0")?;
-    }
-    if policy.xfs_zero_log {
-        c.set("vmrescue.xfs_zero_log", "1")?;
+    c.set("console", "ttyS0")?
+        .flag("quiet")?
+        .set("panic", "-1")?
+        .set("8250.nr_uarts", "1")?
+        .set("random.trust_cpu", "on")?
+        .flag("cryptomgr.notests")?;
+    for (key, value) in params::emit(settings) {
+        c.set(&key, &value)?;
     }
     Ok(c)
 }
@@ -220,25 +228,14 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
             None => image.initramfs.clone(),
             Some(etc) => crate::overlay::combined_initramfs(
                 &image.initramfs,
-                &crate::overlay::reference_entries_at(etc, crate::overlay::REFERENCE_ETC_RUN)?,
+                &crate::overlay::reference_entries_at(etc, crate::overlay::reference_etc_run())?,
                 &dir.join("initramfs-with-reference-etc.img"),
             )?,
         },
-        cmdline: kernel_cmdline(
-            req.mode,
-            DEFAULT_PORT_NAME,
-            req.root.as_deref(),
-            &req.policy,
-        )
-        .and_then(|mut c| {
-            if let Some(s) = &scratch {
-                c.set("vmrescue.undo", &s.uuid)?;
-            }
-            // One checker pass may use most of the time, leaving room to report.
-            let pass = (req.timeout.as_secs() * 3 / 4).max(1);
-            c.set("vmrescue.fsck_timeout", &pass.to_string())?;
-            Ok(c)
-        })
+        cmdline: kernel_cmdline(&agent_settings(
+            req,
+            scratch.as_ref().map(|s| s.uuid.as_str()),
+        ))
         .map_err(|e| anyhow::anyhow!("--root or --hostname: {e}"))?,
         console_log: dir.join("console.log"),
         agent_socket: dir.join("agent.sock"),
@@ -343,7 +340,7 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
 
 fn host_warning(message: String) -> Warning {
     Warning {
-        step: "host".into(),
+        step: Step::Host,
         message,
         device: None,
     }
@@ -498,35 +495,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cmdline_carries_mode_and_port() {
-        let c = kernel_cmdline(
-            Mode::Repair,
-            "org.vmrescue.agent.0",
-            Some("/dev/vdb1"),
-            &Policy::default(),
-        )
-        .unwrap();
+    fn cmdline_carries_the_agents_settings() {
+        let mut req = request(vec![], Mode::Repair);
+        req.root = Some("/dev/vdb1".into());
+        let c = kernel_cmdline(&agent_settings(&req, None)).unwrap();
+        assert!(
+            c.as_str().starts_with("console=ttyS0 quiet"),
+            "{}",
+            c.as_str()
+        );
         assert!(c.as_str().contains("vmrescue.root=/dev/vdb1"));
-        assert!(kernel_cmdline(Mode::Check, "p", Some("a b"), &Policy::default()).is_err());
         assert!(c.as_str().contains("vmrescue.mode=repair"));
         assert!(c.as_str().contains("vmrescue.port=org.vmrescue.agent.0"));
-        assert!(c.as_str().contains("console=ttyS0"));
-        let p = Policy {
+        // The agent reads back exactly what the host meant.
+        let (back, warnings) = params::parse(c.as_str());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(back, agent_settings(&req, None));
+        req.policy = Policy {
             hostname: Some("db-1".into()),
             keep_root_error_behaviour: true,
             xfs_zero_log: true,
             reference_etc: None,
         };
-        let c = kernel_cmdline(Mode::Repair, "p", None, &p).unwrap();
-        assert!(c.as_str().ends_with(
-            "vmrescue.hostname=db-1 vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1"
-        ));
-        let bad = Policy {
-            hostname: Some("a b".into()),
-            ..Policy::default()
-        };
-        assert!(kernel_cmdline(Mode::Repair, "p", None, &bad).is_err());
-        assert!(kernel_cmdline(Mode::Check, "p", None, &Policy::default())
+        let s = agent_settings(&req, Some("2c309045-caea-4e02-8bc7-cf04b2b71566"));
+        let c = kernel_cmdline(&s).unwrap();
+        assert!(c.as_str().contains(
+            "vmrescue.hostname=db-1 vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1 vmrescue.undo=2c309045-caea-4e02-8bc7-cf04b2b71566"
+        ), "{}", c.as_str());
+        assert_eq!(params::parse(c.as_str()).0, s);
+        for (root, hostname) in [(Some("a b"), None), (None, Some("a b")), (None, Some("-x"))] {
+            req.root = root.map(str::to_owned);
+            req.policy.hostname = hostname.map(str::to_owned);
+            assert!(kernel_cmdline(&agent_settings(&req, None)).is_err());
+        }
+        req.root = None;
+        req.policy.hostname = None;
+        req.mode = Mode::Check;
+        assert!(kernel_cmdline(&agent_settings(&req, None))
             .unwrap()
             .as_str()
             .contains("vmrescue.mode=check"));

@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use vmrescue_protocol::paths::{UNDO_DIR, UNDO_LABEL};
 use vmrescue_protocol::Report;
 
-/// The scratch disk's directory for undo files (as the agent names it).
-pub const DIR: &str = "vmrescue-undo";
 /// Smallest scratch disk (it is sparse: only what e2fsck writes takes space).
 const MIN_SIZE: u64 = 256 << 20;
 
@@ -72,7 +71,7 @@ pub fn make(dir: &Path, disks_bytes: u64) -> Result<Scratch> {
         .with_context(|| format!("creating {}", image.display()))?;
     let uuid = random_uuid()?;
     let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "vmrescue-undo", "-U", &uuid])
+        .args(["-q", "-F", "-L", UNDO_LABEL, "-U", &uuid])
         .args(["-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard"])
         .arg(&image)
         .output()
@@ -119,7 +118,7 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
         let _ = fs::remove_file(&staging);
         let out = Command::new("debugfs")
             .arg("-R")
-            .arg(format!("dump /{DIR}/{name} {}", staging.display()))
+            .arg(format!("dump /{UNDO_DIR}/{name} {}", staging.display()))
             .arg(&scratch.image)
             .output()
             .context("running debugfs (e2fsprogs, scripts/setup.sh)")?;

@@ -10,10 +10,14 @@
 pub mod console;
 pub mod frame;
 pub mod message;
+pub mod names;
+pub mod params;
+pub mod paths;
 pub mod report;
 
 pub use frame::{FrameError, LineReader, MAX_LINE};
 pub use message::{Message, Progress, PROTOCOL_VERSION};
+pub use names::{ChangeKind, Step};
 pub use report::*;
 
 /// Name of the virtio-serial port the agent talks on unless the kernel command line says otherwise.

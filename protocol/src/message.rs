@@ -32,7 +32,7 @@ pub enum Message {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Step, e.g. `modules`, `disks`, `fsck`.
-    pub step: String,
+    pub step: crate::Step,
     /// Free text for the operator.
     pub message: String,
     /// Device the step is about, when there is one.

@@ -166,7 +166,7 @@ pub struct Filesystem {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Change {
     /// What kind of change, e.g. `fsck`, `mkdir`, `write_file`.
-    pub kind: String,
+    pub kind: crate::ChangeKind,
     /// Device or file path the change is on (a file path is inside `device`'s filesystem).
     pub path: String,
     /// The filesystem a file change is on.
@@ -190,7 +190,7 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Warning {
     /// Step the warning comes from (`boot`, `modules`, `disks`, `fsck`, `port`, ...).
-    pub step: String,
+    pub step: crate::Step,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,

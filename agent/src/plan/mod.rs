@@ -7,7 +7,7 @@ pub mod fstab;
 pub mod mountpoints;
 
 use vmrescue_discovery::osroot::Tree;
-use vmrescue_protocol::{Change, Filesystem, Partition};
+use vmrescue_protocol::{Change, ChangeKind, Filesystem, Partition};
 
 /// One thing to do on the guest's root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +31,10 @@ impl Action {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ChangeKind {
         match self {
-            Action::MakeDir { .. } => "mkdir",
-            Action::WriteFile { .. } => "write_file",
+            Action::MakeDir { .. } => ChangeKind::Mkdir,
+            Action::WriteFile { .. } => ChangeKind::WriteFile,
         }
     }
 }
@@ -52,7 +52,7 @@ impl Step {
     /// The report's view of the step (before it is applied).
     pub fn to_change(&self) -> Change {
         Change {
-            kind: self.action.kind().to_owned(),
+            kind: self.action.kind(),
             path: self.action.path().to_owned(),
             detail: self.why.clone(),
             review: self.review,
@@ -314,10 +314,12 @@ mod tests {
             ..testing::ctx(&filesystems, Some("debian"))
         };
         let p = plan(&g.tree(), &ctx);
+        let kinds: Vec<ChangeKind> = p.steps.iter().map(|s| s.action.kind()).collect();
         let paths: Vec<(&str, &str)> = p
             .steps
             .iter()
-            .map(|s| (s.action.kind(), s.action.path()))
+            .zip(&kinds)
+            .map(|(s, k)| (k.as_str(), s.action.path()))
             .collect();
         assert_eq!(
             paths,

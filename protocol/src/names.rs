@@ -1,0 +1,148 @@
+//! The step names of progress and warnings, and the kinds of changes, as enums that serialise to
+//! exactly the strings the report has always carried. A name the host does not know (a newer or
+//! hostile agent) is kept as `Other`, never refused.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! wire_names {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+            /// A name this side does not know, kept as it came.
+            Other(String),
+            /// Never sent: what a defaulted value holds until it is set.
+            #[default]
+            Unset,
+        }
+
+        impl $name {
+            /// Every known name, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Other(s) => s,
+                    $name::Unset => "",
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                match s {
+                    $($text => $name::$variant,)*
+                    "" => $name::Unset,
+                    other => $name::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Ok($name::from(s.as_str()))
+            }
+        }
+    };
+}
+
+wire_names! {
+    /// The step a progress line or warning comes from.
+    Step {
+        /// Mounts and set-up of PID 1.
+        Boot => "boot",
+        /// The kernel command line and other settings.
+        Cmdline => "cmdline",
+        Modules => "modules",
+        /// The virtio-serial port to the host.
+        Port => "port",
+        Disks => "disks",
+        Fsck => "fsck",
+        /// The read-only look for the OS root.
+        Inspect => "inspect",
+        /// Discovery's findings (fstab, several roots...).
+        Discovery => "discovery",
+        /// Planning the guest fixes.
+        Plan => "plan",
+        /// Applying the guest fixes.
+        Apply => "apply",
+        /// e2fsck undo files.
+        Undo => "undo",
+        /// Saving the report.
+        Report => "report",
+        /// The agent itself (internal error, stopped by a signal).
+        Agent => "agent",
+        /// Added by the host companion.
+        Host => "host",
+    }
+}
+
+wire_names! {
+    /// What a change (or planned change) to the guest is.
+    ChangeKind {
+        /// A checker corrected a filesystem.
+        Fsck => "fsck",
+        /// A directory was created.
+        Mkdir => "mkdir",
+        /// A file was written (atomically, backed up).
+        WriteFile => "write_file",
+        /// The report saved on the repaired root.
+        Report => "report",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_serialise_to_the_strings_reports_always_had() {
+        for (step, text) in [
+            (Step::Boot, "boot"),
+            (Step::Fsck, "fsck"),
+            (Step::Host, "host"),
+            (Step::Apply, "apply"),
+        ] {
+            assert_eq!(serde_json::to_string(&step).unwrap(), format!("\"{text}\""));
+            assert_eq!(Step::from(text), step);
+        }
+        for k in ChangeKind::ALL {
+            let json = serde_json::to_string(k).unwrap();
+            assert_eq!(&serde_json::from_str::<ChangeKind>(&json).unwrap(), k);
+        }
+        assert_eq!(ChangeKind::WriteFile.as_str(), "write_file");
+        assert_eq!(Step::ALL.len(), 14);
+    }
+
+    #[test]
+    fn unknown_names_are_kept_not_refused() {
+        let s: Step = serde_json::from_str("\"selinux\"").unwrap();
+        assert_eq!(s, Step::Other("selinux".into()));
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"selinux\"");
+        assert!(s == "selinux");
+        assert_eq!(Step::from(""), Step::Unset);
+    }
+}

@@ -1,0 +1,524 @@
+//! The rescue's boot parameters (`vmrescue.KEY=VALUE` on the kernel command line): one table of
+//! key, type, default and validation that the host writes ([`emit`]) and the agent reads
+//! ([`parse`]). Nothing else names a key.
+
+use crate::report::Mode;
+use crate::DEFAULT_PORT_NAME;
+
+/// Every key is `PREFIX` + the table's key.
+pub const PREFIX: &str = "vmrescue.";
+
+/// What to do once the report is out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum After {
+    #[default]
+    PowerOff,
+    Reboot,
+    Shell,
+}
+
+impl After {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            After::PowerOff => "poweroff",
+            After::Reboot => "reboot",
+            After::Shell => "shell",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<After> {
+        match s {
+            "poweroff" => Some(After::PowerOff),
+            "reboot" => Some(After::Reboot),
+            "shell" => Some(After::Shell),
+            _ => None,
+        }
+    }
+}
+
+/// What the agent is told to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub port: String,
+    pub after: After,
+    /// Longest wait for block devices to appear and settle.
+    pub settle_secs: u64,
+    /// The operator's choice of OS root (`DEVICE|UUID`) when there are several.
+    pub root: Option<String>,
+    /// Host name for a rebuilt `/etc/hostname`.
+    pub hostname: Option<String>,
+    /// Add `errors=remount-ro` to an ext root's fstab entry.
+    pub errors_remount_ro: bool,
+    /// Allow `xfs_repair -L` (zeroes the log, losing its transactions) when the log cannot be
+    /// replayed: destructive, only on the operator's explicit request.
+    pub xfs_zero_log: bool,
+    /// Longest one checker pass may run before it is killed: a checker can loop on some damage.
+    pub fsck_timeout_secs: u64,
+    /// Filesystem UUID of the undo scratch disk the host attached.
+    pub undo: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            // The safe default: look, write nothing.
+            mode: Mode::Check,
+            port: DEFAULT_PORT_NAME.to_owned(),
+            after: After::PowerOff,
+            settle_secs: 10,
+            root: None,
+            hostname: None,
+            errors_remount_ro: true,
+            xfs_zero_log: false,
+            fsck_timeout_secs: 1800,
+            undo: None,
+        }
+    }
+}
+
+/// The type of a parameter's value (for documentation and the host's checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `check` or `repair`.
+    Mode,
+    /// A virtio-serial port name.
+    PortName,
+    /// `poweroff`, `reboot` or `shell`.
+    After,
+    /// Whole seconds in `min..=max`.
+    Seconds { min: u64, max: u64 },
+    /// A device name or filesystem UUID.
+    Root,
+    /// An RFC 1123 host name.
+    Hostname,
+    /// `0` or `1` (also `no`/`yes`, `off`/`on`; a bare key is `1`).
+    Flag,
+    /// A filesystem UUID.
+    Uuid,
+}
+
+/// One boot parameter.
+pub struct Param {
+    /// The key after [`PREFIX`].
+    pub key: &'static str,
+    pub kind: Kind,
+    /// What the agent uses when the parameter is absent or invalid.
+    pub default: &'static str,
+    /// Always written by the host, even at its default (so a console log shows it).
+    pub always: bool,
+    /// What the agent does with an invalid value, when not "using DEFAULT" or "ignored".
+    pub invalid: Option<&'static str>,
+    /// Validates a value and stores it; the error is the warning the agent reports.
+    set: fn(&mut Settings, &str) -> Result<(), String>,
+    /// The value to write, or `None` when it is the default.
+    get: fn(&Settings) -> Option<String>,
+}
+
+impl Param {
+    /// `vmrescue.KEY`.
+    pub fn name(&self) -> String {
+        format!("{PREFIX}{}", self.key)
+    }
+
+    /// What the agent does instead of an invalid value.
+    pub fn fallback(&self) -> String {
+        match self.invalid {
+            Some(t) => t.to_owned(),
+            None if !self.default.is_empty() => format!("using {}", self.default),
+            None => "ignored".to_owned(),
+        }
+    }
+}
+
+fn seconds(value: &str, min: u64, max: u64) -> Option<u64> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
+fn flag(value: &str) -> Option<bool> {
+    match value {
+        "1" | "yes" | "on" | "" => Some(true),
+        "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn flag_text(b: bool) -> String {
+    if b { "1" } else { "0" }.to_owned()
+}
+
+const SETTLE_MAX: u64 = 600;
+const FSCK_TIMEOUT_MAX: u64 = 86_400;
+
+/// The table. Order is the order the host writes them.
+pub const PARAMS: &[Param] = &[
+    Param {
+        key: "mode",
+        kind: Kind::Mode,
+        default: "check",
+        always: true,
+        invalid: None,
+        set: |s, v| {
+            s.mode = Mode::parse(v)
+                .ok_or_else(|| format!("vmrescue.mode={v:?} is not check or repair"))?;
+            Ok(())
+        },
+        get: |s| Some(s.mode.as_str().to_owned()),
+    },
+    Param {
+        key: "port",
+        kind: Kind::PortName,
+        default: DEFAULT_PORT_NAME,
+        always: true,
+        invalid: None,
+        set: |s, v| {
+            if !valid_port_name(v) {
+                return Err(format!("vmrescue.port={v:?} is not a valid port name"));
+            }
+            s.port = v.to_owned();
+            Ok(())
+        },
+        get: |s| Some(s.port.clone()),
+    },
+    Param {
+        key: "after",
+        kind: Kind::After,
+        default: "poweroff",
+        always: true,
+        invalid: None,
+        set: |s, v| {
+            s.after = After::parse(v)
+                .ok_or_else(|| format!("vmrescue.after={v:?} is not poweroff, reboot or shell"))?;
+            Ok(())
+        },
+        get: |s| Some(s.after.as_str().to_owned()),
+    },
+    Param {
+        key: "settle",
+        kind: Kind::Seconds {
+            min: 0,
+            max: SETTLE_MAX,
+        },
+        default: "10",
+        always: false,
+        invalid: None,
+        set: |s, v| {
+            s.settle_secs = seconds(v, 0, SETTLE_MAX).ok_or_else(|| {
+                format!("vmrescue.settle={v:?} is not a number of seconds up to {SETTLE_MAX}")
+            })?;
+            Ok(())
+        },
+        get: |s| {
+            (s.settle_secs != Settings::default().settle_secs).then(|| s.settle_secs.to_string())
+        },
+    },
+    Param {
+        key: "root",
+        kind: Kind::Root,
+        default: "",
+        always: false,
+        invalid: None,
+        set: |s, v| {
+            if !valid_root(v) {
+                return Err(format!("vmrescue.root={v:?} is not a device name or UUID"));
+            }
+            s.root = Some(v.to_owned());
+            Ok(())
+        },
+        get: |s| s.root.clone(),
+    },
+    Param {
+        key: "hostname",
+        kind: Kind::Hostname,
+        default: "",
+        always: false,
+        invalid: None,
+        set: |s, v| {
+            if !valid_hostname(v) {
+                return Err(format!("vmrescue.hostname={v:?} is not a valid host name"));
+            }
+            s.hostname = Some(v.to_owned());
+            Ok(())
+        },
+        get: |s| s.hostname.clone(),
+    },
+    Param {
+        key: "errors_remount_ro",
+        kind: Kind::Flag,
+        default: "1",
+        always: false,
+        invalid: None,
+        set: |s, v| {
+            s.errors_remount_ro =
+                flag(v).ok_or_else(|| format!("vmrescue.errors_remount_ro={v:?} is not 0 or 1"))?;
+            Ok(())
+        },
+        get: |s| (!s.errors_remount_ro).then(|| flag_text(s.errors_remount_ro)),
+    },
+    Param {
+        key: "xfs_zero_log",
+        kind: Kind::Flag,
+        default: "0",
+        always: false,
+        invalid: None,
+        set: |s, v| {
+            s.xfs_zero_log =
+                flag(v).ok_or_else(|| format!("vmrescue.xfs_zero_log={v:?} is not 0 or 1"))?;
+            Ok(())
+        },
+        get: |s| s.xfs_zero_log.then(|| flag_text(s.xfs_zero_log)),
+    },
+    Param {
+        key: "undo",
+        kind: Kind::Uuid,
+        default: "",
+        always: false,
+        invalid: Some("no undo files kept"),
+        set: |s, v| {
+            if !is_uuid(v) {
+                return Err(format!("vmrescue.undo={v:?} is not a filesystem UUID"));
+            }
+            s.undo = Some(v.to_ascii_lowercase());
+            Ok(())
+        },
+        get: |s| s.undo.clone(),
+    },
+    Param {
+        key: "fsck_timeout",
+        kind: Kind::Seconds {
+            min: 1,
+            max: FSCK_TIMEOUT_MAX,
+        },
+        default: "1800",
+        always: false,
+        invalid: None,
+        set: |s, v| {
+            s.fsck_timeout_secs = seconds(v, 1, FSCK_TIMEOUT_MAX).ok_or_else(|| {
+                format!(
+                    "vmrescue.fsck_timeout={v:?} is not a number of seconds from 1 to {FSCK_TIMEOUT_MAX}"
+                )
+            })?;
+            Ok(())
+        },
+        get: |s| {
+            (s.fsck_timeout_secs != Settings::default().fsck_timeout_secs)
+                .then(|| s.fsck_timeout_secs.to_string())
+        },
+    },
+];
+
+/// The parameter named `key` (without the prefix).
+pub fn param(key: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.key == key)
+}
+
+/// Sets one parameter from its text, as the agent would; the error says what is wrong with it
+/// and what the agent does instead.
+pub fn set(settings: &mut Settings, key: &str, value: &str) -> Result<(), String> {
+    match param(key) {
+        Some(p) => (p.set)(settings, value).map_err(|e| format!("{e}; {}", p.fallback())),
+        None => Err(format!("unknown setting {PREFIX}{key} ignored")),
+    }
+}
+
+/// Checks, on the host, that the agent will accept every value [`emit`] writes for `settings`:
+/// the same validation the agent runs. The error names the first parameter it would refuse.
+pub fn validate(settings: &Settings) -> Result<(), String> {
+    let mut scratch = Settings::default();
+    for p in PARAMS {
+        if let Some(v) = (p.get)(settings) {
+            (p.set)(&mut scratch, &v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the command line; returns the settings and a warning per value it did not understand.
+/// Words without the prefix belong to the kernel and are skipped.
+pub fn parse(cmdline: &str) -> (Settings, Vec<String>) {
+    let mut s = Settings::default();
+    let mut warnings = Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(rest) = word.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        if let Err(w) = set(&mut s, key, value) {
+            warnings.push(w);
+        }
+    }
+    (s, warnings)
+}
+
+/// The `(vmrescue.KEY, VALUE)` pairs that tell the agent `settings`: every parameter not at its
+/// default, plus those always written.
+pub fn emit(settings: &Settings) -> Vec<(String, String)> {
+    PARAMS
+        .iter()
+        .filter_map(|p| (p.get)(settings).map(|v| (p.name(), v)))
+        .collect()
+}
+
+/// RFC 1123 host name: labels of letters, digits and `-`, dot-separated, at most 253 bytes.
+pub fn valid_hostname(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+pub fn is_uuid(v: &str) -> bool {
+    v.len() == 36
+        && v.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// A device (`vda1`, `/dev/vda1`) or a UUID.
+pub fn valid_root(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && !v.contains("..")
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.' | b':'))
+}
+
+/// Port names as libvirt and QEMU accept them: short, printable, no path separators.
+pub fn valid_port_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(pairs: &[(String, String)]) -> String {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let (s, w) = parse("console=ttyS0 quiet");
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.mode, Mode::Check);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn every_key_is_unique_and_its_default_parses_to_the_default() {
+        let mut keys: Vec<&str> = PARAMS.iter().map(|p| p.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), PARAMS.len());
+        for p in PARAMS.iter().filter(|p| !p.default.is_empty()) {
+            let mut s = Settings::default();
+            set(&mut s, p.key, p.default).unwrap();
+            assert_eq!(s, Settings::default(), "{}", p.key);
+        }
+    }
+
+    #[test]
+    fn host_to_agent_round_trip() {
+        let d = Settings::default();
+        assert_eq!(
+            line(&emit(&d)),
+            "vmrescue.mode=check vmrescue.port=org.vmrescue.agent.0 vmrescue.after=poweroff"
+        );
+        let s = Settings {
+            mode: Mode::Repair,
+            port: "org.x.y-1".into(),
+            after: After::Shell,
+            settle_secs: 3,
+            root: Some("/dev/vdb1".into()),
+            hostname: Some("web-1.example".into()),
+            errors_remount_ro: false,
+            xfs_zero_log: true,
+            fsck_timeout_secs: 90,
+            undo: Some("2c309045-caea-4e02-8bc7-cf04b2b71566".into()),
+        };
+        let text = format!("console=ttyS0 {} quiet", line(&emit(&s)));
+        let (back, w) = parse(&text);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(back, s);
+        // Every parameter the table knows is exercised by that settings value.
+        assert_eq!(emit(&s).len(), PARAMS.len());
+    }
+
+    #[test]
+    fn agent_reads_all_settings() {
+        let (s, w) = parse(
+            "vmrescue.hostname=web-1.example vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.hostname.as_deref(), Some("web-1.example"));
+        assert!(!s.errors_remount_ro && s.xfs_zero_log);
+        assert_eq!(parse("vmrescue.fsck_timeout=90").0.fsck_timeout_secs, 90);
+        assert_eq!(parse("vmrescue.fsck_timeout=0").1.len(), 1);
+        assert_eq!(
+            parse("vmrescue.undo=2C309045-caea-4e02-8bc7-cf04b2b71566")
+                .0
+                .undo
+                .as_deref(),
+            Some("2c309045-caea-4e02-8bc7-cf04b2b71566")
+        );
+        assert_eq!(parse("vmrescue.undo=../x").1.len(), 1);
+        let (s, w) =
+            parse("vmrescue.hostname=-bad vmrescue.hostname=a..b vmrescue.xfs_zero_log=maybe");
+        assert_eq!((w.len(), s.hostname, s.xfs_zero_log), (3, None, false));
+        let (s, w) =
+            parse("vmrescue.root=../../x vmrescue.root=2c309045-caea-4e02-8bc7-cf04b2b71566");
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            s.root.as_deref(),
+            Some("2c309045-caea-4e02-8bc7-cf04b2b71566")
+        );
+        assert!(parse("vmrescue.xfs_zero_log").0.xfs_zero_log);
+        assert!(parse("vmrescue.undo=x").1[0].ends_with("; no undo files kept"));
+        assert!(parse("vmrescue.mode=x").1[0].ends_with("; using check"));
+        assert!(parse("vmrescue.root=").1[0].ends_with("; ignored"));
+    }
+
+    #[test]
+    fn host_validates_with_the_agents_rules() {
+        assert_eq!(validate(&Settings::default()), Ok(()));
+        let bad = Settings {
+            hostname: Some("-bad".into()),
+            ..Settings::default()
+        };
+        let e = validate(&bad).unwrap_err();
+        assert!(e.contains("vmrescue.hostname") && e.contains("-bad"), "{e}");
+        let bad = Settings {
+            fsck_timeout_secs: 0,
+            ..Settings::default()
+        };
+        assert!(validate(&bad).unwrap_err().contains("fsck_timeout"));
+    }
+
+    #[test]
+    fn bad_values_warn_and_keep_defaults() {
+        let (s, w) = parse(
+            "vmrescue.mode=fix vmrescue.port=../../etc vmrescue.after= vmrescue.settle=x vmrescue.bogus",
+        );
+        assert_eq!(s, Settings::default());
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert!(w[1].contains("../../etc"));
+        assert!(w[4].contains("vmrescue.bogus"));
+    }
+}

@@ -1,0 +1,18 @@
+//! Paths both sides use: where the host puts things in the rescue image or on the disks it
+//! attaches, and where the agent looks for them.
+
+/// The operator's reference `/etc` baked into an image (`image build --reference-etc`), as an
+/// absolute path in the rescue's root.
+pub const REFERENCE_ETC: &str = "/etc/vmrescue/reference-etc";
+/// One rescue's own reference `/etc` (`rescue --reference-etc`, appended to the initramfs by the
+/// host); it replaces the baked one.
+pub const REFERENCE_ETC_RUN: &str = "/etc/vmrescue/reference-etc-run";
+/// Directory on the undo scratch disk that holds e2fsck's undo files.
+pub const UNDO_DIR: &str = "vmrescue-undo";
+/// Filesystem label of the undo scratch disk.
+pub const UNDO_LABEL: &str = "vmrescue-undo";
+
+/// `path` without its leading `/`: the form archive entries (newc) take.
+pub fn archive_path(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
