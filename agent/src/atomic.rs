@@ -17,7 +17,6 @@ use rustix::fs::{
     OFlags, RenameFlags, ResolveFlags, Uid,
 };
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 
 /// Largest file read back for a backup or a checksum.
 pub const MAX_FILE: u64 = 64 << 20;
@@ -39,12 +38,7 @@ pub struct Perm {
     pub gid: u32,
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use vmrescue_protocol::digest::sha256_hex;
 
 /// A directory that writes stay below.
 pub struct Root {

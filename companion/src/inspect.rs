@@ -138,20 +138,7 @@ impl DebugfsTree {
     }
 }
 
-/// Collapses `.` and `..` (never above `/`).
-fn normalise(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+use vmrescue_discovery::path::clamp_at_root as normalise;
 
 impl Tree for DebugfsTree {
     fn exists(&self, path: &str) -> bool {

@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod medium;
 pub mod osroot;
 pub mod partition;
+pub mod path;
 pub mod probe;
 
 use std::io::{self, Read, Seek, SeekFrom};

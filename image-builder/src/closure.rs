@@ -90,20 +90,8 @@ pub struct Resolver {
 
 /// `/a/./b//../c` -> `/a/c`; `None` for a relative path.
 fn normalise(path: &str) -> Option<String> {
-    if !path.starts_with('/') {
-        return None;
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    Some(format!("/{}", parts.join("/")))
+    path.starts_with('/')
+        .then(|| vmrescue_discovery::path::clamp_at_root(path))
 }
 
 fn is_plain_name(name: &str) -> bool {

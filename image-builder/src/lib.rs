@@ -18,7 +18,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The module list and the image list, from `initramfs/` (data, not code).
 pub const MODULES_LIST: &str = include_str!("../../initramfs/modules.list");
@@ -139,12 +138,7 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from("/var/cache/vmrescue/image")
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use vmrescue_protocol::digest::sha256_hex;
 
 fn source_date_epoch() -> u32 {
     std::env::var("SOURCE_DATE_EPOCH")

@@ -8,6 +8,7 @@
 //! what does not parse, [`console`] extracts framed messages from a console log.
 
 pub mod console;
+pub mod digest;
 pub mod frame;
 pub mod message;
 pub mod names;

@@ -13,12 +13,7 @@ use sha2::{Digest, Sha256};
 /// The file the fixtures damage (its inode, not its data).
 pub const VICTIM: &str = "/var/lib/app/victim.dat";
 
-fn hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use vmrescue_protocol::digest::sha256_hex as hex;
 
 /// Deterministic pseudo-random bytes (xorshift), so fixtures are reproducible.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -283,7 +278,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path)?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(vmrescue_protocol::digest::hex(&h.finalize()))
 }
 
 /// A guest disk and what its files should contain.

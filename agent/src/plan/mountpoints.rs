@@ -131,14 +131,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context, fstab_text: Option<&[u8]>, p: &mut P
     }
 }
 
-/// `/srv//data/` -> `/srv/data`.
-fn normalise(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
-}
+use vmrescue_discovery::path::tidy_keep_dotdot as normalise;
 
 #[cfg(test)]
 mod tests {
