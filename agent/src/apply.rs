@@ -4,18 +4,31 @@
 
 use vmrescue_protocol::{Change, ChangeKind, Report};
 
-use crate::atomic::{Perm, Root};
+use crate::atomic::{AtomicError, Perm, Root};
 use crate::plan::{Action, Step};
 
 /// Where reports go on the repaired root.
 pub const REPORT_DIR: &str = "/var/log/vmrescue";
+
+/// Why the report could not be saved on the root.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Creating [`REPORT_DIR`] or writing the file failed (the error names the path).
+    #[error(transparent)]
+    Write(#[from] AtomicError),
+    #[error("{path}: encoding the report: {source}")]
+    Encode {
+        path: String,
+        source: serde_json::Error,
+    },
+}
 
 /// What applying the plan did.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub changes: Vec<Change>,
     /// (path, error) for every step that failed.
-    pub failures: Vec<(String, String)>,
+    pub failures: Vec<(String, AtomicError)>,
 }
 
 /// Applies `steps` in order below `root` (the root filesystem `device`, mounted read-write).
@@ -87,12 +100,16 @@ pub fn report_path(stamp: &str) -> String {
 /// Saves the report on the root as `/var/log/vmrescue/report-STAMP.json`. The report is
 /// expected to name this file already (`report_file` and a `changes[]` entry), so that the copy
 /// on disk is the whole report.
-pub fn save_report(root: &Root, report: &Report, stamp: &str) -> Result<(), String> {
+pub fn save_report(root: &Root, report: &Report, stamp: &str) -> Result<(), ApplyError> {
     root.mkdir_all(REPORT_DIR, 0o755)?;
-    let mut json = serde_json::to_vec_pretty(report).map_err(|e| e.to_string())?;
+    let path = report_path(stamp);
+    let mut json = serde_json::to_vec_pretty(report).map_err(|source| ApplyError::Encode {
+        path: path.clone(),
+        source,
+    })?;
     json.push(b'\n');
     root.write(
-        &report_path(stamp),
+        &path,
         &json,
         Perm {
             mode: 0o600,
@@ -102,6 +119,7 @@ pub fn save_report(root: &Root, report: &Report, stamp: &str) -> Result<(), Stri
         stamp,
     )
     .map(|_| ())
+    .map_err(ApplyError::from)
 }
 
 #[cfg(test)]
@@ -154,6 +172,11 @@ mod tests {
         assert_eq!(a.changes.len(), 2, "{a:#?}");
         assert_eq!(a.failures.len(), 1);
         assert_eq!(a.failures[0].0, "/proc");
+        assert!(
+            matches!(&a.failures[0].1, AtomicError::NotADirectory { path, .. } if path == "/proc"),
+            "{:?}",
+            a.failures[0].1
+        );
         let c = &a.changes[1];
         assert_eq!(c.path, "/etc/fstab");
         assert_eq!(c.device.as_deref(), Some("/dev/vda1"));

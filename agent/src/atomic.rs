@@ -47,8 +47,69 @@ pub struct Root {
 
 static TMP_SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn err(path: &str, what: &str, e: impl std::fmt::Display) -> String {
-    format!("{path}: {what}: {e}")
+/// Why a write below a [`Root`] was not made. Every variant names the path (from the root);
+/// what the guest's file was is left as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum AtomicError {
+    /// A system call on `path` failed; `op` says which step (`open`, `rename`, `fsync`...).
+    #[error("{path}: {op}: {source}")]
+    Sys {
+        path: String,
+        op: &'static str,
+        source: Errno,
+    },
+    /// Reading or writing the file's content failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        path: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    /// Carrying a security attribute (SELinux label, ACL) over to the new file failed.
+    #[error("{path}: set {attribute}: {source}")]
+    Label {
+        path: String,
+        attribute: String,
+        source: Errno,
+    },
+    /// The path names no file or directory (`/`, or ending in `.` or `..`).
+    #[error("{path}: not a {what} name")]
+    BadName { path: String, what: &'static str },
+    #[error("{path} exists but is a {kind:?}, not a directory; left alone")]
+    NotADirectory { path: String, kind: FileType },
+    #[error("{path} is a symbolic link; left alone (fix it by hand)")]
+    Symlink { path: String },
+    #[error("{path} is not a regular file; left alone")]
+    NotRegular { path: String },
+    #[error("{path} is larger than {} MiB; left alone", MAX_FILE >> 20)]
+    TooLarge { path: String },
+    /// Saving the old content as `backup` failed.
+    #[error("backing up {backup}: {source}")]
+    Backup {
+        backup: String,
+        source: Box<AtomicError>,
+    },
+    #[error("{path}: 100 backups for this stamp already exist")]
+    NoBackupName { path: String },
+}
+
+/// `map_err` for a failed system call on `path`.
+fn sys(path: &str, op: &'static str) -> impl FnOnce(Errno) -> AtomicError {
+    let path = path.to_owned();
+    move |source| AtomicError::Sys { path, op, source }
+}
+
+/// `map_err` for failed I/O on `path`'s content.
+fn io(path: &str, op: &'static str) -> impl FnOnce(std::io::Error) -> AtomicError {
+    let path = path.to_owned();
+    move |source| AtomicError::Io { path, op, source }
+}
+
+fn bad_name(path: &str, what: &'static str) -> AtomicError {
+    AtomicError::BadName {
+        path: path.to_owned(),
+        what,
+    }
 }
 
 /// Splits `/a/b/c` into (`/a/b`, `c`); `None` for `/` or a path ending in `..` or `.`.
@@ -62,13 +123,13 @@ fn split(path: &str) -> Option<(&str, &str)> {
 }
 
 impl Root {
-    pub fn open(path: &Path) -> Result<Root, String> {
+    pub fn open(path: &Path) -> Result<Root, AtomicError> {
         let fd = rfs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| err(&path.display().to_string(), "open", e))?;
+        .map_err(sys(&path.display().to_string(), "open"))?;
         Ok(Root { fd })
     }
 
@@ -84,29 +145,30 @@ impl Root {
         )
     }
 
-    fn dir(&self, path: &str) -> Result<OwnedFd, String> {
+    fn dir(&self, path: &str) -> Result<OwnedFd, AtomicError> {
         self.resolve(path, OFlags::RDONLY | OFlags::DIRECTORY)
-            .map_err(|e| err(path, "open directory", e))
+            .map_err(sys(path, "open directory"))
     }
 
     /// Creates directory `path` (its parent must exist) with exactly `mode` (umask ignored),
     /// owned by root. An existing directory is left as it is: returns `Ok(false)`.
-    pub fn mkdir(&self, path: &str, mode: u32) -> Result<bool, String> {
-        let (parent, name) = split(path).ok_or_else(|| format!("{path}: not a directory name"))?;
+    pub fn mkdir(&self, path: &str, mode: u32) -> Result<bool, AtomicError> {
+        let (parent, name) = split(path).ok_or_else(|| bad_name(path, "directory"))?;
         let dir = self.dir(parent)?;
         match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
-                let st = statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| err(path, "stat", e))?;
+                let st =
+                    statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(sys(path, "stat"))?;
                 return match FileType::from_raw_mode(st.st_mode) {
                     FileType::Directory => Ok(false),
-                    other => Err(format!(
-                        "{path} exists but is a {other:?}, not a directory; left alone"
-                    )),
+                    kind => Err(AtomicError::NotADirectory {
+                        path: path.to_owned(),
+                        kind,
+                    }),
                 };
             }
-            Err(e) => return Err(err(path, "mkdir", e)),
+            Err(e) => return Err(sys(path, "mkdir")(e)),
         }
         let fd = openat(
             &dir,
@@ -114,19 +176,18 @@ impl Root {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| err(path, "open new directory", e))?;
+        .map_err(sys(path, "open new directory"))?;
         if rustix::process::geteuid().is_root() {
-            rfs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT))
-                .map_err(|e| err(path, "chown", e))?;
+            rfs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(sys(path, "chown"))?;
         }
-        rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(path, "chmod", e))?;
-        rfs::fsync(&fd).map_err(|e| err(path, "fsync", e))?;
-        rfs::fsync(&dir).map_err(|e| err(parent, "fsync", e))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(sys(path, "chmod"))?;
+        rfs::fsync(&fd).map_err(sys(path, "fsync"))?;
+        rfs::fsync(&dir).map_err(sys(parent, "fsync"))?;
         Ok(true)
     }
 
     /// `mkdir -p`: every missing component gets `mode`. Returns the directories created.
-    pub fn mkdir_all(&self, path: &str, mode: u32) -> Result<Vec<String>, String> {
+    pub fn mkdir_all(&self, path: &str, mode: u32) -> Result<Vec<String>, AtomicError> {
         let mut made = Vec::new();
         let mut cur = String::new();
         for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -140,8 +201,8 @@ impl Root {
     }
 
     /// Whether a regular file exists at `path` (no symlink followed at the end).
-    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        let (parent, name) = split(path).ok_or_else(|| format!("{path}: not a file name"))?;
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, AtomicError> {
+        let (parent, name) = split(path).ok_or_else(|| bad_name(path, "file"))?;
         let dir = self.dir(parent)?;
         read_at(&dir, name, path)
     }
@@ -154,8 +215,8 @@ impl Root {
         content: &[u8],
         perm: Perm,
         stamp: &str,
-    ) -> Result<Written, String> {
-        let (parent, name) = split(path).ok_or_else(|| format!("{path}: not a file name"))?;
+    ) -> Result<Written, AtomicError> {
+        let (parent, name) = split(path).ok_or_else(|| bad_name(path, "file"))?;
         let dir = self.dir(parent)?;
         let mut out = Written {
             sha256_after: sha256_hex(content),
@@ -194,7 +255,7 @@ impl Root {
         old: &[u8],
         perm: Perm,
         stamp: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, AtomicError> {
         for n in 0..100 {
             let bname = if n == 0 {
                 format!("{name}.vmrescue-{stamp}")
@@ -204,23 +265,36 @@ impl Root {
             let bpath = format!("{}/{bname}", parent.trim_end_matches('/'));
             match replace(dir, &bname, &bpath, old, perm, RenameFlags::NOREPLACE) {
                 Ok(()) => return Ok(bpath),
-                Err(e) if e.contains("File exists") => continue,
-                Err(e) => return Err(format!("backing up {path}: {e}", path = bpath)),
+                // The name is taken (NOREPLACE): try the next one.
+                Err(AtomicError::Sys {
+                    source: Errno::EXIST,
+                    ..
+                }) => continue,
+                Err(e) => {
+                    return Err(AtomicError::Backup {
+                        backup: bpath,
+                        source: Box::new(e),
+                    })
+                }
             }
         }
-        Err(format!(
-            "{parent}/{name}: 100 backups for this stamp already exist"
-        ))
+        Err(AtomicError::NoBackupName {
+            path: format!("{parent}/{name}"),
+        })
     }
 }
 
-fn read_at(dir: &OwnedFd, name: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
+fn read_at(dir: &OwnedFd, name: &str, path: &str) -> Result<Option<Vec<u8>>, AtomicError> {
     Ok(existing(dir, name, path)?.map(|(data, _)| data))
 }
 
 /// The content and status of an existing regular file; `None` if absent. Refuses symlinks and
 /// other file types: replacing them could break what the guest means by them.
-fn existing(dir: &OwnedFd, name: &str, path: &str) -> Result<Option<(Vec<u8>, rfs::Stat)>, String> {
+fn existing(
+    dir: &OwnedFd,
+    name: &str,
+    path: &str,
+) -> Result<Option<(Vec<u8>, rfs::Stat)>, AtomicError> {
     let fd = match openat(
         dir,
         name,
@@ -230,27 +304,28 @@ fn existing(dir: &OwnedFd, name: &str, path: &str) -> Result<Option<(Vec<u8>, rf
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => {
-            return Err(format!(
-                "{path} is a symbolic link; left alone (fix it by hand)"
-            ))
+            return Err(AtomicError::Symlink {
+                path: path.to_owned(),
+            })
         }
-        Err(e) => return Err(err(path, "open", e)),
+        Err(e) => return Err(sys(path, "open")(e)),
     };
-    let st = rfs::fstat(&fd).map_err(|e| err(path, "stat", e))?;
+    let st = rfs::fstat(&fd).map_err(sys(path, "stat"))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(format!("{path} is not a regular file; left alone"));
+        return Err(AtomicError::NotRegular {
+            path: path.to_owned(),
+        });
     }
     if st.st_size as u64 > MAX_FILE {
-        return Err(format!(
-            "{path} is larger than {} MiB; left alone",
-            MAX_FILE >> 20
-        ));
+        return Err(AtomicError::TooLarge {
+            path: path.to_owned(),
+        });
     }
     let mut data = Vec::new();
     File::from(fd)
         .take(MAX_FILE)
         .read_to_end(&mut data)
-        .map_err(|e| err(path, "read", e))?;
+        .map_err(io(path, "read"))?;
     Ok(Some((data, st)))
 }
 
@@ -295,7 +370,7 @@ fn replace(
     content: &[u8],
     perm: Perm,
     flags: RenameFlags,
-) -> Result<(), String> {
+) -> Result<(), AtomicError> {
     replace_labelled(dir, name, path, content, perm, flags, &[])
 }
 
@@ -309,7 +384,7 @@ fn replace_labelled(
     perm: Perm,
     flags: RenameFlags,
     labels: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+) -> Result<(), AtomicError> {
     // PID 1 is always pid 1: the clock and a counter keep names apart across rescues, and a
     // name left by a killed earlier run is skipped.
     let mut attempt = 0;
@@ -330,32 +405,36 @@ fn replace_labelled(
         ) {
             Ok(fd) => break (tmp, fd),
             Err(Errno::EXIST) if attempt < 10 => attempt += 1,
-            Err(e) => return Err(err(path, "create temporary file", e)),
+            Err(e) => return Err(sys(path, "create temporary file")(e)),
         }
     };
     let result = (|| {
         let mut f = File::from(fd);
-        f.write_all(content).map_err(|e| err(path, "write", e))?;
+        f.write_all(content).map_err(io(path, "write"))?;
         rfs::fchown(
             f.as_fd(),
             Some(Uid::from_raw(perm.uid)),
             Some(Gid::from_raw(perm.gid)),
         )
-        .map_err(|e| err(path, "chown", e))?;
-        rfs::fchmod(f.as_fd(), Mode::from_raw_mode(perm.mode))
-            .map_err(|e| err(path, "chmod", e))?;
+        .map_err(sys(path, "chown"))?;
+        rfs::fchmod(f.as_fd(), Mode::from_raw_mode(perm.mode)).map_err(sys(path, "chmod"))?;
         for (k, v) in labels {
-            rfs::fsetxattr(f.as_fd(), k.as_str(), v, rfs::XattrFlags::empty())
-                .map_err(|e| err(path, &format!("set {k}"), e))?;
+            rfs::fsetxattr(f.as_fd(), k.as_str(), v, rfs::XattrFlags::empty()).map_err(
+                |source| AtomicError::Label {
+                    path: path.to_owned(),
+                    attribute: k.clone(),
+                    source,
+                },
+            )?;
         }
-        f.sync_all().map_err(|e| err(path, "fsync", e))?;
-        renameat_with(dir, &tmp, dir, name, flags).map_err(|e| err(path, "rename", e))
+        f.sync_all().map_err(io(path, "fsync"))?;
+        renameat_with(dir, &tmp, dir, name, flags).map_err(sys(path, "rename"))
     })();
     if let Err(e) = result {
         let _ = unlinkat(dir, &tmp, AtFlags::empty());
         return Err(e);
     }
-    rfs::fsync(dir).map_err(|e| err(path, "fsync directory", e))
+    rfs::fsync(dir).map_err(sys(path, "fsync directory"))
 }
 
 #[cfg(test)]
@@ -440,7 +519,8 @@ mod tests {
         std::fs::create_dir(d.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/nowhere", d.path().join("etc/fstab")).unwrap();
         let e = r.write("/etc/fstab", b"x", perm(0o644), "S").unwrap_err();
-        assert!(e.contains("symbolic link"), "{e}");
+        assert!(matches!(&e, AtomicError::Symlink { path } if path == "/etc/fstab"));
+        assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(r.write("/../../x", b"x", perm(0o644), "S").is_ok());
         assert!(d.path().join("x").exists(), "`..` stops at the root");
     }
@@ -479,10 +559,14 @@ mod tests {
         );
         assert!(!r.mkdir("/tmp", 0o755).unwrap(), "existing is left alone");
         std::fs::write(d.path().join("proc"), b"").unwrap();
-        assert!(r
-            .mkdir("/proc", 0o555)
-            .unwrap_err()
-            .contains("not a directory"));
+        let e = r.mkdir("/proc", 0o555).unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "/proc exists but is a RegularFile, not a directory; left alone"
+        );
+        let e = r.mkdir("/", 0o755).unwrap_err();
+        assert_eq!(e.to_string(), "/: not a directory name");
         assert_eq!(
             r.mkdir_all("/a/b/c", 0o755).unwrap(),
             ["/a", "/a/b", "/a/b/c"]

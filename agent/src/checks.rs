@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use vmrescue_discovery::ext::{self, Backup};
+use vmrescue_discovery::fstype::{Checker, FsType};
 use vmrescue_discovery::inventory::DiskScan;
 use vmrescue_protocol::{Filesystem, FsState, FsckStatus, FstabReport, Mode, Step};
 
@@ -22,7 +23,9 @@ const FSCK_FAT: &str = "/sbin/fsck.fat";
 #[derive(Debug, Clone)]
 pub struct Job {
     pub device: String,
-    pub fstype: &'static str,
+    pub fstype: FsType,
+    /// What checks it ([`FsType::checker`]).
+    pub checker: Checker,
     pub uuid: Option<String>,
     pub label: Option<String>,
     pub backup: Option<Backup>,
@@ -40,13 +43,6 @@ pub struct Options {
 /// Where e2fsck undo files go (a directory on the undo scratch disk), if anywhere.
 pub type UndoDir<'a> = Option<&'a Path>;
 
-fn checkable(fstype: &str) -> bool {
-    matches!(
-        fstype,
-        "ext2" | "ext3" | "ext4" | "ext4dev" | "xfs" | "btrfs" | "vfat"
-    )
-}
-
 /// The jobs in check order: grouped per disk, ordered by the guest's fstab (`fstab`, from a
 /// read-only look before any check) with the root first.
 pub fn plan(
@@ -58,9 +54,9 @@ pub fn plan(
     for s in scans.iter().filter(|s| s.medium.is_none()) {
         for v in &s.volumes {
             let Some(p) = &v.probe else { continue };
-            if !checkable(p.fstype) {
+            let Some(checker) = p.fstype.checker() else {
                 continue;
-            }
+            };
             let device = format!("/dev/{}", v.name);
             let passno = fstab.and_then(|t| {
                 t.entries
@@ -76,6 +72,7 @@ pub fn plan(
                 data: Job {
                     device,
                     fstype: p.fstype,
+                    checker,
                     uuid: p.uuid.clone(),
                     label: p.label.clone(),
                     backup: v.ext_backup,
@@ -178,7 +175,7 @@ fn read_ext(dev: &str, backup: Option<Backup>) -> Option<ext::Superblock> {
 fn unchecked(job: &Job) -> Filesystem {
     Filesystem {
         device: job.device.clone(),
-        fstype: job.fstype.to_owned(),
+        fstype: job.fstype.to_string(),
         uuid: job.uuid.clone(),
         label: job.label.clone(),
         ..Default::default()
@@ -190,12 +187,15 @@ fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> F
     let mut runner = |argv: &[&str]| proc::run(argv, Some(opts.pass_timeout));
     let mut fs = unchecked(job);
     let mode = opts.mode.as_str();
-    match job.fstype {
-        "xfs" => {
+    match job.checker {
+        Checker::XfsRepair => {
             say(format!("xfs: running xfs_repair ({mode})"));
             let name = dev.trim_start_matches("/dev/");
-            let mut replay =
-                || MountedTree::mount_rw(dev, "xfs", &format!("replay-{name}"))?.unmount();
+            let mut replay = || {
+                MountedTree::mount_rw(dev, FsType::Xfs, &format!("replay-{name}"))
+                    .and_then(MountedTree::unmount)
+                    .map_err(|e| e.to_string())
+            };
             let c = fsck::xfs::xfs(
                 XFS_REPAIR,
                 dev,
@@ -208,13 +208,13 @@ fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> F
             fs.state_before = c.before;
             fs.state_after = c.after;
         }
-        "btrfs" => {
+        Checker::Btrfs => {
             say("btrfs: running btrfs check --readonly (never --repair)".into());
             fs.fsck = fsck::simple::btrfs(BTRFS, dev, &mut runner);
             fs.state_before = state_from(fs.fsck.passes.first());
             fs.state_after = fs.state_before;
         }
-        "vfat" => {
+        Checker::FsckFat => {
             say(format!("vfat: running fsck.fat ({mode})"));
             fs.fsck = fsck::simple::vfat(FSCK_FAT, dev, opts.mode, &mut runner);
             fs.state_before = state_from(fs.fsck.passes.first());
@@ -225,14 +225,14 @@ fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> F
                 _ => FsState::Unknown,
             };
         }
-        _ => {
+        Checker::E2fsck => {
             let Some(sb) = read_ext(dev, job.backup) else {
                 say("ext superblock unreadable; not checked".into());
                 return fs;
             };
             fs.state_before = ext_state(&sb);
             fs.error_count_before = sb.error_count;
-            fs.fstype = sb.fstype.to_owned();
+            fs.fstype = sb.fstype.to_string();
             let from = job
                 .backup
                 .map(|b| format!(" from the backup superblock at block {}", b.block))

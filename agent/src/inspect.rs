@@ -3,14 +3,16 @@
 //! replay, and every path is resolved inside the mount with openat2(RESOLVE_IN_ROOT): a guest
 //! symlink such as `/etc -> /proc` cannot lead outside its filesystem.
 
-use std::ffi::CString;
+use std::ffi::{CString, NulError};
 use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::osroot::Tree;
 
 /// Where inspection mounts go.
@@ -18,16 +20,34 @@ const BASE: &str = "/run/vmrescue/inspect";
 /// Names listed from one directory at most.
 const MAX_LIST: usize = 10_000;
 
-/// Filesystem driver and options that mount `fstype` read-only without replaying a journal.
-pub fn mount_options(fstype: &str) -> Option<(&'static str, &'static str)> {
-    match fstype {
-        // The ext4 driver serves ext2 and ext3 too; noload skips the journal.
-        "ext2" | "ext3" | "ext4" => Some(("ext4", "noload")),
-        "xfs" => Some(("xfs", "norecovery")),
-        "btrfs" => Some(("btrfs", "rescue=nologreplay")),
-        "vfat" => Some(("vfat", "")),
-        _ => None,
-    }
+/// Why a filesystem (or directory) could not be opened as a tree, or unmounted.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// No kernel driver the rescue uses mounts this type.
+    #[error("{device}: cannot mount {fstype}")]
+    NotMountable { device: String, fstype: FsType },
+    #[error("creating the mount point {}: {source}", path.display())]
+    MountPoint {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mount options {options:?}: {source}")]
+    Options {
+        options: &'static str,
+        source: NulError,
+    },
+    #[error("mounting {device} ({fstype}) {}: {source}", if *writable { "read-write" } else { "read-only" })]
+    Mount {
+        device: String,
+        fstype: FsType,
+        writable: bool,
+        source: Errno,
+    },
+    /// The mounted filesystem's root (or the directory) could not be opened.
+    #[error("{}: {source}", path.display())]
+    OpenRoot { path: PathBuf, source: Errno },
+    #[error("unmounting {}: {source} (detached instead)", path.display())]
+    Unmount { path: PathBuf, source: Errno },
 }
 
 /// A filesystem mounted read-only; unmounted on drop.
@@ -39,59 +59,70 @@ pub struct MountedTree {
     mounted: bool,
 }
 
-/// Filesystem driver and options for a read-write mount after a successful fsck (journals and
-/// logs replay normally).
-pub fn rw_driver(fstype: &str) -> Option<&'static str> {
-    match fstype {
-        "ext2" | "ext3" | "ext4" => Some("ext4"),
-        "xfs" => Some("xfs"),
-        "btrfs" => Some("btrfs"),
-        "vfat" => Some("vfat"),
-        _ => None,
+fn not_mountable(device: &str, fstype: FsType) -> InspectError {
+    InspectError::NotMountable {
+        device: device.to_owned(),
+        fstype,
     }
 }
 
 impl MountedTree {
-    /// Mounts read-only without journal replay, for inspection.
-    pub fn mount(device: &str, fstype: &str, name: &str) -> Result<MountedTree, String> {
-        let (driver, options) =
-            mount_options(fstype).ok_or_else(|| format!("{device}: cannot mount {fstype}"))?;
-        Self::mount_with(device, fstype, driver, options, name, false)
+    /// Mounts read-only without journal replay ([`FsType::inspect_mount`]), for inspection.
+    pub fn mount(device: &str, fstype: FsType, name: &str) -> Result<MountedTree, InspectError> {
+        let how = fstype
+            .inspect_mount()
+            .ok_or_else(|| not_mountable(device, fstype))?;
+        Self::mount_with(device, fstype, how.driver, how.no_replay, name, false)
     }
 
-    /// Mounts read-write, to apply the repair plan (only after fsck left it consistent).
-    pub fn mount_rw(device: &str, fstype: &str, name: &str) -> Result<MountedTree, String> {
-        let driver = rw_driver(fstype).ok_or_else(|| format!("{device}: cannot mount {fstype}"))?;
+    /// Mounts read-write, to apply the repair plan (only after fsck left it consistent): journals
+    /// and logs replay normally.
+    pub fn mount_rw(device: &str, fstype: FsType, name: &str) -> Result<MountedTree, InspectError> {
+        let driver = fstype
+            .driver()
+            .ok_or_else(|| not_mountable(device, fstype))?;
         Self::mount_with(device, fstype, driver, "", name, true)
     }
 
     fn mount_with(
         device: &str,
-        fstype: &str,
+        fstype: FsType,
         driver: &str,
-        options: &str,
+        options: &'static str,
         name: &str,
         writable: bool,
-    ) -> Result<MountedTree, String> {
+    ) -> Result<MountedTree, InspectError> {
         let mountpoint = Path::new(BASE).join(name);
-        fs::create_dir_all(&mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
-        let data = CString::new(options).map_err(|e| e.to_string())?;
+        fs::create_dir_all(&mountpoint).map_err(|source| InspectError::MountPoint {
+            path: mountpoint.clone(),
+            source,
+        })?;
+        let data =
+            CString::new(options).map_err(|source| InspectError::Options { options, source })?;
         let mut flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
         if !writable {
             flags |= MountFlags::RDONLY;
         }
-        let how = if writable { "read-write" } else { "read-only" };
-        mount(device, &mountpoint, driver, flags, data.as_c_str())
-            .map_err(|e| format!("mounting {device} ({fstype}) {how}: {e}"))?;
+        mount(device, &mountpoint, driver, flags, data.as_c_str()).map_err(|source| {
+            InspectError::Mount {
+                device: device.to_owned(),
+                fstype,
+                writable,
+                source,
+            }
+        })?;
         let root = match rustix::fs::open(
             &mountpoint,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(e) => {
+            Err(source) => {
                 let _ = unmount(&mountpoint, UnmountFlags::DETACH);
-                return Err(format!("{}: {e}", mountpoint.display()));
+                return Err(InspectError::OpenRoot {
+                    path: mountpoint,
+                    source,
+                });
             }
         };
         Ok(MountedTree {
@@ -102,13 +133,16 @@ impl MountedTree {
     }
 
     /// A plain directory seen as a tree (an operator's reference `/etc`, tests).
-    pub fn directory(path: &Path) -> Result<MountedTree, String> {
+    pub fn directory(path: &Path) -> Result<MountedTree, InspectError> {
         let root = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| InspectError::OpenRoot {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(MountedTree {
             root: Some(root),
             mountpoint: path.to_owned(),
@@ -122,17 +156,17 @@ impl MountedTree {
     }
 
     /// Flushes and unmounts now, reporting failure (drop only logs it).
-    pub fn unmount(mut self) -> Result<(), String> {
+    pub fn unmount(mut self) -> Result<(), InspectError> {
         self.mounted = false;
         self.root = None;
         rustix::fs::sync();
-        if let Err(e) = unmount(&self.mountpoint, UnmountFlags::empty()) {
+        if let Err(source) = unmount(&self.mountpoint, UnmountFlags::empty()) {
             // Detached, it is at least unmounted once its last user is gone.
             let _ = unmount(&self.mountpoint, UnmountFlags::DETACH);
-            return Err(format!(
-                "unmounting {}: {e} (detached instead)",
-                self.mountpoint.display()
-            ));
+            return Err(InspectError::Unmount {
+                path: std::mem::take(&mut self.mountpoint),
+                source,
+            });
         }
         let _ = fs::remove_dir(&self.mountpoint);
         Ok(())
@@ -214,11 +248,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_never_replay_journals() {
-        assert_eq!(mount_options("ext3"), Some(("ext4", "noload")));
-        assert_eq!(mount_options("xfs"), Some(("xfs", "norecovery")));
-        assert_eq!(mount_options("swap"), None);
-        assert_eq!(mount_options("crypto_LUKS"), None);
+    fn unmountable_types_are_refused_before_any_mount() {
+        for t in [
+            FsType::Swap,
+            FsType::CryptoLuks,
+            FsType::Jbd,
+            FsType::Unknown,
+        ] {
+            let e = MountedTree::mount("/dev/vdz9", t, "never").err();
+            assert!(
+                matches!(&e, Some(InspectError::NotMountable { device, fstype }) if device == "/dev/vdz9" && *fstype == t),
+                "{e:?}"
+            );
+            let e = MountedTree::mount_rw("/dev/vdz9", t, "never").err();
+            assert_eq!(
+                e.map(|e| e.to_string()),
+                Some(format!("/dev/vdz9: cannot mount {t}"))
+            );
+        }
+        let e = MountedTree::directory(Path::new("/nonexistent/vmrescue")).err();
+        assert!(
+            matches!(&e, Some(InspectError::OpenRoot { source, .. }) if *source == Errno::NOENT),
+            "{e:?}"
+        );
     }
 
     /// The tree logic on a plain directory (no mount needed): symlinks stay inside the root.

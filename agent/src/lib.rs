@@ -1,7 +1,8 @@
 //! The rescue agent as a library: pure policy and planning (`fsck`, `verdict`, `cmdline`, the
 //! repair planners) beside the side effects that apply them (`boot`, `disks`, `inspect`,
-//! `apply`, `proc`). The `vmrescue-agent` binary is PID 1 and only wires these together; host
-//! tests drive the pure parts directly.
+//! `apply`, `proc`). [`rescue`] runs the rescue as a sequence of [`phase`]s. The
+//! `vmrescue-agent` binary is PID 1 and only wires these together; host tests drive the pure
+//! parts directly.
 
 pub mod apply;
 pub mod atomic;
@@ -14,6 +15,7 @@ pub mod fsck;
 pub mod inspect;
 pub mod logger;
 pub mod modules;
+pub mod phase;
 pub mod plan;
 pub mod port;
 pub mod proc;

@@ -11,11 +11,19 @@ const SIGPWR: i32 = 30;
 
 static REQUESTED: AtomicI32 = AtomicI32::new(0);
 
-/// Installs the handlers and turns Ctrl-Alt-Del into SIGINT. Returns a message on failure.
-pub fn install() -> Result<(), String> {
+/// Why the signal handling could not be set up (PID 1 then only stops when its work is done).
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("cannot install signal handlers: {0}")]
+    Handlers(#[source] std::io::Error),
+    #[error("cannot start the signal thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Installs the handlers and turns Ctrl-Alt-Del into SIGINT.
+pub fn install() -> Result<(), SignalError> {
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGPWR])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGPWR]).map_err(SignalError::Handlers)?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -24,7 +32,7 @@ pub fn install() -> Result<(), String> {
                 REQUESTED.store(sig, Ordering::SeqCst);
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(SignalError::Thread)?;
     Ok(())
 }
 

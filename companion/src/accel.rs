@@ -70,20 +70,15 @@ pub fn works(qemu: &Path, accel: Accel, scratch: &Path) -> bool {
     if written.is_err() {
         return false;
     }
+    let config = crate::qemu::Config::new(
+        "vmrescue-accel-probe",
+        accel,
+        crate::qemu::Boot::Firmware(crate::qemu::Firmware::Bios(bios)),
+    )
+    .machine(crate::qemu::Machine::Pc)
+    .debug_exit();
     let child = Command::new(qemu)
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-machine",
-            "pc",
-            "-accel",
-        ])
-        .arg(accel.as_str())
-        .arg("-bios")
-        .arg(&bios)
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(config.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

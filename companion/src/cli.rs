@@ -12,7 +12,7 @@ use vmrescue_protocol::{Mode, Outcome};
 
 use crate::accel::Choice;
 use crate::qemu::Format;
-use crate::rescue::{self, Failure, Request};
+use crate::rescue::{self, Request};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_PROBLEMS: i32 = 1;
@@ -221,7 +221,7 @@ pub fn exit_code(outcome: Outcome) -> i32 {
 /// Sets one role of an owner map from `ROLE=USER:GROUP:MODE`.
 fn set_owner(map: &mut crate::salvage::OwnerMap, arg: &str) -> Result<(), String> {
     let (role, spec) = arg.split_once('=').ok_or("expected ROLE=USER:GROUP:MODE")?;
-    let spec = crate::salvage::OwnerSpec::parse(spec)?;
+    let spec = crate::salvage::OwnerSpec::parse(spec).map_err(|e| e.to_string())?;
     match role {
         "base-image" => map.base_image = spec,
         "disk" => map.disk = spec,
@@ -387,7 +387,6 @@ pub fn run(cli: Cli) -> i32 {
                 agent,
                 accel,
                 format: format.named(),
-                show_progress: true,
                 keep_run_dir,
                 root,
                 policy: rescue::Policy {
@@ -398,8 +397,8 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 undo_dir,
             };
-            match rescue::run(&req) {
-                Err(e @ Failure::NoReport { .. }) => {
+            match rescue::run(&req, &mut crate::progress::Stderr::default()) {
+                Err(e) if e.is_no_report() => {
                     eprintln!("vmrescue: {e}");
                     EXIT_NO_REPORT
                 }

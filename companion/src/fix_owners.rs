@@ -25,12 +25,37 @@ pub struct FixOwnersOptions {
     pub dry_run: bool,
 }
 
+/// Why fix-owners did not walk the tree at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FixOwnersError {
-    #[error("{0}")]
-    Usage(String),
+    #[error("nothing to do: give --from-uid N --to-uid M and/or --from-gid N --to-gid M")]
+    NothingToDo,
+    #[error("--from-uid and --to-uid go together")]
+    UidPair,
+    #[error("--from-gid and --to-gid go together")]
+    GidPair,
+    #[error("4294967295 (-1) is not a valid id")]
+    InvalidId,
+    #[error("--from-uid and --to-uid are the same")]
+    SameUid,
+    #[error("--from-gid and --to-gid are the same")]
+    SameGid,
     #[error("cannot open the directory {}: {source}; check the path given with --path", path.display())]
     Root { path: PathBuf, source: io::Error },
+}
+
+/// Why one entry was not examined, changed or entered: reported with its path, and the walk
+/// goes on.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("owner changed but set-id bits lost: {0}")]
+    SetIdLost(io::Error),
+    #[error("owner changed but set-id bits lost: the file was replaced meanwhile")]
+    ReplacedBeforeChmod,
+    #[error("replaced while the tree was walked; not entered")]
+    DirReplaced,
 }
 
 /// One path that could not be examined or changed.
@@ -76,90 +101,26 @@ impl FixOwnersReport {
 
     /// The report for a terminal.
     pub fn render(&self) -> String {
-        let ids = |what: &str, from: Option<u32>, to: Option<u32>| match (from, to) {
-            (Some(f), Some(t)) => Some(format!("{what} {f} -> {t}")),
-            _ => None,
-        };
-        let change = [
-            ids("uid", self.from_uid, self.to_uid),
-            ids("gid", self.from_gid, self.to_gid),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
-        let mut out = format!(
-            "{}fix-owners in {} ({change}): examined {}, {} {}, skipped {}, errors {}\n",
-            if self.dry_run {
-                "DRY RUN, nothing changed: "
-            } else {
-                ""
-            },
-            self.path.display(),
-            self.examined,
-            if self.dry_run {
-                "would change"
-            } else {
-                "changed"
-            },
-            if self.dry_run {
-                self.matched
-            } else {
-                self.changed
-            },
-            self.skipped,
-            self.error_count
-        );
-        for p in &self.examples {
-            out.push_str(&format!("  {}\n", p.display()));
-        }
-        if self.matched > self.examples.len() as u64 {
-            out.push_str(&format!(
-                "  ... and {} more\n",
-                self.matched - self.examples.len() as u64
-            ));
-        }
-        for m in &self.other_filesystems {
-            out.push_str(&format!(
-                "not entered (another file system): {}\n",
-                m.display()
-            ));
-        }
-        for e in &self.errors {
-            out.push_str(&format!("error: {}: {}\n", e.path.display(), e.error));
-        }
-        if self.dry_run && self.matched > 0 {
-            out.push_str("run again without --dry-run to change them\n");
-        }
-        out
+        crate::render::fix_owners::report(self)
     }
 }
 
 fn check(opts: &FixOwnersOptions) -> Result<(), FixOwnersError> {
-    let usage = |m: &str| Err(FixOwnersError::Usage(m.to_string()));
     match (opts.from_uid, opts.to_uid, opts.from_gid, opts.to_gid) {
-        (None, None, None, None) => {
-            return usage(
-                "nothing to do: give --from-uid N --to-uid M and/or --from-gid N --to-gid M",
-            )
-        }
-        (Some(_), None, ..) | (None, Some(_), ..) => {
-            return usage("--from-uid and --to-uid go together")
-        }
-        (.., Some(_), None) | (.., None, Some(_)) => {
-            return usage("--from-gid and --to-gid go together")
-        }
+        (None, None, None, None) => return Err(FixOwnersError::NothingToDo),
+        (Some(_), None, ..) | (None, Some(_), ..) => return Err(FixOwnersError::UidPair),
+        (.., Some(_), None) | (.., None, Some(_)) => return Err(FixOwnersError::GidPair),
         _ => {}
     }
     let ids = [opts.from_uid, opts.to_uid, opts.from_gid, opts.to_gid];
     if ids.iter().flatten().any(|&id| id == u32::MAX) {
-        return usage("4294967295 (-1) is not a valid id");
+        return Err(FixOwnersError::InvalidId);
     }
     if opts.from_uid.is_some() && opts.from_uid == opts.to_uid {
-        return usage("--from-uid and --to-uid are the same");
+        return Err(FixOwnersError::SameUid);
     }
     if opts.from_gid.is_some() && opts.from_gid == opts.to_gid {
-        return usage("--from-gid and --to-gid are the same");
+        return Err(FixOwnersError::SameGid);
     }
     Ok(())
 }
@@ -177,12 +138,12 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn error(&mut self, path: &Path, e: impl std::fmt::Display) {
+    fn error(&mut self, path: &Path, e: impl Into<EntryError>) {
         self.report.error_count += 1;
         if self.report.errors.len() < MAX_ERRORS {
             self.report.errors.push(PathError {
                 path: path.to_path_buf(),
-                error: e.to_string(),
+                error: e.into().to_string(),
             });
         }
     }
@@ -217,7 +178,7 @@ impl Walk<'_> {
         if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && mode & 0o6000 != 0 {
             if let Some(n) = name {
                 if let Err(e) = restore_mode(dir, n, st, mode) {
-                    self.error(path, format!("owner changed but set-id bits lost: {e}"));
+                    self.error(path, e);
                 }
             }
         }
@@ -262,19 +223,43 @@ impl Walk<'_> {
     }
 }
 
-fn restore_mode(dir: BorrowedFd<'_>, name: &CString, st: &Stat, mode: u32) -> io::Result<()> {
+/// Puts back the set-id bits chown cleared, on the file `st` describes.
+fn restore_mode(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    st: &Stat,
+    mode: u32,
+) -> Result<(), EntryError> {
+    let lost = |e: rustix::io::Errno| EntryError::SetIdLost(e.into());
     let fd = rfs::openat(
         dir,
         name.as_c_str(),
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
-    let now = rfs::fstat(&fd)?;
+    )
+    .map_err(lost)?;
+    let now = rfs::fstat(&fd).map_err(lost)?;
     if now.st_ino != st.st_ino || now.st_dev != st.st_dev {
-        return Err(io::Error::other("the file was replaced meanwhile"));
+        return Err(EntryError::ReplacedBeforeChmod);
     }
-    rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(lost)?;
     Ok(())
+}
+
+/// Opens the directory `name` in `parent`, refusing it when it is no longer the one `seen`.
+fn enter(parent: BorrowedFd<'_>, name: &CString, seen: &Stat) -> Result<OwnedFd, EntryError> {
+    let fd = rfs::openat(
+        parent,
+        name.as_c_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let st = rfs::fstat(&fd).map_err(io::Error::from)?;
+    if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) {
+        return Err(EntryError::DirReplaced);
+    }
+    Ok(fd)
 }
 
 fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
@@ -332,22 +317,7 @@ pub fn run(opts: &FixOwnersOptions) -> Result<FixOwnersReport, FixOwnersError> {
     let mut stack: Vec<(Rc<OwnedFd>, CString, PathBuf, Stat)> = Vec::new();
     w.read_dir(&root, &opts.path, root_st.st_dev, &mut stack);
     while let Some((parent, name, path, seen)) = stack.pop() {
-        let dir = match rfs::openat(
-            parent.as_fd(),
-            name.as_c_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io::Error::from)
-        .and_then(|fd| {
-            let st = rfs::fstat(&fd)?;
-            if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) {
-                return Err(io::Error::other(
-                    "replaced while the tree was walked; not entered",
-                ));
-            }
-            Ok(fd)
-        }) {
+        let dir = match enter(parent.as_fd(), &name, &seen) {
             Ok(fd) => fd,
             Err(e) => {
                 w.error(&path, e);

@@ -2,8 +2,30 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use vmrescue_image_builder::{self as builder, Artefacts};
+
+use crate::progress::{Event, Sink};
+
+/// Why there is no rescue image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(
+        "no static rescue agent binary was found (tried {tried}); build it with \
+         `cargo build --release -p vmrescue-agent --target x86_64-unknown-linux-musl`, \
+         or name it with --agent or VMRESCUE_AGENT"
+    )]
+    NoAgent { tried: String },
+    #[error(transparent)]
+    ReferenceEtc(#[from] crate::overlay::OverlayError),
+    #[error("building the rescue image in {} (agent {}): {source}", out.display(), agent.display())]
+    Build {
+        out: PathBuf,
+        agent: PathBuf,
+        source: Box<builder::BuildError>,
+    },
+}
+
+type Result<T> = std::result::Result<T, ImageError>;
 
 /// The agent binary: `--agent`, `$VMRESCUE_AGENT`, next to this program, the workspace's musl
 /// build, or the system install location.
@@ -35,16 +57,13 @@ pub fn locate_agent(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(found) = tried.iter().find(|p| is_static(p)) {
         return Ok(found.clone());
     }
-    bail!(
-        "no static rescue agent binary was found (tried {}); build it with \
-         `cargo build --release -p vmrescue-agent --target x86_64-unknown-linux-musl`, \
-         or name it with --agent or VMRESCUE_AGENT",
-        tried
+    Err(ImageError::NoAgent {
+        tried: tried
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
-            .join(", ")
-    )
+            .join(", "),
+    })
 }
 
 /// Builds the image into `out` (default: the documented image directory).
@@ -68,24 +87,26 @@ pub fn build(
         mtime: None,
         extra,
     })
-    .with_context(|| {
-        format!(
-            "building the rescue image in {} (agent {})",
-            out.display(),
-            agent.display()
-        )
+    .map_err(|source| ImageError::Build {
+        out,
+        agent,
+        source: Box::new(source),
     })
 }
 
 /// The image in `dir` (default location when `None`), built first if it is missing.
-pub fn ensure(dir: Option<PathBuf>, agent: Option<&Path>) -> Result<Artefacts> {
+pub fn ensure(
+    dir: Option<PathBuf>,
+    agent: Option<&Path>,
+    sink: &mut dyn Sink,
+) -> Result<Artefacts> {
     let dir = dir.unwrap_or_else(builder::default_dir);
     if let Some(a) = Artefacts::open(&dir) {
         return Ok(a);
     }
-    eprintln!(
-        "vmrescue: no rescue image in {}; building it",
+    sink.event(Event::Note(&format!(
+        "no rescue image in {}; building it",
         dir.display()
-    );
+    )));
     build(None, Some(dir), agent, None)
 }

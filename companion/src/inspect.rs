@@ -6,7 +6,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use vmrescue_discovery::assemble::{self, Found};
 use vmrescue_discovery::inventory::{self, Volume};
@@ -28,6 +27,32 @@ pub struct Inspection {
     pub warnings: Vec<p::Warning>,
 }
 
+/// Why images cannot be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("no image given: vmrescue inspect IMG [IMG...]")]
+    NoImage,
+    #[error(transparent)]
+    DiskImage(#[from] crate::diskimage::DiskImageError),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("running qemu-img: {0}; install qemu-utils (scripts/setup.sh)")]
+    QemuImg(std::io::Error),
+    #[error("qemu-img convert {}: {stderr}", image.display())]
+    Convert { image: PathBuf, stderr: String },
+}
+
+type Result<T> = std::result::Result<T, InspectError>;
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InspectError {
+    let path = path.to_owned();
+    move |source| InspectError::Io { what, path, source }
+}
+
 /// A qcow2 image is read through a sparse raw copy made by `qemu-img convert`.
 struct Raw {
     path: PathBuf,
@@ -45,20 +70,20 @@ fn raw_view(image: &Path, format: Option<Format>) -> Result<Raw> {
         Format::Qcow2 => {
             let tmp = tempfile::Builder::new()
                 .prefix("vmrescue-inspect-")
-                .tempdir()?;
+                .tempdir()
+                .map_err(io("creating a scratch directory for", image))?;
             let path = tmp.path().join("disk.raw");
             let out = Command::new("qemu-img")
                 .args(["convert", "-f", "qcow2", "-O", "raw"])
                 .arg(image)
                 .arg(&path)
                 .output()
-                .context("running qemu-img (install qemu-utils: scripts/setup.sh)")?;
+                .map_err(InspectError::QemuImg)?;
             if !out.status.success() {
-                bail!(
-                    "qemu-img convert {}: {}",
-                    image.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+                return Err(InspectError::Convert {
+                    image: image.to_owned(),
+                    stderr: crate::render::clean(String::from_utf8_lossy(&out.stderr).trim()),
+                });
             }
             Ok(Raw {
                 path,
@@ -182,7 +207,7 @@ pub fn inspect(
     format: Option<Format>,
 ) -> Result<Inspection> {
     if images.is_empty() {
-        bail!("no image given: vmrescue inspect IMG [IMG...]");
+        return Err(InspectError::NoImage);
     }
     let raws: Vec<Raw> = images
         .iter()
@@ -191,14 +216,16 @@ pub fn inspect(
     let mut scans = Vec::new();
     for (i, raw) in raws.iter().enumerate() {
         let name = disk_name(i);
-        let mut f =
-            File::open(&raw.path).with_context(|| format!("opening {}", images[i].display()))?;
-        let size = f.metadata()?.len();
+        let mut f = File::open(&raw.path).map_err(io("opening", &images[i]))?;
+        let size = f
+            .metadata()
+            .map_err(io("reading the size of", &images[i]))?
+            .len();
         scans.push(inventory::scan_disk(&name, &mut f, size));
     }
     let mut tree = |v: &Volume| -> Option<Box<dyn Tree>> {
         let fstype = v.probe.as_ref()?.fstype;
-        if !fstype.starts_with("ext") {
+        if !fstype.is_ext() {
             return None;
         }
         let idx = scans
@@ -218,7 +245,7 @@ pub fn inspect(
             .warnings
             .into_iter()
             .map(|message| p::Warning {
-                step: "discovery".into(),
+                step: p::Step::Discovery,
                 message,
                 device: None,
             })

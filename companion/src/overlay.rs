@@ -6,7 +6,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use vmrescue_image_builder::cpio::{self, Entry, Kind};
 use vmrescue_protocol::paths;
 
@@ -20,6 +19,34 @@ pub fn reference_etc() -> &'static str {
 pub fn reference_etc_run() -> &'static str {
     paths::archive_path(paths::REFERENCE_ETC_RUN)
 }
+/// Why a reference `/etc` cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("--reference-etc {}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("--reference-etc {}: more than {MAX_FILES} files", .0.display())]
+    TooManyFiles(PathBuf),
+    #[error("--reference-etc {}: more than {} MiB", .0.display(), MAX_BYTES >> 20)]
+    TooLarge(PathBuf),
+    #[error("--reference-etc: {} is not a regular file or directory (copy the target instead)", .0.display())]
+    NotAFile(PathBuf),
+    #[error("--reference-etc: {}: the name is not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, OverlayError>;
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError {
+    let path = path.to_owned();
+    move |source| OverlayError::Io { what, path, source }
+}
+
 /// Files taken from a reference directory at most, and bytes in all.
 const MAX_FILES: usize = 2000;
 const MAX_BYTES: u64 = 64 << 20;
@@ -34,7 +61,7 @@ pub fn reference_entries(dir: &Path) -> Result<Vec<Entry>> {
 /// plain files only).
 pub fn reference_entries_at(dir: &Path, target: &str) -> Result<Vec<Entry>> {
     if !dir.is_dir() {
-        bail!("--reference-etc {}: not a directory", dir.display());
+        return Err(OverlayError::NotADirectory(dir.to_owned()));
     }
     let mut entries = vec![Entry {
         path: target.into(),
@@ -55,23 +82,20 @@ fn walk(
 ) -> Result<()> {
     let dir = base.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("reading {}", dir.display()))?;
+        .map_err(io("reading", &dir))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(io("reading", &dir))?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let rel = rel.join(e.file_name());
         let path = base.join(&rel);
-        let meta = fs::symlink_metadata(&path).with_context(|| path.display().to_string())?;
+        let meta = fs::symlink_metadata(&path).map_err(io("reading", &path))?;
         let name = rel
             .to_str()
-            .with_context(|| format!("{}: not UTF-8", path.display()))?;
+            .ok_or_else(|| OverlayError::NotUtf8(path.clone()))?;
         let path_in_image = format!("{target}/{name}");
         if out.len() >= MAX_FILES {
-            bail!(
-                "--reference-etc {}: more than {MAX_FILES} files",
-                base.display()
-            );
+            return Err(OverlayError::TooManyFiles(base.to_owned()));
         }
         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
         if meta.is_dir() {
@@ -84,23 +108,16 @@ fn walk(
         } else if meta.is_file() {
             *total += meta.len();
             if *total > MAX_BYTES {
-                bail!(
-                    "--reference-etc {}: more than {} MiB",
-                    base.display(),
-                    MAX_BYTES >> 20
-                );
+                return Err(OverlayError::TooLarge(base.to_owned()));
             }
-            let data = fs::read(&path).with_context(|| path.display().to_string())?;
+            let data = fs::read(&path).map_err(io("reading", &path))?;
             out.push(Entry {
                 path: path_in_image,
                 mode,
                 kind: Kind::File(data),
             });
         } else {
-            bail!(
-                "--reference-etc: {} is not a regular file or directory (copy the target instead)",
-                path.display()
-            );
+            return Err(OverlayError::NotAFile(path));
         }
     }
     Ok(())
@@ -108,12 +125,11 @@ fn walk(
 
 /// Writes `base` padded to 4 bytes followed by an archive of `entries` into `out`.
 pub fn combined_initramfs(base: &Path, entries: &[Entry], out: &Path) -> Result<PathBuf> {
-    let mut data = fs::read(base).with_context(|| format!("reading {}", base.display()))?;
+    let mut data = fs::read(base).map_err(io("reading", base))?;
     data.resize(data.len().next_multiple_of(4), 0);
-    cpio::write(&mut data, entries, 0).context("writing the overlay archive")?;
-    let mut f = fs::File::create(out).with_context(|| out.display().to_string())?;
-    f.write_all(&data)
-        .with_context(|| out.display().to_string())?;
+    cpio::write(&mut data, entries, 0).map_err(io("writing the overlay archive for", out))?;
+    let mut f = fs::File::create(out).map_err(io("creating", out))?;
+    f.write_all(&data).map_err(io("writing", out))?;
     Ok(out.to_owned())
 }
 

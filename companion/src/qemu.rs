@@ -1,149 +1,454 @@
-//! The QEMU command line for a rescue boot, built from typed settings (pure), and disk format
-//! detection. Disks go in through `-blockdev` JSON, so no path needs QEMU's comma escaping.
+//! Every QEMU the project starts, described by a typed builder and turned into an argument list
+//! (pure). Disks go in through `-blockdev` JSON, so no path needs QEMU's comma escaping.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::accel::Accel;
-use crate::kcmdline::Cmdline;
 
 pub use crate::diskimage::Format;
 
-#[derive(Debug, Clone)]
-pub struct Disk {
+/// The QEMU binary: `$VMRESCUE_QEMU`, else `qemu-system-x86_64` from `PATH`.
+pub fn binary() -> PathBuf {
+    std::env::var_os("VMRESCUE_QEMU")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
+}
+
+/// The machine type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// i440fx: IDE for cdroms.
+    Pc,
+    /// q35: SATA (AHCI) for cdroms.
+    Q35,
+    /// No machine at all: no CPU runs, drives are opened and held but sit on no bus (a
+    /// stand-in for a process that holds disk files open).
+    None,
+}
+
+impl Machine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machine::Pc => "pc",
+            Machine::Q35 => "q35",
+            Machine::None => "none",
+        }
+    }
+}
+
+/// Firmware for a boot through a boot loader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default BIOS.
+    SeaBios,
+    /// UEFI: read-only code and a writable variable store (always a copy made for this VM,
+    /// never a guest's own file).
+    Ovmf { code: PathBuf, vars: PathBuf },
+    /// A raw BIOS image (`-bios`).
+    Bios(PathBuf),
+}
+
+/// How the VM boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// Direct kernel boot: no firmware work, the kernel command line is ours.
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
+    /// Through firmware and the boot loader on a drive (see [`Drive::boot_index`]).
+    Firmware(Firmware),
+}
+
+/// The bus a drive sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    Virtio,
+    /// IDE on `pc`, the built-in AHCI ports on `q35`.
+    Ide,
+}
+
+/// A disk or a cdrom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    Disk,
+    Cdrom,
+}
+
+/// One drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drive {
     pub path: PathBuf,
     pub format: Format,
     pub read_only: bool,
     /// Open the backing chain a qcow2 header names: only when the operator named the format
     /// (see `diskimage`).
     pub follow_backing: bool,
+    /// A block device rather than a file.
+    pub block_device: bool,
+    pub bus: Bus,
+    pub media: Media,
+    pub serial: Option<String>,
+    /// Writes go to this qcow2 overlay (made beforehand, see `overlay_args`); the drive itself
+    /// is opened read-only beneath it.
+    pub overlay: Option<PathBuf>,
+    /// Firmware boot order (1 first).
+    pub boot_index: Option<u32>,
 }
 
-/// Everything a rescue boot needs.
-#[derive(Debug, Clone)]
+impl Drive {
+    /// A writable virtio disk of the given format.
+    pub fn new(path: impl Into<PathBuf>, format: Format) -> Self {
+        Drive {
+            path: path.into(),
+            format,
+            read_only: false,
+            follow_backing: false,
+            block_device: false,
+            bus: Bus::Virtio,
+            media: Media::Disk,
+            serial: None,
+            overlay: None,
+            boot_index: None,
+        }
+    }
+
+    pub fn read_only(mut self, ro: bool) -> Self {
+        self.read_only = ro;
+        self
+    }
+
+    pub fn follow_backing(mut self, follow: bool) -> Self {
+        self.follow_backing = follow;
+        self
+    }
+
+    pub fn block_device(mut self, block: bool) -> Self {
+        self.block_device = block;
+        self
+    }
+
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// A read-only cdrom.
+    pub fn cdrom(mut self) -> Self {
+        self.media = Media::Cdrom;
+        self.read_only = true;
+        self
+    }
+
+    pub fn serial(mut self, serial: impl Into<String>) -> Self {
+        self.serial = Some(serial.into());
+        self
+    }
+
+    pub fn overlay(mut self, overlay: impl Into<PathBuf>) -> Self {
+        self.overlay = Some(overlay.into());
+        self
+    }
+
+    pub fn boot_index(mut self, index: u32) -> Self {
+        self.boot_index = Some(index);
+        self
+    }
+
+    /// The node name and `-blockdev` JSON of this drive as the `index`th.
+    pub fn blockdev(&self, index: usize) -> (String, String) {
+        let node = format!("disk{index}");
+        let base_ro = self.read_only || self.overlay.is_some();
+        let file = json!({
+            "driver": if self.block_device { "host_device" } else { "file" },
+            "filename": self.path.to_string_lossy(),
+            "read-only": base_ro,
+        });
+        let mut base = json!({
+            "driver": self.format.as_str(),
+            "read-only": base_ro,
+            "file": file,
+        });
+        if self.format == Format::Qcow2 && !self.follow_backing {
+            // Even if the header changed after it was checked, QEMU opens no other file.
+            base["backing"] = Value::Null;
+        }
+        let spec = match &self.overlay {
+            None => {
+                base["node-name"] = json!(node);
+                base
+            }
+            Some(overlay) => json!({
+                "node-name": node,
+                "driver": "qcow2",
+                "read-only": self.read_only,
+                "file": {"driver": "file", "filename": overlay.to_string_lossy()},
+                "backing": base,
+            }),
+        };
+        (node, spec.to_string())
+    }
+}
+
+/// The `qemu-img create` arguments for an overlay of `drive` at `overlay` (its backing named
+/// with its format, so qemu-img never probes it).
+pub fn overlay_args(drive: &Drive, overlay: &Path) -> Vec<OsString> {
+    vec![
+        "create".into(),
+        "-q".into(),
+        "-f".into(),
+        "qcow2".into(),
+        "-F".into(),
+        drive.format.as_str().into(),
+        "-b".into(),
+        drive.path.clone().into(),
+        overlay.into(),
+    ]
+}
+
+/// The virtio-serial channel to the agent: a unix socket QEMU listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub socket: PathBuf,
+    pub name: String,
+}
+
+/// One VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub name: String,
+    pub machine: Machine,
     pub accel: Accel,
     pub memory_mib: u32,
-    pub kernel: PathBuf,
-    pub initramfs: PathBuf,
-    pub cmdline: Cmdline,
-    pub console_log: PathBuf,
-    pub agent_socket: PathBuf,
-    pub port_name: String,
-    pub disks: Vec<Disk>,
-}
-
-fn os(s: impl Into<OsString>) -> OsString {
-    s.into()
-}
-
-fn path_arg(prefix: &str, p: &Path) -> OsString {
-    let mut s = OsString::from(prefix);
-    s.push(p.as_os_str());
-    s
-}
-
-/// The node name and JSON of a disk's `-blockdev`.
-pub fn blockdev(index: usize, disk: &Disk) -> (String, String) {
-    let node = format!("disk{index}");
-    let file = json!({
-        "driver": "file",
-        "filename": disk.path.to_string_lossy(),
-        "read-only": disk.read_only,
-    });
-    let mut spec = json!({
-        "node-name": node,
-        "driver": disk.format.as_str(),
-        "read-only": disk.read_only,
-        "file": file,
-    });
-    if disk.format == Format::Qcow2 && !disk.follow_backing {
-        // Even if the header changed after it was checked, QEMU opens no other file.
-        spec["backing"] = serde_json::Value::Null;
-    }
-    (node, spec.to_string())
+    pub boot: Boot,
+    pub drives: Vec<Drive>,
+    pub channel: Option<Channel>,
+    /// The serial console, written to this file.
+    pub console_log: Option<PathBuf>,
+    /// An `isa-debug-exit` device at 0xf4 (the guest sets QEMU's exit status).
+    pub debug_exit: bool,
+    /// A guest reset ends QEMU instead of rebooting.
+    pub no_reboot: bool,
+    /// Start with the CPUs stopped (`-S`).
+    pub paused: bool,
 }
 
 impl Config {
+    /// A q35 VM with 512 MiB, no drives, no console, ending on reset.
+    pub fn new(name: impl Into<String>, accel: Accel, boot: Boot) -> Self {
+        Config {
+            name: name.into(),
+            machine: Machine::Q35,
+            accel,
+            memory_mib: 512,
+            boot,
+            drives: Vec::new(),
+            channel: None,
+            console_log: None,
+            debug_exit: false,
+            no_reboot: true,
+            paused: false,
+        }
+    }
+
+    pub fn machine(mut self, m: Machine) -> Self {
+        self.machine = m;
+        self
+    }
+
+    pub fn memory(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    pub fn drive(mut self, d: Drive) -> Self {
+        self.drives.push(d);
+        self
+    }
+
+    pub fn drives(mut self, ds: impl IntoIterator<Item = Drive>) -> Self {
+        self.drives.extend(ds);
+        self
+    }
+
+    pub fn channel(mut self, socket: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        self.channel = Some(Channel {
+            socket: socket.into(),
+            name: name.into(),
+        });
+        self
+    }
+
+    pub fn console_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.console_log = Some(path.into());
+        self
+    }
+
+    pub fn debug_exit(mut self) -> Self {
+        self.debug_exit = true;
+        self
+    }
+
+    pub fn paused(mut self) -> Self {
+        self.paused = true;
+        self
+    }
+
     /// Arguments after the QEMU binary.
     pub fn args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
-        let mut push = |items: &[&str]| a.extend(items.iter().map(os));
-        push(&["-name", &self.name]);
-        push(&["-machine", "q35", "-accel", self.accel.as_str()]);
-        push(&[
-            "-cpu",
-            if self.accel == Accel::Kvm {
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        // libvirt's form, which tools that find a domain's QEMU process read.
+        push(&["-name", &format!("guest={}", self.name.replace(',', ",,"))]);
+        let mut machine = self.machine.as_str().to_owned();
+        if let Boot::Firmware(Firmware::Ovmf { .. }) = self.boot {
+            machine.push_str(",pflash0=ovmf-code,pflash1=ovmf-vars");
+        }
+        push(&["-machine", &machine, "-accel", self.accel.as_str()]);
+        if self.machine != Machine::None {
+            let cpu = if self.accel == Accel::Kvm {
                 "host"
             } else {
                 "max"
-            },
-        ]);
-        push(&["-m", &self.memory_mib.to_string(), "-smp", "1"]);
-        push(&[
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ]);
-        a.push(os("-kernel"));
-        a.push(self.kernel.clone().into());
-        a.push(os("-initrd"));
-        a.push(self.initramfs.clone().into());
-        a.push(os("-append"));
-        a.push(os(self.cmdline.as_str()));
-        a.push(os("-chardev"));
-        a.push(path_arg("file,id=console,path=", &self.console_log));
-        a.push(os("-serial"));
-        a.push(os("chardev:console"));
-        a.push(os("-device"));
-        a.push(os("virtio-serial-pci,id=vser0"));
-        a.push(os("-chardev"));
-        a.push(path_arg(
-            "socket,id=agent,server=on,wait=off,path=",
-            &self.agent_socket,
-        ));
-        a.push(os("-device"));
-        a.push(os(format!(
-            "virtserialport,bus=vser0.0,chardev=agent,name={}",
-            self.port_name
-        )));
-        for (i, d) in self.disks.iter().enumerate() {
-            let (node, spec) = blockdev(i, d);
-            a.push(os("-blockdev"));
-            a.push(os(spec));
-            a.push(os("-device"));
-            a.push(os(format!(
-                "virtio-blk-pci,drive={node},serial=vmrescue-disk{i}"
-            )));
+            };
+            push(&["-cpu", cpu, "-smp", "1"]);
+        }
+        push(&["-m", &self.memory_mib.to_string()]);
+        push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+        if self.no_reboot {
+            push(&["-no-reboot"]);
+        }
+        if self.paused {
+            push(&["-S"]);
+        }
+        self.boot_args(&mut a);
+        if let Some(log) = &self.console_log {
+            a.push("-chardev".into());
+            a.push(with_path("file,id=console,path=", log));
+            a.push("-serial".into());
+            a.push("chardev:console".into());
+        }
+        if let Some(ch) = &self.channel {
+            a.push("-device".into());
+            a.push("virtio-serial-pci,id=vser0".into());
+            a.push("-chardev".into());
+            a.push(with_path(
+                "socket,id=agent,server=on,wait=off,path=",
+                &ch.socket,
+            ));
+            a.push("-device".into());
+            a.push(format!("virtserialport,bus=vser0.0,chardev=agent,name={}", ch.name).into());
+        }
+        let mut ide = 0usize;
+        for (i, d) in self.drives.iter().enumerate() {
+            let (node, spec) = d.blockdev(i);
+            a.push("-blockdev".into());
+            a.push(spec.into());
+            if self.machine == Machine::None {
+                continue;
+            }
+            let mut dev = match (d.bus, d.media) {
+                (Bus::Virtio, _) => format!("virtio-blk-pci,drive={node}"),
+                (Bus::Ide, media) => {
+                    let kind = if media == Media::Cdrom {
+                        "ide-cd"
+                    } else {
+                        "ide-hd"
+                    };
+                    // pc: two IDE buses with two units each; q35: six AHCI ports.
+                    let at = match self.machine {
+                        Machine::Pc => format!("bus=ide.{},unit={}", ide / 2, ide % 2),
+                        _ => format!("bus=ide.{ide}"),
+                    };
+                    ide += 1;
+                    format!("{kind},drive={node},{at}")
+                }
+            };
+            if let Some(s) = &d.serial {
+                dev.push_str(&format!(",serial={s}"));
+            }
+            if let Some(b) = d.boot_index {
+                dev.push_str(&format!(",bootindex={b}"));
+            }
+            a.push("-device".into());
+            a.push(dev.into());
+        }
+        if self.debug_exit {
+            a.push("-device".into());
+            a.push("isa-debug-exit,iobase=0xf4,iosize=0x04".into());
         }
         a
     }
+
+    fn boot_args(&self, a: &mut Vec<OsString>) {
+        match &self.boot {
+            Boot::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                a.push("-kernel".into());
+                a.push(kernel.into());
+                if let Some(i) = initrd {
+                    a.push("-initrd".into());
+                    a.push(i.into());
+                }
+                a.push("-append".into());
+                a.push(cmdline.into());
+            }
+            Boot::Firmware(Firmware::SeaBios) => {}
+            Boot::Firmware(Firmware::Bios(bios)) => {
+                a.push("-bios".into());
+                a.push(bios.into());
+            }
+            Boot::Firmware(Firmware::Ovmf { code, vars }) => {
+                for (node, path, ro) in [("ovmf-code", code, true), ("ovmf-vars", vars, false)] {
+                    a.push("-blockdev".into());
+                    a.push(
+                        json!({
+                            "node-name": node,
+                            "driver": "file",
+                            "filename": path.to_string_lossy(),
+                            "read-only": ro,
+                        })
+                        .to_string()
+                        .into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn with_path(prefix: &str, p: &Path) -> OsString {
+    // A chardev option value: commas doubled so a path cannot add options.
+    let mut s = OsString::from(prefix);
+    s.push(p.to_string_lossy().replace(',', ",,"));
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config(disks: Vec<Disk>) -> Config {
-        let mut cmdline = Cmdline::new();
-        cmdline.set("console", "ttyS0").unwrap();
-        Config {
-            name: "vmrescue-test".into(),
-            accel: Accel::Tcg,
-            memory_mib: 512,
-            kernel: "/img/vmlinuz".into(),
-            initramfs: "/img/initramfs.img".into(),
-            cmdline,
-            console_log: "/run/x/console.log".into(),
-            agent_socket: "/run/x/agent.sock".into(),
-            port_name: "org.vmrescue.agent.0".into(),
-            disks,
-        }
+    fn rescue_like(drives: Vec<Drive>) -> Config {
+        Config::new(
+            "vmrescue-test",
+            Accel::Tcg,
+            Boot::Kernel {
+                kernel: "/img/vmlinuz".into(),
+                initrd: Some("/img/initramfs.img".into()),
+                cmdline: "console=ttyS0".into(),
+            },
+        )
+        .drives(drives)
+        .console_log("/run/x/console.log")
+        .channel("/run/x/agent.sock", "org.vmrescue.agent.0")
     }
 
     fn strings(c: &Config) -> Vec<String> {
@@ -160,39 +465,36 @@ mod tests {
             .collect()
     }
 
+    fn json(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
     #[test]
     fn disks_in_order_with_json_blockdev_and_read_only_flag() {
-        let c = config(vec![
-            Disk {
-                path: "/var/a,b.img".into(),
-                format: Format::Raw,
-                read_only: true,
-                follow_backing: false,
-            },
-            Disk {
-                path: "/var/c.qcow2".into(),
-                format: Format::Qcow2,
-                read_only: false,
-                follow_backing: false,
-            },
+        let c = rescue_like(vec![
+            Drive::new("/var/a,b.img", Format::Raw)
+                .read_only(true)
+                .serial("vmrescue-disk0"),
+            Drive::new("/var/c.qcow2", Format::Qcow2),
         ]);
         let args = strings(&c);
         let blockdevs = after(&args, "-blockdev");
         assert_eq!(blockdevs.len(), 2);
-        let first: serde_json::Value = serde_json::from_str(blockdevs[0]).unwrap();
+        let first = json(blockdevs[0]);
         assert_eq!(first["file"]["filename"], "/var/a,b.img");
         assert_eq!(first["read-only"], true);
         assert_eq!(first["driver"], "raw");
-        let second: serde_json::Value = serde_json::from_str(blockdevs[1]).unwrap();
+        assert!(first.get("backing").is_none());
+        let second = json(blockdevs[1]);
         assert_eq!(second["driver"], "qcow2");
+        assert_eq!(second["read-only"], false);
         assert!(
             second["backing"].is_null() && second.get("backing").is_some(),
             "a detected qcow2 opens no backing file: {second}"
         );
-        assert!(first.get("backing").is_none());
-        assert_eq!(second["read-only"], false);
         let devices = after(&args, "-device");
         assert!(devices.contains(&"virtio-blk-pci,drive=disk0,serial=vmrescue-disk0"));
+        assert!(devices.contains(&"virtio-blk-pci,drive=disk1"));
         assert!(
             devices.contains(&"virtserialport,bus=vser0.0,chardev=agent,name=org.vmrescue.agent.0")
         );
@@ -200,14 +502,154 @@ mod tests {
 
     #[test]
     fn boots_our_kernel_without_rebooting() {
-        let args = strings(&config(vec![]));
+        let args = strings(&rescue_like(vec![]));
         assert_eq!(after(&args, "-kernel"), ["/img/vmlinuz"]);
+        assert_eq!(after(&args, "-initrd"), ["/img/initramfs.img"]);
         assert_eq!(after(&args, "-append"), ["console=ttyS0"]);
         assert_eq!(after(&args, "-accel"), ["tcg"]);
+        assert_eq!(after(&args, "-cpu"), ["max"]);
         assert!(args.contains(&"-no-reboot".to_owned()));
         assert!(args.contains(&"-nodefaults".to_owned()));
         assert!(after(&args, "-chardev")
             .iter()
             .any(|c| c.starts_with("socket,") && c.ends_with("path=/run/x/agent.sock")));
+    }
+
+    #[test]
+    fn chardev_paths_cannot_add_options() {
+        let c = rescue_like(vec![]).console_log("/run/a,server=on/console.log");
+        let args = strings(&c);
+        assert!(after(&args, "-chardev")
+            .contains(&"file,id=console,path=/run/a,,server=on/console.log"));
+    }
+
+    #[test]
+    fn overlay_keeps_the_drive_read_only_beneath() {
+        let d = Drive::new("/guest/root.img", Format::Raw)
+            .overlay("/run/x/root.overlay.qcow2")
+            .block_device(true);
+        let (node, spec) = d.blockdev(3);
+        let v = json(&spec);
+        assert_eq!(node, "disk3");
+        assert_eq!(v["node-name"], "disk3");
+        assert_eq!(v["driver"], "qcow2");
+        assert_eq!(v["read-only"], false);
+        assert_eq!(v["file"]["filename"], "/run/x/root.overlay.qcow2");
+        assert_eq!(v["backing"]["driver"], "raw");
+        assert_eq!(v["backing"]["read-only"], true);
+        assert_eq!(v["backing"]["file"]["driver"], "host_device");
+        assert_eq!(v["backing"]["file"]["read-only"], true);
+        let args: Vec<String> = overlay_args(&d, Path::new("/run/x/o.qcow2"))
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                "/guest/root.img",
+                "/run/x/o.qcow2"
+            ]
+        );
+    }
+
+    #[test]
+    fn cdroms_and_disks_on_ide_and_sata_with_boot_order() {
+        let drives = vec![
+            Drive::new("/iso/vmrescue.iso", Format::Raw)
+                .bus(Bus::Ide)
+                .cdrom()
+                .boot_index(1),
+            Drive::new("/g.img", Format::Raw).bus(Bus::Ide),
+            Drive::new("/h.img", Format::Raw).bus(Bus::Ide),
+        ];
+        let fw = Boot::Firmware(Firmware::SeaBios);
+        let pc = Config::new("t", Accel::Tcg, fw.clone())
+            .machine(Machine::Pc)
+            .drives(drives.clone());
+        let args = strings(&pc);
+        let devices = after(&args, "-device");
+        assert_eq!(
+            devices,
+            [
+                "ide-cd,drive=disk0,bus=ide.0,unit=0,bootindex=1",
+                "ide-hd,drive=disk1,bus=ide.0,unit=1",
+                "ide-hd,drive=disk2,bus=ide.1,unit=0"
+            ]
+        );
+        assert!(json(after(&args, "-blockdev")[0])["read-only"] == true);
+        assert!(after(&args, "-kernel").is_empty());
+        let q35 = Config::new("t", Accel::Tcg, fw).drives(drives);
+        let args = strings(&q35);
+        assert_eq!(
+            after(&args, "-device")[..2],
+            [
+                "ide-cd,drive=disk0,bus=ide.0,bootindex=1",
+                "ide-hd,drive=disk1,bus=ide.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn ovmf_uses_pflash_with_a_writable_vars_copy() {
+        let c = Config::new(
+            "t",
+            Accel::Kvm,
+            Boot::Firmware(Firmware::Ovmf {
+                code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+                vars: "/run/x/vars.fd".into(),
+            }),
+        );
+        let args = strings(&c);
+        assert_eq!(
+            after(&args, "-machine"),
+            ["q35,pflash0=ovmf-code,pflash1=ovmf-vars"]
+        );
+        assert_eq!(after(&args, "-cpu"), ["host"]);
+        let b = after(&args, "-blockdev");
+        assert_eq!(json(b[0])["read-only"], true);
+        assert_eq!(json(b[1])["filename"], "/run/x/vars.fd");
+        assert_eq!(json(b[1])["read-only"], false);
+    }
+
+    #[test]
+    fn bios_probe_with_debug_exit() {
+        let c = Config::new(
+            "probe",
+            Accel::Kvm,
+            Boot::Firmware(Firmware::Bios("/t/p.bin".into())),
+        )
+        .machine(Machine::Pc)
+        .debug_exit();
+        let args = strings(&c);
+        assert_eq!(after(&args, "-bios"), ["/t/p.bin"]);
+        assert_eq!(
+            after(&args, "-device"),
+            ["isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        );
+        assert!(after(&args, "-serial").is_empty());
+    }
+
+    #[test]
+    fn a_machineless_holder_opens_drives_on_no_bus() {
+        let c = Config::new("web,1", Accel::Tcg, Boot::Firmware(Firmware::SeaBios))
+            .machine(Machine::None)
+            .paused()
+            .drive(Drive::new("/i/disk", Format::Qcow2).follow_backing(true));
+        let args = strings(&c);
+        assert_eq!(after(&args, "-name"), ["guest=web,,1"]);
+        assert!(args.contains(&"-S".to_owned()));
+        assert!(after(&args, "-cpu").is_empty() && after(&args, "-device").is_empty());
+        let d = json(after(&args, "-blockdev")[0]);
+        assert!(
+            d.get("backing").is_none(),
+            "the operator's chain is followed: {d}"
+        );
     }
 }

@@ -1,21 +1,22 @@
-//! `vmrescue rescue`: boot the rescue image under QEMU with the operator's disks, stream the
-//! agent's progress, collect its report.
+//! `vmrescue rescue --disk`: the operator's disk images under our own QEMU. This module turns
+//! the request into a run (disks checked, image, run directory, the agent's settings, the VM's
+//! configuration) and hands it to the backend-independent [`crate::session`].
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use vmrescue_protocol::params::{self, After, Settings};
-use vmrescue_protocol::{console, Message, Mode, Report, Step, Warning, DEFAULT_PORT_NAME};
+use vmrescue_protocol::{Mode, Report, DEFAULT_PORT_NAME};
 
 use crate::accel::{self, Choice};
-use crate::collector::{Collector, Event};
+use crate::diskimage::DiskImageError;
 use crate::kcmdline::Cmdline;
-use crate::qemu::{self, Format};
-use crate::render;
+use crate::progress::{Event, Sink};
+use crate::qemu::{self, Drive, Format};
+use crate::session::{self, host_warning, SessionError};
+use crate::vm::QemuVm;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -29,8 +30,6 @@ pub struct Request {
     pub accel: Choice,
     /// Forced format for every disk; `None` detects each.
     pub format: Option<Format>,
-    /// Echo progress lines to stderr.
-    pub show_progress: bool,
     pub keep_run_dir: bool,
     /// The operator's OS root (`--root`), passed to the agent.
     pub root: Option<String>,
@@ -53,86 +52,112 @@ pub struct Policy {
     pub reference_etc: Option<PathBuf>,
 }
 
-/// Why there is no report.
+/// Why a rescue gave no report.
 #[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// Bad input or a host-side problem (exit 2).
-    #[error("{0:#}")]
-    Host(#[from] anyhow::Error),
-    /// The rescue ran but did not report (exit 3).
-    #[error("the rescue did not report: {reason}; console log: {}", console_log.display())]
-    NoReport {
-        reason: String,
-        console_log: PathBuf,
+pub enum RescueError {
+    #[error("no disk given: name the guest's disk image(s) with --disk IMG")]
+    NoDisk,
+    #[error("disk {}: {source}", path.display())]
+    DiskMissing {
+        path: PathBuf,
+        source: std::io::Error,
     },
+    #[error("disk {} is a directory, not a disk image", .0.display())]
+    DiskIsDirectory(PathBuf),
+    #[error("disk {}: no {needed} permission", path.display())]
+    DiskPermission { path: PathBuf, needed: &'static str },
+    #[error("disk {} is given twice", .0.display())]
+    DiskTwice(PathBuf),
+    #[error(transparent)]
+    DiskImage(#[from] DiskImageError),
+    #[error("VMRESCUE_ACCEL={0:?} is not auto, kvm or tcg")]
+    Accel(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error("cannot create a run directory in {}: {source}", base.display())]
+    RunDir {
+        base: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("socket path {} is too long for a unix socket; set XDG_RUNTIME_DIR or TMPDIR to a shorter directory", .0.display())]
+    SocketPath(PathBuf),
+    #[error("--root or --hostname: {0}")]
+    Cmdline(#[from] CmdlineError),
+    #[error(transparent)]
+    ReferenceEtc(#[from] crate::overlay::OverlayError),
+    #[error(transparent)]
+    Undo(#[from] crate::undo::UndoError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
-/// Longest wait for the guest to power off after it reported.
-const POWEROFF_WAIT: Duration = Duration::from_secs(20);
-/// Console log bytes searched for a framed report when the channel gave none.
-const CONSOLE_TAIL: u64 = 8 << 20;
-/// Progress lines echoed at most (a guest could flood the terminal).
-const MAX_PROGRESS_LINES: usize = 10_000;
-
-fn qemu_binary() -> PathBuf {
-    std::env::var_os("VMRESCUE_QEMU")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
+impl RescueError {
+    /// The rescue ran but did not report (exit 3), rather than a host-side problem (exit 2).
+    pub fn is_no_report(&self) -> bool {
+        matches!(self, RescueError::Session(SessionError::NoReport { .. }))
+    }
 }
 
 /// The accelerator from `--accel`, else `VMRESCUE_ACCEL`, else auto.
-pub fn accel_choice(flag: Option<Choice>) -> anyhow::Result<Choice> {
+pub fn accel_choice(flag: Option<Choice>) -> Result<Choice, RescueError> {
     if let Some(c) = flag {
         return Ok(c);
     }
     match std::env::var("VMRESCUE_ACCEL") {
-        Ok(v) => Choice::parse(&v)
-            .ok_or_else(|| anyhow::anyhow!("VMRESCUE_ACCEL={v:?} is not auto, kvm or tcg")),
+        Ok(v) => Choice::parse(&v).ok_or(RescueError::Accel(v)),
         Err(_) => Ok(Choice::Auto),
     }
 }
 
-/// The operator's disks as QEMU attaches them, each with the size the guest sees.
-fn check_disks(req: &Request) -> anyhow::Result<Vec<(qemu::Disk, u64)>> {
+/// One of the operator's disks, checked, as QEMU attaches it.
+#[derive(Debug, Clone)]
+pub struct GuestDisk {
+    pub drive: Drive,
+    /// The size the guest sees.
+    pub virtual_size: u64,
+}
+
+/// Checks the operator's disks: they exist, are files or block devices we may open as the mode
+/// needs, are not given twice, and their format is safe to open (see `diskimage`).
+pub fn check_disks(req: &Request) -> Result<Vec<GuestDisk>, RescueError> {
     if req.disks.is_empty() {
-        anyhow::bail!("no disk given: name the guest's disk image(s) with --disk IMG");
+        return Err(RescueError::NoDisk);
     }
-    let mut out = Vec::new();
-    for path in &req.disks {
-        let meta =
-            fs::metadata(path).map_err(|e| anyhow::anyhow!("disk {}: {e}", path.display()))?;
+    let mut out: Vec<GuestDisk> = Vec::new();
+    for (i, path) in req.disks.iter().enumerate() {
+        let missing = |source| RescueError::DiskMissing {
+            path: path.clone(),
+            source,
+        };
+        let meta = fs::metadata(path).map_err(missing)?;
         if meta.is_dir() {
-            anyhow::bail!("disk {} is a directory, not a disk image", path.display());
+            return Err(RescueError::DiskIsDirectory(path.clone()));
         }
-        let path =
-            fs::canonicalize(path).map_err(|e| anyhow::anyhow!("disk {}: {e}", path.display()))?;
+        let path = fs::canonicalize(path).map_err(missing)?;
         let read_only = req.mode == Mode::Check;
-        let access = if read_only {
-            rustix::fs::Access::READ_OK
+        let (access, needed) = if read_only {
+            (rustix::fs::Access::READ_OK, "read")
         } else {
-            rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK
+            (
+                rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK,
+                "read and write",
+            )
         };
         if rustix::fs::access(&path, access).is_err() {
-            anyhow::bail!(
-                "disk {}: no {} permission",
-                path.display(),
-                if read_only { "read" } else { "read and write" }
-            );
+            return Err(RescueError::DiskPermission { path, needed });
+        }
+        if out.iter().any(|d| d.drive.path == path) {
+            return Err(RescueError::DiskTwice(path));
         }
         let checked = crate::diskimage::check(&path, req.format)?;
-        if out.iter().any(|(d, _): &(qemu::Disk, u64)| d.path == path) {
-            anyhow::bail!("disk {} is given twice", path.display());
-        }
-        out.push((
-            qemu::Disk {
-                path,
-                format: checked.format,
-                read_only,
-                follow_backing: checked.format_named,
-            },
-            checked.virtual_size,
-        ));
+        out.push(GuestDisk {
+            drive: Drive::new(path, checked.format)
+                .read_only(read_only)
+                .follow_backing(checked.format_named)
+                .block_device(meta.file_type().is_block_device())
+                .serial(format!("vmrescue-disk{i}")),
+            virtual_size: checked.virtual_size,
+        });
     }
     Ok(out)
 }
@@ -189,125 +214,85 @@ fn run_base() -> PathBuf {
 }
 
 /// Runs one rescue; on success the guest's report with host-side warnings added.
-pub fn run(req: &Request) -> Result<Report, Failure> {
-    let (disks, sizes): (Vec<_>, Vec<_>) = check_disks(req)?.into_iter().unzip();
-    let image = crate::image::ensure(req.image.clone(), req.agent.as_deref())?;
+pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
+    let disks = check_disks(req)?;
+    let image = crate::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
+    let base = run_base();
     let run_dir = tempfile::Builder::new()
         .prefix("vmrescue-run-")
-        .tempdir_in(run_base())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create a run directory in {}: {e}",
-                run_base().display()
-            )
-        })?;
+        .tempdir_in(&base)
+        .map_err(|source| RescueError::RunDir { base, source })?;
     let dir = run_dir.path().to_owned();
-    let qemu_bin = qemu_binary();
+    let qemu_bin = qemu::binary();
     let accel = accel::choose(req.accel, &qemu_bin, &dir);
-    let mut disks = disks;
     let scratch = match (&req.undo_dir, req.mode) {
         (Some(_), Mode::Repair) => {
-            let bytes = sizes.iter().fold(0u64, |n, s| n.saturating_add(*s));
-            let s = crate::undo::make(&dir, bytes)?;
-            disks.push(qemu::Disk {
-                path: s.image.clone(),
-                format: Format::Raw,
-                read_only: false,
-                follow_backing: false,
-            });
-            Some(s)
+            let bytes = disks
+                .iter()
+                .fold(0u64, |n, d| n.saturating_add(d.virtual_size));
+            Some(crate::undo::make(&dir, bytes)?)
         }
         _ => None,
     };
-    let config = qemu::Config {
-        name: format!("vmrescue-{}", std::process::id()),
+    let initramfs = match &req.policy.reference_etc {
+        None => image.initramfs.clone(),
+        Some(etc) => crate::overlay::combined_initramfs(
+            &image.initramfs,
+            &crate::overlay::reference_entries_at(etc, crate::overlay::reference_etc_run())?,
+            &dir.join("initramfs-with-reference-etc.img"),
+        )?,
+    };
+    let cmdline = kernel_cmdline(&agent_settings(
+        req,
+        scratch.as_ref().map(|s| s.uuid.as_str()),
+    ))?;
+    let socket = dir.join("agent.sock");
+    if socket.as_os_str().len() >= 100 {
+        return Err(RescueError::SocketPath(socket));
+    }
+    let scratch_serial = format!("vmrescue-disk{}", disks.len());
+    let config = qemu::Config::new(
+        format!("vmrescue-{}", std::process::id()),
         accel,
-        memory_mib: req.memory_mib,
-        kernel: image.kernel.clone(),
-        initramfs: match &req.policy.reference_etc {
-            None => image.initramfs.clone(),
-            Some(etc) => crate::overlay::combined_initramfs(
-                &image.initramfs,
-                &crate::overlay::reference_entries_at(etc, crate::overlay::reference_etc_run())?,
-                &dir.join("initramfs-with-reference-etc.img"),
-            )?,
+        qemu::Boot::Kernel {
+            kernel: image.kernel.clone(),
+            initrd: Some(initramfs),
+            cmdline: cmdline.as_str().to_owned(),
         },
-        cmdline: kernel_cmdline(&agent_settings(
-            req,
-            scratch.as_ref().map(|s| s.uuid.as_str()),
-        ))
-        .map_err(|e| anyhow::anyhow!("--root or --hostname: {e}"))?,
-        console_log: dir.join("console.log"),
-        agent_socket: dir.join("agent.sock"),
-        port_name: DEFAULT_PORT_NAME.to_owned(),
-        disks,
-    };
-    if config.agent_socket.as_os_str().len() >= 100 {
-        return Err(anyhow::anyhow!(
-            "socket path {} is too long for a unix socket; set XDG_RUNTIME_DIR or TMPDIR to a shorter directory",
-            config.agent_socket.display()
-        )
-        .into());
-    }
-    let qemu_log = dir.join("qemu.log");
-    let log =
-        File::create(&qemu_log).map_err(|e| anyhow::anyhow!("{}: {e}", qemu_log.display()))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", qemu_log.display()))?;
-    if req.show_progress {
-        eprintln!(
-            "vmrescue: booting the rescue ({} mode, accel {}, {} disk(s)); run directory {}",
-            req.mode.as_str(),
-            accel.as_str(),
-            config.disks.len(),
-            dir.display()
-        );
-    }
-    let mut child = Command::new(&qemu_bin)
-        .args(config.args())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot start {}: {e}; install qemu-system-x86 (scripts/setup.sh) or set VMRESCUE_QEMU",
-                qemu_bin.display()
-            )
-        })?;
-    let result = collect(req, &config, &mut child);
-    // Whether QEMU ended by itself, before we stop it.
-    let own_exit = child.try_wait().ok().flatten();
-    stop(&mut child);
-    let outcome = match result {
-        Collected::Report(r) => Ok(*r),
-        Collected::Nothing(reason) => match recover_from_console(&config.console_log) {
-            Some(mut r) => {
-                r.warnings.push(host_warning(format!(
-                    "no report on the virtio-serial channel ({reason}); recovered it from the console log"
-                )));
-                Ok(r)
-            }
-            None => Err(no_report(&config, &qemu_log, own_exit, reason)),
-        },
-    };
-    let mut outcome = outcome;
+    )
+    .memory(req.memory_mib)
+    .console_log(dir.join("console.log"))
+    .channel(socket, DEFAULT_PORT_NAME)
+    .drives(disks.into_iter().map(|d| d.drive))
+    .drives(
+        scratch
+            .as_ref()
+            .map(|s| Drive::new(s.image.clone(), Format::Raw).serial(scratch_serial)),
+    );
+    sink.event(Event::Note(&format!(
+        "booting the rescue ({} mode, accel {}, {} disk(s)); run directory {}",
+        req.mode.as_str(),
+        accel.as_str(),
+        config.drives.len(),
+        dir.display()
+    )));
+    let mut vm = QemuVm::new(qemu_bin, config, dir.join("qemu.log"));
+    let mut outcome = session::run(&mut vm, req.timeout, sink).map_err(RescueError::from);
+    drop(vm);
     // The scratch disk (in the run directory) is all that is left if its files cannot be copied.
     let mut undo_lost = false;
     if let (Ok(report), Some(s), Some(base)) = (&mut outcome, &scratch, &req.undo_dir) {
-        let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
-        let dest = base.join(name);
+        let dest = base.join(dir.file_name().unwrap_or_default());
         match crate::undo::collect(s, &dest, report) {
-            Ok(files) if !files.is_empty() && req.show_progress => eprintln!(
-                "vmrescue: e2fsck undo files kept in {} (e2undo FILE DEVICE, newest first)",
-                dest.display()
-            ),
+            Ok(files) if !files.is_empty() => sink.event(Event::Kept {
+                what: "e2fsck undo files (e2undo FILE DEVICE, newest first)",
+                path: &dest,
+            }),
             Ok(_) => {}
             Err(e) => {
                 undo_lost = true;
                 report.warnings.push(host_warning(format!(
-                    "cannot keep the e2fsck undo files: {e:#}; the scratch disk {} is kept",
+                    "cannot keep the e2fsck undo files: {e}; the scratch disk {} is kept",
                     s.image.display()
                 )));
             }
@@ -321,10 +306,8 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
     }
     match &outcome {
         Ok(_) if !req.keep_run_dir && !undo_lost => drop(run_dir),
-        _ => {
-            // Keep the console log for the operator.
-            let _ = run_dir.keep();
-        }
+        // Keep the console log for the operator.
+        _ => drop(run_dir.keep()),
     }
     outcome.map(|mut r| {
         if r.mode != req.mode {
@@ -336,158 +319,6 @@ pub fn run(req: &Request) -> Result<Report, Failure> {
         }
         r
     })
-}
-
-fn host_warning(message: String) -> Warning {
-    Warning {
-        step: Step::Host,
-        message,
-        device: None,
-    }
-}
-
-enum Collected {
-    Report(Box<Report>),
-    Nothing(String),
-}
-
-fn collect(req: &Request, config: &qemu::Config, child: &mut Child) -> Collected {
-    let deadline = Instant::now() + req.timeout;
-    let stream = loop {
-        if let Ok(s) = UnixStream::connect(&config.agent_socket) {
-            break s;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Collected::Nothing(format!("QEMU exited ({status}) before the channel opened"));
-        }
-        if Instant::now() >= deadline {
-            return Collected::Nothing(format!("timed out after {} s", req.timeout.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
-    let mut collector = Collector::new(stream);
-    let mut shown = 0usize;
-    let mut report = None;
-    loop {
-        match collector.next_event() {
-            Event::Message(Message::Hello {
-                agent_version,
-                kernel,
-                ..
-            }) => {
-                if req.show_progress {
-                    eprintln!(
-                        "vmrescue: agent {} up on kernel {}",
-                        render::clean(&agent_version),
-                        render::clean(&kernel)
-                    );
-                }
-            }
-            Event::Message(Message::Progress { progress, .. }) => {
-                if req.show_progress && shown < MAX_PROGRESS_LINES {
-                    eprintln!("{}", render::progress(&progress));
-                    shown += 1;
-                }
-            }
-            Event::Message(Message::Report { report: r, .. }) => {
-                if report.is_none() {
-                    report = Some(*r);
-                    break;
-                }
-            }
-            Event::Rejected(why) => {
-                if collector.rejected <= 10 && req.show_progress {
-                    eprintln!("vmrescue: rejected a line from the guest: {why}");
-                }
-            }
-            Event::Idle => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Collected::Nothing(format!("QEMU exited ({status}) without a report"));
-                }
-                if Instant::now() >= deadline {
-                    return Collected::Nothing(format!(
-                        "timed out after {} s",
-                        req.timeout.as_secs()
-                    ));
-                }
-            }
-            Event::Closed => {
-                let status = wait_for_exit(child, Duration::from_secs(5));
-                return Collected::Nothing(format!(
-                    "the channel closed without a report (QEMU: {status})"
-                ));
-            }
-        }
-    }
-    let mut report = report.unwrap_or_default();
-    if collector.rejected > 0 {
-        report.warnings.push(host_warning(format!(
-            "{} malformed line(s) from the guest were rejected",
-            collector.rejected
-        )));
-    }
-    wait_for_exit(child, POWEROFF_WAIT);
-    Collected::Report(Box::new(report))
-}
-
-fn wait_for_exit(child: &mut Child, limit: Duration) -> String {
-    let until = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.to_string(),
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
-            _ => return "still running".into(),
-        }
-    }
-}
-
-fn stop(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-}
-
-fn recover_from_console(log: &Path) -> Option<Report> {
-    let mut f = File::open(log).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(CONSOLE_TAIL)))
-        .ok()?;
-    let mut buf = Vec::new();
-    f.take(CONSOLE_TAIL).read_to_end(&mut buf).ok()?;
-    console::last_report(&buf)
-}
-
-fn no_report(
-    config: &qemu::Config,
-    qemu_log: &Path,
-    own_exit: Option<std::process::ExitStatus>,
-    reason: String,
-) -> Failure {
-    let console_empty = fs::metadata(&config.console_log)
-        .map(|m| m.len() == 0)
-        .unwrap_or(true);
-    if console_empty && own_exit.is_some_and(|s| !s.success()) {
-        // QEMU itself refused to start (image locked, bad option...): a host-side problem.
-        let text = fs::read_to_string(qemu_log).unwrap_or_default();
-        let tail: Vec<&str> = text
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Failure::Host(anyhow::anyhow!(
-            "QEMU failed to start the rescue: {}",
-            render::clean(&tail.join(" / "))
-        ));
-    }
-    Failure::NoReport {
-        reason,
-        console_log: config.console_log.clone(),
-    }
 }
 
 #[cfg(test)]
@@ -547,7 +378,6 @@ mod tests {
             agent: None,
             accel: Choice::Tcg,
             format: None,
-            show_progress: false,
             keep_run_dir: false,
             root: None,
             policy: Policy::default(),
@@ -578,21 +408,7 @@ mod tests {
             .to_string();
         assert!(e.contains("twice"), "{e}");
         let ok = check_disks(&request(vec![img], Mode::Check)).unwrap();
-        assert!(ok[0].0.read_only, "check mode attaches disks read-only");
-    }
-
-    #[test]
-    fn console_recovery_reads_the_last_report() {
-        let d = tempfile::tempdir().unwrap();
-        let log = d.path().join("console.log");
-        let report = Report {
-            mode: Mode::Repair,
-            ..Default::default()
-        };
-        let mut text = b"boot noise\n".to_vec();
-        text.extend(console::frame(&Message::report(report.clone())).unwrap());
-        fs::write(&log, text).unwrap();
-        assert_eq!(recover_from_console(&log), Some(report));
-        assert_eq!(recover_from_console(&d.path().join("none")), None);
+        assert!(ok[0].drive.read_only, "check mode attaches disks read-only");
+        assert_eq!(ok[0].drive.serial.as_deref(), Some("vmrescue-disk0"));
     }
 }

@@ -9,9 +9,44 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
 use vmrescue_protocol::paths::{UNDO_DIR, UNDO_LABEL};
 use vmrescue_protocol::Report;
+
+/// Why the undo scratch disk cannot be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("running {tool} ({what}): {source}; install e2fsprogs (scripts/setup.sh)")]
+    Tool {
+        tool: &'static str,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("mkfs.ext4 on {}: {stderr}", image.display())]
+    Mkfs { image: PathBuf, stderr: String },
+    #[error("the agent named an undo file {0:?}: not DEVICE.N.e2undo")]
+    BadName(String),
+    #[error("{} exists already; choose an empty --undo-dir", .0.display())]
+    Exists(PathBuf),
+    #[error("copying {name} out of {}: {stderr}", image.display())]
+    Copy {
+        name: String,
+        image: PathBuf,
+        stderr: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, UndoError>;
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UndoError {
+    let path = path.to_owned();
+    move |source| UndoError::Io { what, path, source }
+}
 
 /// Smallest scratch disk (it is sparse: only what e2fsck writes takes space).
 const MIN_SIZE: u64 = 256 << 20;
@@ -47,10 +82,10 @@ pub fn random_uuid() -> Result<String> {
     let mut b = [0u8; 16];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom")?;
+        .map_err(io("reading", Path::new("/dev/urandom")))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = vmrescue_protocol::digest::hex(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -68,20 +103,23 @@ pub fn make(dir: &Path, disks_bytes: u64) -> Result<Scratch> {
     let size = disks_bytes.saturating_add(64 << 20).max(MIN_SIZE);
     fs::File::create(&image)
         .and_then(|f| f.set_len(size))
-        .with_context(|| format!("creating {}", image.display()))?;
+        .map_err(io("creating", &image))?;
     let uuid = random_uuid()?;
     let out = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", UNDO_LABEL, "-U", &uuid])
         .args(["-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard"])
         .arg(&image)
         .output()
-        .context("running mkfs.ext4 for the undo scratch disk (e2fsprogs, scripts/setup.sh)")?;
+        .map_err(|source| UndoError::Tool {
+            tool: "mkfs.ext4",
+            what: "the undo scratch disk",
+            source,
+        })?;
     if !out.status.success() {
-        bail!(
-            "mkfs.ext4 on {} failed: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(UndoError::Mkfs {
+            image,
+            stderr: crate::render::clean(String::from_utf8_lossy(&out.stderr).trim()),
+        });
     }
     Ok(Scratch { image, uuid })
 }
@@ -99,21 +137,18 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let mut copied = Vec::new();
     // debugfs splits its command into words: dump to a fixed name next to the scratch image,
     // then move the file to the operator's directory (whatever characters its path has).
     let staging = scratch.image.with_file_name("undo-staging");
     for name in &wanted {
         if !plain_undo_name(name) {
-            bail!("the agent named an undo file {name:?}: not DEVICE.N.e2undo");
+            return Err(UndoError::BadName(crate::render::clean(name)));
         }
         let to = dest.join(name);
         if to.exists() {
-            bail!(
-                "{} exists already; choose an empty --undo-dir",
-                to.display()
-            );
+            return Err(UndoError::Exists(to));
         }
         let _ = fs::remove_file(&staging);
         let out = Command::new("debugfs")
@@ -121,16 +156,20 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
             .arg(format!("dump /{UNDO_DIR}/{name} {}", staging.display()))
             .arg(&scratch.image)
             .output()
-            .context("running debugfs (e2fsprogs, scripts/setup.sh)")?;
+            .map_err(|source| UndoError::Tool {
+                tool: "debugfs",
+                what: "copying the undo files",
+                source,
+            })?;
         if !staging.is_file() {
-            bail!(
-                "copying {name} out of {}: {}",
-                scratch.image.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            return Err(UndoError::Copy {
+                name: name.clone(),
+                image: scratch.image.clone(),
+                stderr: crate::render::clean(String::from_utf8_lossy(&out.stderr).trim()),
+            });
         }
         if fs::rename(&staging, &to).is_err() {
-            fs::copy(&staging, &to).with_context(|| format!("writing {}", to.display()))?;
+            fs::copy(&staging, &to).map_err(io("writing", &to))?;
             let _ = fs::remove_file(&staging);
         }
         copied.push(to);

@@ -5,6 +5,7 @@
 use vmrescue_protocol as p;
 
 use crate::fstab::{self, Kind, Spec};
+use crate::fstype::FsType;
 use crate::inventory::{DiskScan, Volume};
 use crate::osroot::{self, Tree};
 use crate::partition::PartType;
@@ -13,11 +14,6 @@ use crate::partition::PartType;
 pub const GPT_ROOT_X86_64: &str = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
 /// Longest fstab read.
 pub const MAX_FSTAB: usize = 1 << 20;
-
-/// Types whose contents can be inspected for OS evidence.
-pub fn inspectable(fstype: &str) -> bool {
-    matches!(fstype, "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat")
-}
 
 /// The discovery sections of a report.
 #[derive(Debug, Default)]
@@ -81,7 +77,11 @@ pub fn assemble(
                     type_id: type_id(&part.part_type),
                     partuuid: part.uuid.clone(),
                     partlabel: part.name.clone(),
-                    fstype: v.probe.as_ref().map_or("unknown", |p| p.fstype).to_owned(),
+                    fstype: v
+                        .probe
+                        .as_ref()
+                        .map_or(FsType::Unknown, |p| p.fstype)
+                        .to_string(),
                 });
             }
             if v.probe.is_some() {
@@ -97,13 +97,14 @@ pub fn assemble(
         let device = format!("{dev_prefix}{}", v.name);
         f.filesystems.push(p::Filesystem {
             device: device.clone(),
-            fstype: probe.fstype.to_owned(),
+            fstype: probe.fstype.to_string(),
             uuid: probe.uuid.clone(),
             label: probe.label.clone(),
-            role: (probe.fstype == "swap").then(|| "swap".to_owned()),
+            role: (probe.fstype == FsType::Swap).then(|| "swap".to_owned()),
             ..Default::default()
         });
-        if !inspectable(probe.fstype) {
+        // Only what can be mounted can be looked into for OS evidence.
+        if !probe.fstype.is_mountable() {
             continue;
         }
         let Some(t) = tree(v) else {
@@ -120,7 +121,7 @@ pub fn assemble(
                 score: e.score,
                 evidence: e.found,
             });
-        } else if osroot::looks_like_esp(t.as_ref()) && probe.fstype == "vfat" {
+        } else if osroot::looks_like_esp(t.as_ref()) && probe.fstype == FsType::Vfat {
             set_role(&mut f.filesystems, &device, "efi");
         } else if osroot::looks_like_boot(t.as_ref()) {
             set_role(&mut f.filesystems, &device, "boot");

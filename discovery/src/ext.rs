@@ -1,6 +1,7 @@
 //! ext2/ext3/ext4 superblock: type, UUID, label, and the state a rescue cares about.
 
 use crate::format_uuid;
+use crate::fstype::FsType;
 
 /// The superblock lives 1024 bytes into the filesystem and is 1024 bytes long.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -59,7 +60,7 @@ pub fn backup_candidates() -> impl Iterator<Item = Backup> {
 /// and the block size `at` assumes.
 pub fn is_backup(sb: &[u8], at: Backup) -> Option<Superblock> {
     let parsed = Superblock::parse(sb).ok()?;
-    (le16(sb, 0x5A) == 1 && parsed.block_size == at.block_size && parsed.fstype != "jbd")
+    (le16(sb, 0x5A) == 1 && parsed.block_size == at.block_size && parsed.fstype != FsType::Jbd)
         .then_some(parsed)
 }
 
@@ -85,7 +86,7 @@ pub enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
     /// `ext2`, `ext3`, `ext4`, `ext4dev` or `jbd` (an external journal).
-    pub fstype: &'static str,
+    pub fstype: FsType,
     pub uuid: String,
     /// The volume name as blkid reports it: up to the first NUL, trailing whitespace
     /// trimmed, `None` when empty (non-UTF-8 bytes become U+FFFD).
@@ -124,21 +125,21 @@ impl Superblock {
         let ro_compat = le32(sb, 0x64);
         let flags = le32(sb, 0x160);
         let fstype = if incompat & INCOMPAT_JOURNAL_DEV != 0 {
-            "jbd"
+            FsType::Jbd
         } else if compat & COMPAT_HAS_JOURNAL == 0
             && ro_compat & !EXT3_RO_COMPAT_SUPP == 0
             && incompat & !EXT2_INCOMPAT_SUPP == 0
         {
-            "ext2"
+            FsType::Ext2
         } else if compat & COMPAT_HAS_JOURNAL != 0
             && ro_compat & !EXT3_RO_COMPAT_SUPP == 0
             && incompat & !EXT3_INCOMPAT_SUPP == 0
         {
-            "ext3"
+            FsType::Ext3
         } else if flags & FLAG_TEST_FILESYS != 0 {
-            "ext4dev"
+            FsType::Ext4dev
         } else {
-            "ext4"
+            FsType::Ext4
         };
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&sb[0x68..0x78]);
@@ -202,13 +203,13 @@ mod tests {
     #[test]
     fn types_by_features() {
         let mut sb = blank();
-        assert_eq!(Superblock::parse(&sb).unwrap().fstype, "ext2");
+        assert_eq!(Superblock::parse(&sb).unwrap().fstype, FsType::Ext2);
         set32(&mut sb, 0x5C, COMPAT_HAS_JOURNAL);
-        assert_eq!(Superblock::parse(&sb).unwrap().fstype, "ext3");
+        assert_eq!(Superblock::parse(&sb).unwrap().fstype, FsType::Ext3);
         set32(&mut sb, 0x60, INCOMPAT_FILETYPE | 0x40 /* extents */);
-        assert_eq!(Superblock::parse(&sb).unwrap().fstype, "ext4");
+        assert_eq!(Superblock::parse(&sb).unwrap().fstype, FsType::Ext4);
         set32(&mut sb, 0x60, INCOMPAT_JOURNAL_DEV);
-        assert_eq!(Superblock::parse(&sb).unwrap().fstype, "jbd");
+        assert_eq!(Superblock::parse(&sb).unwrap().fstype, FsType::Jbd);
     }
 
     #[test]

@@ -203,8 +203,8 @@ pub fn parse(text: &[u8]) -> Fstab {
     fstab
 }
 
-/// The line without its `\n` and one `\r` before it.
-fn strip_eol(raw: &[u8]) -> &[u8] {
+/// A raw fstab line (as in [`Fstab::lines`]) without its `\n` and one `\r` before it.
+pub fn strip_eol(raw: &[u8]) -> &[u8] {
     let b = raw.strip_suffix(b"\n").unwrap_or(raw);
     b.strip_suffix(b"\r").unwrap_or(b)
 }
@@ -715,6 +715,24 @@ UUID=5E0B-1F2A  /boot/efi       vfat    umask=0077      0       1\n\
         assert_eq!(f.lines[1], b"/dev/sdb1 /d ext4 defaults 0 2\r\n".to_vec());
         // A lone CR inside a line is not a line ending.
         assert!(bad(b"/dev/sdb1 /d\rx ext4").reason.contains("0x0d"));
+    }
+
+    #[test]
+    fn strip_eol_takes_one_line_ending() {
+        assert_eq!(strip_eol(b"a b\r\n"), b"a b");
+        assert_eq!(strip_eol(b"a b\n"), b"a b");
+        assert_eq!(strip_eol(b"a b"), b"a b", "an unterminated last line");
+        assert_eq!(strip_eol(b"a\r\r\n"), b"a\r", "one CR only");
+        assert_eq!(strip_eol(b"a\n\n"), b"a\n", "one LF only");
+        assert_eq!(strip_eol(b"a\r"), b"a", "a CR at the very end");
+        assert_eq!(strip_eol(b""), b"");
+        for (i, line) in parse(b"x / ext4 defaults 0 1\r\n# c\n")
+            .lines
+            .iter()
+            .enumerate()
+        {
+            assert!(!strip_eol(line).ends_with(b"\n"), "line {i}");
+        }
     }
 
     #[test]

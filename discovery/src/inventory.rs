@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use crate::fstype::FsType;
 use crate::partition::{self, PartType, Partition, Table};
 use crate::probe::{self, Probe};
 use crate::{ext, medium, read_at};
@@ -135,7 +136,7 @@ fn ext_probe(sb: ext::Superblock) -> Probe {
 fn damaged_ext<R: Read + Seek>(dev: &mut R) -> Option<Probe> {
     let sb = read_at(dev, ext::SUPERBLOCK_OFFSET, ext::SUPERBLOCK_SIZE).ok()?;
     let sb = ext::Superblock::parse(&sb).ok()?;
-    (sb.fstype != "jbd").then(|| ext_probe(sb))
+    (sb.fstype != FsType::Jbd).then(|| ext_probe(sb))
 }
 
 /// Scans a disk of `size` bytes named `name`.
@@ -290,7 +291,10 @@ mod backup_tests {
         let s = scan_disk("vda", &mut io::Cursor::new(data), len);
         let v = &s.volumes[0];
         let p = v.probe.as_ref().expect("found by its backup");
-        assert_eq!((p.fstype, p.label.as_deref()), ("ext4", Some("zeroed")));
+        assert_eq!(
+            (p.fstype, p.label.as_deref()),
+            (FsType::Ext4, Some("zeroed"))
+        );
         assert_eq!(p.uuid, intact.volumes[0].probe.as_ref().unwrap().uuid);
         assert_eq!(
             v.ext_backup,

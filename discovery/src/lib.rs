@@ -4,6 +4,7 @@
 pub mod assemble;
 pub mod ext;
 pub mod fstab;
+pub mod fstype;
 pub mod inventory;
 pub mod medium;
 pub mod osroot;

@@ -17,23 +17,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::probe::{probe_with_session_offset, Probe};
 
-/// The TYPEs `probe` identifies.
-const SUPPORTED: &[&str] = &[
-    "ext2",
-    "ext3",
-    "ext4",
-    "ext4dev",
-    "jbd",
-    "xfs",
-    "btrfs",
-    "vfat",
-    "swap",
-    "LVM2_member",
-    "crypto_LUKS",
-    "iso9660",
-];
+/// Whether `probe` identifies blkid's TYPE `t`: every known [`FsType`].
+fn is_supported(t: &str) -> bool {
+    FsType::KNOWN.iter().any(|k| k.as_str() == t)
+}
 
 /// Filesystems on partition-table images at offset 0, as `blkid -p -o export` (util-linux
 /// 2.38.1) reports them: (image, TYPE, UUID). The lowprobe-pt expected files do not cover
@@ -214,7 +204,7 @@ fn compare(got: &Option<Probe>, want: &Expected) -> Vec<String> {
             diffs.push(format!("{what}: got {got:?}, blkid {want:?}"));
         }
     };
-    check("TYPE", Some(p.fstype), want.fstype.as_deref());
+    check("TYPE", Some(p.fstype.as_str()), want.fstype.as_deref());
     check("UUID", p.uuid.as_deref(), want.uuid.as_deref());
     check("LABEL", p.label.as_deref(), want.label.as_deref());
     check("VERSION", p.version.as_deref(), want.version.as_deref());
@@ -300,17 +290,16 @@ fn blkid_corpus() {
         };
         eprintln!("{tag} @{offset}: {}", show(&got));
 
-        let supported = want
-            .fstype
-            .as_deref()
-            .is_some_and(|t| SUPPORTED.contains(&t));
+        let supported = want.fstype.as_deref().is_some_and(is_supported);
         let verdict = if is_pt {
             let allowed = PT_IMAGE_FILESYSTEMS
                 .iter()
                 .find(|(img, _, _)| *img == row.image);
             match (&got, allowed) {
                 (None, _) => "pt-none",
-                (Some(p), Some((_, t, u))) if p.fstype == *t && p.uuid.as_deref() == Some(*u) => {
+                (Some(p), Some((_, t, u)))
+                    if p.fstype.as_str() == *t && p.uuid.as_deref() == Some(*u) =>
+                {
                     "pt-known-fs"
                 }
                 (Some(_), _) => {

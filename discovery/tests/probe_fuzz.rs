@@ -16,6 +16,7 @@ use std::cell::Cell;
 use std::io::Cursor;
 
 use proptest::prelude::*;
+use vmrescue_discovery::probe::lvm::lvm_crc;
 use vmrescue_discovery::probe::{probe, probe_with_session_offset, Probe};
 
 /// Largest single allocation a probe may make (its reads are capped at 64 KiB).
@@ -123,19 +124,6 @@ fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
         }
     }
     crc
-}
-
-fn lvm_crc(data: &[u8]) -> u32 {
-    const TAB: [u32; 16] = [
-        0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158,
-        0x5005713c, 0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4,
-        0xa00ae278, 0xbdbdf21c,
-    ];
-    data.iter().fold(0xf597a6cf, |mut crc, &b| {
-        crc ^= u32::from(b);
-        crc = (crc >> 4) ^ TAB[(crc & 0xf) as usize];
-        (crc >> 4) ^ TAB[(crc & 0xf) as usize]
-    })
 }
 
 fn put(b: &mut [u8], off: usize, bytes: &[u8]) {
@@ -474,7 +462,7 @@ fn samples_are_valid() {
     for (s, (name, fstype)) in samples().iter().zip(want) {
         assert_eq!(s.name, name);
         let got = probe_bounded(&s.img, s.size, 0).unwrap();
-        assert_eq!(got.map(|p| p.fstype), fstype, "{name}");
+        assert_eq!(got.map(|p| p.fstype.as_str()), fstype, "{name}");
     }
     let p = probe_bounded(&iso_joliet().img, 700 << 20, 0)
         .unwrap()
@@ -577,14 +565,14 @@ fn hostile_length_fields() {
     let mut s = luks2();
     put(&mut s.img, 8, &u64::MAX.to_be_bytes());
     let p = probe_bounded(&s.img, u64::MAX, 0).unwrap();
-    assert_eq!(p.map(|p| p.fstype), Some("crypto_LUKS"));
+    assert_eq!(p.map(|p| p.fstype.as_str()), Some("crypto_LUKS"));
 
     // iso9660: path table, space size and block size are not read at all.
     let mut s = iso_joliet();
     put(&mut s.img, 0x8000 + 128, &u16::MAX.to_le_bytes());
     put(&mut s.img, 0x8000 + 132, &u64::MAX.to_le_bytes());
     let p = probe_bounded(&s.img, u64::MAX, 0).unwrap();
-    assert_eq!(p.map(|p| p.fstype), Some("iso9660"));
+    assert_eq!(p.map(|p| p.fstype.as_str()), Some("iso9660"));
 
     // FAT16 root directory of 65535 entries (2 MiB), read in pieces.
     let mut s = fat16();

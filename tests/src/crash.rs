@@ -10,11 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use vmrescue_companion::accel::Accel;
+use vmrescue_companion::qemu::{self, Drive, Format};
+use vmrescue_companion::vm::{QemuVm, Vm};
 use vmrescue_image_builder::{self as builder, cpio};
 
 use crate::harness;
@@ -202,16 +205,11 @@ fn crash_archive(script: &str, payload: &[(&str, &[u8])]) -> Result<Vec<u8>> {
 
 /// The accelerator: `VMRESCUE_ACCEL=kvm` asks for KVM; anything else gives TCG (this fixture
 /// does not probe whether KVM works, as the companion does).
-fn accel() -> &'static str {
+fn accel() -> Accel {
     match std::env::var("VMRESCUE_ACCEL").as_deref() {
-        Ok("kvm") => "kvm",
-        _ => "tcg",
+        Ok("kvm") => Accel::Kvm,
+        _ => Accel::Tcg,
     }
-}
-
-/// A QEMU option value with its commas doubled.
-fn qemu_escape(p: &Path) -> String {
-    p.to_string_lossy().replace(',', ",,")
 }
 
 /// Boots the rescue kernel with `script` as PID 1 and `disks` as raw virtio disks (see
@@ -238,56 +236,31 @@ pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> 
     fs::write(&initrd_path, &initrd)?;
     let console_path = dir.path().join("console.log");
 
-    let qemu = std::env::var_os("VMRESCUE_QEMU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
-    let accel = accel();
-    let mut cmd = Command::new(&qemu);
-    cmd.args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-no-reboot", "-accel", accel, "-cpu"])
-        .arg(if accel == "kvm" { "host" } else { "max" })
-        .args(["-m", "512", "-smp", "1", "-kernel"])
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(&initrd_path)
-        .args([
-            "-append",
-            "console=ttyS0 rdinit=/crash.sh panic=-1",
-            "-chardev",
-        ])
-        .arg(format!("file,id=con,path={}", qemu_escape(&console_path)))
-        .args(["-serial", "chardev:con"]);
-    for d in disks {
-        cmd.arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", qemu_escape(d)));
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (install qemu-system-x86 with scripts/setup.sh, or set VMRESCUE_QEMU)",
-                qemu.display()
-            )
-        })?;
+    let config = qemu::Config::new(
+        "vmrescue-crash-guest",
+        accel(),
+        qemu::Boot::Kernel {
+            kernel: image.kernel.clone(),
+            initrd: Some(initrd_path),
+            cmdline: "console=ttyS0 rdinit=/crash.sh panic=-1".into(),
+        },
+    )
+    .console_log(&console_path)
+    .drives(disks.iter().map(|d| Drive::new(*d, Format::Raw)));
+    let mut vm = QemuVm::new(qemu::binary(), config, dir.path().join("qemu.log"));
+    vm.start()?;
     let deadline = Instant::now() + TIMEOUT;
     let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break Some(s);
+        if let Some(e) = vm.exited() {
+            break Some(e);
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            vm.stop(Duration::ZERO);
             break None;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut qemu_err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut qemu_err);
-    }
+    let qemu_err = fs::read_to_string(dir.path().join("qemu.log")).unwrap_or_default();
     let boot = Boot {
         console: String::from_utf8_lossy(&fs::read(&console_path).unwrap_or_default())
             .replace('\r', ""),
@@ -297,8 +270,9 @@ pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> 
             "the crash guest did not end within {TIMEOUT:?}; console:\n{}",
             boot.tail()
         ),
-        Some(s) if !s.success() => bail!(
-            "QEMU failed ({s}): {}; console:\n{}",
+        Some(e) if !e.success => bail!(
+            "QEMU failed ({}): {}; console:\n{}",
+            e.description,
             qemu_err.trim(),
             boot.tail()
         ),

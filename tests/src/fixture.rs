@@ -28,6 +28,17 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Whether `program --version` runs and succeeds: the one check for a tool a test can do
+/// without (it then says so and skips). Tools `scripts/setup.sh` installs are not optional.
+/// (The discovery crate's tests keep their own checks, sfdisk in `partition_tables.rs` and xz
+/// in `blkid_corpus.rs`: this crate depends on discovery, so they cannot use it.)
+pub fn has_tool(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Writes a small Debian-like root tree under `dir`; returns each file's guest path and sha256.
 pub fn os_tree(dir: &Path) -> Result<BTreeMap<String, String>> {
     os_tree_with_fstab(

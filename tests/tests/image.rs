@@ -116,7 +116,7 @@ fn accel_probe_boots_its_firmware_under_tcg() {
     use vmrescue_companion::accel::{works, Accel};
     let dir = tempfile::tempdir().unwrap();
     assert!(works(
-        std::path::Path::new("qemu-system-x86_64"),
+        &vmrescue_companion::qemu::binary(),
         Accel::Tcg,
         dir.path()
     ));

@@ -13,7 +13,8 @@
 //! refused.
 
 use vmrescue_discovery::assemble::resolve_fstab;
-use vmrescue_discovery::fstab::{self, Entry, Kind, Spec};
+use vmrescue_discovery::fstab::{self, strip_eol, Entry, Kind, Spec};
+use vmrescue_discovery::fstype::{Checker, FsType};
 use vmrescue_protocol::{Filesystem, Resolution};
 
 use super::{Action, Context, Plan};
@@ -48,8 +49,18 @@ pub fn plan(text: &[u8], ctx: &Context, p: &mut Plan) {
     );
 }
 
-fn is_ext(t: &str) -> bool {
-    matches!(t, "ext2" | "ext3" | "ext4")
+/// The type of a filesystem the report lists.
+fn fstype(fs: &Filesystem) -> FsType {
+    FsType::parse(&fs.fstype)
+}
+
+/// The fstab type to write for a filesystem the report lists ([`FsType::fstab_type`]; a name
+/// this crate does not know stays as the report has it).
+fn fstab_type(fs: &Filesystem) -> &str {
+    match fstype(fs) {
+        FsType::Unknown => &fs.fstype,
+        t => t.fstab_type(),
+    }
 }
 
 /// Whether discovery can tell that what an entry names is absent: filesystem and partition
@@ -71,26 +82,9 @@ fn verifiable(e: &Entry, kernel_name: bool) -> bool {
     }
 }
 
-/// Rank in the ext family: a filesystem mounts under its own type or a newer one.
-fn ext_rank(t: &str) -> Option<u8> {
-    match t {
-        "ext2" => Some(2),
-        "ext3" => Some(3),
-        "ext4" | "ext4dev" => Some(4),
-        _ => None,
-    }
-}
-
-/// Whether fstab's `listed` type cannot mount a filesystem probed as `found`.
-fn wrong_type(listed: &str, found: &str) -> bool {
-    if listed == "auto" || listed == found || found == "unknown" {
-        return false;
-    }
-    match (ext_rank(listed), ext_rank(found)) {
-        // ext4 mounts ext2/ext3; ext3 cannot mount an ext4 (extents, 64bit...).
-        (Some(l), Some(f)) => l < f,
-        _ => true,
-    }
+/// Whether fstab's `listed` type cannot mount the filesystem `found`.
+fn wrong_type(listed: &str, found: &Filesystem) -> bool {
+    !fstype(found).mountable_as(listed)
 }
 
 fn by_device<'a>(ctx: &'a Context, dev: &str) -> Option<&'a Filesystem> {
@@ -131,11 +125,12 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
                     }
                 }
                 if let Some(fs) = fs {
-                    let wrong = wrong_type(&e.vfstype, &fs.fstype)
-                        && !(e.kind == Kind::Swap && fs.fstype == "swap");
+                    let wrong = wrong_type(&e.vfstype, fs)
+                        && !(e.kind == Kind::Swap && fstype(fs) == FsType::Swap);
                     if wrong {
-                        what.push(format!("type {} -> {}", e.vfstype, fs.fstype));
-                        new.vfstype = fs.fstype.clone();
+                        let t = fstab_type(fs);
+                        what.push(format!("type {} -> {t}", e.vfstype));
+                        new.vfstype = t.to_owned();
                     }
                 }
             }
@@ -150,9 +145,10 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
                             r.spec, ctx.root_device
                         ));
                         if let Some(fs) = root_fs {
-                            if wrong_type(&e.vfstype, &fs.fstype) {
-                                what.push(format!("type {} -> {}", e.vfstype, fs.fstype));
-                                new.vfstype = fs.fstype.clone();
+                            if wrong_type(&e.vfstype, fs) {
+                                let t = fstab_type(fs);
+                                what.push(format!("type {} -> {t}", e.vfstype));
+                                new.vfstype = t.to_owned();
                             }
                         }
                     }
@@ -186,8 +182,8 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
         }
         // errors=remount-ro on an ext root.
         let root_is_ext = e.file == "/"
-            && (is_ext(&new.vfstype)
-                || (new.vfstype == "auto" && root_fs.is_some_and(|f| is_ext(&f.fstype))));
+            && (FsType::parse(&new.vfstype).is_ext()
+                || (new.vfstype == "auto" && root_fs.is_some_and(|f| fstype(f).is_ext())));
         if ctx.policy.errors_remount_ro && root_is_ext && !e.has_option("errors") {
             if new.options == ["defaults"] {
                 new.options.clear();
@@ -276,11 +272,6 @@ fn validate(text: &[u8], before: &[Entry], ctx: &Context) -> Result<(), String> 
     Ok(())
 }
 
-fn strip_eol(raw: &[u8]) -> &[u8] {
-    let b = raw.strip_suffix(b"\n").unwrap_or(raw);
-    b.strip_suffix(b"\r").unwrap_or(b)
-}
-
 fn eol(raw: &[u8]) -> &'static [u8] {
     if raw.ends_with(b"\r\n") {
         b"\r\n"
@@ -345,7 +336,7 @@ pub fn rebuild(ctx: &Context) -> Vec<u8> {
     );
     let root = by_device(ctx, ctx.root_device);
     if let Some(fs) = root {
-        let opts = if is_ext(&fs.fstype) && ctx.policy.errors_remount_ro {
+        let opts = if fstype(fs).is_ext() && ctx.policy.errors_remount_ro {
             "errors=remount-ro"
         } else {
             "defaults"
@@ -353,7 +344,7 @@ pub fn rebuild(ctx: &Context) -> Vec<u8> {
         s.push_str(&format!(
             "{}\t/\t{}\t{opts}\t0\t1\n",
             spec_of(fs),
-            fs.fstype
+            fstab_type(fs)
         ));
     }
     for fs in ctx
@@ -366,35 +357,38 @@ pub fn rebuild(ctx: &Context) -> Vec<u8> {
             Some("efi") => Some("/boot/efi".into()),
             _ => None,
         });
-        let line = match (fs.fstype.as_str(), known) {
-            ("swap", _) => format!("{}\tnone\tswap\tsw\t0\t0\n", spec_of(fs)),
-            ("vfat", Some(mp)) => format!(
+        let line = match (fstype(fs), known) {
+            (FsType::Swap, _) => format!("{}\tnone\tswap\tsw\t0\t0\n", spec_of(fs)),
+            (FsType::Vfat, Some(mp)) => format!(
                 "{}\t{}\tvfat\tumask=0077,nofail\t0\t1\n",
                 spec_of(fs),
                 escape(&mp)
             ),
-            (t, Some(mp)) if fstype_mountable(t) => {
-                let pass = if t == "xfs" || t == "btrfs" { 0 } else { 2 };
+            (t, Some(mp)) if t.is_mountable() => {
+                // fsck at boot does nothing for xfs and btrfs (their fsck is a no-op).
+                let pass = if t.checker() == Some(Checker::E2fsck) {
+                    2
+                } else {
+                    0
+                };
                 format!(
-                    "{}\t{}\t{t}\tdefaults,nofail\t0\t{pass}\n",
+                    "{}\t{}\t{}\tdefaults,nofail\t0\t{pass}\n",
                     spec_of(fs),
-                    escape(&mp)
+                    escape(&mp),
+                    t.fstab_type()
                 )
             }
-            (t, None) if fstype_mountable(t) => format!(
-                "# mount point unknown ({t} on {}):\n#{}\t/mnt/CHANGE-ME\t{t}\tdefaults,nofail\t0\t0\n",
+            (t, None) if t.is_mountable() => format!(
+                "# mount point unknown ({t} on {}):\n#{}\t/mnt/CHANGE-ME\t{}\tdefaults,nofail\t0\t0\n",
                 fs.device,
-                spec_of(fs)
+                spec_of(fs),
+                t.fstab_type()
             ),
             _ => continue,
         };
         s.push_str(&line);
     }
     s.into_bytes()
-}
-
-fn fstype_mountable(t: &str) -> bool {
-    matches!(t, "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat")
 }
 
 fn spec_of(fs: &Filesystem) -> String {
@@ -584,6 +578,41 @@ mod tests {
         text = b"/dev/vda1\t/m\xff\\040x\text4\tnoatime,errors=panic\t0\t1\t# old\n".to_vec();
         assert_eq!(f.text, text, "{}", String::from_utf8_lossy(&f.text));
         assert!(f.notes[0].contains("has no UUID"), "{:?}", f.notes);
+    }
+
+    #[test]
+    fn ext4dev_is_of_the_ext_family_and_written_as_ext4() {
+        let mut fss = filesystems();
+        fss[0].fstype = "ext4dev".into();
+        fss[1].fstype = "ext4dev".into();
+        fss[1].mountpoint = Some("/srv".into());
+        let c = ctx(&fss, Policy::default());
+        // ext3 cannot mount it; ext4 can; the root gets errors=remount-ro as any ext root.
+        let text = format!(
+            "UUID={R} / ext3 defaults 0 1\n\
+             UUID={H} /srv ext4 defaults 0 2\n"
+        );
+        let f = fix(text.as_bytes(), &c);
+        assert_eq!(
+            String::from_utf8(f.text).unwrap(),
+            format!(
+                "UUID={R}\t/\text4\terrors=remount-ro\t0\t1\n\
+                 UUID={H} /srv ext4 defaults 0 2\n"
+            )
+        );
+        assert_eq!(
+            f.edits,
+            ["line 1: type ext3 -> ext4, errors=remount-ro added to the root"]
+        );
+        let s = String::from_utf8(rebuild(&c)).unwrap();
+        assert!(
+            s.contains(&format!("UUID={R}\t/\text4\terrors=remount-ro\t0\t1\n")),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!("UUID={H}\t/srv\text4\tdefaults,nofail\t0\t2\n")),
+            "{s}"
+        );
     }
 
     #[test]

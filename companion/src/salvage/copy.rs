@@ -6,18 +6,47 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, RenameFlags, SeekFrom, Uid};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, SeekFrom};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
+use vmrescue_protocol::digest::hex;
 
-use super::owners::Resolved;
+use super::owners::{apply_owner, Resolved};
 use super::plan::Holder;
-use super::SalvageError;
+
+/// Why one file could not be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(
+        "cannot read the deleted file {} through /proc/{pid}/fd/{fd}: {source}; if the process \
+         exited the data is gone, otherwise run as root",
+        path.display()
+    )]
+    Source {
+        path: PathBuf,
+        pid: u32,
+        fd: u32,
+        source: io::Error,
+    },
+    #[error(
+        "{} changed while it was copied ({detail}); the VM is probably still writing to it: \
+         retry with --suspend",
+        path.display()
+    )]
+    SourceChanged { path: PathBuf, detail: String },
+    #[error(
+        "cannot write {}: {source}; check free space and permissions at the destination",
+        path.display()
+    )]
+    Write { path: PathBuf, source: io::Error },
+    #[error("the copy {} failed verification: {detail}; it was not kept", path.display())]
+    Verify { path: PathBuf, detail: String },
+}
 
 /// Buffer size for read/write copies and hashing.
 const CHUNK: usize = 1 << 20;
@@ -163,10 +192,6 @@ pub fn sha256_sparse(f: &File, size: u64) -> io::Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Opens the file through the first holder whose descriptor still points at inode
 /// (`dev`, `ino`). Each open is a new open file description: the holder's offset is untouched.
 pub fn open_source(
@@ -175,7 +200,7 @@ pub fn open_source(
     dev: u64,
     ino: u64,
     original: &Path,
-) -> Result<(File, Holder), SalvageError> {
+) -> Result<(File, Holder), CopyError> {
     let mut last: Option<(Holder, io::Error)> = None;
     for h in holders {
         let p = proc_root
@@ -195,7 +220,7 @@ pub fn open_source(
     }
     let (h, source) =
         last.unwrap_or_else(|| (Holder { pid: 0, fd: 0 }, io::Error::other("no holder")));
-    Err(SalvageError::Source {
+    Err(CopyError::Source {
         path: original.to_path_buf(),
         pid: h.pid,
         fd: h.fd,
@@ -203,113 +228,12 @@ pub fn open_source(
     })
 }
 
-/// Sets owner and mode on an open file or directory; failures are returned as warnings.
-pub fn apply_owner(fd: BorrowedFd<'_>, owner: &Resolved, path: &Path) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if owner.uid.is_some() || owner.gid.is_some() {
-        let uid = owner.uid.map(Uid::from_raw);
-        let gid = owner.gid.map(Gid::from_raw);
-        if let Err(e) = rfs::fchown(fd, uid, gid) {
-            warnings.push(format!(
-                "cannot set the owner of {} to {}: {e}; fix it by hand with chown",
-                path.display(),
-                super::owners::describe(owner)
-            ));
-        }
-    }
-    // After chown, which may clear set-id bits.
-    if let Err(e) = rfs::fchmod(fd, Mode::from_raw_mode(owner.mode)) {
-        warnings.push(format!(
-            "cannot set the mode of {} to {:04o}: {e}; fix it by hand with chmod",
-            path.display(),
-            owner.mode
-        ));
-    }
-    warnings
-}
-
-fn open_dir_nofollow(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<OwnedFd> {
-    rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-/// Opens `root/rel_dir`: `root` as named (the operator chose it, symlinks allowed; created
-/// when missing, and given `dir_owner` then if `own_root`), every directory below it without
-/// following symlinks, created with `dir_owner` when missing. Created paths are appended to
-/// `created`.
-pub fn open_dest_dir(
-    root: &Path,
-    rel_dir: &Path,
-    own_root: bool,
-    dir_owner: &Resolved,
-    created: &mut Vec<PathBuf>,
-    warnings: &mut Vec<String>,
-) -> Result<OwnedFd, SalvageError> {
-    let dir_err = |path: &Path, e: io::Error| SalvageError::Dir {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut root_created = false;
-    if std::fs::symlink_metadata(root).is_err() {
-        std::fs::create_dir_all(root).map_err(|e| dir_err(root, e))?;
-        root_created = true;
-    }
-    let mut dir: OwnedFd = rfs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| dir_err(root, e.into()))?;
-    if root_created {
-        created.push(root.to_path_buf());
-        if own_root {
-            warnings.extend(apply_owner(dir.as_fd(), dir_owner, root));
-        }
-    }
-    let mut path = root.to_path_buf();
-    for comp in rel_dir.components() {
-        let Component::Normal(name) = comp else {
-            return Err(SalvageError::Unsafe {
-                path: path.join(comp),
-            });
-        };
-        path.push(name);
-        let next = match open_dir_nofollow(dir.as_fd(), name) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => {
-                match rfs::mkdirat(dir.as_fd(), name, Mode::from_raw_mode(0o700)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(dir_err(&path, e.into())),
-                }
-                let fd = open_dir_nofollow(dir.as_fd(), name).map_err(|e| match e {
-                    Errno::LOOP | Errno::NOTDIR => SalvageError::Unsafe { path: path.clone() },
-                    e => dir_err(&path, e.into()),
-                })?;
-                warnings.extend(apply_owner(fd.as_fd(), dir_owner, &path));
-                rfs::fsync(&dir).map_err(|e| dir_err(&path, e.into()))?;
-                created.push(path.clone());
-                fd
-            }
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                return Err(SalvageError::Unsafe { path: path.clone() })
-            }
-            Err(e) => return Err(dir_err(&path, e.into())),
-        };
-        dir = next;
-    }
-    Ok(dir)
-}
-
 /// Whether `name` exists in `dir` (any type, symlinks not followed).
-pub fn exists_at(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<bool, SalvageError> {
+pub fn exists_at(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<bool, CopyError> {
     match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(_) => Ok(true),
         Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(SalvageError::Write {
+        Err(e) => Err(CopyError::Write {
             path: path.to_path_buf(),
             source: e.into(),
         }),
@@ -333,7 +257,7 @@ impl Drop for TempFile<'_> {
     }
 }
 
-fn create_temp<'a>(dir: BorrowedFd<'a>, path: &Path) -> Result<(File, TempFile<'a>), SalvageError> {
+fn create_temp<'a>(dir: BorrowedFd<'a>, path: &Path) -> Result<(File, TempFile<'a>), CopyError> {
     let pid = std::process::id();
     for _ in 0..1000 {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -356,14 +280,14 @@ fn create_temp<'a>(dir: BorrowedFd<'a>, path: &Path) -> Result<(File, TempFile<'
             }
             Err(Errno::EXIST) => continue,
             Err(e) => {
-                return Err(SalvageError::Write {
+                return Err(CopyError::Write {
                     path: path.with_file_name(&name),
                     source: e.into(),
                 })
             }
         }
     }
-    Err(SalvageError::Write {
+    Err(CopyError::Write {
         path: path.to_path_buf(),
         source: io::Error::other("no free temporary file name"),
     })
@@ -397,8 +321,8 @@ pub fn copy_file(
     name: &OsStr,
     path: &Path,
     owner: &Resolved,
-) -> Result<Outcome, SalvageError> {
-    let write_err = |e: io::Error| SalvageError::Write {
+) -> Result<Outcome, CopyError> {
+    let write_err = |e: io::Error| CopyError::Write {
         path: path.to_path_buf(),
         source: e,
     };
@@ -408,7 +332,7 @@ pub fn copy_file(
     let (tmp, mut guard) = create_temp(dir, path)?;
     let stats = sparse_copy(src, &tmp, size).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            SalvageError::SourceChanged {
+            CopyError::SourceChanged {
                 path: path.to_path_buf(),
                 detail: e.to_string(),
             }
@@ -426,12 +350,12 @@ pub fn copy_file(
         (a.join(), b)
     });
     let src_hash = match src_hash {
-        Ok(r) => r.map_err(|e| SalvageError::SourceChanged {
+        Ok(r) => r.map_err(|e| CopyError::SourceChanged {
             path: path.to_path_buf(),
             detail: format!("second read failed: {e}"),
         })?,
         Err(_) => {
-            return Err(SalvageError::Verify {
+            return Err(CopyError::Verify {
                 path: path.to_path_buf(),
                 detail: "the hashing thread panicked".to_string(),
             })
@@ -441,19 +365,19 @@ pub fn copy_file(
     let src_size = src.metadata().map(|m| m.size()).unwrap_or(u64::MAX);
     let dst_meta = tmp.metadata().map_err(write_err)?;
     if src_size != size {
-        return Err(SalvageError::SourceChanged {
+        return Err(CopyError::SourceChanged {
             path: path.to_path_buf(),
             detail: format!("its size went from {size} to {src_size} bytes during the copy"),
         });
     }
     if dst_meta.size() != size {
-        return Err(SalvageError::Verify {
+        return Err(CopyError::Verify {
             path: path.to_path_buf(),
             detail: format!("the copy has {} bytes, the source {size}", dst_meta.size()),
         });
     }
     if src_hash != dst_hash {
-        return Err(SalvageError::SourceChanged {
+        return Err(CopyError::SourceChanged {
             path: path.to_path_buf(),
             detail: format!("sha256 of the copy {dst_hash} differs from a second read {src_hash}"),
         });
@@ -512,12 +436,22 @@ mod tests {
         (p, chunks)
     }
 
-    fn owner() -> Resolved {
-        Resolved {
+    /// `copy_file` of `size` bytes of `src` to `dir/name`, mode 0640, ids left alone.
+    fn copy_into(dir: &Path, src: &File, size: u64, name: &str) -> Result<Outcome, CopyError> {
+        let fd = rfs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let owner = Resolved {
             uid: None,
             gid: None,
             mode: 0o640,
-        }
+        };
+        copy_file(
+            src,
+            size,
+            fd.as_fd(),
+            OsStr::new(name),
+            &dir.join(name),
+            &owner,
+        )
     }
 
     #[test]
@@ -543,17 +477,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (p, _) = sparse_file(t.path());
         let src = File::open(&p).unwrap();
-        let dir = rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let out = t.path().join("dst");
-        let r = copy_file(
-            &src,
-            64 * MIB,
-            dir.as_fd(),
-            OsStr::new("dst"),
-            &out,
-            &owner(),
-        )
-        .unwrap();
+        let r = copy_into(t.path(), &src, 64 * MIB, "dst").unwrap();
         let Outcome::Copied(c) = r else {
             panic!("not copied")
         };
@@ -570,7 +495,7 @@ mod tests {
             c.sha256,
             sha256_sparse(&File::open(&p).unwrap(), 64 * MIB).unwrap()
         );
-        let whole = hex(&Sha256::digest(std::fs::read(&p).unwrap()));
+        let whole = vmrescue_protocol::digest::sha256_hex(&std::fs::read(&p).unwrap());
         assert_eq!(c.sha256, whole);
         // No temporary file left behind.
         let names: Vec<_> = std::fs::read_dir(t.path())
@@ -587,17 +512,8 @@ mod tests {
         std::fs::write(t.path().join("dst"), b"keep me").unwrap();
         std::os::unix::fs::symlink("/nonexistent", t.path().join("link")).unwrap();
         let src = File::open(&p).unwrap();
-        let dir = rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         for name in ["dst", "link"] {
-            let r = copy_file(
-                &src,
-                64 * MIB,
-                dir.as_fd(),
-                OsStr::new(name),
-                &t.path().join(name),
-                &owner(),
-            )
-            .unwrap();
+            let r = copy_into(t.path(), &src, 64 * MIB, name).unwrap();
             assert_eq!(r, Outcome::Exists);
         }
         assert_eq!(std::fs::read(t.path().join("dst")).unwrap(), b"keep me");
@@ -609,67 +525,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (p, _) = sparse_file(t.path());
         let src = File::open(&p).unwrap();
-        let dir = rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         // Claims more bytes than the file has.
-        let e = copy_file(
-            &src,
-            65 * MIB,
-            dir.as_fd(),
-            OsStr::new("dst"),
-            &t.path().join("dst"),
-            &owner(),
-        )
-        .unwrap_err();
-        assert!(matches!(e, SalvageError::SourceChanged { .. }), "{e}");
+        let e = copy_into(t.path(), &src, 65 * MIB, "dst").unwrap_err();
+        assert!(matches!(e, CopyError::SourceChanged { .. }), "{e}");
         assert_eq!(
             std::fs::read_dir(t.path()).unwrap().count(),
             1,
             "temp removed"
         );
-    }
-
-    #[test]
-    fn dest_dirs_do_not_follow_symlinks() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        let elsewhere = t.path().join("elsewhere");
-        std::fs::create_dir(&elsewhere).unwrap();
-        let mut created = Vec::new();
-        let mut warnings = Vec::new();
-        let dirs = Resolved {
-            uid: None,
-            gid: None,
-            mode: 0o751,
-        };
-        open_dest_dir(
-            &root,
-            Path::new("u/sub"),
-            false,
-            &dirs,
-            &mut created,
-            &mut warnings,
-        )
-        .unwrap();
-        assert_eq!(
-            created,
-            vec![root.clone(), root.join("u"), root.join("u/sub")]
-        );
-        assert_eq!(
-            std::fs::metadata(root.join("u")).unwrap().mode() & 0o7777,
-            0o751
-        );
-        std::os::unix::fs::symlink(&elsewhere, root.join("evil")).unwrap();
-        let e = open_dest_dir(
-            &root,
-            Path::new("evil/x"),
-            false,
-            &dirs,
-            &mut created,
-            &mut warnings,
-        )
-        .unwrap_err();
-        assert!(matches!(e, SalvageError::Unsafe { .. }), "{e}");
-        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
-        assert!(warnings.is_empty());
     }
 }

@@ -1,12 +1,24 @@
 //! The owners and modes nova expects, with user and group names resolved from the host's
-//! `/etc/passwd` and `/etc/group` (read directly: no NSS).
+//! `/etc/passwd` and `/etc/group` (read directly: no NSS), and set on the files and
+//! directories salvage creates.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{self as rfs, Gid, Mode, Uid};
 use serde::{Deserialize, Serialize};
 
 use super::scan::Role;
+
+/// An owner specification that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerError {
+    #[error("{spec:?} is not USER:GROUP:MODE (e.g. nova:kvm:0644)")]
+    NotUserGroupMode { spec: String },
+    #[error("{mode:?} in {spec:?} is not an octal mode such as 0644")]
+    Mode { spec: String, mode: String },
+}
 
 /// Owner, group and mode for one kind of file. `user` and `group` are names, numeric ids, or
 /// empty to leave that id as created (root when run as root).
@@ -27,16 +39,21 @@ impl OwnerSpec {
     }
 
     /// Parses `USER:GROUP:MODE` with an octal mode, e.g. `nova:kvm:0644`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, OwnerError> {
         let mut it = s.splitn(3, ':');
         let (Some(user), Some(group), Some(mode)) = (it.next(), it.next(), it.next()) else {
-            return Err(format!("{s:?} is not USER:GROUP:MODE (e.g. nova:kvm:0644)"));
+            return Err(OwnerError::NotUserGroupMode {
+                spec: s.to_string(),
+            });
         };
-        let mode = u32::from_str_radix(mode, 8)
+        let octal = u32::from_str_radix(mode, 8)
             .ok()
             .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| format!("{mode:?} in {s:?} is not an octal mode such as 0644"))?;
-        Ok(OwnerSpec::new(user, group, mode))
+            .ok_or_else(|| OwnerError::Mode {
+                spec: s.to_string(),
+                mode: mode.to_string(),
+            })?;
+        Ok(OwnerSpec::new(user, group, octal))
     }
 }
 
@@ -196,6 +213,32 @@ pub fn resolve(map: &OwnerMap, warnings: &mut Vec<String>) -> ResolvedOwners {
 pub fn describe(r: &Resolved) -> String {
     let id = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     format!("{}:{} {:04o}", id(r.uid), id(r.gid), r.mode)
+}
+
+/// Sets owner and mode on an open file or directory (`path` names it in messages); failures
+/// are returned as warnings: the data is safe, only its owner needs a hand.
+pub fn apply_owner(fd: BorrowedFd<'_>, owner: &Resolved, path: &Path) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if owner.uid.is_some() || owner.gid.is_some() {
+        let uid = owner.uid.map(Uid::from_raw);
+        let gid = owner.gid.map(Gid::from_raw);
+        if let Err(e) = rfs::fchown(fd, uid, gid) {
+            warnings.push(format!(
+                "cannot set the owner of {} to {}: {e}; fix it by hand with chown",
+                path.display(),
+                describe(owner)
+            ));
+        }
+    }
+    // After chown, which may clear set-id bits.
+    if let Err(e) = rfs::fchmod(fd, Mode::from_raw_mode(owner.mode)) {
+        warnings.push(format!(
+            "cannot set the mode of {} to {:04o}: {e}; fix it by hand with chmod",
+            path.display(),
+            owner.mode
+        ));
+    }
+    warnings
 }
 
 #[cfg(test)]

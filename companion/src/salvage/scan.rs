@@ -9,7 +9,15 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use super::SalvageError;
+/// Why the processes' open files could not be listed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(
+        "cannot list processes in {}: {source}; run on the compute host, as root, with /proc mounted",
+        path.display()
+    )]
+    ProcRoot { path: PathBuf, source: io::Error },
+}
 
 /// What the kernel appends to the `/proc/PID/fd/N` link of a file whose name was removed.
 pub const DELETED_SUFFIX: &[u8] = b" (deleted)";
@@ -184,8 +192,8 @@ pub fn fd_links(
     proc_root: &Path,
     skip_pid: u32,
     warnings: &mut Vec<String>,
-) -> Result<Vec<FdLink>, SalvageError> {
-    let entries = std::fs::read_dir(proc_root).map_err(|source| SalvageError::ProcRoot {
+) -> Result<Vec<FdLink>, ScanError> {
+    let entries = std::fs::read_dir(proc_root).map_err(|source| ScanError::ProcRoot {
         path: proc_root.to_path_buf(),
         source,
     })?;
@@ -244,7 +252,7 @@ pub fn scan(
     roots: &[PathBuf],
     skip_pid: u32,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Found>, SalvageError> {
+) -> Result<Vec<Found>, ScanError> {
     let links = fd_links(proc_root, skip_pid, warnings)?;
     let mut found = Vec::new();
     for (link, original, located) in candidates(&links, roots) {

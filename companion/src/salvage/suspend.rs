@@ -1,12 +1,44 @@
 //! Pausing the libvirt domains whose qemu holds the files, so the copies are consistent:
 //! the domain comes from qemu's `-name guest=NAME,...`; `virsh` runs as an argv, never a shell.
+//! Afterwards the domains are resumed, or left paused for a hard reboot onto the restored files.
 
-use std::io::Read;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use super::plan::Holder;
+
+/// A `virsh` command that did not do its job (`command` is the command line as shown).
+#[derive(Debug, thiserror::Error)]
+pub enum VirshError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("`{command}` did not finish in {secs} s (is libvirtd hung?)")]
+    Timeout { command: String, secs: u64 },
+    #[error("waiting for `{command}`: {source}")]
+    Wait { command: String, source: io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+}
+
+/// A domain that could not be paused; those paused before it were resumed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot suspend libvirt domain {domain}: {source}; check libvirtd (`virsh list`), or run \
+     without --suspend (copies of running VMs may then fail verification)"
+)]
+pub struct SuspendError {
+    pub domain: String,
+    pub source: VirshError,
+}
 
 /// The libvirt domain name in a qemu command line (`/proc/PID/cmdline`, NUL-separated), or
 /// `None` when the process is not qemu or has no `-name`.
@@ -91,16 +123,19 @@ impl Virsh {
         }
     }
 
-    /// Runs `virsh ARGS`; its stdout, or a message with its stderr or why it did not run.
-    pub fn run(&self, args: &[&str]) -> Result<String, String> {
-        let shown = format!("{} {}", self.program.display(), args.join(" "));
-        let mut child = Command::new(&self.program)
+    /// Runs `virsh ARGS`; its stdout, or an error with its stderr or why it did not run.
+    pub fn run(&self, args: &[&str]) -> Result<String, VirshError> {
+        let command = format!("{} {}", self.program.display(), args.join(" "));
+        let mut child = match Command::new(&self.program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+        {
+            Ok(c) => c,
+            Err(source) => return Err(VirshError::Spawn { command, source }),
+        };
         let start = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -108,13 +143,13 @@ impl Virsh {
                 Ok(None) if start.elapsed() > self.timeout => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "`{shown}` did not finish in {} s (is libvirtd hung?)",
-                        self.timeout.as_secs()
-                    ));
+                    return Err(VirshError::Timeout {
+                        command,
+                        secs: self.timeout.as_secs(),
+                    });
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(format!("waiting for `{shown}`: {e}")),
+                Err(source) => return Err(VirshError::Wait { command, source }),
             }
         };
         let mut out = String::new();
@@ -128,22 +163,128 @@ impl Virsh {
         if status.success() {
             Ok(out)
         } else {
-            Err(format!("`{shown}` failed ({status}): {}", err.trim()))
+            Err(VirshError::Failed {
+                command,
+                status,
+                stderr: err.trim().to_string(),
+            })
         }
     }
 
     /// `virsh domstate`: `running`, `paused`, `shut off`...
-    pub fn state(&self, domain: &str) -> Result<String, String> {
+    pub fn state(&self, domain: &str) -> Result<String, VirshError> {
         self.run(&["domstate", "--domain", domain])
             .map(|s| s.trim().to_string())
     }
 
-    pub fn suspend(&self, domain: &str) -> Result<(), String> {
+    pub fn suspend(&self, domain: &str) -> Result<(), VirshError> {
         self.run(&["suspend", "--domain", domain]).map(|_| ())
     }
 
-    pub fn resume(&self, domain: &str) -> Result<(), String> {
+    pub fn resume(&self, domain: &str) -> Result<(), VirshError> {
         self.run(&["resume", "--domain", domain]).map(|_| ())
+    }
+}
+
+/// The libvirt domains of the processes among `holders` (nothing done to them yet), with a
+/// warning for each holder that is not a libvirt qemu and so cannot be paused.
+pub fn domains_holding<'a>(
+    proc_root: &Path,
+    holders: impl IntoIterator<Item = &'a Holder>,
+    warnings: &mut Vec<String>,
+) -> Vec<DomainReport> {
+    let mut by_domain: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut others: BTreeSet<u32> = BTreeSet::new();
+    for h in holders {
+        match domain_of_pid(proc_root, h.pid) {
+            Some(d) => {
+                by_domain.entry(d).or_default().insert(h.pid);
+            }
+            None => {
+                others.insert(h.pid);
+            }
+        }
+    }
+    for pid in others {
+        warnings.push(format!(
+            "pid {pid} holds deleted files but is not a libvirt qemu process (no -name \
+             guest=...): it is not paused, and its files may change while copied"
+        ));
+    }
+    by_domain
+        .into_iter()
+        .map(|(name, pids)| DomainReport {
+            name,
+            pids: pids.into_iter().collect(),
+            state_before: None,
+            suspended: false,
+            resumed: false,
+            error: None,
+        })
+        .collect()
+}
+
+/// Pauses the running domains among `domains`; on failure resumes those it paused and fails.
+pub fn suspend_all(virsh: &Virsh, domains: &mut [DomainReport]) -> Result<(), SuspendError> {
+    let mut failure = None;
+    for d in domains.iter_mut() {
+        let step = virsh.state(&d.name).and_then(|state| {
+            d.state_before = Some(state.clone());
+            if state == "running" {
+                virsh.suspend(&d.name)?;
+                d.suspended = true;
+            }
+            Ok(())
+        });
+        if let Err(source) = step {
+            d.error = Some(source.to_string());
+            failure = Some(SuspendError {
+                domain: d.name.clone(),
+                source,
+            });
+            break;
+        }
+    }
+    let Some(err) = failure else {
+        return Ok(());
+    };
+    for d in domains.iter_mut().filter(|d| d.suspended) {
+        match virsh.resume(&d.name) {
+            Ok(()) => d.resumed = true,
+            Err(e) => d.error = Some(e.to_string()),
+        }
+    }
+    Err(err)
+}
+
+/// After the copies: resumes the paused domains when `resume`, else says how to go on.
+pub fn resume_or_leave_paused(
+    virsh: &Virsh,
+    domains: &mut [DomainReport],
+    resume: bool,
+    warnings: &mut Vec<String>,
+) {
+    let paused: Vec<&mut DomainReport> = domains.iter_mut().filter(|d| d.suspended).collect();
+    if resume {
+        for d in paused {
+            match virsh.resume(&d.name) {
+                Ok(()) => d.resumed = true,
+                Err(e) => {
+                    warnings.push(format!(
+                        "could not resume domain {}: {e}; run `virsh resume {}`",
+                        d.name, d.name
+                    ));
+                    d.error = Some(e.to_string());
+                }
+            }
+        }
+    } else if !paused.is_empty() {
+        let names: Vec<&str> = paused.iter().map(|d| d.name.as_str()).collect();
+        warnings.push(format!(
+            "domain(s) {} left paused: hard-reboot them (nova reboot --hard) to run on the \
+             restored files, or `virsh resume NAME` to continue as before",
+            names.join(", ")
+        ));
     }
 }
 
@@ -202,13 +343,17 @@ mod tests {
     #[test]
     fn virsh_failures_are_reported() {
         let v = Virsh::new(Path::new("/nonexistent/virsh"));
-        assert!(v.state("x").unwrap_err().contains("cannot run"));
+        assert!(v.state("x").unwrap_err().to_string().contains("cannot run"));
         let v = Virsh::new(Path::new("false"));
-        assert!(v.suspend("x").unwrap_err().contains("failed"));
+        assert!(v.suspend("x").unwrap_err().to_string().contains("failed"));
         let v = Virsh::new(Path::new("echo"));
         assert_eq!(v.state("dom").unwrap(), "domstate --domain dom".to_string());
         let mut v = Virsh::new(Path::new("sleep"));
         v.timeout = Duration::from_millis(100);
-        assert!(v.run(&["5"]).unwrap_err().contains("did not finish"));
+        assert!(v
+            .run(&["5"])
+            .unwrap_err()
+            .to_string()
+            .contains("did not finish"));
     }
 }

@@ -5,6 +5,7 @@
 use std::io;
 
 use super::{csum, label, le16, le32, le64, slice, uuid16, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 const MAGIC: &[u8] = b"_BHRfS_M";
 const SB_OFFSET: u64 = 64 * 1024;
@@ -31,7 +32,7 @@ pub(super) fn parse(sb: &[u8]) -> Option<Probe> {
         return None;
     }
     Some(Probe {
-        fstype: "btrfs",
+        fstype: FsType::Btrfs,
         uuid: uuid16(slice(sb, 32, 16)?),
         label: label(slice(sb, 299, 256)?),
         usage: Usage::Filesystem,
@@ -122,7 +123,7 @@ pub(crate) mod tests {
         let mut img = vec![0u8; 1 << 20];
         img[65536..65536 + SB_LEN].copy_from_slice(&superblock(0));
         let p = probe_device(&mut Cursor::new(&img), 1 << 20).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("btrfs"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Btrfs));
         img.truncate((1 << 20) - 1);
         assert_eq!(
             probe_device(&mut Cursor::new(&img), (1 << 20) - 1).unwrap(),

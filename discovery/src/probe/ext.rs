@@ -9,6 +9,7 @@ use std::io;
 
 use super::{csum, le16, le32, slice, uuid16, Dev, Hit, Probe, Usage};
 use crate::ext::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::fstype::FsType;
 
 const MAGIC: &[u8] = &[0x53, 0xEF];
 const MAGIC_OFF: u64 = 0x38;
@@ -36,13 +37,13 @@ pub(super) enum Variant {
 }
 
 impl Variant {
-    fn name(self) -> &'static str {
+    fn fstype(self) -> FsType {
         match self {
-            Variant::Ext4dev => "ext4dev",
-            Variant::Ext4 => "ext4",
-            Variant::Ext3 => "ext3",
-            Variant::Ext2 => "ext2",
-            Variant::Jbd => "jbd",
+            Variant::Ext4dev => FsType::Ext4dev,
+            Variant::Ext4 => FsType::Ext4,
+            Variant::Ext3 => FsType::Ext3,
+            Variant::Ext2 => FsType::Ext2,
+            Variant::Jbd => FsType::Jbd,
         }
     }
 
@@ -91,7 +92,7 @@ pub(super) fn parse(sb: &[u8], variant: Variant) -> Option<Probe> {
     let rev_level = le32(sb, 0x4C)?;
     let minor_rev_level = le16(sb, 0x3E)?;
     Some(Probe {
-        fstype: variant.name(),
+        fstype: variant.fstype(),
         uuid: uuid16(slice(sb, 0x68, 16)?),
         label: parsed.label,
         usage: if variant == Variant::Jbd {
@@ -171,7 +172,7 @@ pub(crate) mod tests {
     fn accepted(sb: &[u8]) -> Vec<&'static str> {
         ALL.iter()
             .filter_map(|&v| parse(sb, v))
-            .map(|p| p.fstype)
+            .map(|p| p.fstype.as_str())
             .collect()
     }
 
@@ -242,7 +243,7 @@ pub(crate) mod tests {
         let mut img = vec![0u8; 64 * 1024];
         img[1024..2048].copy_from_slice(&superblock());
         let p = probe(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("ext2"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Ext2));
         // The magic's KiB must be entirely on the device.
         assert_eq!(probe(&mut Cursor::new(&img), 2047).unwrap(), None);
         // Ambivalent: ext4dev and ext3 at once.
@@ -251,6 +252,6 @@ pub(crate) mod tests {
         assert_eq!(probe(&mut Cursor::new(&img), 2 << 20).unwrap(), None);
         // ... but on a tiny device the first prober wins.
         let p = probe(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("ext4dev"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Ext4dev));
     }
 }

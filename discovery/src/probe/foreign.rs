@@ -244,7 +244,7 @@ mod tests {
         add(&mut img);
         probe(&mut Cursor::new(&img), img.len() as u64)
             .unwrap()
-            .map(|p| p.fstype)
+            .map(|p| p.fstype.as_str())
     }
 
     #[test]
@@ -369,6 +369,6 @@ mod tests {
         );
         let img = udf_bridge(false);
         let p = probe(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("iso9660"));
+        assert_eq!(p.map(|p| p.fstype.as_str()), Some("iso9660"));
     }
 }

@@ -14,6 +14,7 @@
 use std::io;
 
 use super::{byte, label, rtrim, slice, utf16be_to_utf8, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 /// Descriptors start 32 KiB into the session.
 const VD_START: u64 = 0x8000;
@@ -140,7 +141,7 @@ pub(super) fn identity(d: &Descriptors, high_sierra: bool) -> Option<Probe> {
         None
     };
     Some(Probe {
-        fstype: "iso9660",
+        fstype: FsType::Iso9660,
         uuid,
         label,
         usage: Usage::Filesystem,
@@ -249,7 +250,7 @@ pub(crate) mod tests {
     #[test]
     fn plain_iso() {
         let p = probed(&image("IsoVolumeName", None)).unwrap();
-        assert_eq!(p.fstype, "iso9660");
+        assert_eq!(p.fstype, FsType::Iso9660);
         assert_eq!(p.label.as_deref(), Some("IsoVolumeName"));
         assert_eq!(p.uuid.as_deref(), Some("2009-09-24-12-52-43-00"));
         assert_eq!(p.version, None);

@@ -8,6 +8,7 @@
 use std::io;
 
 use super::{be16, be64, label, slice, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 const MAGIC_PRIMARY: &[u8] = b"LUKS\xba\xbe";
 const MAGIC_SECONDARY: &[u8] = b"SKUL\xba\xbe";
@@ -47,7 +48,7 @@ fn attributes(hdr: &[u8]) -> Option<Probe> {
         _ => (None, None),
     };
     Some(Probe {
-        fstype: "crypto_LUKS",
+        fstype: FsType::CryptoLuks,
         uuid,
         label,
         usage: Usage::Crypto,
@@ -144,7 +145,7 @@ pub(crate) mod tests {
         let mut img = header(2, 0);
         img[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
         let p = probe_device(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("crypto_LUKS"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::CryptoLuks));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::io;
 
 use super::{le32, le64, slice, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 const TYPE_MAGIC: &[u8] = b"LVM2 001";
 /// blkid's magic table: (KiB offset, byte offset) of the "LVM2 001" type string.
@@ -11,7 +12,7 @@ const MAGICS: [(u64, u64); 4] = [(0, 0x218), (0, 0x018), (1, 0x018), (1, 0x218)]
 const LABEL_SIZE: usize = 512;
 
 /// LVM's own CRC over the label (`lvm2_calc_crc`).
-fn lvm_crc(data: &[u8]) -> u32 {
+pub fn lvm_crc(data: &[u8]) -> u32 {
     const TAB: [u32; 16] = [
         0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158,
         0x5005713c, 0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4,
@@ -52,7 +53,7 @@ pub(super) fn parse(block: &[u8], first_sector: u64) -> Option<Probe> {
     }
     let pv_uuid = slice(label, 32, 32)?;
     Some(Probe {
-        fstype: "LVM2_member",
+        fstype: FsType::Lvm2Member,
         uuid: pv_uuid
             .iter()
             .any(|&b| b != 0)
@@ -106,7 +107,7 @@ pub(crate) mod tests {
             let p = probe_device(&mut Cursor::new(&img), img.len() as u64)
                 .unwrap()
                 .unwrap();
-            assert_eq!(p.fstype, "LVM2_member");
+            assert_eq!(p.fstype, FsType::Lvm2Member);
             assert_eq!(
                 p.uuid.as_deref(),
                 Some("Vynv4k-APH8-xQER-HSBb-8VJ3-SvFF-PB5O1U")

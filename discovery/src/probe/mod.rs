@@ -22,13 +22,15 @@
 
 use std::io::{self, Read, Seek};
 
+use crate::fstype::FsType;
+
 mod btrfs;
 pub(crate) mod csum;
 mod ext;
 mod foreign;
 mod iso9660;
 mod luks;
-mod lvm;
+pub mod lvm;
 mod swap;
 mod vfat;
 mod xfs;
@@ -62,7 +64,7 @@ impl Usage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// blkid's TYPE, e.g. `ext4`, `vfat`, `crypto_LUKS`.
-    pub fstype: &'static str,
+    pub fstype: FsType,
     /// blkid's UUID, formatted as blkid prints it (not always an RFC 4122 UUID).
     pub uuid: Option<String>,
     /// blkid's LABEL (non-UTF-8 bytes are replaced by U+FFFD).
@@ -433,11 +435,11 @@ mod tests {
         assert_eq!(probe(&mut Cursor::new(&img), 4 << 20).unwrap(), None);
         // ... except on a floppy-sized device, where the first one found wins.
         let p = probe(&mut Cursor::new(&img), 1 << 20).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("ext2"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Ext2));
         // A crypto signature ends the search before any filesystem is looked at.
         img[..512].copy_from_slice(&crate::probe::luks::tests::header(1, 0)[..512]);
         let p = probe(&mut Cursor::new(&img), 4 << 20).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("crypto_LUKS"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::CryptoLuks));
     }
 
     #[test]

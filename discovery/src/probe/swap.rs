@@ -5,6 +5,7 @@
 use std::io;
 
 use super::{arr, label, le32, slice, uuid16, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 /// Page-end offsets blkid looks at, for 4, 8, 16, 32 and 64 KiB pages.
 pub(super) const SIGNATURE_OFFSETS: [u64; 5] = [0xff6, 0x1ff6, 0x3ff6, 0x7ff6, 0xfff6];
@@ -41,7 +42,7 @@ pub(super) fn parse_v1(hdr: &[u8]) -> Option<Probe> {
         (None, None)
     };
     Some(Probe {
-        fstype: "swap",
+        fstype: FsType::Swap,
         uuid,
         label,
         usage: Usage::Other,
@@ -74,7 +75,7 @@ pub(super) fn probe(dev: &mut Dev<'_>) -> io::Result<Option<Hit>> {
     }
     let found = match kind {
         Kind::V0 => Some(Probe {
-            fstype: "swap",
+            fstype: FsType::Swap,
             uuid: None,
             label: None,
             usage: Usage::Other,
@@ -112,7 +113,7 @@ pub(crate) mod tests {
         let p = probe_device(&mut Cursor::new(&img), img.len() as u64)
             .unwrap()
             .unwrap();
-        assert_eq!(p.fstype, "swap");
+        assert_eq!(p.fstype, FsType::Swap);
         assert_eq!(p.label.as_deref(), Some("swp"));
         assert_eq!(
             p.uuid.as_deref(),
@@ -156,7 +157,7 @@ pub(crate) mod tests {
         let mut img = vec![0u8; 0x20000];
         img[0xfff6..0x10000].copy_from_slice(b"SWAP-SPACE");
         let p = probe_device(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("swap"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Swap));
         // TuxOnIce.
         img[..8].copy_from_slice(TOI_MAGIC);
         assert_eq!(probe_device(&mut Cursor::new(&img), 0x20000).unwrap(), None);

@@ -11,6 +11,7 @@
 use std::io;
 
 use super::{arr, byte, label, le16, le32, slice, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 /// blkid's magic table: (offset, magic), in order. Only the length of the first one that
 /// matches matters (short magics need extra checks).
@@ -287,7 +288,7 @@ pub(super) fn probe(dev: &mut Dev<'_>) -> io::Result<Option<Hit>> {
         (None, None, None)
     };
     Ok(Some(Hit::Known(Probe {
-        fstype: "vfat",
+        fstype: FsType::Vfat,
         uuid: serno.and_then(serial_uuid),
         label: vol_label.and_then(|name| label(&name)),
         usage: Usage::Filesystem,
@@ -383,7 +384,7 @@ pub(crate) mod tests {
     #[test]
     fn fat16_root_dir_label() {
         let p = probed(&fat16()).unwrap();
-        assert_eq!(p.fstype, "vfat");
+        assert_eq!(p.fstype, FsType::Vfat);
         assert_eq!(p.uuid.as_deref(), Some("2004-1014"));
         assert_eq!(p.label.as_deref(), Some("VTech 1070"));
         assert_eq!(p.version.as_deref(), Some("FAT16"));

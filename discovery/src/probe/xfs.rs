@@ -4,6 +4,7 @@
 use std::io;
 
 use super::{be16, be32, be64, byte, csum, label, le32, slice, uuid16, Dev, Hit, Probe, Usage};
+use crate::fstype::FsType;
 
 const MAGIC: &[u8] = b"XFSB";
 /// `sizeof(struct xfs_super_block)` as blkid reads it.
@@ -79,7 +80,7 @@ fn crc_ok(sector: &[u8]) -> bool {
 fn identity(sb: &[u8]) -> Option<Probe> {
     let fname = slice(sb, 108, 12)?;
     Some(Probe {
-        fstype: "xfs",
+        fstype: FsType::Xfs,
         uuid: uuid16(slice(sb, 32, 16)?),
         label: label(fname),
         usage: Usage::Filesystem,
@@ -195,10 +196,10 @@ pub(crate) mod tests {
         let mut img = vec![0u8; 8192];
         img[..512].copy_from_slice(&sector());
         let p = probe_device(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("xfs"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Xfs));
         make_v5(&mut img[..512]);
         let p = probe_device(&mut Cursor::new(&img), img.len() as u64).unwrap();
-        assert_eq!(p.map(|p| p.fstype), Some("xfs"));
+        assert_eq!(p.map(|p| p.fstype), Some(FsType::Xfs));
         img[0] = b'Y';
         assert_eq!(probe_device(&mut Cursor::new(&img), 8192).unwrap(), None);
     }

@@ -1,17 +1,20 @@
 //! Salvage against real processes holding deleted files: `sh`/`sleep` holders of sparse files
 //! (one file shared by two processes) and a real qemu holding a deleted qcow2 disk and its base.
+//! (Here rather than in the companion's own tests to share the fixtures' noise and checks.)
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use vmrescue_companion::accel::Accel;
+use vmrescue_companion::qemu;
 use vmrescue_companion::salvage::{
     self, Action, GroupKind, Options, OwnerMap, OwnerSpec, Report, TargetKind,
 };
+use vmrescue_tests::fixture;
 
 const MIB: u64 = 1 << 20;
 
@@ -31,19 +34,6 @@ impl Kid {
     }
 }
 
-/// Deterministic noise.
-fn noise(seed: u64, len: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A file of `size` bytes with noise at `chunks` (offset, length) and holes elsewhere; returns
 /// the data bytes.
 fn sparse_file(path: &Path, size: u64, chunks: &[(u64, u64)], seed: u64) -> u64 {
@@ -52,24 +42,15 @@ fn sparse_file(path: &Path, size: u64, chunks: &[(u64, u64)], seed: u64) -> u64 
     f.set_len(size).unwrap();
     for (i, &(off, len)) in chunks.iter().enumerate() {
         f.seek(SeekFrom::Start(off)).unwrap();
-        f.write_all(&noise(seed + i as u64, len)).unwrap();
+        f.write_all(&fixture::bytes(seed + i as u64, len as usize))
+            .unwrap();
     }
     f.sync_all().unwrap();
     chunks.iter().map(|c| c.1).sum()
 }
 
 fn sha256_of(path: &Path) -> String {
-    let mut f = File::open(path).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; MIB as usize];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    fixture::sha256_file(path).unwrap()
 }
 
 /// Waits until `pid` has `paths` open.
@@ -155,6 +136,26 @@ struct Fixture {
     files: Vec<(String, String, u64, u32, u32, u32)>,
     _holders: Vec<Kid>,
     pids: (u32, u32),
+}
+
+impl Fixture {
+    /// Salvage of its instances directory with numeric owners (no destination yet).
+    fn options(&self) -> Options {
+        Options {
+            instances_dir: self.instances.clone(),
+            owners: numeric_owners(),
+            ..Options::default()
+        }
+    }
+}
+
+/// `opts` as a dry run.
+fn dry_run(opts: &Options) -> Report {
+    salvage::run(&Options {
+        dry_run: true,
+        ..opts.clone()
+    })
+    .unwrap()
 }
 
 const U1: &str = "0b5e1c3a-1111-2222-3333-444455556666";
@@ -266,18 +267,12 @@ fn deleted_sparse_files_are_recovered_to_dest() {
     let dest = fx.root.join("dest");
     std::fs::create_dir(&dest).unwrap();
     let opts = Options {
-        instances_dir: fx.instances.clone(),
         dest: Some(dest.clone()),
-        owners: numeric_owners(),
-        ..Options::default()
+        ..fx.options()
     };
 
     // Dry run: the plan, and nothing written.
-    let dry = salvage::run(&Options {
-        dry_run: true,
-        ..opts.clone()
-    })
-    .unwrap();
+    let dry = dry_run(&opts);
     assert_eq!(
         std::fs::read_dir(&dest).unwrap().count(),
         0,
@@ -347,16 +342,10 @@ fn deleted_sparse_files_are_recovered_to_dest() {
 fn deleted_sparse_files_are_restored_in_place() {
     let fx = fixture();
     let opts = Options {
-        instances_dir: fx.instances.clone(),
         restore: true,
-        owners: numeric_owners(),
-        ..Options::default()
+        ..fx.options()
     };
-    let dry = salvage::run(&Options {
-        dry_run: true,
-        ..opts.clone()
-    })
-    .unwrap();
+    let dry = dry_run(&opts);
     assert_eq!(dry.summary.would_copy, 4);
     assert!(!fx.instances.exists(), "dry run created the instances dir");
 
@@ -409,15 +398,7 @@ fn unknown_owner_names_warn_and_the_data_is_still_recovered() {
 
 #[test]
 fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
-    let have = |p: &str| {
-        Command::new(p)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !have("qemu-system-x86_64") || !have("qemu-img") {
+    if !fixture::has_tool("qemu-system-x86_64") || !fixture::has_tool("qemu-img") {
         eprintln!("skipped: qemu-system-x86_64 or qemu-img missing");
         return;
     }
@@ -426,11 +407,13 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
     let base = instances.join(BASE);
     let disk = instances.join(U1).join("disk");
     sparse_file(&base, 64 * MIB, &[(0, MIB), (40 * MIB, 3 * MIB)], 7);
+    // A command that must succeed; what it printed is in the failure.
     let run = |args: &[&str]| {
         let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
         assert!(
             out.status.success(),
-            "{args:?}: {}",
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
     };
@@ -439,7 +422,7 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
     run(&[
         "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base_s, disk_s, "64M",
     ]);
-    if have("qemu-io") {
+    if fixture::has_tool("qemu-io") {
         run(&[
             "qemu-io",
             "-f",
@@ -452,19 +435,17 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
         ]);
     }
     let domain = format!("salvage-test-{}", std::process::id());
-    let qemu = Kid(Command::new("qemu-system-x86_64")
-        .args([
-            "-name",
-            &format!("guest={domain},debug-threads=on"),
-            "-machine",
-            "none",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-S",
-            "-blockdev",
-            &format!("driver=qcow2,node-name=d0,file.driver=file,file.filename={disk_s}"),
-        ])
+    // A process shaped like libvirt's QEMU (`-name guest=...`) holding the disk and its base.
+    let holder = qemu::Config::new(
+        domain.clone(),
+        Accel::Tcg,
+        qemu::Boot::Firmware(qemu::Firmware::SeaBios),
+    )
+    .machine(qemu::Machine::None)
+    .paused()
+    .drive(qemu::Drive::new(&disk, qemu::Format::Qcow2).follow_backing(true));
+    let qemu = Kid(Command::new(qemu::binary())
+        .args(holder.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -507,17 +488,7 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
     let m = std::fs::metadata(&base).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4001, 4002, 0o644));
 
-    let out = Command::new("qemu-img")
-        .args(["check", "-f", "qcow2"])
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "qemu-img check: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(&["qemu-img", "check", "-f", "qcow2", disk_s]);
 
     // The domain was found from qemu's command line, paused, and resumed.
     eprintln!("{}", report.render());

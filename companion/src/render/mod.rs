@@ -1,5 +1,11 @@
 //! Human-readable output. Every string that came from the guest is hostile: control characters
 //! (terminal escapes) are shown escaped and long strings are cut.
+//!
+//! This module renders rescue reports, progress and discovery; the host-side commands have
+//! their own: [`salvage`] and [`fix_owners`].
+
+pub mod fix_owners;
+pub mod salvage;
 
 use std::fmt::Write;
 

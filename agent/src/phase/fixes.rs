@@ -1,0 +1,186 @@
+//! The guest fixes: planned on the OS root (mounted read-only in check mode, read-write in
+//! repair mode, after fsck left it consistent) and, in repair mode, applied there.
+
+use std::path::Path;
+
+use vmrescue_discovery::fstype::FsType;
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol::params::Settings;
+use vmrescue_protocol::paths::{REFERENCE_ETC, REFERENCE_ETC_RUN};
+use vmrescue_protocol::{Change, Filesystem, FsState, FsckStatus, Mode, Report, Step};
+
+use crate::inspect::MountedTree;
+use crate::reporter::Reporter;
+use crate::{apply, atomic, clock, plan};
+
+/// The guest's root, mounted read-write after repair, kept until the report is saved on it.
+pub struct RootMount {
+    pub tree: MountedTree,
+    pub device: String,
+    /// The stamp of this rescue's backups and report file.
+    pub stamp: String,
+}
+
+/// What the guest fixes leave for the verdict and the saved report.
+#[derive(Default)]
+pub struct Fixes {
+    /// The root, still mounted read-write (repair mode).
+    pub root: Option<RootMount>,
+    /// Planned fixes that could not be made.
+    pub failed: usize,
+}
+
+/// Plans the guest fixes on the root and, in repair mode, applies them. Returns the root still
+/// mounted read-write in repair mode, for the report.
+pub fn run(settings: &Settings, root: &str, report: &mut Report, rep: &mut Reporter) -> Fixes {
+    let Some(fs) = report
+        .filesystems
+        .iter()
+        .find(|f| f.device == root)
+        .cloned()
+    else {
+        return Fixes::default();
+    };
+    let Some(tree) = mount_root(settings.mode, &fs, rep) else {
+        return Fixes::default();
+    };
+    let now = clock::now_secs();
+    let steps = plan_on(&tree, settings, root, now, report, rep);
+    if settings.mode == Mode::Check {
+        return Fixes::default();
+    }
+    apply_on(tree, root, &fs, &steps, &clock::stamp(now), report, rep)
+}
+
+/// The root mounted to plan on: read-only in check mode, read-write in repair mode, where it
+/// must have been left consistent by fsck. `None` (and a warning): no guest fix.
+fn mount_root(mode: Mode, fs: &Filesystem, rep: &mut Reporter) -> Option<MountedTree> {
+    let root = fs.device.as_str();
+    let name = root.trim_start_matches("/dev/");
+    if mode == Mode::Repair && !matches!(fs.fsck.status, FsckStatus::Clean | FsckStatus::Corrected)
+    {
+        rep.warn(
+            Step::Plan,
+            Some(root),
+            format!(
+                "the root filesystem was not brought to a consistent state by fsck ({}); no file on it was changed",
+                fs.fsck.status.as_str()
+            ),
+        );
+        return None;
+    }
+    if mode == Mode::Check && fs.state_before == FsState::NotClean {
+        rep.warn(
+            Step::Plan,
+            Some(root),
+            "the root's journal or log was not replayed (check mode writes nothing): the plan is made from what is on disk now; repair replays it first and may find less to do".into(),
+        );
+    }
+    let fstype = FsType::parse(&fs.fstype);
+    let mounted = match mode {
+        Mode::Check => MountedTree::mount(root, fstype, &format!("plan-{name}")),
+        Mode::Repair => MountedTree::mount_rw(root, fstype, &format!("root-{name}")),
+    };
+    match mounted {
+        Ok(t) => Some(t),
+        Err(e) => {
+            rep.warn(Step::Plan, Some(root), format!("{e}; guest fixes skipped"));
+            None
+        }
+    }
+}
+
+/// Plans the fixes on the mounted root and lists them as the report's plan.
+fn plan_on(
+    tree: &MountedTree,
+    settings: &Settings,
+    root: &str,
+    now: u64,
+    report: &mut Report,
+    rep: &mut Reporter,
+) -> Vec<plan::Step> {
+    // One rescue's own reference /etc replaces the one baked into the image.
+    let reference = [REFERENCE_ETC_RUN, REFERENCE_ETC]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_dir())
+        .and_then(|p| MountedTree::directory(p).ok());
+    let ctx = plan::Context {
+        root_device: root,
+        filesystems: &report.filesystems,
+        partitions: &report.partitions,
+        dev_prefix: "/dev/",
+        os_id: report.os.as_ref().and_then(|o| o.id.as_deref()),
+        hostname: settings.hostname.as_deref(),
+        reference: reference.as_ref().map(|r| r as &dyn Tree),
+        today: clock::days(now),
+        policy: plan::Policy {
+            errors_remount_ro: settings.errors_remount_ro,
+            ..plan::Policy::default()
+        },
+    };
+    let planned = plan::plan(tree, &ctx);
+    for n in &planned.notes {
+        rep.warn(Step::Plan, Some(root), n.clone());
+    }
+    report.plan = planned
+        .steps
+        .iter()
+        .map(|s| Change {
+            device: Some(root.to_owned()),
+            ..s.to_change()
+        })
+        .collect();
+    rep.progress(
+        Step::Plan,
+        Some(root),
+        format!("{} guest fix(es) planned", planned.steps.len()),
+    );
+    planned.steps
+}
+
+/// Applies the planned `steps` on the root mounted read-write; their changes join the report's.
+fn apply_on(
+    tree: MountedTree,
+    root: &str,
+    fs: &Filesystem,
+    steps: &[plan::Step],
+    stamp: &str,
+    report: &mut Report,
+    rep: &mut Reporter,
+) -> Fixes {
+    let dir = match atomic::Root::open(tree.path()) {
+        Ok(d) => d,
+        Err(e) => {
+            rep.warn(Step::Apply, Some(root), format!("{e}; no guest fix made"));
+            return Fixes {
+                root: None,
+                failed: steps.len(),
+            };
+        }
+    };
+    let applied = apply::apply(&dir, root, steps, stamp);
+    let failed = applied.failures.len();
+    for (path, e) in applied.failures {
+        rep.warn(Step::Apply, Some(root), format!("{path} not fixed: {e}"));
+    }
+    for c in &applied.changes {
+        rep.progress(Step::Apply, Some(root), format!("{} {}", c.kind, c.path));
+    }
+    report.changes.extend(applied.changes);
+    if !fs.fsck.undo_files.is_empty() {
+        rep.warn(
+            Step::Undo,
+            Some(root),
+            "e2undo will refuse this root's undo files: writing the guest fixes and the report changed its superblock after e2fsck (e2undo -f would put e2fsck's blocks back under those writes)".into(),
+        );
+    }
+    Fixes {
+        root: Some(RootMount {
+            tree,
+            device: root.to_owned(),
+            stamp: stamp.to_owned(),
+        }),
+        failed,
+    }
+}

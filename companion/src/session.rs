@@ -1,0 +1,311 @@
+//! One rescue session over any VM: start it, collect the agent's report from its channel with
+//! the hostile-input collector, fall back to the framed report on its console, and stop it.
+//! Which VM runs the rescue (our own QEMU, a libvirt domain) is the caller's business.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use vmrescue_protocol::{console, Message, Report, Step, Warning};
+
+use crate::collector::{Collector, Event};
+use crate::progress::{self, Sink};
+use crate::vm::{Vm, VmError};
+
+/// Longest wait for the guest to power off after it reported.
+pub const POWEROFF_WAIT: Duration = Duration::from_secs(20);
+/// Longest wait for the VM to end once its channel closed.
+const CLOSED_WAIT: Duration = Duration::from_secs(5);
+/// Console log bytes searched for a framed report when the channel gave none.
+pub const CONSOLE_TAIL: u64 = 8 << 20;
+
+/// Why a session gave no report.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The VM never ran the guest: a host-side problem.
+    #[error("{vm} failed to start the rescue: {detail}")]
+    Refused { vm: String, detail: String },
+    /// The rescue ran but did not report.
+    #[error("the rescue did not report: {reason}; console log: {}", console_log.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()))]
+    NoReport {
+        reason: String,
+        console_log: Option<PathBuf>,
+    },
+}
+
+/// A warning the host adds to the guest's report.
+pub fn host_warning(message: String) -> Warning {
+    Warning {
+        step: Step::Host,
+        message,
+        device: None,
+    }
+}
+
+/// Runs the rescue on `vm` until it reports or `timeout` passes, then stops it.
+pub fn run(
+    vm: &mut dyn Vm,
+    timeout: Duration,
+    sink: &mut dyn Sink,
+) -> Result<Report, SessionError> {
+    vm.start()?;
+    let collected = collect(vm, Instant::now() + timeout, timeout, sink);
+    let grace = match collected {
+        Collected::Report(_) => POWEROFF_WAIT,
+        Collected::Nothing(_) => Duration::ZERO,
+    };
+    vm.stop(grace);
+    match collected {
+        Collected::Report(r) => Ok(*r),
+        Collected::Nothing(reason) => {
+            let recovered = vm
+                .console_tail(CONSOLE_TAIL)
+                .and_then(|log| console::last_report(&log));
+            if let Some(mut r) = recovered {
+                r.warnings.push(host_warning(format!(
+                    "no report on the virtio-serial channel ({reason}); recovered it from the console log"
+                )));
+                return Ok(r);
+            }
+            if let Some(detail) = vm.start_failure() {
+                return Err(SessionError::Refused {
+                    vm: vm.describe(),
+                    detail,
+                });
+            }
+            Err(SessionError::NoReport {
+                reason,
+                console_log: vm.console_log(),
+            })
+        }
+    }
+}
+
+enum Collected {
+    Report(Box<Report>),
+    Nothing(String),
+}
+
+fn ended(vm: &mut dyn Vm, what: &str) -> Option<String> {
+    vm.exited()
+        .map(|e| format!("{} exited ({}) {what}", vm.describe(), e.description))
+}
+
+fn collect(
+    vm: &mut dyn Vm,
+    deadline: Instant,
+    timeout: Duration,
+    sink: &mut dyn Sink,
+) -> Collected {
+    let timed_out = || Collected::Nothing(format!("timed out after {} s", timeout.as_secs()));
+    let stream = loop {
+        match vm.open_channel() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(e) => return Collected::Nothing(format!("the channel could not be opened: {e}")),
+        }
+        if let Some(why) = ended(vm, "before the channel opened") {
+            return Collected::Nothing(why);
+        }
+        if Instant::now() >= deadline {
+            return timed_out();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut collector = Collector::new(stream);
+    let report = loop {
+        match collector.next_event() {
+            Event::Message(Message::Hello {
+                agent_version,
+                kernel,
+                ..
+            }) => sink.event(progress::Event::AgentUp {
+                agent_version: &agent_version,
+                kernel: &kernel,
+            }),
+            Event::Message(Message::Progress { progress, .. }) => {
+                sink.event(progress::Event::Agent(&progress))
+            }
+            Event::Message(Message::Report { report, .. }) => break report,
+            Event::Rejected(why) => sink.event(progress::Event::Rejected {
+                why: &why,
+                count: collector.rejected,
+            }),
+            Event::Idle => {
+                if let Some(why) = ended(vm, "without a report") {
+                    return Collected::Nothing(why);
+                }
+                if Instant::now() >= deadline {
+                    return timed_out();
+                }
+            }
+            Event::Closed => {
+                let until = Instant::now() + CLOSED_WAIT;
+                while vm.exited().is_none() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let status = vm
+                    .exited()
+                    .map_or_else(|| "still running".into(), |e| e.description);
+                return Collected::Nothing(format!(
+                    "the channel closed without a report ({}: {status})",
+                    vm.describe()
+                ));
+            }
+        }
+    };
+    let mut report = report;
+    if collector.rejected > 0 {
+        report.warnings.push(host_warning(format!(
+            "{} malformed line(s) from the guest were rejected",
+            collector.rejected
+        )));
+    }
+    Collected::Report(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::{Channel, Exit};
+    use vmrescue_protocol::{frame, Mode};
+
+    /// A VM whose channel and console are byte strings, ending when told.
+    struct FakeVm {
+        channel: Option<Vec<u8>>,
+        console: Vec<u8>,
+        exit_after_polls: Option<usize>,
+        polls: usize,
+        started: bool,
+        stopped: bool,
+        refused: Option<String>,
+    }
+
+    impl FakeVm {
+        fn new(channel: Option<Vec<u8>>, console: Vec<u8>) -> Self {
+            FakeVm {
+                channel,
+                console,
+                exit_after_polls: Some(3),
+                polls: 0,
+                started: false,
+                stopped: false,
+                refused: None,
+            }
+        }
+    }
+
+    impl Vm for FakeVm {
+        fn describe(&self) -> String {
+            "fake VM".into()
+        }
+        fn start(&mut self) -> Result<(), VmError> {
+            self.started = true;
+            Ok(())
+        }
+        fn open_channel(&mut self) -> Result<Option<Channel>, VmError> {
+            Ok(self
+                .channel
+                .take()
+                .map(|b| Box::new(std::io::Cursor::new(b)) as Channel))
+        }
+        fn console_tail(&mut self, max: u64) -> Option<Vec<u8>> {
+            let from = self.console.len().saturating_sub(max as usize);
+            Some(self.console[from..].to_vec())
+        }
+        fn console_log(&self) -> Option<PathBuf> {
+            Some("/run/fake/console.log".into())
+        }
+        fn exited(&mut self) -> Option<Exit> {
+            self.polls += 1;
+            (self.exit_after_polls.is_some_and(|n| self.polls > n) || self.stopped).then(|| Exit {
+                success: self.refused.is_none(),
+                description: "exit status: 0".into(),
+            })
+        }
+        fn stop(&mut self, _: Duration) {
+            self.stopped = true;
+        }
+        fn start_failure(&mut self) -> Option<String> {
+            self.refused.clone()
+        }
+    }
+
+    fn report(mode: Mode) -> Report {
+        Report {
+            mode,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn report_from_the_channel_with_progress_and_rejections() {
+        let mut bytes = frame::encode(&Message::hello("1", Mode::Check, "6.1")).unwrap();
+        bytes.extend_from_slice(b"garbage\n");
+        bytes.extend(frame::encode(&Message::report(report(Mode::Repair))).unwrap());
+        let mut vm = FakeVm::new(Some(bytes), Vec::new());
+        let mut sink = progress::Recorder::default();
+        let r = run(&mut vm, Duration::from_secs(5), &mut sink).unwrap();
+        assert!(vm.started && vm.stopped);
+        assert_eq!(r.mode, Mode::Repair);
+        assert!(
+            r.warnings[0].message.contains("1 malformed line"),
+            "{:?}",
+            r.warnings
+        );
+        assert!(
+            sink.lines[0].contains("agent 1 up on kernel 6.1"),
+            "{:?}",
+            sink.lines
+        );
+        assert!(sink.lines[1].contains("rejected"), "{:?}", sink.lines);
+    }
+
+    #[test]
+    fn console_frames_when_the_channel_gave_nothing() {
+        let mut console = b"[    1.0] kernel noise\n".to_vec();
+        console.extend(
+            vmrescue_protocol::console::frame(&Message::report(report(Mode::Repair))).unwrap(),
+        );
+        let mut vm = FakeVm::new(None, console);
+        let r = run(&mut vm, Duration::from_secs(5), &mut progress::Quiet).unwrap();
+        assert_eq!(r.mode, Mode::Repair);
+        assert!(r.warnings[0]
+            .message
+            .contains("recovered it from the console log"));
+    }
+
+    #[test]
+    fn no_report_names_the_console_log_and_refusals_are_host_errors() {
+        let mut vm = FakeVm::new(Some(b"noise\n".to_vec()), b"no frames here\n".to_vec());
+        let e = run(&mut vm, Duration::from_secs(5), &mut progress::Quiet).unwrap_err();
+        match &e {
+            SessionError::NoReport {
+                reason,
+                console_log,
+            } => {
+                assert!(reason.contains("closed without a report"), "{reason}");
+                assert_eq!(
+                    console_log.as_deref(),
+                    Some(std::path::Path::new("/run/fake/console.log"))
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert!(e.to_string().contains("/run/fake/console.log"));
+        let mut vm = FakeVm::new(None, Vec::new());
+        vm.refused = Some("Could not open '/x': Permission denied".into());
+        let e = run(&mut vm, Duration::from_secs(5), &mut progress::Quiet).unwrap_err();
+        assert!(matches!(e, SessionError::Refused { .. }), "{e}");
+        assert!(e.to_string().contains("Permission denied"));
+    }
+
+    #[test]
+    fn a_silent_vm_times_out() {
+        let mut vm = FakeVm::new(None, Vec::new());
+        vm.exit_after_polls = None;
+        let e = run(&mut vm, Duration::from_millis(100), &mut progress::Quiet).unwrap_err();
+        assert!(e.to_string().contains("timed out after 0 s"), "{e}");
+    }
+}
