@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod boot;
 pub mod checks;
 pub mod clock;
+pub mod consoles;
 pub mod disks;
 pub mod finish;
 pub mod fsck;

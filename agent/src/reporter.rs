@@ -1,11 +1,11 @@
 //! Everything the agent says goes to the console (always, framed so the host can extract it from
 //! a console log) and to the virtio-serial port (when there is one and the host listens).
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use vmrescue_protocol::{console, frame, Message, Progress, Step, Warning};
 
+use crate::consoles::{self, Consoles};
 use crate::port::Port;
 
 /// How long a message may wait for the host.
@@ -18,6 +18,10 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Reporter {
     started: Instant,
     port: Option<Port>,
+    /// Opened on the first message (after `/dev` and `/sys` are mounted).
+    consoles: Option<Consoles>,
+    /// This boot's id in the console frames.
+    run: String,
     degraded: bool,
     pub warnings: Vec<Warning>,
 }
@@ -27,6 +31,8 @@ impl Reporter {
         Reporter {
             started,
             port: None,
+            consoles: None,
+            run: String::new(),
             degraded: false,
             warnings: Vec::new(),
         }
@@ -69,14 +75,32 @@ impl Reporter {
     }
 
     pub fn report(&mut self, msg: &Message) {
+        // Kernel messages printed into a frame would spoil its checksum.
+        let old = consoles::quiet_kernel(1);
         self.send(msg, REPORT_TIMEOUT);
+        if let Some(level) = old {
+            consoles::restore_kernel(&level);
+        }
     }
 
     fn send(&mut self, msg: &Message, timeout: Duration) {
-        match console::frame(msg) {
-            Ok(line) => {
-                let _ = std::io::stdout().lock().write_all(&line);
-                let _ = std::io::stdout().flush();
+        if self.consoles.is_none() {
+            self.run = consoles::run_id();
+            let c = Consoles::open();
+            log::info!(
+                "console frames (run {}) on {}",
+                self.run,
+                c.names().join(", ")
+            );
+            self.consoles = Some(c);
+        }
+        match console::frames(msg, &self.run) {
+            Ok(lines) => {
+                if let Some(c) = self.consoles.as_mut() {
+                    for line in lines {
+                        c.write(&line);
+                    }
+                }
             }
             Err(e) => log::error!("cannot frame a message for the console: {e}"),
         }

@@ -183,6 +183,16 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take a rescue's report back from a console log (an ISO or nova rescue has no channel):
+    /// `openstack console log show SERVER | vmrescue report --console-log -`.
+    Report {
+        /// The console log (`-`: standard input). Only its end is read.
+        #[arg(long = "console-log", value_name = "FILE")]
+        console_log: PathBuf,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rescue image artefacts.
     Image {
         #[command(subcommand)]
@@ -273,6 +283,39 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
         print!("{text}");
     }
     code
+}
+
+/// `vmrescue report --console-log`: the exit status of the rescue it reports on, 3 when the log
+/// holds no valid report, 2 when it cannot be read.
+fn report_from_log(path: &std::path::Path, json: bool) -> i32 {
+    use crate::consolelog::{self, ConsoleLogError, FromLog};
+    match consolelog::read(path) {
+        Ok(FromLog::Report(r)) => finish(json, Ok::<_, String>(*r), |r| {
+            (crate::render::report(r), exit_code(r.outcome))
+        }),
+        Ok(FromLog::Summary(s)) => {
+            eprintln!("vmrescue: {}", consolelog::PARTIAL_NOTE);
+            let partial = consolelog::PartialReport {
+                partial: true,
+                note: consolelog::PARTIAL_NOTE,
+                summary: &s,
+            };
+            finish(json, Ok::<_, String>(partial), |p| {
+                (
+                    crate::render::summary(p.summary, p.note),
+                    exit_code(p.summary.outcome),
+                )
+            })
+        }
+        Err(e @ ConsoleLogError::NoReport { .. }) => {
+            eprintln!("vmrescue: {e}");
+            EXIT_NO_REPORT
+        }
+        Err(e) => {
+            eprintln!("vmrescue: {e}");
+            EXIT_HOST
+        }
+    }
 }
 
 /// `vmrescue inspect`: 0 when an OS root was identified, 1 when none, 2 on errors.
@@ -407,6 +450,7 @@ pub fn run(cli: Cli) -> i32 {
                 }),
             }
         }
+        Cmd::Report { console_log, json } => report_from_log(&console_log, json),
         Cmd::Image {
             command:
                 ImageCmd::Build {

@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod cli;
 pub mod collector;
+pub mod consolelog;
 pub mod diskimage;
 pub mod fix_owners;
 pub mod image;

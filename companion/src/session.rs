@@ -58,15 +58,24 @@ pub fn run(
     vm.stop(grace);
     match collected {
         Collected::Report(r) => Ok(*r),
-        Collected::Nothing(reason) => {
+        Collected::Nothing(mut reason) => {
             let recovered = vm
                 .console_tail(CONSOLE_TAIL)
-                .and_then(|log| console::last_report(&log));
-            if let Some(mut r) = recovered {
-                r.warnings.push(host_warning(format!(
-                    "no report on the virtio-serial channel ({reason}); recovered it from the console log"
-                )));
-                return Ok(r);
+                .map(|log| console::recover(&log));
+            match recovered {
+                Some(console::Recovered::Report(mut r)) => {
+                    r.warnings.push(host_warning(format!(
+                        "no report on the virtio-serial channel ({reason}); recovered it from the console log"
+                    )));
+                    return Ok(*r);
+                }
+                Some(console::Recovered::Summary(s)) => {
+                    reason.push_str(&format!(
+                        "; the console log has only the report's summary (outcome {})",
+                        s.outcome.as_str()
+                    ));
+                }
+                _ => {}
             }
             if let Some(detail) = vm.start_failure() {
                 return Err(SessionError::Refused {
@@ -265,9 +274,9 @@ mod tests {
     #[test]
     fn console_frames_when_the_channel_gave_nothing() {
         let mut console = b"[    1.0] kernel noise\n".to_vec();
-        console.extend(
-            vmrescue_protocol::console::frame(&Message::report(report(Mode::Repair))).unwrap(),
-        );
+        for line in console::frames(&Message::report(report(Mode::Repair)), "0a1b2c3d").unwrap() {
+            console.extend(line);
+        }
         let mut vm = FakeVm::new(None, console);
         let r = run(&mut vm, Duration::from_secs(5), &mut progress::Quiet).unwrap();
         assert_eq!(r.mode, Mode::Repair);
@@ -278,7 +287,10 @@ mod tests {
 
     #[test]
     fn no_report_names_the_console_log_and_refusals_are_host_errors() {
-        let mut vm = FakeVm::new(Some(b"noise\n".to_vec()), b"no frames here\n".to_vec());
+        let mut summary_only = b"no frames here\n".to_vec();
+        let frames = console::frames(&Message::report(report(Mode::Repair)), "0a1b2c3d").unwrap();
+        summary_only.extend(frames.last().unwrap());
+        let mut vm = FakeVm::new(Some(b"noise\n".to_vec()), summary_only);
         let e = run(&mut vm, Duration::from_secs(5), &mut progress::Quiet).unwrap_err();
         match &e {
             SessionError::NoReport {
@@ -286,6 +298,10 @@ mod tests {
                 console_log,
             } => {
                 assert!(reason.contains("closed without a report"), "{reason}");
+                assert!(
+                    reason.contains("only the report's summary (outcome failed)"),
+                    "{reason}"
+                );
                 assert_eq!(
                     console_log.as_deref(),
                     Some(std::path::Path::new("/run/fake/console.log"))

@@ -192,6 +192,33 @@ pub fn discovery(
     s
 }
 
+/// A report's summary, when only it came back from a console log.
+pub fn summary(sm: &vmrescue_protocol::console::Summary, note: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "vmrescue report summary ({} mode): {}",
+        sm.mode.as_str(),
+        sm.outcome.as_str()
+    );
+    let _ = writeln!(s, "  {note}");
+    for f in &sm.filesystems {
+        let _ = writeln!(
+            s,
+            "  {} {}: fsck {}",
+            clean(&f.device),
+            clean(&f.fstype),
+            f.status.as_str()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  {} change(s), {} planned, {} warning(s)",
+        sm.changes, sm.plan, sm.warnings
+    );
+    s
+}
+
 /// The report as an operator reads it.
 pub fn report(r: &Report) -> String {
     let mut s = String::new();
