@@ -15,7 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # Packages from bookworm itself.
 base_pkgs=(
   linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs dosfstools btrfs-progs
-  xorriso isolinux syslinux-common cpio zstd file fdisk xz-utils
+  xorriso isolinux syslinux syslinux-common mtools shim-signed grub-efi-amd64-signed ovmf
+  cpio zstd file fdisk xz-utils
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -26,6 +27,8 @@ need_paths=(
   /usr/lib/ISOLINUX/isolinux.bin /usr/bin/cpio /usr/bin/zstd /usr/bin/file
   /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/virsh /usr/sbin/debugfs /usr/sbin/sfdisk
   /usr/bin/xz /sbin/fsck.fat /bin/btrfs
+  /usr/bin/syslinux /usr/bin/mformat /usr/lib/shim/shimx64.efi.signed
+  /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed /usr/share/OVMF/OVMF_CODE_4M.ms.fd
 )
 
 missing=()

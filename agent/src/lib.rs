@@ -12,6 +12,7 @@ pub mod clock;
 pub mod consoles;
 pub mod disks;
 pub mod finish;
+pub mod firmware;
 pub mod fsck;
 pub mod inspect;
 pub mod logger;

@@ -79,6 +79,11 @@ pub fn run(started: Instant) -> After {
 /// the work after the checks or the inspection, with what was found so far.
 fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
     setup::load_modules(rep);
+    // After the modules: efivarfs is one.
+    let fw = crate::firmware::detect();
+    let sb = if fw.secure_boot { "on" } else { "off" };
+    log::info!("firmware: {}, Secure Boot {sb}", fw.kind);
+    report.firmware = Some(fw);
     setup::connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
 

@@ -43,6 +43,15 @@ pub enum FormatArg {
     Qcow2,
 }
 
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Check => Mode::Check,
+            ModeArg::Repair => Mode::Repair,
+        }
+    }
+}
+
 impl FormatArg {
     /// The format the operator named; `None` for auto-detection.
     pub fn named(self) -> Option<Format> {
@@ -217,7 +226,42 @@ pub enum ImageCmd {
         /// in every rescue made with it (a rescue's own --reference-etc takes precedence).
         #[arg(long, value_name = "DIR")]
         reference_etc: Option<PathBuf>,
+        /// The boot media's default mode (ISO and disk image boots get no per-rescue command
+        /// line; their boot menu also offers the others).
+        #[arg(long, value_enum, default_value = "check")]
+        mode: ModeArg,
+        /// What the media's rescue does once it has reported.
+        #[arg(long, value_enum, default_value = "poweroff")]
+        after: AfterArg,
+        /// Host name for a rebuilt /etc/hostname (baked into the media's command line).
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+        /// Do not add errors=remount-ro to an ext root's fstab entry.
+        #[arg(long)]
+        keep_root_error_behaviour: bool,
+        /// Longest one checker pass may run on the media's rescues.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+        fsck_timeout: Option<u64>,
+        /// Build only the kernel and initramfs (no vmrescue.iso or vmrescue-disk.qcow2).
+        #[arg(long)]
+        no_media: bool,
     },
+    /// Print the `openstack` commands that upload the media for `openstack server rescue`.
+    Nova {
+        /// Image directory (default: as for `rescue`).
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+        /// Print the commands as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AfterArg {
+    Poweroff,
+    Reboot,
+    Shell,
 }
 
 /// The exit status for a report's outcome.
@@ -420,10 +464,7 @@ pub fn run(cli: Cli) -> i32 {
             };
             let req = Request {
                 disks,
-                mode: match mode {
-                    ModeArg::Check => Mode::Check,
-                    ModeArg::Repair => Mode::Repair,
-                },
+                mode: mode.into(),
                 memory_mib: memory,
                 timeout: Duration::from_secs(timeout),
                 image,
@@ -458,28 +499,67 @@ pub fn run(cli: Cli) -> i32 {
                     out,
                     agent,
                     reference_etc,
+                    mode,
+                    after,
+                    hostname,
+                    keep_root_error_behaviour,
+                    fsck_timeout,
+                    no_media,
                 },
-        } => match crate::image::build(kernel, out, agent.as_deref(), reference_etc.as_deref()) {
-            Ok(a) => {
-                println!(
-                    "rescue image for kernel {} in {}",
-                    a.manifest.kernel_version,
-                    a.dir.display()
-                );
-                println!("  kernel     {}", a.kernel.display());
-                println!(
-                    "  initramfs  {} (sha256 {})",
-                    a.initramfs.display(),
-                    a.manifest.initramfs_sha256
-                );
-                println!("  modules    {}", a.manifest.modules.len());
-                EXIT_OK
+        } => {
+            let defaults = vmrescue_protocol::params::Settings::default();
+            let baked = vmrescue_protocol::params::Settings {
+                mode: mode.into(),
+                after: match after {
+                    AfterArg::Poweroff => vmrescue_protocol::params::After::PowerOff,
+                    AfterArg::Reboot => vmrescue_protocol::params::After::Reboot,
+                    AfterArg::Shell => vmrescue_protocol::params::After::Shell,
+                },
+                hostname,
+                errors_remount_ro: !keep_root_error_behaviour,
+                fsck_timeout_secs: fsck_timeout.unwrap_or(defaults.fsck_timeout_secs),
+                ..defaults
+            };
+            image_build(&crate::image::BuildRequest {
+                kernel,
+                out,
+                agent,
+                reference_etc,
+                media: (!no_media).then_some(baked),
+            })
+        }
+        Cmd::Image {
+            command: ImageCmd::Nova { image, json },
+        } => crate::nova::print(image, json),
+    }
+}
+
+fn image_build(req: &crate::image::BuildRequest) -> i32 {
+    match crate::image::build(req) {
+        Ok(a) => {
+            println!(
+                "rescue image for kernel {} in {}",
+                a.manifest.kernel_version,
+                a.dir.display()
+            );
+            println!("  kernel     {}", a.kernel.display());
+            println!(
+                "  initramfs  {} (sha256 {})",
+                a.initramfs.display(),
+                a.manifest.initramfs_sha256
+            );
+            println!("  modules    {}", a.manifest.modules.len());
+            if let (Some(iso), Some(disk), Some(m)) = (&a.iso, &a.disk_image, &a.manifest.media) {
+                println!("  iso        {} (sha256 {})", iso.display(), m.iso_sha256);
+                println!("  disk image {} (sha256 {})", disk.display(), m.disk_sha256);
+                println!("  default    {}", m.default_cmdline);
             }
-            Err(e) => {
-                eprintln!("vmrescue: {e:#}");
-                EXIT_HOST
-            }
-        },
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("vmrescue: {e:#}");
+            EXIT_HOST
+        }
     }
 }
 

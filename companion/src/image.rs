@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use vmrescue_image_builder::{self as builder, Artefacts};
+use vmrescue_protocol::params::Settings;
 
 use crate::progress::{Event, Sink};
 
@@ -66,26 +67,34 @@ pub fn locate_agent(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-/// Builds the image into `out` (default: the documented image directory).
-pub fn build(
-    kernel: Option<PathBuf>,
-    out: Option<PathBuf>,
-    agent: Option<&Path>,
-    reference_etc: Option<&Path>,
-) -> Result<Artefacts> {
-    let out = out.unwrap_or_else(builder::default_dir);
-    let agent = locate_agent(agent)?;
-    let extra = match reference_etc {
+/// What `vmrescue image build` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub kernel: Option<PathBuf>,
+    /// Default: the documented image directory.
+    pub out: Option<PathBuf>,
+    pub agent: Option<PathBuf>,
+    pub reference_etc: Option<PathBuf>,
+    /// The boot media's baked settings; `None`: kernel and initramfs only.
+    pub media: Option<Settings>,
+}
+
+/// Builds the image.
+pub fn build(req: &BuildRequest) -> Result<Artefacts> {
+    let out = req.out.clone().unwrap_or_else(builder::default_dir);
+    let agent = locate_agent(req.agent.as_deref())?;
+    let extra = match &req.reference_etc {
         Some(dir) => crate::overlay::reference_entries(dir)?,
         None => Vec::new(),
     };
     builder::build(&builder::Options {
-        kernel,
+        kernel: req.kernel.clone(),
         modules_dir: None,
         agent: agent.clone(),
         out: out.clone(),
         mtime: None,
         extra,
+        media: req.media.clone(),
     })
     .map_err(|source| ImageError::Build {
         out,
@@ -94,7 +103,8 @@ pub fn build(
     })
 }
 
-/// The image in `dir` (default location when `None`), built first if it is missing.
+/// The image in `dir` (default location when `None`), built first if it is missing (kernel and
+/// initramfs only: `rescue --disk` boots them directly).
 pub fn ensure(
     dir: Option<PathBuf>,
     agent: Option<&Path>,
@@ -108,5 +118,9 @@ pub fn ensure(
         "no rescue image in {}; building it",
         dir.display()
     )));
-    build(None, Some(dir), agent, None)
+    build(&BuildRequest {
+        out: Some(dir),
+        agent: agent.map(Path::to_owned),
+        ..BuildRequest::default()
+    })
 }

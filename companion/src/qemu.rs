@@ -46,8 +46,13 @@ pub enum Firmware {
     /// QEMU's default BIOS.
     SeaBios,
     /// UEFI: read-only code and a writable variable store (always a copy made for this VM,
-    /// never a guest's own file).
-    Ovmf { code: PathBuf, vars: PathBuf },
+    /// never a guest's own file). `secure_boot` needs the Secure Boot build of the code (it
+    /// runs in SMM, so the machine must be q35).
+    Ovmf {
+        code: PathBuf,
+        vars: PathBuf,
+        secure_boot: bool,
+    },
     /// A raw BIOS image (`-bios`).
     Bios(PathBuf),
 }
@@ -306,10 +311,20 @@ impl Config {
         // libvirt's form, which tools that find a domain's QEMU process read.
         push(&["-name", &format!("guest={}", self.name.replace(',', ",,"))]);
         let mut machine = self.machine.as_str().to_owned();
-        if let Boot::Firmware(Firmware::Ovmf { .. }) = self.boot {
+        if let Boot::Firmware(Firmware::Ovmf { secure_boot, .. }) = self.boot {
             machine.push_str(",pflash0=ovmf-code,pflash1=ovmf-vars");
+            if secure_boot {
+                machine.push_str(",smm=on");
+            }
         }
         push(&["-machine", &machine, "-accel", self.accel.as_str()]);
+        if let Boot::Firmware(Firmware::Ovmf {
+            secure_boot: true, ..
+        }) = self.boot
+        {
+            // Only SMM code may write the variable store: what makes Secure Boot enforceable.
+            push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+        }
         if self.machine != Machine::None {
             let cpu = if self.accel == Accel::Kvm {
                 "host"
@@ -406,7 +421,7 @@ impl Config {
                 a.push("-bios".into());
                 a.push(bios.into());
             }
-            Boot::Firmware(Firmware::Ovmf { code, vars }) => {
+            Boot::Firmware(Firmware::Ovmf { code, vars, .. }) => {
                 for (node, path, ro) in [("ovmf-code", code, true), ("ovmf-vars", vars, false)] {
                     a.push("-blockdev".into());
                     a.push(
@@ -604,6 +619,7 @@ mod tests {
             Boot::Firmware(Firmware::Ovmf {
                 code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
                 vars: "/run/x/vars.fd".into(),
+                secure_boot: false,
             }),
         );
         let args = strings(&c);
@@ -616,6 +632,25 @@ mod tests {
         assert_eq!(json(b[0])["read-only"], true);
         assert_eq!(json(b[1])["filename"], "/run/x/vars.fd");
         assert_eq!(json(b[1])["read-only"], false);
+        assert!(after(&args, "-global").is_empty());
+        let sb = Config::new(
+            "t",
+            Accel::Tcg,
+            Boot::Firmware(Firmware::Ovmf {
+                code: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd".into(),
+                vars: "/run/x/vars.fd".into(),
+                secure_boot: true,
+            }),
+        );
+        let args = strings(&sb);
+        assert_eq!(
+            after(&args, "-machine"),
+            ["q35,pflash0=ovmf-code,pflash1=ovmf-vars,smm=on"]
+        );
+        assert_eq!(
+            after(&args, "-global"),
+            ["driver=cfi.pflash01,property=secure,value=on"]
+        );
     }
 
     #[test]

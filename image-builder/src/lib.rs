@@ -10,6 +10,7 @@ pub mod cpio;
 pub mod elf;
 pub mod kernel;
 pub mod layout;
+pub mod media;
 pub mod modules;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +45,8 @@ pub enum BuildError {
     List(#[from] layout::ListError),
     #[error("{0}")]
     Closure(#[from] closure::ClosureError),
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
     #[error("kernel {version}: {source}")]
     Module {
         version: String,
@@ -78,6 +81,9 @@ pub struct Options {
     /// Entries baked in beyond the image list (e.g. the operator's reference `/etc` under
     /// `etc/vmrescue/reference-etc`); they win over list entries of the same path.
     pub extra: Vec<cpio::Entry>,
+    /// The settings the media's boot menu passes by default (they have no per-rescue command
+    /// line); `None` builds only the kernel and initramfs.
+    pub media: Option<vmrescue_protocol::params::Settings>,
 }
 
 /// What a build wrote, recorded in `manifest.json` next to the artefacts.
@@ -91,6 +97,20 @@ pub struct Manifest {
     pub agent_sha256: String,
     /// Modules in load order (paths under /lib/modules/VERSION/).
     pub modules: Vec<String>,
+    /// The boot media, when built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaManifest>,
+}
+
+/// What the boot media are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaManifest {
+    /// The rescue-medium marker's build id.
+    pub build_id: String,
+    pub iso_sha256: String,
+    pub disk_sha256: String,
+    /// The kernel command line of the boot menu's default entry.
+    pub default_cmdline: String,
 }
 
 /// Paths of a built image.
@@ -99,6 +119,9 @@ pub struct Artefacts {
     pub dir: PathBuf,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
+    /// `vmrescue.iso` and `vmrescue-disk.qcow2`, when built.
+    pub iso: Option<PathBuf>,
+    pub disk_image: Option<PathBuf>,
     pub manifest: Manifest,
 }
 
@@ -107,10 +130,16 @@ impl Artefacts {
     pub fn open(dir: &Path) -> Option<Artefacts> {
         let manifest: Manifest =
             serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()?;
+        let media = |name: &str| {
+            let p = dir.join(name);
+            (manifest.media.is_some() && p.is_file()).then_some(p)
+        };
         let a = Artefacts {
             dir: dir.to_owned(),
             kernel: dir.join(KERNEL_FILE),
             initramfs: dir.join(INITRAMFS_FILE),
+            iso: media(media::ISO_FILE),
+            disk_image: media(media::DISK_FILE),
             manifest,
         };
         (a.kernel.is_file() && a.initramfs.is_file()).then_some(a)
@@ -280,7 +309,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     cpio::write(&mut gz, &entries, mtime).map_err(io_err(&opts.out))?;
     let initramfs = gz.finish().map_err(io_err(&opts.out))?;
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: 1,
         builder_version: env!("CARGO_PKG_VERSION").to_owned(),
         kernel_version: version,
@@ -288,16 +317,42 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         initramfs_sha256: sha256_hex(&initramfs),
         agent_sha256: sha256_hex(&agent),
         modules: loads.iter().map(|l| l.path.clone()).collect(),
+        media: None,
     };
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&opts.out)(e.into()))?;
-    json.push(b'\n');
     publish(
         &opts.out,
-        &[
-            (KERNEL_FILE, &kernel_bytes),
-            (INITRAMFS_FILE, &initramfs),
-            (MANIFEST_FILE, &json),
-        ],
+        &[(KERNEL_FILE, &kernel_bytes), (INITRAMFS_FILE, &initramfs)],
+        |tmp| {
+            if let Some(baked) = &opts.media {
+                let build_id = manifest.initramfs_sha256[..16].to_owned();
+                let inputs = media::Inputs {
+                    kernel: &kernel_bytes,
+                    initramfs: &initramfs,
+                    build_id: &build_id,
+                    baked,
+                    epoch: mtime,
+                };
+                let work = tmp.join(".media-work");
+                let (iso, disk) = media::build(&inputs, &work, tmp)?;
+                let _ = fs::remove_dir_all(&work);
+                let (entries, default) =
+                    media::bootcfg::menu(baked).map_err(media::MediaError::Settings)?;
+                manifest.media = Some(MediaManifest {
+                    build_id,
+                    iso_sha256: sha256_hex(&read(&iso)?),
+                    disk_sha256: sha256_hex(&read(&disk)?),
+                    default_cmdline: entries[default].cmdline.clone(),
+                });
+            }
+            let mut json =
+                serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(tmp)(e.into()))?;
+            json.push(b'\n');
+            let p = tmp.join(MANIFEST_FILE);
+            let mut f = File::create(&p).map_err(io_err(&p))?;
+            f.write_all(&json)
+                .and_then(|_| f.sync_all())
+                .map_err(io_err(&p))
+        },
     )?;
     Artefacts::open(&opts.out).ok_or_else(|| BuildError::Io {
         path: opts.out.clone(),
@@ -308,7 +363,11 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
 /// Writes the files into a fresh sibling directory, syncs them, and exchanges it with `out`
 /// (renameat2 RENAME_EXCHANGE) under a lock, so readers and concurrent builders never see a
 /// half-written or missing image.
-fn publish(out: &Path, files: &[(&str, &[u8])]) -> Result<(), BuildError> {
+fn publish(
+    out: &Path,
+    files: &[(&str, &[u8])],
+    more: impl FnOnce(&Path) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -329,6 +388,7 @@ fn publish(out: &Path, files: &[(&str, &[u8])]) -> Result<(), BuildError> {
             .and_then(|_| f.sync_all())
             .map_err(io_err(&p))?;
     }
+    more(&tmp)?;
     if out.exists() {
         // Swap old and new in one step, then drop the old one.
         rustix::fs::renameat_with(

@@ -347,4 +347,17 @@ pub struct Report {
     /// Where the report was saved on the repaired root (device and path), if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_file: Option<String>,
+    /// How the rescue VM booted: its firmware and whether Secure Boot was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
+}
+
+/// The rescue VM's firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Firmware {
+    /// `bios` or `uefi`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// UEFI Secure Boot was enforcing (the kernel runs locked down).
+    pub secure_boot: bool,
 }

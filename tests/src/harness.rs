@@ -101,11 +101,44 @@ pub fn image() -> &'static Artefacts {
                 out: target_dir().join("vmrescue-test/image"),
                 mtime: None,
                 extra: Vec::new(),
+                media: None,
             })?)
         };
         match build() {
             Ok(a) => a,
             Err(e) => panic!("cannot build the rescue image for the tests: {e:#}"),
+        }
+    })
+}
+
+/// An image with boot media whose menu defaults to `mode` (`check` or `repair`), built once
+/// per test process.
+pub fn media_image(mode: vmrescue_protocol::Mode) -> &'static Artefacts {
+    static CHECK: OnceLock<Artefacts> = OnceLock::new();
+    static REPAIR: OnceLock<Artefacts> = OnceLock::new();
+    let cell = match mode {
+        vmrescue_protocol::Mode::Check => &CHECK,
+        vmrescue_protocol::Mode::Repair => &REPAIR,
+    };
+    cell.get_or_init(|| {
+        let build = || -> Result<Artefacts> {
+            Ok(builder::build(&builder::Options {
+                kernel: None,
+                modules_dir: None,
+                agent: agent()?,
+                out: target_dir().join(format!("vmrescue-test/media-{}", mode.as_str())),
+                mtime: None,
+                extra: Vec::new(),
+                media: Some(vmrescue_protocol::params::Settings {
+                    mode,
+                    ..Default::default()
+                }),
+            })?)
+        };
+        match build() {
+            Ok(a) if a.iso.is_some() && a.disk_image.is_some() => a,
+            Ok(a) => panic!("the image in {} has no media", a.dir.display()),
+            Err(e) => panic!("cannot build the media image for the tests: {e:#}"),
         }
     })
 }

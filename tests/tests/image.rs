@@ -27,6 +27,7 @@ fn same_inputs_give_the_same_bytes_and_epoch_is_honoured() {
             out: dir.path().join(name),
             mtime: Some(mtime),
             extra: Vec::new(),
+            media: None,
         })
         .unwrap()
     };
@@ -136,6 +137,7 @@ fn a_reference_etc_is_baked_where_the_agent_looks() {
         out: dir.path().join("img"),
         mtime: Some(0),
         extra: vmrescue_companion::overlay::reference_entries(&etc).unwrap(),
+        media: None,
     })
     .unwrap();
     let out = Command::new("sh")
@@ -147,4 +149,68 @@ fn a_reference_etc_is_baked_where_the_agent_looks() {
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"PermitRootLogin no\n");
+}
+
+#[test]
+fn media_are_reproducible_and_carry_the_marker_and_the_baked_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, mtime: u32, mode: vmrescue_protocol::Mode| {
+        builder::build(&builder::Options {
+            kernel: None,
+            modules_dir: None,
+            agent: harness::agent().unwrap(),
+            out: dir.path().join(name),
+            mtime: Some(mtime),
+            extra: Vec::new(),
+            media: Some(vmrescue_protocol::params::Settings {
+                mode,
+                ..Default::default()
+            }),
+        })
+        .unwrap()
+    };
+    use vmrescue_protocol::Mode;
+    let a = build("a", 1_700_000_000, Mode::Repair);
+    let b = build("b", 1_700_000_000, Mode::Repair);
+    let c = build("c", 1_600_000_000, Mode::Repair);
+    let iso = |x: &builder::Artefacts| std::fs::read(x.iso.as_ref().unwrap()).unwrap();
+    let disk = |x: &builder::Artefacts| std::fs::read(x.disk_image.as_ref().unwrap()).unwrap();
+    assert!(iso(&a) == iso(&b), "same inputs, same ISO bytes");
+    assert!(disk(&a) == disk(&b), "same inputs, same disk image bytes");
+    assert!(iso(&a) != iso(&c), "SOURCE_DATE_EPOCH reaches the ISO");
+    let m = a.manifest.media.clone().unwrap();
+    assert!(
+        m.default_cmdline.contains("vmrescue.mode=repair"),
+        "{}",
+        m.default_cmdline
+    );
+    assert_eq!(
+        m.iso_sha256,
+        vmrescue_protocol::digest::sha256_hex(&iso(&a))
+    );
+    // Both carry the rescue-medium marker, so discovery leaves them alone.
+    let raw = dir.path().join("disk.raw");
+    let out = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(a.disk_image.as_ref().unwrap())
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for image in [iso(&a), std::fs::read(&raw).unwrap()] {
+        let at = vmrescue_discovery::medium::OFFSET as usize;
+        let sector = &image[at..at + vmrescue_discovery::medium::SIZE];
+        assert_eq!(
+            vmrescue_discovery::medium::detect(sector).as_deref(),
+            Some(m.build_id.as_str())
+        );
+    }
+    // A check-mode build defaults to check.
+    let d = build("d", 1_700_000_000, Mode::Check);
+    assert!(d
+        .manifest
+        .media
+        .unwrap()
+        .default_cmdline
+        .contains("vmrescue.mode=check"));
 }

@@ -1,0 +1,279 @@
+//! The rescue media booted for real through their boot loaders, as an operator uses them:
+//! `vmrescue.iso` as a BIOS cdrom (pc/IDE, q35/SATA), as a UEFI cdrom, as a plain disk first
+//! in line (nova's legacy rescue: medium `vda`, guest `vdb`, no channel), and
+//! `vmrescue-disk.qcow2` as a disk under BIOS and under UEFI with Secure Boot enforcing. Each
+//! repairs a broken guest disk; the report read back from the console log equals what the
+//! channel sent; check-mode media write nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmrescue_companion::accel::Accel;
+use vmrescue_companion::progress::Quiet;
+use vmrescue_companion::qemu::{self, Boot, Bus, Config, Drive, Firmware, Format, Machine};
+use vmrescue_companion::session;
+use vmrescue_companion::vm::QemuVm;
+use vmrescue_protocol::{console, Mode, Outcome, Report};
+use vmrescue_tests::fixture;
+use vmrescue_tests::harness;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const OVMF_CODE_SB: &str = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+const OVMF_VARS_SB: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+
+#[derive(Clone, Copy)]
+enum Fw {
+    Bios,
+    Uefi,
+    SecureBoot,
+}
+
+#[derive(Clone, Copy)]
+enum Medium {
+    /// The ISO as a cdrom on IDE (pc) or SATA (q35).
+    IsoCdrom,
+    /// The ISO as the first virtio disk.
+    IsoDisk,
+    /// The qcow2 disk image as the first virtio disk (on a throw-away overlay).
+    DiskImage,
+}
+
+struct Booted {
+    /// The report the channel carried (when there was one).
+    channel: Option<Report>,
+    /// The report taken back from the console log.
+    console: Report,
+}
+
+fn firmware(fw: Fw, dir: &Path) -> Boot {
+    let vars = dir.join("vars.fd");
+    let (code, template, secure_boot) = match fw {
+        Fw::Bios => return Boot::Firmware(Firmware::SeaBios),
+        Fw::Uefi => (OVMF_CODE, OVMF_VARS, false),
+        Fw::SecureBoot => (OVMF_CODE_SB, OVMF_VARS_SB, true),
+    };
+    std::fs::copy(template, &vars).unwrap();
+    Boot::Firmware(Firmware::Ovmf {
+        code: code.into(),
+        vars,
+        secure_boot,
+    })
+}
+
+/// Boots `medium` of the image baked for `mode` with `guest` behind it; `channel` adds the
+/// agent's virtio-serial port (what an ISO attached by hand or by nova does not have).
+fn boot(
+    mode: Mode,
+    machine: Machine,
+    fw: Fw,
+    medium: Medium,
+    guest: &Path,
+    channel: bool,
+) -> Booted {
+    let image = harness::media_image(mode);
+    let dir = tempfile::tempdir().unwrap();
+    let medium_drive = match medium {
+        Medium::IsoCdrom => Drive::new(image.iso.clone().unwrap(), Format::Raw)
+            .bus(Bus::Ide)
+            .cdrom(),
+        Medium::IsoDisk => Drive::new(image.iso.clone().unwrap(), Format::Raw).read_only(true),
+        Medium::DiskImage => {
+            let d = Drive::new(image.disk_image.clone().unwrap(), Format::Qcow2);
+            let overlay = dir.path().join("medium.qcow2");
+            let out = std::process::Command::new("qemu-img")
+                .args(qemu::overlay_args(&d, &overlay))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            d.overlay(overlay)
+        }
+    };
+    let console_log = dir.path().join("console.log");
+    let mut config = Config::new("vmrescue-media-test", Accel::Tcg, firmware(fw, dir.path()))
+        .machine(machine)
+        .memory(1024)
+        .console_log(&console_log)
+        .drive(medium_drive.boot_index(1))
+        // Writable even in check mode: only the agent keeps a check from writing.
+        .drive(Drive::new(guest, Format::Raw));
+    if channel {
+        config = config.channel(
+            dir.path().join("agent.sock"),
+            vmrescue_protocol::DEFAULT_PORT_NAME,
+        );
+    }
+    let mut vm = QemuVm::new(qemu::binary(), config, dir.path().join("qemu.log"));
+    let result = session::run(&mut vm, TIMEOUT, &mut Quiet);
+    drop(vm);
+    let log = std::fs::read(&console_log).unwrap_or_default();
+    let report = result.unwrap_or_else(|e| {
+        panic!(
+            "{e}\nconsole:\n{}",
+            String::from_utf8_lossy(&log[log.len().saturating_sub(3000)..])
+        )
+    });
+    let from_console = console::last_report(&log).expect("a verified report in the console log");
+    Booted {
+        channel: channel.then_some(report),
+        console: from_console,
+    }
+}
+
+fn broken(dir: &Path) -> (PathBuf, std::collections::BTreeMap<String, String>) {
+    let d = fixture::field_failure(&dir.join("guest.img")).unwrap();
+    (d.image, d.sums)
+}
+
+/// The guest was repaired, as the report says and the host's own e2fsck agrees.
+fn assert_repaired(b: &Booted, guest: &Path) {
+    if let Some(ch) = &b.channel {
+        assert_eq!(
+            ch, &b.console,
+            "the console log's report differs from the channel's"
+        );
+    }
+    assert_eq!(
+        b.console.outcome,
+        Outcome::Repaired,
+        "{:?}",
+        b.console.warnings
+    );
+    assert_eq!(b.console.mode, Mode::Repair);
+    // Only the guest's disk is taken for the guest's: the medium, where the rescue sees it,
+    // is recognised by its marker.
+    let unmarked: Vec<_> = b
+        .console
+        .disks
+        .iter()
+        .filter(|d| !d.rescue_medium)
+        .collect();
+    assert_eq!(unmarked.len(), 1, "{:?}", b.console.disks);
+    assert_eq!(fixture::host_e2fsck(guest).unwrap(), 0);
+}
+
+#[test]
+fn iso_as_a_bios_cdrom_on_pc_ide() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let b = boot(
+        Mode::Repair,
+        Machine::Pc,
+        Fw::Bios,
+        Medium::IsoCdrom,
+        &guest,
+        true,
+    );
+    assert_repaired(&b, &guest);
+    assert_eq!(b.console.firmware.as_ref().unwrap().kind, "bios");
+}
+
+#[test]
+fn iso_as_a_bios_cdrom_on_q35_sata() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let b = boot(
+        Mode::Repair,
+        Machine::Q35,
+        Fw::Bios,
+        Medium::IsoCdrom,
+        &guest,
+        true,
+    );
+    assert_repaired(&b, &guest);
+}
+
+#[test]
+fn iso_as_a_uefi_cdrom_on_q35() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let b = boot(
+        Mode::Repair,
+        Machine::Q35,
+        Fw::Uefi,
+        Medium::IsoCdrom,
+        &guest,
+        true,
+    );
+    assert_repaired(&b, &guest);
+    let fw = b.console.firmware.clone().unwrap();
+    assert_eq!((fw.kind.as_str(), fw.secure_boot), ("uefi", false));
+}
+
+#[test]
+fn iso_as_the_first_disk_like_nova_legacy_rescue_under_bios_and_uefi() {
+    for (machine, fw) in [(Machine::Pc, Fw::Bios), (Machine::Q35, Fw::Uefi)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (guest, _) = broken(dir.path());
+        let b = boot(Mode::Repair, machine, fw, Medium::IsoDisk, &guest, false);
+        assert_repaired(&b, &guest);
+        // The guest is the second disk, found by evidence, not by order.
+        assert_eq!(
+            b.console.os.as_ref().unwrap().root_device.as_deref(),
+            Some("/dev/vdb")
+        );
+    }
+}
+
+#[test]
+fn disk_image_under_bios() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let b = boot(
+        Mode::Repair,
+        Machine::Pc,
+        Fw::Bios,
+        Medium::DiskImage,
+        &guest,
+        true,
+    );
+    assert_repaired(&b, &guest);
+}
+
+#[test]
+fn disk_image_under_uefi_with_secure_boot_enforcing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let b = boot(
+        Mode::Repair,
+        Machine::Q35,
+        Fw::SecureBoot,
+        Medium::DiskImage,
+        &guest,
+        false,
+    );
+    assert_repaired(&b, &guest);
+    let fw = b.console.firmware.clone().unwrap();
+    assert_eq!((fw.kind.as_str(), fw.secure_boot), ("uefi", true));
+}
+
+#[test]
+fn check_mode_media_write_nothing_to_a_writable_guest_disk() {
+    for (machine, fw, medium) in [
+        (Machine::Pc, Fw::Bios, Medium::IsoCdrom),
+        (Machine::Q35, Fw::Uefi, Medium::DiskImage),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (guest, _) = broken(dir.path());
+        let before = fixture::sha256_file(&guest).unwrap();
+        // Attached read-write: only the agent's check mode keeps it unchanged.
+        let image = harness::media_image(Mode::Check);
+        assert!(image
+            .manifest
+            .media
+            .as_ref()
+            .unwrap()
+            .default_cmdline
+            .contains("vmrescue.mode=check"));
+        let b = boot(Mode::Check, machine, fw, medium, &guest, false);
+        assert_eq!(b.console.mode, Mode::Check);
+        assert_eq!(b.console.outcome, Outcome::Unrepaired);
+        assert!(!b.console.plan.is_empty(), "check mode plans the fixes");
+        assert_eq!(
+            fixture::sha256_file(&guest).unwrap(),
+            before,
+            "check mode wrote to the guest"
+        );
+    }
+}
