@@ -75,6 +75,17 @@ impl MountedTree {
         Self::mount_with(device, fstype, how.driver, how.no_replay, name, false)
     }
 
+    /// Mounts read-only with `driver` as it is (for media the rescue only reads, such as a
+    /// config drive's ISO 9660).
+    pub fn mount_plain(
+        device: &str,
+        fstype: FsType,
+        driver: &'static str,
+        name: &str,
+    ) -> Result<MountedTree, InspectError> {
+        Self::mount_with(device, fstype, driver, "", name, false)
+    }
+
     /// Mounts read-write, to apply the repair plan (only after fsck left it consistent): journals
     /// and logs replay normally.
     pub fn mount_rw(device: &str, fstype: FsType, name: &str) -> Result<MountedTree, InspectError> {

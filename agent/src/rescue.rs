@@ -9,7 +9,7 @@ use vmrescue_protocol::params::{After, Settings};
 use vmrescue_protocol::{Message, Report, Step};
 
 use crate::phase::fixes::Fixes;
-use crate::phase::{check, fixes, inspect, report, scan, setup, undo};
+use crate::phase::{check, configdrive, fixes, inspect, report, scan, setup, undo};
 use crate::reporter::Reporter;
 use crate::{boot, proc, signals, verdict};
 
@@ -25,7 +25,7 @@ pub fn run(started: Instant) -> After {
     if let Err(e) = signals::install() {
         rep.warn(Step::Boot, None, e.to_string());
     }
-    let settings = setup::settings(&mut rep);
+    let mut settings = setup::settings(&mut rep);
     let kernel = rustix::system::uname()
         .release()
         .to_string_lossy()
@@ -38,7 +38,7 @@ pub fn run(started: Instant) -> After {
     };
     let mut fixes = Fixes::default();
     let fatal = catch_unwind(AssertUnwindSafe(|| {
-        fixes = work(&settings, &kernel, &mut rep, &mut report);
+        fixes = work(&mut settings, &kernel, &mut rep, &mut report);
     }))
     .is_err();
     if fatal {
@@ -77,7 +77,7 @@ pub fn run(started: Instant) -> After {
 
 /// The phases after set-up, each filling its part of `report`. A stop request (signal) ends
 /// the work after the checks or the inspection, with what was found so far.
-fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
+fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
     setup::load_modules(rep);
     // After the modules: efivarfs is one.
     let fw = crate::firmware::detect();
@@ -88,6 +88,9 @@ fn work(settings: &Settings, kernel: &str, rep: &mut Reporter, report: &mut Repo
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
 
     let mut found = scan::run(Duration::from_secs(settings.settle_secs), rep);
+    configdrive::apply(&mut found.scans, settings, rep);
+    report.mode = settings.mode;
+    let settings = &*settings;
     let undo = settings
         .undo
         .as_deref()

@@ -204,13 +204,18 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &optional_text("modules.alias"),
         &optional_text("modules.builtin"),
     );
-    let wanted: Vec<&str> = MODULES_LIST
+    // `NAME` or `NAME optional`.
+    let wanted: Vec<(&str, bool)> = MODULES_LIST
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_once(char::is_whitespace) {
+            Some((name, rest)) => (name, rest.trim() == "optional"),
+            None => (l, false),
+        })
         .collect();
     let loads = index
-        .resolve(&wanted)
+        .resolve_with(&wanted)
         .map_err(|source| BuildError::Module {
             version: version.clone(),
             source,

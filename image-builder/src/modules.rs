@@ -119,11 +119,18 @@ impl Index {
     /// The load order for `wanted` (names or aliases) with every hard and soft dependency, each
     /// module after what it depends on.
     pub fn resolve(&self, wanted: &[&str]) -> Result<Vec<Load>, ModuleError> {
+        let wanted: Vec<(&str, bool)> = wanted.iter().map(|w| (*w, false)).collect();
+        self.resolve_with(&wanted)
+    }
+
+    /// [`Index::resolve`] where each wanted module may be optional (the agent loads it when it
+    /// can, and a failure is no warning: e.g. `efivarfs` on a BIOS machine).
+    pub fn resolve_with(&self, wanted: &[(&str, bool)]) -> Result<Vec<Load>, ModuleError> {
         let mut order = Vec::new();
         let mut state: BTreeMap<String, bool> = BTreeMap::new(); // name -> optional
-        for w in wanted {
+        for (w, optional) in wanted {
             for m in self.providers(w)? {
-                self.visit(&m, false, &mut state, &mut order);
+                self.visit(&m, *optional, &mut state, &mut order);
             }
         }
         Ok(order

@@ -7,6 +7,9 @@ use crate::DEFAULT_PORT_NAME;
 
 /// Every key is `PREFIX` + the table's key.
 pub const PREFIX: &str = "vmrescue.";
+/// In a config drive's `meta_data.json` `meta` object (nova server metadata), a setting is
+/// `META_PREFIX` + the table's key: `vmrescue_mode`, `vmrescue_hostname`...
+pub const META_PREFIX: &str = "vmrescue_";
 
 /// What to do once the report is out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,6 +112,10 @@ pub struct Param {
     pub always: bool,
     /// What the agent does with an invalid value, when not "using DEFAULT" or "ignored".
     pub invalid: Option<&'static str>,
+    /// Can also come from a config drive's metadata ([`META_PREFIX`] + key), read once the
+    /// disks are found (so not what is needed before: the port, the settle time, the undo
+    /// disk the host attached).
+    pub from_meta: bool,
     /// Validates a value and stores it; the error is the warning the agent reports.
     set: fn(&mut Settings, &str) -> Result<(), String>,
     /// The value to write, or `None` when it is the default.
@@ -161,6 +168,7 @@ pub const PARAMS: &[Param] = &[
         default: "check",
         always: true,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             s.mode = Mode::parse(v)
                 .ok_or_else(|| format!("vmrescue.mode={v:?} is not check or repair"))?;
@@ -174,6 +182,7 @@ pub const PARAMS: &[Param] = &[
         default: DEFAULT_PORT_NAME,
         always: true,
         invalid: None,
+        from_meta: false,
         set: |s, v| {
             if !valid_port_name(v) {
                 return Err(format!("vmrescue.port={v:?} is not a valid port name"));
@@ -189,6 +198,7 @@ pub const PARAMS: &[Param] = &[
         default: "poweroff",
         always: true,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             s.after = After::parse(v)
                 .ok_or_else(|| format!("vmrescue.after={v:?} is not poweroff, reboot or shell"))?;
@@ -205,6 +215,7 @@ pub const PARAMS: &[Param] = &[
         default: "10",
         always: false,
         invalid: None,
+        from_meta: false,
         set: |s, v| {
             s.settle_secs = seconds(v, 0, SETTLE_MAX).ok_or_else(|| {
                 format!("vmrescue.settle={v:?} is not a number of seconds up to {SETTLE_MAX}")
@@ -221,6 +232,7 @@ pub const PARAMS: &[Param] = &[
         default: "",
         always: false,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             if !valid_root(v) {
                 return Err(format!("vmrescue.root={v:?} is not a device name or UUID"));
@@ -236,6 +248,7 @@ pub const PARAMS: &[Param] = &[
         default: "",
         always: false,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             if !valid_hostname(v) {
                 return Err(format!("vmrescue.hostname={v:?} is not a valid host name"));
@@ -251,6 +264,7 @@ pub const PARAMS: &[Param] = &[
         default: "1",
         always: false,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             s.errors_remount_ro =
                 flag(v).ok_or_else(|| format!("vmrescue.errors_remount_ro={v:?} is not 0 or 1"))?;
@@ -264,6 +278,7 @@ pub const PARAMS: &[Param] = &[
         default: "0",
         always: false,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             s.xfs_zero_log =
                 flag(v).ok_or_else(|| format!("vmrescue.xfs_zero_log={v:?} is not 0 or 1"))?;
@@ -277,6 +292,7 @@ pub const PARAMS: &[Param] = &[
         default: "",
         always: false,
         invalid: Some("no undo files kept"),
+        from_meta: false,
         set: |s, v| {
             if !is_uuid(v) {
                 return Err(format!("vmrescue.undo={v:?} is not a filesystem UUID"));
@@ -295,6 +311,7 @@ pub const PARAMS: &[Param] = &[
         default: "1800",
         always: false,
         invalid: None,
+        from_meta: true,
         set: |s, v| {
             s.fsck_timeout_secs = seconds(v, 1, FSCK_TIMEOUT_MAX).ok_or_else(|| {
                 format!(
@@ -322,6 +339,29 @@ pub fn set(settings: &mut Settings, key: &str, value: &str) -> Result<(), String
         Some(p) => (p.set)(settings, value).map_err(|e| format!("{e}; {}", p.fallback())),
         None => Err(format!("unknown setting {PREFIX}{key} ignored")),
     }
+}
+
+/// Applies settings from a config drive's metadata (`meta` key/value pairs; others are
+/// ignored): each `vmrescue_KEY` the table allows there. Returns a warning per value refused.
+pub fn apply_meta(settings: &mut Settings, meta: &[(String, String)]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (k, v) in meta {
+        let Some(key) = k.strip_prefix(META_PREFIX) else {
+            continue;
+        };
+        match param(key) {
+            Some(p) if p.from_meta => {
+                if let Err(e) = (p.set)(settings, v) {
+                    warnings.push(format!("config drive {k}: {e}; {}", p.fallback()));
+                }
+            }
+            Some(_) => warnings.push(format!(
+                "config drive {k}: only the kernel command line can set this; ignored"
+            )),
+            None => warnings.push(format!("config drive: unknown setting {k} ignored")),
+        }
+    }
+    warnings
 }
 
 /// Checks, on the host, that the agent will accept every value [`emit`] writes for `settings`:
@@ -493,6 +533,51 @@ mod tests {
         assert!(parse("vmrescue.undo=x").1[0].ends_with("; no undo files kept"));
         assert!(parse("vmrescue.mode=x").1[0].ends_with("; using check"));
         assert!(parse("vmrescue.root=").1[0].ends_with("; ignored"));
+    }
+
+    #[test]
+    fn config_drive_metadata_sets_what_it_may() {
+        let mut s = Settings::default();
+        let meta = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let w = apply_meta(
+            &mut s,
+            &meta(&[
+                ("vmrescue_mode", "repair"),
+                ("vmrescue_hostname", "web-1"),
+                ("role", "db"),
+                ("vmrescue_port", "x"),
+                ("vmrescue_fsck_timeout", "0"),
+                ("vmrescue_bogus", "1"),
+            ]),
+        );
+        assert_eq!(s.mode, Mode::Repair);
+        assert_eq!(s.hostname.as_deref(), Some("web-1"));
+        assert_eq!(s.port, DEFAULT_PORT_NAME);
+        assert_eq!(s.fsck_timeout_secs, 1800);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("only the kernel command line"));
+        let late: Vec<&str> = PARAMS
+            .iter()
+            .filter(|p| p.from_meta)
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(
+            late,
+            [
+                "mode",
+                "after",
+                "root",
+                "hostname",
+                "errors_remount_ro",
+                "xfs_zero_log",
+                "fsck_timeout"
+            ]
+        );
     }
 
     #[test]

@@ -72,6 +72,19 @@ fn boot(
     guest: &Path,
     channel: bool,
 ) -> Booted {
+    boot_with(mode, machine, fw, medium, guest, channel, None)
+}
+
+/// [`boot`] with more drives after the guest's (a config drive).
+fn boot_with(
+    mode: Mode,
+    machine: Machine,
+    fw: Fw,
+    medium: Medium,
+    guest: &Path,
+    channel: bool,
+    extra: Option<Drive>,
+) -> Booted {
     let image = harness::media_image(mode);
     let dir = tempfile::tempdir().unwrap();
     let medium_drive = match medium {
@@ -97,7 +110,8 @@ fn boot(
         .console_log(&console_log)
         .drive(medium_drive.boot_index(1))
         // Writable even in check mode: only the agent keeps a check from writing.
-        .drive(Drive::new(guest, Format::Raw));
+        .drive(Drive::new(guest, Format::Raw))
+        .drives(extra);
     if channel {
         config = config.channel(
             dir.path().join("agent.sock"),
@@ -276,4 +290,54 @@ fn check_mode_media_write_nothing_to_a_writable_guest_disk() {
             "check mode wrote to the guest"
         );
     }
+}
+
+/// An OpenStack config drive (ISO 9660, label `config-2`) whose server metadata holds `meta`.
+fn config_drive(dir: &Path, meta: &str) -> PathBuf {
+    let tree = dir.join("cd");
+    std::fs::create_dir_all(tree.join("openstack/latest")).unwrap();
+    std::fs::write(
+        tree.join("openstack/latest/meta_data.json"),
+        format!(
+            r#"{{"uuid":"6b4f6d0e-1c52-4b8e-9a37-0c6f2f1d2a11","name":"web-1","meta":{meta}}}"#
+        ),
+    )
+    .unwrap();
+    let iso = dir.join("config.iso");
+    let out = std::process::Command::new("xorriso")
+        .args([
+            "-as", "mkisofs", "-quiet", "-V", "config-2", "-R", "-J", "-o",
+        ])
+        .arg(&iso)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    iso
+}
+
+#[test]
+fn a_config_drive_sets_the_mode_of_a_check_medium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let cd = config_drive(dir.path(), r#"{"vmrescue_mode":"repair","role":"db"}"#);
+    // nova's legacy layout on pc: the medium first, the guest second, the config drive an IDE
+    // cdrom.
+    let b = boot_with(
+        Mode::Check,
+        Machine::Pc,
+        Fw::Bios,
+        Medium::IsoDisk,
+        &guest,
+        false,
+        Some(Drive::new(cd, Format::Raw).bus(Bus::Ide).cdrom()),
+    );
+    assert_eq!(b.console.mode, Mode::Repair, "{:?}", b.console.warnings);
+    assert_eq!(
+        b.console.outcome,
+        Outcome::Repaired,
+        "{:?}",
+        b.console.warnings
+    );
+    assert_eq!(fixture::host_e2fsck(&guest).unwrap(), 0);
 }

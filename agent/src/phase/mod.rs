@@ -3,6 +3,7 @@
 //! 1. [`setup`]: the operator's settings from the kernel command line, the kernel modules, the
 //!    port to the host;
 //! 2. [`scan`]: the guest's disks, their partition tables and signatures;
+//!    [`configdrive`]: settings from an OpenStack config drive's metadata, when one is attached;
 //! 3. [`undo`]: the host's undo scratch disk, set apart from the guest's disks and, in repair
 //!    mode, mounted for e2fsck's undo files;
 //! 4. [`check`]: fsck of every filesystem, ordered by the guest's fstab;
@@ -14,6 +15,7 @@
 //! Every phase turns its failures into report warnings; none ends PID 1.
 
 pub mod check;
+pub mod configdrive;
 pub mod fixes;
 pub mod inspect;
 pub mod report;

@@ -1,0 +1,165 @@
+//! Settings from an OpenStack config drive: when nova attaches one (label `config-2`, ISO 9660
+//! or FAT), the server metadata in its `openstack/latest/meta_data.json` can set the rescue's
+//! settings (`vmrescue_mode`, ... see `vmrescue_protocol::params`), for boots that have no
+//! per-rescue kernel command line (an image booted by `openstack server rescue --image`). The
+//! drive is read once, read-only, and then set apart from the guest's disks.
+
+use vmrescue_discovery::fstype::FsType;
+use vmrescue_discovery::inventory::DiskScan;
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol::params::{self, Settings};
+use vmrescue_protocol::Step;
+
+use crate::inspect::MountedTree;
+use crate::reporter::Reporter;
+
+/// The label nova gives a config drive.
+pub const LABEL: &str = "config-2";
+/// What the drive is marked as among the scans.
+pub const MEDIUM: &str = "config drive";
+const META_DATA: &str = "/openstack/latest/meta_data.json";
+/// Largest metadata file read.
+const MAX_META: usize = 1 << 20;
+
+/// The config drive among the scans: (disk index, volume name, type).
+pub fn find(scans: &[DiskScan]) -> Option<(usize, String, FsType)> {
+    scans.iter().enumerate().find_map(|(i, s)| {
+        s.volumes.iter().find_map(|v| {
+            let p = v.probe.as_ref()?;
+            let label_ok = p
+                .label
+                .as_deref()
+                .is_some_and(|l| l.eq_ignore_ascii_case(LABEL));
+            (label_ok && matches!(p.fstype, FsType::Iso9660 | FsType::Vfat))
+                .then(|| (i, v.name.clone(), p.fstype))
+        })
+    })
+}
+
+/// The string values of `meta_data.json`'s `meta` object (pure).
+pub fn meta_pairs(json: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("{META_DATA} is not JSON: {e}"))?;
+    let Some(meta) = v.get("meta") else {
+        return Ok(Vec::new());
+    };
+    let meta = meta
+        .as_object()
+        .ok_or_else(|| format!("{META_DATA}: meta is not an object"))?;
+    Ok(meta
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect())
+}
+
+/// The cdroms (`sr*`), which the guest-disk scan leaves out: nova attaches an ISO 9660 config
+/// drive as one.
+fn cdrom_scans() -> Vec<DiskScan> {
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with("sr") && n[2..].bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let sectors: u64 = std::fs::read_to_string(format!("/sys/block/{name}/size"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let mut f = std::fs::File::open(format!("/dev/{name}")).ok()?;
+            Some(vmrescue_discovery::inventory::scan_disk(
+                &name,
+                &mut f,
+                sectors.saturating_mul(512),
+            ))
+        })
+        .collect()
+}
+
+/// Reads the config drive's vmrescue settings into `settings`, if a drive is attached (as a
+/// cdrom, or as a disk among `scans`, which is then set apart from the guest's).
+pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) {
+    let found = match find(scans) {
+        Some((disk, name, fstype)) => {
+            if let Some(s) = scans.get_mut(disk) {
+                s.medium = Some(MEDIUM.into());
+            }
+            Some((name, fstype))
+        }
+        None => find(&cdrom_scans()).map(|(_, name, fstype)| (name, fstype)),
+    };
+    let Some((name, fstype)) = found else {
+        return;
+    };
+    let dev = format!("/dev/{name}");
+    let driver = if fstype == FsType::Iso9660 {
+        "iso9660"
+    } else {
+        "vfat"
+    };
+    let tree = match MountedTree::mount_plain(&dev, fstype, driver, "config-drive") {
+        Ok(t) => t,
+        Err(e) => {
+            rep.warn(Step::Cmdline, Some(&dev), format!("config drive: {e}"));
+            return;
+        }
+    };
+    let data = tree.read(META_DATA, MAX_META);
+    if let Err(e) = tree.unmount() {
+        rep.warn(Step::Cmdline, Some(&dev), format!("config drive: {e}"));
+    }
+    let Some(data) = data else {
+        return;
+    };
+    match meta_pairs(&data) {
+        Ok(pairs) => {
+            let ours = pairs
+                .iter()
+                .filter(|(k, _)| k.starts_with(params::META_PREFIX))
+                .count();
+            for w in params::apply_meta(settings, &pairs) {
+                rep.warn(Step::Cmdline, Some(&dev), w);
+            }
+            if ours > 0 {
+                rep.progress(
+                    Step::Cmdline,
+                    Some(&dev),
+                    format!(
+                        "{ours} setting(s) from the config drive's metadata; mode {}",
+                        settings.mode.as_str()
+                    ),
+                );
+            }
+        }
+        Err(e) => rep.warn(Step::Cmdline, Some(&dev), format!("config drive: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_strings_only() {
+        let pairs = meta_pairs(
+            br#"{"uuid":"x","meta":{"vmrescue_mode":"repair","n":3,"role":"db"},"hostname":"h"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("role".to_owned(), "db".to_owned()),
+                ("vmrescue_mode".to_owned(), "repair".to_owned())
+            ]
+        );
+        assert_eq!(meta_pairs(br#"{"uuid":"x"}"#).unwrap(), []);
+        assert!(meta_pairs(br#"{"meta":[1]}"#).is_err());
+        assert!(meta_pairs(b"\xff").is_err());
+    }
+}
