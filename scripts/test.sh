@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/setup.sh
+scripts/services.sh
 log "== building the static agent"
 scripts/build-agent.sh
 log "== cargo fmt --check"
