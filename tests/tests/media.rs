@@ -267,6 +267,7 @@ fn check_mode_media_write_nothing_to_a_writable_guest_disk() {
     for (machine, fw, medium) in [
         (Machine::Pc, Fw::Bios, Medium::IsoCdrom),
         (Machine::Q35, Fw::Uefi, Medium::DiskImage),
+        (Machine::Pc, Fw::Bios, Medium::IsoDisk),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (guest, _) = broken(dir.path());
@@ -340,4 +341,54 @@ fn a_config_drive_sets_the_mode_of_a_check_medium() {
         b.console.warnings
     );
     assert_eq!(fixture::host_e2fsck(&guest).unwrap(), 0);
+}
+
+#[test]
+fn image_nova_prints_the_upload_and_rescue_commands_for_these_media() {
+    let image = harness::media_image(Mode::Check);
+    let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
+        .args(["image", "nova", "--json", "--image"])
+        .arg(&image.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let argv = |i: usize| -> Vec<String> {
+        v["images"][i]["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let disk = argv(0);
+    assert!(disk.contains(&image.disk_image.as_ref().unwrap().display().to_string()));
+    for want in ["qcow2", "hw_rescue_device=disk", "hw_rescue_bus=virtio"] {
+        assert!(disk.iter().any(|a| a == want), "{want} in {disk:?}");
+    }
+    let iso = argv(1);
+    assert!(iso.iter().any(|a| a == "iso") && iso.iter().any(|a| a == "hw_rescue_device=cdrom"));
+    assert!(argv(2).iter().any(|a| a == "hw_firmware_type=uefi"));
+    let rescue = v["rescue"].to_string();
+    assert!(
+        rescue.contains("2.87") && rescue.contains("server"),
+        "{rescue}"
+    );
+    assert!(v["report"]
+        .as_str()
+        .unwrap()
+        .contains("vmrescue report --console-log -"));
+    // Text form too; an image directory without media is a clear error.
+    let text = std::process::Command::new(harness::vmrescue_bin().unwrap())
+        .args(["image", "nova", "--image"])
+        .arg(&image.dir)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("openstack server unrescue SERVER"));
+    let none = std::process::Command::new(harness::vmrescue_bin().unwrap())
+        .args(["image", "nova", "--image", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no rescue media"));
 }

@@ -102,7 +102,9 @@ fn nova_legacy_rescue_with_the_disk_image_first() {
     let dir = shared_dir();
     let image = harness::media_image(Mode::Repair);
     let medium = medium_copy(dir.path(), image.disk_image.as_ref().unwrap());
-    let guest = fixture::field_failure(&dir.path().join("guest.img")).unwrap().image;
+    let guest = fixture::field_failure(&dir.path().join("guest.img"))
+        .unwrap()
+        .image;
     let log = dir.path().join("console.log");
     let name = format!("vmrescue-test-legacy-{}", std::process::id());
     let disks = format!(
@@ -113,9 +115,17 @@ fn nova_legacy_rescue_with_the_disk_image_first() {
         xml_escape(&medium),
         xml_escape(&guest)
     );
-    let r = run_domain(&name, &domain_xml(&name, "pc", &disks, &log), dir.path(), &log);
+    let r = run_domain(
+        &name,
+        &domain_xml(&name, "pc", &disks, &log),
+        dir.path(),
+        &log,
+    );
     assert_eq!(r.outcome, Outcome::Repaired, "{:?}", r.warnings);
-    assert_eq!(r.os.as_ref().unwrap().root_device.as_deref(), Some("/dev/vdb"));
+    assert_eq!(
+        r.os.as_ref().unwrap().root_device.as_deref(),
+        Some("/dev/vdb")
+    );
     assert_eq!(fixture::host_e2fsck(&guest).unwrap(), 0);
 }
 
@@ -125,7 +135,9 @@ fn nova_stable_device_rescue_with_the_iso_as_a_sata_cdrom_booted_first() {
     let dir = shared_dir();
     let image = harness::media_image(Mode::Repair);
     let iso = medium_copy(dir.path(), image.iso.as_ref().unwrap());
-    let guest = fixture::field_failure(&dir.path().join("guest.img")).unwrap().image;
+    let guest = fixture::field_failure(&dir.path().join("guest.img"))
+        .unwrap()
+        .image;
     let log = dir.path().join("console.log");
     let name = format!("vmrescue-test-stable-{}", std::process::id());
     let disks = format!(
@@ -137,9 +149,17 @@ fn nova_stable_device_rescue_with_the_iso_as_a_sata_cdrom_booted_first() {
         xml_escape(&guest),
         xml_escape(&iso)
     );
-    let r = run_domain(&name, &domain_xml(&name, "q35", &disks, &log), dir.path(), &log);
+    let r = run_domain(
+        &name,
+        &domain_xml(&name, "q35", &disks, &log),
+        dir.path(),
+        &log,
+    );
     assert_eq!(r.outcome, Outcome::Repaired, "{:?}", r.warnings);
     // The guest keeps its address.
-    assert_eq!(r.os.as_ref().unwrap().root_device.as_deref(), Some("/dev/vda"));
+    assert_eq!(
+        r.os.as_ref().unwrap().root_device.as_deref(),
+        Some("/dev/vda")
+    );
     assert_eq!(fixture::host_e2fsck(&guest).unwrap(), 0);
 }
