@@ -202,6 +202,11 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// libvirt domain XML.
+    Xml {
+        #[command(subcommand)]
+        command: XmlCmd,
+    },
     /// Rescue image artefacts.
     Image {
         #[command(subcommand)]
@@ -255,6 +260,34 @@ pub enum ImageCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XmlCmd {
+    /// Print the rescue XML `rescue --domain` would boot, for a domain XML file (`-`: stdin).
+    Rescue {
+        /// The domain's XML (as `virsh dumpxml --inactive` prints it).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// cdrom: the rescue ISO first in the boot order; kernel: direct kernel boot.
+        #[arg(long, value_enum, default_value = "cdrom")]
+        boot: BootArg,
+        /// The rescue ISO (default: vmrescue.iso in the image directory).
+        #[arg(long, value_name = "PATH")]
+        iso: Option<PathBuf>,
+        /// check: the guest's disks read-only too; repair: writable.
+        #[arg(long, value_enum, default_value = "check")]
+        mode: ModeArg,
+        /// Image directory (default: as for `rescue`).
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootArg {
+    Cdrom,
+    Kernel,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -492,6 +525,31 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
         Cmd::Report { console_log, json } => report_from_log(&console_log, json),
+        Cmd::Xml {
+            command:
+                XmlCmd::Rescue {
+                    file,
+                    boot,
+                    iso,
+                    mode,
+                    image,
+                },
+        } => match crate::libvirt::rescue_xml_for_file(
+            &file,
+            boot == BootArg::Kernel,
+            iso,
+            mode.into(),
+            image,
+        ) {
+            Ok(xml) => {
+                print!("{xml}");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("vmrescue: {e}");
+                EXIT_HOST
+            }
+        },
         Cmd::Image {
             command:
                 ImageCmd::Build {

@@ -10,6 +10,7 @@ pub mod fix_owners;
 pub mod image;
 pub mod inspect;
 pub mod kcmdline;
+pub mod libvirt;
 pub mod nova;
 pub mod overlay;
 pub mod progress;

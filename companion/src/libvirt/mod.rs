@@ -1,0 +1,126 @@
+//! libvirt: the rescue of a named domain (`vmrescue rescue --domain`), through the libvirt
+//! project's bindings; `xml` makes the rescue XML (pure).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use vmrescue_image_builder::{self as builder, media, Artefacts};
+use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
+
+pub mod xml;
+
+/// Why a rescue XML cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Xml {
+        path: PathBuf,
+        source: xml::XmlError,
+    },
+    #[error("no rescue image in {}: build it with `vmrescue image build --out {}`", .0.display(), .0.display())]
+    NoImage(PathBuf),
+    #[error("the rescue image in {} has no ISO: build it without --no-media, or name one with --iso", .0.display())]
+    NoIso(PathBuf),
+    #[error("the rescue's kernel command line: {0}")]
+    Cmdline(String),
+}
+
+/// The per-domain state directory (the saved definition, the lock, the console log, the NVRAM
+/// copy): `$XDG_RUNTIME_DIR/vmrescue/domains/NAME`, else `/run/vmrescue/domains/NAME`.
+pub fn state_dir(domain: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run"));
+    base.join("vmrescue/domains").join(domain)
+}
+
+/// The kernel command line of a direct-kernel rescue boot in `mode` (the media's, with that
+/// mode).
+pub fn kernel_cmdline(mode: Mode) -> Result<String, LibvirtError> {
+    let settings = params::Settings {
+        mode,
+        ..params::Settings::default()
+    };
+    let (entries, _) = media::bootcfg::menu(&settings).map_err(LibvirtError::Cmdline)?;
+    let want = if mode == Mode::Repair {
+        "repair"
+    } else {
+        "check"
+    };
+    Ok(entries
+        .into_iter()
+        .find(|e| e.label == want)
+        .map(|e| e.cmdline)
+        .unwrap_or_default())
+}
+
+/// `vmrescue xml rescue FILE`: the rescue XML for a domain XML file (`-`: stdin).
+pub fn rescue_xml_for_file(
+    file: &Path,
+    kernel_boot: bool,
+    iso: Option<PathBuf>,
+    mode: Mode,
+    image: Option<PathBuf>,
+) -> Result<String, LibvirtError> {
+    let read_err = |source| LibvirtError::Read {
+        path: file.to_owned(),
+        source,
+    };
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(16 << 20)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+    } else {
+        std::fs::File::open(file)
+            .and_then(|f| f.take(16 << 20).read_to_string(&mut text))
+            .map_err(read_err)?;
+    }
+    let xml_err = |source| LibvirtError::Xml {
+        path: file.to_owned(),
+        source,
+    };
+    let facts = xml::facts(&text).map_err(xml_err)?;
+    let dir = image.unwrap_or_else(builder::default_dir);
+    let image = || Artefacts::open(&dir).ok_or_else(|| LibvirtError::NoImage(dir.clone()));
+    let boot = if kernel_boot {
+        let a = image()?;
+        xml::BootMethod::Kernel {
+            kernel: a.kernel.display().to_string(),
+            initrd: a.initramfs.display().to_string(),
+            cmdline: kernel_cmdline(mode)?,
+        }
+    } else {
+        let iso = match iso {
+            Some(p) => p,
+            None => image()?
+                .iso
+                .ok_or_else(|| LibvirtError::NoIso(dir.clone()))?,
+        };
+        xml::BootMethod::Cdrom {
+            iso: iso.display().to_string(),
+        }
+    };
+    let state = state_dir(&facts.name);
+    xml::rescue_xml(
+        &text,
+        &xml::Rescue {
+            boot,
+            mode,
+            channel: DEFAULT_PORT_NAME.to_owned(),
+            console_log: Some(state.join("console.log").display().to_string()),
+            nvram_copy: facts
+                .uefi
+                .then(|| state.join("nvram.fd").display().to_string()),
+        },
+    )
+    .map_err(xml_err)
+}

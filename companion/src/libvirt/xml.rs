@@ -1,0 +1,669 @@
+//! The rescue XML of a libvirt domain (pure): the domain's own inactive XML with the rescue
+//! added by splicing text into it, so that everything else keeps its bytes (metadata in foreign
+//! namespaces such as nova's, `qemu:commandline`, comments, attribute order and quoting).
+//!
+//! The rescue: a cdrom with the ISO first in the boot order (or direct kernel boot), the
+//! agent's virtio-serial channel, `on_reboot` destroy so a rescue never loops, a serial console
+//! logged to the run's state directory, a copy of a UEFI guest's NVRAM instead of its own, and
+//! in check mode every guest disk read-only.
+
+use std::ops::Range;
+
+use roxmltree::{Document, Node};
+use vmrescue_protocol::Mode;
+
+const CDROM: &str = include_str!("../../../xml-templates/cdrom.xml");
+const CHANNEL: &str = include_str!("../../../xml-templates/channel.xml");
+const KERNEL_BOOT: &str = include_str!("../../../xml-templates/kernel-boot.xml");
+const SERIAL: &str = include_str!("../../../xml-templates/serial.xml");
+
+/// Why a domain cannot be rescued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("the domain XML is not well-formed: {0}")]
+    Parse(String),
+    #[error("the domain XML has no <{0}> element")]
+    Missing(&'static str),
+    #[error("domain type {0:?} is not a qemu/kvm guest; vmrescue rescues QEMU domains only")]
+    Hypervisor(String),
+    #[error("the guest's architecture is {0:?}: the rescue media are x86 (x86_64, i686) only")]
+    Arch(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// How the rescue boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootMethod {
+    /// The rescue ISO as a cdrom, first in the boot order.
+    Cdrom { iso: String },
+    /// Direct kernel boot with the rescue's own command line.
+    Kernel {
+        kernel: String,
+        initrd: String,
+        cmdline: String,
+    },
+}
+
+/// What to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescue {
+    pub boot: BootMethod,
+    pub mode: Mode,
+    /// The agent's port name.
+    pub channel: String,
+    /// Where the rescue's serial console is logged (a file in the state directory).
+    pub console_log: Option<String>,
+    /// Where the copy of a UEFI guest's NVRAM goes (its own file is the template).
+    pub nvram_copy: Option<String>,
+}
+
+/// What the rescue XML edit found out about the domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub name: String,
+    pub uuid: Option<String>,
+    pub machine: String,
+    /// The guest's own NVRAM file (UEFI), which the rescue never touches.
+    pub nvram: Option<String>,
+    pub uefi: bool,
+}
+
+/// XML-escapes text for an attribute or element value.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut s = template.to_owned();
+    for (k, v) in values {
+        s = s.replace(&format!("{{{k}}}"), v);
+    }
+    s
+}
+
+/// Text edits: (range of the original, replacement), applied together.
+#[derive(Default)]
+struct Edits(Vec<(Range<usize>, String)>);
+
+impl Edits {
+    fn replace(&mut self, r: Range<usize>, with: impl Into<String>) {
+        self.0.push((r, with.into()));
+    }
+
+    fn insert(&mut self, at: usize, text: impl Into<String>) {
+        self.0.push((at..at, text.into()));
+    }
+
+    fn apply(mut self, original: &str) -> String {
+        // From the end, so earlier offsets stay valid; inserts at one place keep their order.
+        self.0.sort_by_key(|e| std::cmp::Reverse(e.0.start));
+        let mut s = original.to_owned();
+        let mut last_at = usize::MAX;
+        let mut pending: Vec<(Range<usize>, String)> = Vec::new();
+        let flush = |s: &mut String, pending: &mut Vec<(Range<usize>, String)>| {
+            // Same position: inserted in the order they were added.
+            for (r, text) in pending.drain(..).rev() {
+                s.replace_range(r, &text);
+            }
+        };
+        for (r, text) in self.0 {
+            if r.start != last_at {
+                flush(&mut s, &mut pending);
+                last_at = r.start;
+            }
+            pending.push((r, text));
+        }
+        flush(&mut s, &mut pending);
+        s
+    }
+}
+
+fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    n.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
+}
+
+fn children<'a, 'i>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+    n.children()
+        .filter(move |c| c.is_element() && c.tag_name().name() == name)
+}
+
+/// Where to insert new children of `n`: before its closing tag, or (for `<x/>`) by turning it
+/// into `<x>...</x>`; and the indentation of its children.
+fn insert_point(n: Node, text: &str) -> (usize, Option<String>, String) {
+    let r = n.range();
+    let inner_indent = n
+        .children()
+        .rfind(|c| c.is_element())
+        .map(|c| line_indent(text, c.range().start))
+        .unwrap_or_else(|| format!("{}  ", line_indent(text, r.start)));
+    if text[r.clone()].ends_with("/>") {
+        return (r.start, Some(n.tag_name().name().to_owned()), inner_indent);
+    }
+    let close = text[..r.end].rfind("</").unwrap_or(r.end);
+    (close, None, inner_indent)
+}
+
+fn line_indent(text: &str, pos: usize) -> String {
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    text[line_start..pos]
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect()
+}
+
+/// Indents a (multi-line) fragment by `indent`, ending with a newline and the closing tag's
+/// indentation.
+fn indented(fragment: &str, indent: &str, close_indent: &str) -> String {
+    let mut out = String::new();
+    for line in fragment.trim_end().lines() {
+        out.push_str(indent);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(close_indent);
+    out
+}
+
+/// Adds `fragment` as the last child of `n`.
+fn append_child(edits: &mut Edits, text: &str, n: Node, fragment: &str) {
+    let (at, selfclosing, indent) = insert_point(n, text);
+    let close_indent = line_indent(text, n.range().start);
+    match selfclosing {
+        Some(tag) => {
+            let r = n.range();
+            let open = text[r.clone()].trim_end_matches("/>").trim_end().to_owned();
+            edits.replace(
+                r,
+                format!(
+                    "{open}>\n{}</{tag}>",
+                    indented(fragment, &indent, &close_indent)
+                ),
+            );
+        }
+        None => {
+            // Before the closing tag, which sits at `close_indent` on its own line (or not).
+            let before = &text[..at];
+            let on_own_line = before.trim_end_matches([' ', '\t']).ends_with('\n');
+            let start = if on_own_line {
+                before.trim_end_matches([' ', '\t']).len()
+            } else {
+                at
+            };
+            let lead = if on_own_line { "" } else { "\n" };
+            edits.replace(
+                start..at,
+                format!("{lead}{}", indented(fragment, &indent, &close_indent)),
+            );
+        }
+    }
+}
+
+/// Target names the domain's disks use.
+fn used_targets(devices: Node) -> Vec<String> {
+    children(devices, "disk")
+        .filter_map(|d| child(d, "target")?.attribute("dev").map(str::to_owned))
+        .collect()
+}
+
+/// The first free `PREFIX[a-z]` name.
+fn free_target(prefix: &str, used: &[String]) -> String {
+    for c in b'a'..=b'z' {
+        let name = format!("{prefix}{}", c as char);
+        if !used.contains(&name) {
+            return name;
+        }
+    }
+    format!("{prefix}zz")
+}
+
+/// Reads the facts and checks the domain can be rescued.
+pub fn facts(text: &str) -> Result<Facts, XmlError> {
+    let doc = Document::parse(text).map_err(|e| XmlError::Parse(e.to_string()))?;
+    let dom = doc.root_element();
+    if dom.tag_name().name() != "domain" {
+        return Err(XmlError::Missing("domain"));
+    }
+    let kind = dom.attribute("type").unwrap_or("");
+    if kind != "qemu" && kind != "kvm" {
+        return Err(XmlError::Hypervisor(kind.to_owned()));
+    }
+    let os = child(dom, "os").ok_or(XmlError::Missing("os"))?;
+    let ty = child(os, "type").ok_or(XmlError::Missing("os/type"))?;
+    let arch = ty.attribute("arch").unwrap_or("x86_64");
+    if arch != "x86_64" && arch != "i686" {
+        return Err(XmlError::Arch(arch.to_owned()));
+    }
+    let text_of = |n: Option<Node>| n.and_then(|n| n.text()).map(|t| t.trim().to_owned());
+    let nvram = child(os, "nvram");
+    let loader = child(os, "loader");
+    let uefi = os.attribute("firmware") == Some("efi")
+        || loader.is_some_and(|l| l.attribute("type") == Some("pflash"))
+        || nvram.is_some();
+    Ok(Facts {
+        name: text_of(child(dom, "name")).ok_or(XmlError::Missing("name"))?,
+        uuid: text_of(child(dom, "uuid")),
+        machine: ty.attribute("machine").unwrap_or("pc").to_owned(),
+        nvram: text_of(nvram).filter(|t| !t.is_empty()),
+        uefi,
+    })
+}
+
+/// The cdrom's bus for a machine type: q35 has no IDE.
+pub fn cdrom_bus(machine: &str) -> &'static str {
+    if machine.contains("q35") {
+        "sata"
+    } else {
+        "ide"
+    }
+}
+
+/// The rescue XML for `text` (a domain's inactive XML).
+pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
+    let f = facts(text)?;
+    let doc = Document::parse(text).map_err(|e| XmlError::Parse(e.to_string()))?;
+    let dom = doc.root_element();
+    let os = child(dom, "os").ok_or(XmlError::Missing("os"))?;
+    let devices = child(dom, "devices").ok_or(XmlError::Missing("devices"))?;
+    let mut edits = Edits::default();
+    // New children, per parent, added in one edit each (a `<devices/>` gets them all at once).
+    let mut appends: Vec<(Node, String)> = Vec::new();
+
+    // Boot order: per-device <boot order> or <os><boot dev>, never both.
+    let device_boots: Vec<Node> = devices
+        .descendants()
+        .filter(|n| {
+            n.is_element() && n.tag_name().name() == "boot" && n.attribute("order").is_some()
+        })
+        .collect();
+    if !device_boots.is_empty() && children(os, "boot").next().is_some() {
+        return Err(XmlError::Unsupported(
+            "the domain mixes <os><boot dev> with per-device <boot order>, which libvirt refuses; fix its definition first".into(),
+        ));
+    }
+    let mut cdrom_boot = String::new();
+    match &r.boot {
+        BootMethod::Cdrom { iso } => {
+            if device_boots.is_empty() {
+                let first_boot = children(os, "boot").next();
+                let indent = line_indent(text, ty_start(os));
+                match first_boot {
+                    Some(b) => {
+                        edits.insert(b.range().start, format!("<boot dev='cdrom'/>\n{indent}"))
+                    }
+                    None => {
+                        let ty = child(os, "type").ok_or(XmlError::Missing("os/type"))?;
+                        edits.insert(ty.range().end, format!("\n{indent}<boot dev='cdrom'/>"));
+                    }
+                }
+            } else {
+                for b in &device_boots {
+                    let a = b
+                        .attributes()
+                        .find(|a| a.name() == "order")
+                        .ok_or(XmlError::Missing("boot order"))?;
+                    let n: u32 = a.value().trim().parse().map_err(|_| {
+                        XmlError::Unsupported(format!("boot order {:?} is not a number", a.value()))
+                    })?;
+                    edits.replace(a.range_value(), (n + 1).to_string());
+                }
+                cdrom_boot = "  <boot order='1'/>\n".into();
+            }
+            let bus = cdrom_bus(&f.machine);
+            let prefix = if bus == "ide" { "hd" } else { "sd" };
+            let target = free_target(prefix, &used_targets(devices));
+            let disk = fill(
+                CDROM,
+                &[
+                    ("iso", &escape(iso)),
+                    ("target", &target),
+                    ("bus", bus),
+                    ("boot", &cdrom_boot),
+                ],
+            );
+            appends.push((devices, disk));
+        }
+        BootMethod::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            if child(os, "kernel").is_some() {
+                return Err(XmlError::Unsupported(
+                    "the domain already boots a kernel directly (<os><kernel>); use --boot cdrom"
+                        .into(),
+                ));
+            }
+            let frag = fill(
+                KERNEL_BOOT,
+                &[
+                    ("kernel", &escape(kernel)),
+                    ("initrd", &escape(initrd)),
+                    ("cmdline", &escape(cmdline)),
+                ],
+            );
+            appends.push((os, frag));
+        }
+    }
+
+    // The agent's channel.
+    appends.push((devices, fill(CHANNEL, &[("name", &escape(&r.channel))])));
+
+    // A rescue never reboots into itself.
+    match child(dom, "on_reboot") {
+        Some(n) => edits.replace(n.range(), "<on_reboot>destroy</on_reboot>"),
+        None => {
+            let indent = line_indent(text, devices.range().start);
+            edits.insert(
+                devices.range().start,
+                format!("<on_reboot>destroy</on_reboot>\n{indent}"),
+            );
+        }
+    }
+
+    // The serial console logged where the run can read it.
+    if let Some(log) = &r.console_log {
+        let log = escape(log);
+        match children(devices, "serial").next() {
+            Some(s) => match child(s, "log") {
+                Some(l) => match l.attributes().find(|a| a.name() == "file") {
+                    Some(a) => edits.replace(a.range_value(), log),
+                    None => {
+                        return Err(XmlError::Unsupported("a <serial><log> without file".into()))
+                    }
+                },
+                None if s.attribute("type") == Some("pty") => {
+                    appends.push((s, format!("<log file='{log}' append='off'/>")))
+                }
+                None => {} // file, tcp, unix...: the console goes where the domain says.
+            },
+            None => appends.push((devices, fill(SERIAL, &[("log", &log)]))),
+        }
+    }
+
+    // UEFI: boot from a copy of the guest's variables, never the file itself.
+    if let (true, Some(copy)) = (f.uefi, &r.nvram_copy) {
+        let copy = escape(copy);
+        match child(os, "nvram") {
+            Some(n) => {
+                if n.attribute("type") == Some("network") {
+                    return Err(XmlError::Unsupported(
+                        "the guest's NVRAM is on the network (<nvram type='network'>): vmrescue cannot boot the rescue from a copy of it".into(),
+                    ));
+                }
+                let source_file = child(n, "source")
+                    .and_then(|src| src.attributes().find(|a| a.name() == "file"));
+                if let Some(file) = source_file {
+                    // `<nvram type='file'><source file='OWN'/></nvram>`: the copy in the
+                    // source, the guest's own file as the template.
+                    let own = escape(file.value());
+                    edits.replace(file.range_value(), copy.clone());
+                    match n.attributes().find(|a| a.name() == "template") {
+                        Some(t) => edits.replace(t.range_value(), own),
+                        None => edits.insert(
+                            n.range().start + "<nvram".len(),
+                            format!(" template='{own}'"),
+                        ),
+                    }
+                } else {
+                    let own = n
+                        .text()
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned);
+                    // The guest's own file (or, before it has one, its template) seeds the copy.
+                    let template = own.or_else(|| n.attribute("template").map(str::to_owned));
+                    let mut attrs = String::new();
+                    for a in n
+                        .attributes()
+                        .filter(|a| !matches!(a.name(), "template" | "type"))
+                    {
+                        attrs.push_str(&format!(" {}='{}'", a.name(), escape(a.value())));
+                    }
+                    if let Some(t) = template {
+                        attrs.push_str(&format!(" template='{}'", escape(&t)));
+                    }
+                    edits.replace(n.range(), format!("<nvram{attrs}>{copy}</nvram>"));
+                }
+            }
+            None => appends.push((os, format!("<nvram>{copy}</nvram>"))),
+        }
+    }
+
+    // Check mode: the guest's disks read-only as well (the agent writes nothing anyway).
+    if r.mode == Mode::Check {
+        for d in
+            children(devices, "disk").filter(|d| d.attribute("device").unwrap_or("disk") == "disk")
+        {
+            if child(d, "readonly").is_none() && child(d, "shareable").is_none() {
+                appends.push((d, "<readonly/>".into()));
+            }
+        }
+    }
+    Ok(finish(text, edits, appends))
+}
+
+/// Applies the edits and the new children (each parent's in one edit).
+fn finish(text: &str, mut edits: Edits, appends: Vec<(Node, String)>) -> String {
+    let mut parents: Vec<Node> = Vec::new();
+    for (p, _) in &appends {
+        if !parents.contains(p) {
+            parents.push(*p);
+        }
+    }
+    for p in parents {
+        let frags: Vec<&str> = appends
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, f)| f.trim_end())
+            .collect();
+        append_child(&mut edits, text, p, &frags.join("\n"));
+    }
+    edits.apply(text)
+}
+
+fn ty_start(os: Node) -> usize {
+    child(os, "type").map_or(os.range().start, |t| t.range().start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOVA: &str = r#"<domain type="kvm">
+  <uuid>6b4f6d0e-1c52-4b8e-9a37-0c6f2f1d2a11</uuid>
+  <name>instance-00000001</name>
+  <memory>524288</memory>
+  <metadata>
+    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+      <nova:name>web-1</nova:name>
+    </nova:instance>
+  </metadata>
+  <sysinfo type="smbios">
+    <system><entry name="serial">6b4f6d0e</entry></system>
+  </sysinfo>
+  <os>
+    <type machine="pc-i440fx-8.2">hvm</type>
+    <boot dev="hd"/>
+    <smbios mode="sysinfo"/>
+  </os>
+  <!-- a comment nova never writes, but an operator might -->
+  <on_reboot>restart</on_reboot>
+  <devices>
+    <disk type="file" device="disk">
+      <driver name="qemu" type="qcow2" cache="none"/>
+      <source file="/var/lib/nova/instances/6b4f/disk"/>
+      <target bus="virtio" dev="vda"/>
+    </disk>
+    <disk type="block" device="disk">
+      <source dev="/dev/sdb"/>
+      <target bus="virtio" dev="vdb"/>
+      <serial>f00ba4</serial>
+    </disk>
+    <serial type="pty">
+      <log file="/var/lib/nova/instances/6b4f/console.log" append="off"/>
+    </serial>
+  </devices>
+</domain>
+"#;
+
+    fn rescue(boot: BootMethod, mode: Mode) -> Rescue {
+        Rescue {
+            boot,
+            mode,
+            channel: "org.vmrescue.agent.0".into(),
+            console_log: Some("/run/vmrescue/instance-00000001/console.log".into()),
+            nvram_copy: Some("/run/vmrescue/x/VARS.fd".into()),
+        }
+    }
+
+    fn cdrom() -> BootMethod {
+        BootMethod::Cdrom {
+            iso: "/var/lib/libvirt/images/vmrescue-abc.iso".into(),
+        }
+    }
+
+    /// Every line of `orig` is still in `new`, in order (the edit only adds and changes values).
+    fn keeps_lines(orig: &str, new: &str, changed: &[&str]) {
+        let mut rest = new.lines();
+        for line in orig
+            .lines()
+            .filter(|l| !changed.iter().any(|c| l.contains(c)))
+        {
+            assert!(rest.any(|l| l == line), "line {line:?} lost in:\n{new}");
+        }
+    }
+
+    #[test]
+    fn nova_domain_gets_a_cdrom_first_and_keeps_its_bytes() {
+        let out = rescue_xml(NOVA, &rescue(cdrom(), Mode::Repair)).unwrap();
+        keeps_lines(NOVA, &out, &["on_reboot", "<log file"]);
+        assert!(
+            out.contains("    <boot dev='cdrom'/>\n    <boot dev=\"hd\"/>"),
+            "{out}"
+        );
+        assert!(out.contains("<target dev='hda' bus='ide'/>"), "{out}");
+        assert!(out.contains("<source file='/var/lib/libvirt/images/vmrescue-abc.iso'/>"));
+        assert!(out.contains("<target type='virtio' name='org.vmrescue.agent.0'/>"));
+        assert!(out.contains("<on_reboot>destroy</on_reboot>") && !out.contains("restart"));
+        assert!(out.contains(
+            "<log file=\"/run/vmrescue/instance-00000001/console.log\" append=\"off\"/>"
+        ));
+        assert!(
+            !out.contains("<readonly/>\n    </disk>\n    <disk type=\"block\""),
+            "repair: disks stay writable"
+        );
+        // Still one document, still parseable, the nova metadata untouched.
+        let doc = Document::parse(&out).unwrap();
+        assert_eq!(doc.root_element().tag_name().name(), "domain");
+        assert!(out.contains("<nova:name>web-1</nova:name>"));
+    }
+
+    #[test]
+    fn per_device_boot_order_is_renumbered_never_mixed() {
+        let xml = "<domain type='qemu'><name>q</name><os><type arch='x86_64' machine='pc-q35-9.0'>hvm</type></os>\
+                   <devices><disk type='file' device='disk'><target dev='sda' bus='sata'/><boot order='1'/></disk>\
+                   <interface type='network'><boot order='2'/></interface></devices></domain>";
+        let out = rescue_xml(xml, &rescue(cdrom(), Mode::Check)).unwrap();
+        assert!(!out.contains("<boot dev="), "{out}");
+        assert!(
+            out.contains("<boot order='2'/></disk>") || out.contains("<boot order='2'/>"),
+            "{out}"
+        );
+        assert!(out.contains("<boot order='3'/>"), "{out}");
+        assert!(
+            out.contains("<target dev='sdb' bus='sata'/>"),
+            "q35: SATA, next free name: {out}"
+        );
+        assert!(out.contains("  <boot order='1'/>"), "{out}");
+        // Check mode: the guest's disk read-only.
+        assert!(out.contains("<readonly/>"), "{out}");
+        Document::parse(&out).unwrap();
+    }
+
+    #[test]
+    fn kernel_boot_uefi_nvram_copy_and_a_missing_serial() {
+        let xml = "<domain type='kvm'>\n  <name>u</name>\n  <os firmware='efi'>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    \
+                   <nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/libvirt/qemu/nvram/u_VARS.fd</nvram>\n  </os>\n  <devices/>\n</domain>\n";
+        let out = rescue_xml(
+            xml,
+            &rescue(
+                BootMethod::Kernel {
+                    kernel: "/img/vmlinuz".into(),
+                    initrd: "/img/initramfs.img".into(),
+                    cmdline: "console=ttyS0 vmrescue.mode=repair".into(),
+                },
+                Mode::Repair,
+            ),
+        )
+        .unwrap();
+        assert!(
+            out.contains("<kernel>/img/vmlinuz</kernel>")
+                && out.contains("<cmdline>console=ttyS0 vmrescue.mode=repair</cmdline>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<nvram template='/var/lib/libvirt/qemu/nvram/u_VARS.fd'>/run/vmrescue/x/VARS.fd</nvram>"),
+            "the guest's own variables are only the template: {out}"
+        );
+        assert!(
+            out.contains("<log file='/run/vmrescue/instance-00000001/console.log' append='off'/>"),
+            "{out}"
+        );
+        assert!(!out.contains("cdrom"));
+        Document::parse(&out).unwrap();
+    }
+
+    #[test]
+    fn non_x86_and_other_hypervisors_are_refused() {
+        let arm = "<domain type='kvm'><name>a</name><os><type arch='aarch64' machine='virt'>hvm</type></os><devices/></domain>";
+        assert_eq!(
+            rescue_xml(arm, &rescue(cdrom(), Mode::Check)),
+            Err(XmlError::Arch("aarch64".into()))
+        );
+        let xen = "<domain type='xen'><name>x</name><os><type>hvm</type></os><devices/></domain>";
+        assert!(matches!(
+            rescue_xml(xen, &rescue(cdrom(), Mode::Check)),
+            Err(XmlError::Hypervisor(_))
+        ));
+        assert!(matches!(
+            rescue_xml("<domain", &rescue(cdrom(), Mode::Check)),
+            Err(XmlError::Parse(_))
+        ));
+        assert!(matches!(
+            rescue_xml("<network/>", &rescue(cdrom(), Mode::Check)),
+            Err(XmlError::Missing("domain"))
+        ));
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let out = rescue_xml(
+            NOVA,
+            &Rescue {
+                boot: BootMethod::Cdrom {
+                    iso: "/a'b&c<d.iso".into(),
+                },
+                ..rescue(cdrom(), Mode::Check)
+            },
+        )
+        .unwrap();
+        assert!(out.contains("/a&apos;b&amp;c&lt;d.iso"), "{out}");
+        let doc = Document::parse(&out).unwrap();
+        assert!(doc
+            .descendants()
+            .any(|n| n.attribute("file") == Some("/a'b&c<d.iso")));
+    }
+}
