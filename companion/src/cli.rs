@@ -69,8 +69,35 @@ pub enum Cmd {
     /// and print the report.
     Rescue {
         /// A disk image of the guest (raw or qcow2); repeat for several disks, in bus order.
-        #[arg(long = "disk", value_name = "IMG", required = true)]
+        #[arg(
+            long = "disk",
+            value_name = "IMG",
+            required_unless_present = "domain",
+            conflicts_with = "domain"
+        )]
         disks: Vec<PathBuf>,
+        /// Rescue this libvirt domain (name or UUID) instead: its definition is never changed.
+        #[arg(long, value_name = "NAME")]
+        domain: Option<String>,
+        /// libvirt URI for --domain (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
+        #[arg(long, value_name = "URI", requires = "domain")]
+        connect: Option<String>,
+        /// How a --domain rescue boots: the ISO as a cdrom first in the boot order, or the
+        /// rescue kernel directly.
+        #[arg(long, value_enum, default_value = "cdrom", requires = "domain")]
+        boot: BootArg,
+        /// A running --domain: shut it down gracefully first (destroyed after a timeout).
+        #[arg(long, requires = "domain", conflicts_with = "force")]
+        stop: bool,
+        /// A running --domain: destroy it at once.
+        #[arg(long, requires = "domain")]
+        force: bool,
+        /// Start the --domain normally after the rescue.
+        #[arg(long, requires = "domain")]
+        start_after: bool,
+        /// Print the diff from the domain's inactive XML to the rescue XML; change nothing.
+        #[arg(long, requires = "domain")]
+        dry_run: bool,
         /// check: look and write nothing (disks attached read-only); repair: fix.
         #[arg(long, value_enum, default_value = "check")]
         mode: ModeArg,
@@ -191,6 +218,14 @@ pub enum Cmd {
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Clean up after a `rescue --domain` that crashed or was killed: end a leftover rescue
+    /// run of the domain and remove its state (the definition was never changed).
+    Unrescue {
+        #[arg(long, value_name = "NAME")]
+        domain: String,
+        #[arg(long, value_name = "URI")]
+        connect: Option<String>,
     },
     /// Take a rescue's report back from a console log (an ISO or nova rescue has no channel):
     /// `openstack console log show SERVER | vmrescue report --console-log -`.
@@ -471,6 +506,65 @@ pub fn run(cli: Cli) -> i32 {
             finish(json, result, |r| (r.render(), status(r.ok())))
         }
         Cmd::Rescue {
+            domain: Some(domain),
+            connect,
+            boot,
+            stop,
+            force,
+            start_after,
+            dry_run,
+            mode,
+            json,
+            timeout,
+            image,
+            ..
+        } => {
+            let req = crate::libvirt::domain::DomainRequest {
+                domain,
+                connect,
+                kernel_boot: boot == BootArg::Kernel,
+                mode: mode.into(),
+                stop,
+                force,
+                start_after,
+                timeout: Duration::from_secs(timeout),
+                dry_run,
+                image,
+            };
+            use crate::libvirt::domain::Done;
+            match crate::libvirt::domain::rescue(&req, &mut crate::progress::Stderr::default()) {
+                Ok(Done::DryRun(diff)) => {
+                    print!("{diff}");
+                    EXIT_OK
+                }
+                Ok(Done::Report(r)) => finish(json, Ok::<_, String>(*r), |r| {
+                    (crate::render::report(r), exit_code(r.outcome))
+                }),
+                Err(e) if e.is_no_report() => {
+                    eprintln!("vmrescue: {e}");
+                    EXIT_NO_REPORT
+                }
+                Err(e) => {
+                    eprintln!("vmrescue: {e}");
+                    EXIT_HOST
+                }
+            }
+        }
+        Cmd::Unrescue { domain, connect } => {
+            match crate::libvirt::domain::unrescue(&domain, connect.as_deref()) {
+                Ok(done) => {
+                    for d in done {
+                        println!("{d}");
+                    }
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("vmrescue: {e}");
+                    EXIT_HOST
+                }
+            }
+        }
+        Cmd::Rescue {
             disks,
             mode,
             json,
@@ -487,6 +581,7 @@ pub fn run(cli: Cli) -> i32 {
             xfs_zero_log,
             reference_etc,
             undo_dir,
+            ..
         } => {
             let accel = match rescue::accel_choice(accel) {
                 Ok(a) => a,

@@ -329,7 +329,17 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &[(KERNEL_FILE, &kernel_bytes), (INITRAMFS_FILE, &initramfs)],
         |tmp| {
             if let Some(baked) = &opts.media {
-                let build_id = manifest.initramfs_sha256[..16].to_owned();
+                // Names this build of the media: the initramfs and the baked settings.
+                let (entries, default) =
+                    media::bootcfg::menu(baked).map_err(media::MediaError::Settings)?;
+                let build_id = sha256_hex(
+                    format!(
+                        "{}\n{}",
+                        manifest.initramfs_sha256, entries[default].cmdline
+                    )
+                    .as_bytes(),
+                )[..16]
+                    .to_owned();
                 let inputs = media::Inputs {
                     kernel: &kernel_bytes,
                     initramfs: &initramfs,
@@ -340,8 +350,6 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 let work = tmp.join(".media-work");
                 let (iso, disk) = media::build(&inputs, &work, tmp)?;
                 let _ = fs::remove_dir_all(&work);
-                let (entries, default) =
-                    media::bootcfg::menu(baked).map_err(media::MediaError::Settings)?;
                 manifest.media = Some(MediaManifest {
                     build_id,
                     iso_sha256: sha256_hex(&read(&iso)?),

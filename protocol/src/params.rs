@@ -364,6 +364,20 @@ pub fn apply_meta(settings: &mut Settings, meta: &[(String, String)]) -> Vec<Str
     warnings
 }
 
+/// Applies the `vmrescue.KEY=VALUE` words of a settings drive (see `paths::SETTINGS_FILE`):
+/// the settings a drive may carry, as [`apply_meta`] does for a config drive.
+pub fn apply_words(settings: &mut Settings, text: &str) -> Vec<String> {
+    let pairs: Vec<(String, String)> = text
+        .split_ascii_whitespace()
+        .filter_map(|w| {
+            let rest = w.strip_prefix(PREFIX)?;
+            let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
+            Some((format!("{META_PREFIX}{k}"), v.to_owned()))
+        })
+        .collect();
+    apply_meta(settings, &pairs)
+}
+
 /// Checks, on the host, that the agent will accept every value [`emit`] writes for `settings`:
 /// the same validation the agent runs. The error names the first parameter it would refuse.
 pub fn validate(settings: &Settings) -> Result<(), String> {
@@ -578,6 +592,23 @@ mod tests {
                 "fsck_timeout"
             ]
         );
+    }
+
+    #[test]
+    fn settings_drive_words_round_trip() {
+        let s = Settings {
+            mode: Mode::Repair,
+            hostname: Some("db-1".into()),
+            ..Settings::default()
+        };
+        let text: Vec<String> = emit(&s)
+            .into_iter()
+            .filter(|(k, _)| param(k.trim_start_matches(PREFIX)).is_some_and(|p| p.from_meta))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut back = Settings::default();
+        assert!(apply_words(&mut back, &text.join(" ")).is_empty());
+        assert_eq!(back, s);
     }
 
     #[test]

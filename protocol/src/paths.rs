@@ -12,6 +12,12 @@ pub const UNDO_DIR: &str = "vmrescue-undo";
 /// Filesystem label of the undo scratch disk.
 pub const UNDO_LABEL: &str = "vmrescue-undo";
 
+/// Volume label of the per-rescue settings drive the host attaches to a boot through the
+/// rescue media (a cdrom boot has no per-rescue kernel command line).
+pub const SETTINGS_LABEL: &str = "VMRESCUE_SETTINGS";
+/// The file on it: `vmrescue.KEY=VALUE` words, as on the kernel command line.
+pub const SETTINGS_FILE: &str = "/vmrescue/settings";
+
 /// `path` without its leading `/`: the form archive entries (newc) take.
 pub fn archive_path(path: &str) -> &str {
     path.trim_start_matches('/')

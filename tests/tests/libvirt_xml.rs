@@ -122,6 +122,7 @@ fn rescue_xml_of_libvirts_own_test_domains() {
             channel: "org.vmrescue.agent.0".into(),
             console_log: Some("/run/vmrescue/domains/d/console.log".into()),
             nvram_copy: Some("/run/vmrescue/domains/d/nvram.fd".into()),
+            settings_iso: None,
         };
         match xml::rescue_xml(&text, &r) {
             Ok(new) => {

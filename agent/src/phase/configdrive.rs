@@ -1,13 +1,18 @@
-//! Settings from an OpenStack config drive: when nova attaches one (label `config-2`, ISO 9660
-//! or FAT), the server metadata in its `openstack/latest/meta_data.json` can set the rescue's
-//! settings (`vmrescue_mode`, ... see `vmrescue_protocol::params`), for boots that have no
-//! per-rescue kernel command line (an image booted by `openstack server rescue --image`). The
-//! drive is read once, read-only, and then set apart from the guest's disks.
+//! Settings from drives, for boots through the rescue media, which have no per-rescue kernel
+//! command line:
+//! - an OpenStack config drive (label `config-2`, ISO 9660 or FAT): the server metadata in its
+//!   `openstack/latest/meta_data.json` (`vmrescue_mode`, ... see `vmrescue_protocol::params`),
+//!   for an image booted by `openstack server rescue --image`;
+//! - the settings drive `vmrescue rescue --domain` attaches (label
+//!   `vmrescue_protocol::paths::SETTINGS_LABEL`): `vmrescue.KEY=VALUE` words; it wins.
+//!
+//! Each drive is read once, read-only, and set apart from the guest's disks.
 
 use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::inventory::DiskScan;
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol::params::{self, Settings};
+use vmrescue_protocol::paths;
 use vmrescue_protocol::Step;
 
 use crate::inspect::MountedTree;
@@ -21,15 +26,15 @@ const META_DATA: &str = "/openstack/latest/meta_data.json";
 /// Largest metadata file read.
 const MAX_META: usize = 1 << 20;
 
-/// The config drive among the scans: (disk index, volume name, type).
-pub fn find(scans: &[DiskScan]) -> Option<(usize, String, FsType)> {
+/// The drive labelled `label` among the scans: (disk index, volume name, type).
+pub fn find(scans: &[DiskScan], label: &str) -> Option<(usize, String, FsType)> {
     scans.iter().enumerate().find_map(|(i, s)| {
         s.volumes.iter().find_map(|v| {
             let p = v.probe.as_ref()?;
             let label_ok = p
                 .label
                 .as_deref()
-                .is_some_and(|l| l.eq_ignore_ascii_case(LABEL));
+                .is_some_and(|l| l.eq_ignore_ascii_case(label));
             (label_ok && matches!(p.fstype, FsType::Iso9660 | FsType::Vfat))
                 .then(|| (i, v.name.clone(), p.fstype))
         })
@@ -82,20 +87,73 @@ fn cdrom_scans() -> Vec<DiskScan> {
         .collect()
 }
 
-/// Reads the config drive's vmrescue settings into `settings`, if a drive is attached (as a
-/// cdrom, or as a disk among `scans`, which is then set apart from the guest's).
+/// Reads the drives' vmrescue settings into `settings`: the config drive's, then the settings
+/// drive's (which win).
 pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) {
-    let found = match find(scans) {
+    let cdroms = cdrom_scans();
+    if let Some(data) = read_drive(scans, &cdroms, LABEL, META_DATA, rep) {
+        match meta_pairs(&data) {
+            Ok(pairs) => {
+                let ours = pairs
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(params::META_PREFIX))
+                    .count();
+                for w in params::apply_meta(settings, &pairs) {
+                    rep.warn(Step::Cmdline, None, w);
+                }
+                if ours > 0 {
+                    rep.progress(
+                        Step::Cmdline,
+                        None,
+                        format!(
+                            "{ours} setting(s) from the config drive's metadata; mode {}",
+                            settings.mode.as_str()
+                        ),
+                    );
+                }
+            }
+            Err(e) => rep.warn(Step::Cmdline, None, format!("config drive: {e}")),
+        }
+    }
+    if let Some(data) = read_drive(
+        scans,
+        &cdroms,
+        paths::SETTINGS_LABEL,
+        paths::SETTINGS_FILE,
+        rep,
+    ) {
+        let text = String::from_utf8_lossy(&data);
+        for w in params::apply_words(settings, &text) {
+            rep.warn(Step::Cmdline, None, format!("settings drive: {w}"));
+        }
+        rep.progress(
+            Step::Cmdline,
+            None,
+            format!(
+                "settings from the host's settings drive; mode {}",
+                settings.mode.as_str()
+            ),
+        );
+    }
+}
+
+/// The file `path` on the drive labelled `label` (a disk among `scans`, which is then set apart
+/// from the guest's, or a cdrom), read-only.
+fn read_drive(
+    scans: &mut [DiskScan],
+    cdroms: &[DiskScan],
+    label: &str,
+    path: &str,
+    rep: &mut Reporter,
+) -> Option<Vec<u8>> {
+    let (name, fstype) = match find(scans, label) {
         Some((disk, name, fstype)) => {
             if let Some(s) = scans.get_mut(disk) {
                 s.medium = Some(MEDIUM.into());
             }
-            Some((name, fstype))
+            (name, fstype)
         }
-        None => find(&cdrom_scans()).map(|(_, name, fstype)| (name, fstype)),
-    };
-    let Some((name, fstype)) = found else {
-        return;
+        None => find(cdroms, label).map(|(_, name, fstype)| (name, fstype))?,
     };
     let dev = format!("/dev/{name}");
     let driver = if fstype == FsType::Iso9660 {
@@ -103,42 +161,18 @@ pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter
     } else {
         "vfat"
     };
-    let tree = match MountedTree::mount_plain(&dev, fstype, driver, "config-drive") {
+    let tree = match MountedTree::mount_plain(&dev, fstype, driver, "settings-drive") {
         Ok(t) => t,
         Err(e) => {
-            rep.warn(Step::Cmdline, Some(&dev), format!("config drive: {e}"));
-            return;
+            rep.warn(Step::Cmdline, Some(&dev), format!("{label} drive: {e}"));
+            return None;
         }
     };
-    let data = tree.read(META_DATA, MAX_META);
+    let data = tree.read(path, MAX_META);
     if let Err(e) = tree.unmount() {
-        rep.warn(Step::Cmdline, Some(&dev), format!("config drive: {e}"));
+        rep.warn(Step::Cmdline, Some(&dev), format!("{label} drive: {e}"));
     }
-    let Some(data) = data else {
-        return;
-    };
-    match meta_pairs(&data) {
-        Ok(pairs) => {
-            let ours = pairs
-                .iter()
-                .filter(|(k, _)| k.starts_with(params::META_PREFIX))
-                .count();
-            for w in params::apply_meta(settings, &pairs) {
-                rep.warn(Step::Cmdline, Some(&dev), w);
-            }
-            if ours > 0 {
-                rep.progress(
-                    Step::Cmdline,
-                    Some(&dev),
-                    format!(
-                        "{ours} setting(s) from the config drive's metadata; mode {}",
-                        settings.mode.as_str()
-                    ),
-                );
-            }
-        }
-        Err(e) => rep.warn(Step::Cmdline, Some(&dev), format!("config drive: {e}")),
-    }
+    data
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use vmrescue_image_builder::{self as builder, media, Artefacts};
 use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
 
+pub mod domain;
+pub mod vm;
 pub mod xml;
 
 /// Why a rescue XML cannot be made.
@@ -120,6 +122,7 @@ pub fn rescue_xml_for_file(
             nvram_copy: facts
                 .uefi
                 .then(|| state.join("nvram.fd").display().to_string()),
+            settings_iso: None,
         },
     )
     .map_err(xml_err)

@@ -56,6 +56,8 @@ pub struct Rescue {
     pub console_log: Option<String>,
     /// Where the copy of a UEFI guest's NVRAM goes (its own file is the template).
     pub nvram_copy: Option<String>,
+    /// The per-rescue settings drive (an ISO), attached as a second cdrom to a cdrom boot.
+    pub settings_iso: Option<String>,
 }
 
 /// What the rescue XML edit found out about the domain.
@@ -323,7 +325,8 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
             }
             let bus = cdrom_bus(&f.machine);
             let prefix = if bus == "ide" { "hd" } else { "sd" };
-            let target = free_target(prefix, &used_targets(devices));
+            let mut used = used_targets(devices);
+            let target = free_target(prefix, &used);
             let disk = fill(
                 CDROM,
                 &[
@@ -334,6 +337,20 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
                 ],
             );
             appends.push((devices, disk));
+            if let Some(settings) = &r.settings_iso {
+                used.push(target);
+                let target = free_target(prefix, &used);
+                let drive = fill(
+                    CDROM,
+                    &[
+                        ("iso", &escape(settings)),
+                        ("target", &target),
+                        ("bus", bus),
+                        ("boot", ""),
+                    ],
+                );
+                appends.push((devices, drive));
+            }
         }
         BootMethod::Kernel {
             kernel,
@@ -526,6 +543,7 @@ mod tests {
             channel: "org.vmrescue.agent.0".into(),
             console_log: Some("/run/vmrescue/instance-00000001/console.log".into()),
             nvram_copy: Some("/run/vmrescue/x/VARS.fd".into()),
+            settings_iso: None,
         }
     }
 
@@ -591,6 +609,23 @@ mod tests {
         // Check mode: the guest's disk read-only.
         assert!(out.contains("<readonly/>"), "{out}");
         Document::parse(&out).unwrap();
+        let with_settings = rescue_xml(
+            xml,
+            &Rescue {
+                settings_iso: Some("/run/s.iso".into()),
+                ..rescue(cdrom(), Mode::Check)
+            },
+        )
+        .unwrap();
+        assert!(
+            with_settings.contains("<source file='/run/s.iso'/>\n  <target dev='sdc' bus='sata'/>"),
+            "{with_settings}"
+        );
+        assert_eq!(
+            with_settings.matches("<boot order='1'/>").count(),
+            1,
+            "{with_settings}"
+        );
     }
 
     #[test]

@@ -1,0 +1,542 @@
+//! `vmrescue rescue --domain NAME` and `vmrescue unrescue --domain NAME`: the rescue of a
+//! libvirt domain that leaves its definition exactly as it was.
+//!
+//! The rescue XML runs once under the domain's own name and UUID (`virDomainCreateXML`), so the
+//! persistent definition is never rewritten (a crash of vmrescue at any point leaves it intact;
+//! the run is started with AUTODESTROY, so it also ends with vmrescue's connection). Before
+//! anything changes, the original inactive XML is saved (fsynced) in a per-domain state
+//! directory holding a lock: two rescues of one domain cannot run at once, and `unrescue`
+//! cleans up after a crash.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+use vmrescue_image_builder::{self as builder, Artefacts};
+use vmrescue_protocol::{params, paths, Mode, Report, DEFAULT_PORT_NAME};
+
+use super::vm::LibvirtVm;
+use super::xml::{self, BootMethod};
+use crate::progress::{Event, Sink};
+use crate::session::{self, host_warning, SessionError};
+
+/// `VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE`.
+const XML_INACTIVE_SECURE: u32 = 1 | 2;
+const XML_SECURE: u32 = 1;
+/// Where local rescue media go: libvirt's image directory, which its security drivers label
+/// for QEMU (never a user's home).
+const LOCAL_MEDIA_DIR: &str = "/var/lib/libvirt/images";
+/// Longest wait for a graceful shutdown (`--stop`) before the domain is destroyed.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("cannot connect to libvirt at {uri}: {message}; is libvirtd running and the URI right (--connect, LIBVIRT_DEFAULT_URI)?")]
+    Connect { uri: String, message: String },
+    #[error("no domain {0:?} on {1} (by name or UUID); list them with `virsh list --all`")]
+    NotFound(String, String),
+    #[error("domain {0} is running: stop it first, or pass --stop (graceful shutdown, then destroy) or --force (destroy at once)")]
+    Running(String),
+    #[error("another rescue of domain {domain} holds {}; wait for it, or if it crashed run `vmrescue unrescue --domain {domain}`", dir.display())]
+    Busy { domain: String, dir: PathBuf },
+    #[error("a stale rescue state for domain {domain} is in {}; run `vmrescue unrescue --domain {domain}` first", dir.display())]
+    Stale { domain: String, dir: PathBuf },
+    #[error("{0} is a remote connection: rescuing through it needs the ISO uploaded to a storage pool, which this build does not do yet; run vmrescue on the host itself")]
+    Remote(String),
+    #[error("libvirt: {what} of domain {domain}: {message}")]
+    Libvirt {
+        what: &'static str,
+        domain: String,
+        message: String,
+    },
+    #[error("domain {domain}: {source}")]
+    Xml {
+        domain: String,
+        source: xml::XmlError,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no rescue image in {}: build it with `vmrescue image build --out {}`", .0.display(), .0.display())]
+    NoImage(PathBuf),
+    #[error("the rescue image in {} has no ISO: rebuild it without --no-media (or use --boot kernel)", .0.display())]
+    NoIso(PathBuf),
+    #[error(transparent)]
+    Cmdline(super::LibvirtError),
+    #[error(transparent)]
+    Session(SessionError),
+}
+
+impl DomainError {
+    /// The rescue ran but did not report (exit 3).
+    pub fn is_no_report(&self) -> bool {
+        matches!(self, DomainError::Session(SessionError::NoReport { .. }))
+    }
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DomainError {
+    let path = path.to_owned();
+    move |source| DomainError::Io { what, path, source }
+}
+
+/// What the operator asked for.
+#[derive(Debug, Clone)]
+pub struct DomainRequest {
+    pub domain: String,
+    pub connect: Option<String>,
+    pub kernel_boot: bool,
+    pub mode: Mode,
+    pub stop: bool,
+    pub force: bool,
+    pub start_after: bool,
+    pub timeout: Duration,
+    pub dry_run: bool,
+    pub image: Option<PathBuf>,
+}
+
+/// What came of it.
+pub enum Done {
+    Report(Box<Report>),
+    /// `--dry-run`: the unified diff from the inactive XML to the rescue XML.
+    DryRun(String),
+}
+
+/// A connection with libvirt's own error printing off.
+pub fn connect(uri: Option<&str>) -> Result<Connect, DomainError> {
+    virt::error::clear_error_callback();
+    Connect::open(uri).map_err(|e| DomainError::Connect {
+        uri: uri
+            .map(str::to_owned)
+            .or_else(|| std::env::var("LIBVIRT_DEFAULT_URI").ok())
+            .unwrap_or_else(|| "libvirt's default URI".into()),
+        message: e.to_string(),
+    })
+}
+
+fn lv(what: &'static str, domain: &str) -> impl FnOnce(virt::error::Error) -> DomainError {
+    let domain = domain.to_owned();
+    move |e| DomainError::Libvirt {
+        what,
+        domain,
+        message: e.to_string(),
+    }
+}
+
+/// The domain by name, else by UUID.
+pub fn lookup(conn: &Connect, name_or_uuid: &str) -> Result<Domain, DomainError> {
+    conn.lookup_domain_by_name(name_or_uuid)
+        .or_else(|_| conn.lookup_domain_by_uuid_string(name_or_uuid))
+        .map_err(|_| {
+            DomainError::NotFound(
+                crate::render::clean(name_or_uuid),
+                conn.uri().unwrap_or_default(),
+            )
+        })
+}
+
+fn is_local(uri: &str) -> bool {
+    // qemu:///system, qemu:///session, qemu+unix:///system: no host part.
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            rest.starts_with('/') && (!scheme.contains('+') || scheme.ends_with("+unix"))
+        }
+        None => true,
+    }
+}
+
+/// A file written and fsynced.
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), DomainError> {
+    let mut f = File::create(path).map_err(io("creating", path))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(io("writing", path))
+}
+
+/// The per-domain state: its directory and the lock held for the run.
+struct State {
+    dir: PathBuf,
+    _lock: File,
+}
+
+fn lock_state(domain: &str, dir: &Path) -> Result<State, DomainError> {
+    fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let lock_path = dir.join("lock");
+    let lock = File::create(&lock_path).map_err(io("creating", &lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| DomainError::Busy {
+            domain: domain.to_owned(),
+            dir: dir.to_owned(),
+        },
+    )?;
+    if dir.join("original.xml").exists() {
+        return Err(DomainError::Stale {
+            domain: domain.to_owned(),
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(State {
+        dir: dir.to_owned(),
+        _lock: lock,
+    })
+}
+
+/// The rescue media placed where QEMU can read them, named by the build (reused when there).
+fn place(src: &Path, build_id: &str, suffix: &str) -> Result<PathBuf, DomainError> {
+    let dest = Path::new(LOCAL_MEDIA_DIR).join(format!("vmrescue-{build_id}{suffix}"));
+    let same = fs::metadata(&dest)
+        .ok()
+        .zip(fs::metadata(src).ok())
+        .is_some_and(|(a, b)| a.len() == b.len());
+    if !same {
+        let tmp = dest.with_extension("vmrescue-tmp");
+        fs::copy(src, &tmp).map_err(io("copying the rescue medium to", &tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io("syncing", &tmp))?;
+        fs::rename(&tmp, &dest).map_err(io("placing", &dest))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
+        .map_err(io("making readable", &dest))?;
+    Ok(dest)
+}
+
+/// This rescue's settings for the agent.
+fn agent_settings(req: &DomainRequest) -> params::Settings {
+    params::Settings {
+        mode: req.mode,
+        // One checker pass may use most of the time, leaving room to report.
+        fsck_timeout_secs: (req.timeout.as_secs() * 3 / 4).max(1),
+        ..params::Settings::default()
+    }
+}
+
+/// The settings drive a cdrom boot reads this rescue's settings from (an ISO 9660 labelled
+/// `paths::SETTINGS_LABEL` with `paths::SETTINGS_FILE`).
+fn settings_drive(state: &Path, iso: &Path, req: &DomainRequest) -> Result<(), DomainError> {
+    let tree = state.join("settings-tree");
+    let _ = fs::remove_dir_all(&tree);
+    let file = tree.join(paths::SETTINGS_FILE.trim_start_matches('/'));
+    let parent = file.parent().unwrap_or(&tree);
+    fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    let words: Vec<String> = params::emit(&agent_settings(req))
+        .into_iter()
+        .filter(|(k, _)| {
+            params::param(k.trim_start_matches(params::PREFIX)).is_some_and(|p| p.from_meta)
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    write_synced(&file, format!("{}\n", words.join(" ")).as_bytes())?;
+    let _ = fs::remove_file(iso);
+    let out = std::process::Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-R",
+            "-V",
+            paths::SETTINGS_LABEL,
+            "-o",
+        ])
+        .arg(iso)
+        .arg(&tree)
+        .output()
+        .map_err(io("running xorriso (scripts/setup.sh) to make", iso))?;
+    if !out.status.success() {
+        return Err(DomainError::Io {
+            what: "making the settings drive",
+            path: iso.to_owned(),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        });
+    }
+    Ok(())
+}
+
+fn unified_diff(a: &str, b: &str) -> String {
+    let dir = tempfile::tempdir();
+    let Ok(dir) = dir else {
+        return String::new();
+    };
+    let (pa, pb) = (
+        dir.path().join("inactive.xml"),
+        dir.path().join("rescue.xml"),
+    );
+    if fs::write(&pa, a).is_err() || fs::write(&pb, b).is_err() {
+        return String::new();
+    }
+    std::process::Command::new("diff")
+        .args(["-u", "--label", "inactive", "--label", "rescue"])
+        .arg(&pa)
+        .arg(&pb)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn wait_inactive(dom: &Domain, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while dom.is_active().unwrap_or(false) {
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    true
+}
+
+/// Rescues the domain.
+pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainError> {
+    let conn = connect(req.connect.as_deref())?;
+    let uri = conn.uri().unwrap_or_default();
+    let dom = lookup(&conn, &req.domain)?;
+    let name = dom.name().map_err(lv("reading the name", &req.domain))?;
+    let uuid = dom.uuid_string().map_err(lv("reading the UUID", &name))?;
+    let persistent = dom.is_persistent().unwrap_or(true);
+    let original = dom
+        .xml_desc(if persistent {
+            XML_INACTIVE_SECURE
+        } else {
+            XML_SECURE
+        })
+        .map_err(lv("reading the definition", &name))?;
+    let facts = xml::facts(&original).map_err(|source| DomainError::Xml {
+        domain: name.clone(),
+        source,
+    })?;
+    if !is_local(&uri) {
+        return Err(DomainError::Remote(uri));
+    }
+    let dir = req.image.clone().unwrap_or_else(builder::default_dir);
+    let image = Artefacts::open(&dir).ok_or_else(|| DomainError::NoImage(dir.clone()))?;
+    let state_dir = super::state_dir(&uuid);
+    let console_log = state_dir.join("console.log");
+    let nvram = state_dir.join("nvram.fd");
+    let build_id = image
+        .manifest
+        .media
+        .as_ref()
+        .map(|m| m.build_id.clone())
+        .unwrap_or_else(|| image.manifest.initramfs_sha256[..16].to_owned());
+    let settings_iso = state_dir.join("settings.iso");
+    let rescue_xml = |boot: BootMethod| {
+        let cdrom = matches!(boot, BootMethod::Cdrom { .. });
+        xml::rescue_xml(
+            &original,
+            &xml::Rescue {
+                boot,
+                mode: req.mode,
+                channel: DEFAULT_PORT_NAME.to_owned(),
+                console_log: Some(console_log.display().to_string()),
+                nvram_copy: facts.uefi.then(|| nvram.display().to_string()),
+                // A cdrom boot gets this rescue's settings from a drive.
+                settings_iso: cdrom.then(|| settings_iso.display().to_string()),
+            },
+        )
+        .map_err(|source| DomainError::Xml {
+            domain: name.clone(),
+            source,
+        })
+    };
+    let media_path =
+        |suffix: &str| Path::new(LOCAL_MEDIA_DIR).join(format!("vmrescue-{build_id}{suffix}"));
+    let boot_at =
+        |iso: PathBuf, kernel: PathBuf, initrd: PathBuf| -> Result<BootMethod, DomainError> {
+            Ok(if req.kernel_boot {
+                BootMethod::Kernel {
+                    kernel: kernel.display().to_string(),
+                    initrd: initrd.display().to_string(),
+                    cmdline: super::kernel_cmdline(req.mode).map_err(DomainError::Cmdline)?,
+                }
+            } else {
+                BootMethod::Cdrom {
+                    iso: iso.display().to_string(),
+                }
+            })
+        };
+    if req.dry_run {
+        let boot = boot_at(
+            media_path(".iso"),
+            media_path("-vmlinuz"),
+            media_path("-initrd.img"),
+        )?;
+        return Ok(Done::DryRun(unified_diff(&original, &rescue_xml(boot)?)));
+    }
+    let active = dom.is_active().map_err(lv("reading the state", &name))?;
+    if active && !req.stop && !req.force {
+        return Err(DomainError::Running(name));
+    }
+    let state = lock_state(&name, &state_dir)?;
+    write_synced(&state.dir.join("original.xml"), original.as_bytes())?;
+    let _ = fs::remove_file(&console_log);
+    let _ = fs::remove_file(&nvram);
+    let boot = if req.kernel_boot {
+        boot_at(
+            PathBuf::new(),
+            place(&image.kernel, &build_id, "-vmlinuz")?,
+            place(&image.initramfs, &build_id, "-initrd.img")?,
+        )?
+    } else {
+        let iso = image
+            .iso
+            .clone()
+            .ok_or_else(|| DomainError::NoIso(dir.clone()))?;
+        settings_drive(&state.dir, &settings_iso, req)?;
+        boot_at(
+            place(&iso, &build_id, ".iso")?,
+            PathBuf::new(),
+            PathBuf::new(),
+        )?
+    };
+    let xml_text = rescue_xml(boot)?;
+    if active {
+        if req.stop && !req.force {
+            sink.event(Event::Note(&format!("shutting down {name}")));
+            let _ = dom.shutdown();
+            if !wait_inactive(&dom, SHUTDOWN_WAIT) {
+                sink.event(Event::Note(&format!(
+                    "{name} did not shut down in time; destroying it"
+                )));
+            }
+        }
+        if dom.is_active().unwrap_or(false) {
+            dom.destroy().map_err(lv("destroying", &name))?;
+            wait_inactive(&dom, Duration::from_secs(30));
+        }
+    }
+    sink.event(Event::Note(&format!(
+        "booting the rescue of {name} ({} mode, {}); state in {}",
+        req.mode.as_str(),
+        if req.kernel_boot {
+            "direct kernel boot"
+        } else {
+            "cdrom"
+        },
+        state.dir.display()
+    )));
+    let mut vm = LibvirtVm::new(
+        conn.clone(),
+        name.clone(),
+        uuid.clone(),
+        xml_text,
+        console_log.clone(),
+        DEFAULT_PORT_NAME.to_owned(),
+    );
+    let outcome = session::run(&mut vm, req.timeout, sink);
+    drop(vm);
+    let mut warnings = Vec::new();
+    if persistent {
+        match lookup(&conn, &uuid).and_then(|d| {
+            d.xml_desc(XML_INACTIVE_SECURE)
+                .map_err(lv("reading the definition", &name))
+        }) {
+            Ok(after) if after == original => {}
+            Ok(_) => warnings.push(format!(
+                "the persistent definition of {name} differs from the one saved before the rescue ({}); compare with `virsh dumpxml --inactive {name}`",
+                state.dir.join("original.xml").display()
+            )),
+            Err(e) => warnings.push(format!("cannot read {name}'s definition back: {e}")),
+        }
+    }
+    let restart = (!persistent && active) || (req.start_after && persistent);
+    if restart {
+        let started = if persistent {
+            lookup(&conn, &uuid).and_then(|d| d.create().map_err(lv("starting", &name)))
+        } else {
+            // A transient domain exists only while it runs: bring it back as it was.
+            conn.create_domain_xml(&original, 0)
+                .map(|_| ())
+                .map_err(lv("re-creating", &name))
+        };
+        if let Err(e) = started {
+            warnings.push(format!("{e}"));
+        }
+    }
+    match outcome {
+        Ok(mut report) => {
+            report
+                .warnings
+                .extend(warnings.into_iter().map(host_warning));
+            let _ = fs::remove_dir_all(&state.dir);
+            Ok(Done::Report(Box::new(report)))
+        }
+        Err(e) => {
+            // The saved definition and the console log stay for the operator and `unrescue`.
+            Err(DomainError::Session(e))
+        }
+    }
+}
+
+/// `vmrescue unrescue --domain NAME`: after a crash, ends a leftover rescue run of the domain
+/// and removes its state; the persistent definition was never changed. Idempotent. Returns
+/// what it did.
+pub fn unrescue(domain: &str, uri: Option<&str>) -> Result<Vec<String>, DomainError> {
+    let conn = connect(uri)?;
+    let dom = lookup(&conn, domain)?;
+    let name = dom.name().map_err(lv("reading the name", domain))?;
+    let uuid = dom.uuid_string().map_err(lv("reading the UUID", &name))?;
+    let mut done = Vec::new();
+    if dom.is_active().unwrap_or(false) {
+        let live = dom.xml_desc(0).unwrap_or_default();
+        if live.contains(&format!("name='{DEFAULT_PORT_NAME}'"))
+            || live.contains(&format!("name=\"{DEFAULT_PORT_NAME}\""))
+        {
+            dom.destroy()
+                .map_err(lv("destroying the rescue run", &name))?;
+            done.push(format!("destroyed the leftover rescue run of {name}"));
+        }
+    }
+    let dir = super::state_dir(&uuid);
+    if dir.exists() {
+        let lock = File::open(dir.join("lock")).ok();
+        if let Some(l) = &lock {
+            rustix::fs::flock(l, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+                |_| DomainError::Busy {
+                    domain: name.clone(),
+                    dir: dir.clone(),
+                },
+            )?;
+        }
+        fs::remove_dir_all(&dir).map_err(io("removing", &dir))?;
+        done.push(format!("removed the rescue state in {}", dir.display()));
+    }
+    if done.is_empty() {
+        done.push(format!("nothing to undo for {name}"));
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_and_remote_uris() {
+        for u in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+unix:///system",
+            "test:///default",
+        ] {
+            assert!(is_local(u), "{u}");
+        }
+        for u in [
+            "qemu+tcp://127.0.0.1/system",
+            "qemu+ssh://root@host/system",
+            "qemu://host/system",
+        ] {
+            assert!(!is_local(u), "{u}");
+        }
+    }
+
+    #[test]
+    fn diff_shows_the_rescue_additions() {
+        let d = unified_diff("<a>\n</a>\n", "<a>\n  <b/>\n</a>\n");
+        assert!(d.contains("+  <b/>") && d.contains("--- inactive"), "{d}");
+    }
+}

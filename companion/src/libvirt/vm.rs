@@ -1,0 +1,185 @@
+//! A libvirt domain as the VM of a rescue session: started once with the rescue XML under the
+//! domain's own name and UUID (`virDomainCreateXML`), so the persistent definition is never
+//! rewritten and comes back when the run ends; the agent's channel read through a libvirt
+//! stream (works over remote URIs too); the console log from the run's state directory.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::stream::Stream;
+
+use crate::vm::{Channel, Exit, Vm, VmError, CHANNEL_POLL};
+
+/// `VIR_DOMAIN_START_AUTODESTROY`: the run ends if this process's connection goes away (a
+/// vmrescue killed mid-rescue leaves no rescue running; the definition was never touched).
+const START_AUTODESTROY: u32 = 2;
+
+pub struct LibvirtVm {
+    conn: Connect,
+    name: String,
+    uuid: String,
+    xml: String,
+    console_log: PathBuf,
+    domain: Option<Domain>,
+    channel_name: String,
+    exit: Option<Exit>,
+}
+
+impl LibvirtVm {
+    pub fn new(
+        conn: Connect,
+        name: String,
+        uuid: String,
+        xml: String,
+        console_log: PathBuf,
+        channel_name: String,
+    ) -> Self {
+        LibvirtVm {
+            conn,
+            name,
+            uuid,
+            xml,
+            console_log,
+            domain: None,
+            channel_name,
+            exit: None,
+        }
+    }
+}
+
+/// The channel's bytes, read by a thread that owns the libvirt stream (blocking receives),
+/// handed over with a timeout so the session can look around.
+struct StreamReader {
+    rx: mpsc::Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            match self.rx.recv_timeout(CHANNEL_POLL) {
+                Ok(b) => self.pending = b,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::from(io::ErrorKind::WouldBlock))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Vm for LibvirtVm {
+    fn describe(&self) -> String {
+        format!("libvirt domain {}", crate::render::clean(&self.name))
+    }
+
+    fn start(&mut self) -> Result<(), VmError> {
+        let d = self
+            .conn
+            .create_domain_xml(&self.xml, START_AUTODESTROY)
+            .map_err(|e| {
+                VmError::Refused(
+                    format!("libvirt domain {}", crate::render::clean(&self.name)),
+                    e.to_string(),
+                )
+            })?;
+        self.domain = Some(d);
+        Ok(())
+    }
+
+    fn open_channel(&mut self) -> Result<Option<Channel>, VmError> {
+        let Some(dom) = &self.domain else {
+            return Ok(None);
+        };
+        let (conn, dom, name) = (self.conn.clone(), dom.clone(), self.channel_name.clone());
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<bool>();
+        std::thread::spawn(move || {
+            let Ok(stream) = Stream::new(&conn, 0) else {
+                let _ = ready_tx.send(false);
+                return;
+            };
+            if dom.open_channel(Some(&name), &stream, 0).is_err() {
+                let _ = ready_tx.send(false);
+                return;
+            }
+            let _ = ready_tx.send(true);
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match stream.recv(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        if tx.send(buf[..n as usize].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            let _ = stream.finish();
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(true) => Ok(Some(Box::new(StreamReader {
+                rx,
+                pending: Vec::new(),
+            }))),
+            // Not there yet (the guest is still booting): the session asks again.
+            _ => {
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(None)
+            }
+        }
+    }
+
+    fn console_tail(&mut self, max: u64) -> Option<Vec<u8>> {
+        let data = std::fs::read(&self.console_log).ok()?;
+        let from = data.len().saturating_sub(max as usize);
+        Some(data[from..].to_vec())
+    }
+
+    fn console_log(&self) -> Option<PathBuf> {
+        Some(self.console_log.clone())
+    }
+
+    fn exited(&mut self) -> Option<Exit> {
+        if self.exit.is_none() {
+            // The run is over when the domain (same UUID) is no longer active.
+            let active = self
+                .conn
+                .lookup_domain_by_uuid_string(&self.uuid)
+                .ok()
+                .and_then(|d| d.is_active().ok())
+                .unwrap_or(false);
+            if self.domain.is_some() && !active {
+                self.exit = Some(Exit {
+                    success: true,
+                    description: "powered off".into(),
+                });
+            }
+        }
+        self.exit.clone()
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        let until = Instant::now() + grace;
+        while self.exited().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if self.exited().is_none() {
+            if let Some(d) = &self.domain {
+                let _ = d.destroy();
+            }
+        }
+    }
+
+    fn start_failure(&mut self) -> Option<String> {
+        None
+    }
+}

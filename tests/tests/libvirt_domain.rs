@@ -1,0 +1,258 @@
+//! `vmrescue rescue --domain` against the real libvirtd (`scripts/services.sh` starts it):
+//! domains of type `qemu` with broken disks, rescued in check and repair mode; the persistent
+//! definition byte-identical before and after; bad input refused with a clear message and the
+//! domain left as it was.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use vmrescue_protocol::Mode;
+use vmrescue_tests::fixture;
+use vmrescue_tests::harness;
+
+const URI: &str = "qemu:///system";
+
+fn virsh(args: &[&str]) -> Output {
+    Command::new("virsh")
+        .args(["-q", "-c", URI])
+        .args(args)
+        .output()
+        .expect("running virsh")
+}
+
+fn inactive_xml(name: &str) -> String {
+    let o = virsh(&["dumpxml", "--inactive", name]);
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// A persistent domain of type qemu with `disk` as its only disk; undefined on drop.
+struct TestDomain {
+    name: String,
+    _dir: tempfile::TempDir,
+    disk: PathBuf,
+    disk_sums: std::collections::BTreeMap<String, String>,
+}
+
+impl TestDomain {
+    fn new(tag: &str, machine: &str, extra_os: &str) -> TestDomain {
+        let out = virsh(&["version"]);
+        assert!(
+            out.status.success(),
+            "libvirtd does not answer on {URI}: start it with scripts/services.sh"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = fixture::field_failure(&dir.path().join("guest.img")).unwrap();
+        let name = format!("vmrescue-test-{tag}-{}", std::process::id());
+        let xml = format!(
+            "<domain type='qemu'>\n  <name>{name}</name>\n  <memory unit='MiB'>1024</memory>\n  <vcpu>1</vcpu>\n  \
+             <metadata>\n    <nova:instance xmlns:nova=\"http://openstack.org/xmlns/libvirt/nova/1.1\"><nova:name>web-1</nova:name></nova:instance>\n  </metadata>\n  \
+             <os>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n{extra_os}  </os>\n  <features><acpi/></features>\n  <devices>\n    \
+             <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      \
+             <target dev='vda' bus='virtio'/>\n      <serial>vol-0001</serial>\n{boot}    </disk>\n  </devices>\n</domain>\n",
+            d.image.display(),
+            // Without <os><boot dev>, per-device boot order.
+            boot = if extra_os.is_empty() { "      <boot order='1'/>\n" } else { "" },
+        );
+        let file = dir.path().join("domain.xml");
+        std::fs::write(&file, xml).unwrap();
+        let o = virsh(&["define", file.to_str().unwrap()]);
+        assert!(o.status.success(), "virsh define: {o:?}");
+        TestDomain {
+            name,
+            disk: d.image,
+            disk_sums: d.sums,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TestDomain {
+    fn drop(&mut self) {
+        let _ = Command::new(harness::vmrescue_bin().unwrap())
+            .args(["unrescue", "--domain", &self.name])
+            .output();
+        let _ = virsh(&["destroy", &self.name]);
+        let _ = virsh(&["undefine", "--nvram", &self.name]);
+    }
+}
+
+fn vmrescue(args: &[&str]) -> (i32, Option<serde_json::Value>, String, String) {
+    let out = Command::new(harness::vmrescue_bin().unwrap())
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).ok(),
+        stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn image_dir() -> String {
+    harness::media_image(Mode::Check).dir.display().to_string()
+}
+
+fn rescue_domain(name: &str, extra: &[&str]) -> (i32, Option<serde_json::Value>, String, String) {
+    let dir = image_dir();
+    let mut args = vec![
+        "rescue",
+        "--json",
+        "--domain",
+        name,
+        "--image",
+        &dir,
+        "--timeout",
+        "300",
+    ];
+    args.extend_from_slice(extra);
+    vmrescue(&args)
+}
+
+#[test]
+fn check_then_repair_a_domain_leaving_its_definition_byte_identical() {
+    let d = TestDomain::new("cr", "pc", "    <boot dev='hd'/>\n");
+    let before = inactive_xml(&d.name);
+    let sha = fixture::sha256_file(&d.disk).unwrap();
+
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "check"]);
+    assert_eq!(code, 1, "{err}");
+    let r = report.unwrap();
+    assert_eq!(
+        (r["mode"].as_str(), r["outcome"].as_str()),
+        (Some("check"), Some("unrepaired"))
+    );
+    assert_eq!(
+        fixture::sha256_file(&d.disk).unwrap(),
+        sha,
+        "check mode wrote to the disk"
+    );
+    assert!(
+        !r["warnings"]
+            .to_string()
+            .contains("recovered it from the console log"),
+        "the report came over the libvirt channel: {r}"
+    );
+    assert_eq!(inactive_xml(&d.name), before);
+
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r}");
+    assert_eq!(
+        r["disks"][0]["serial"], "vol-0001",
+        "the guest's own disk, with its serial"
+    );
+    assert_eq!(fixture::host_e2fsck(&d.disk).unwrap(), 0);
+    let mut untouched = d.disk_sums.clone();
+    untouched.remove(fixture::VICTIM);
+    untouched.remove("/etc/fstab");
+    for (path, sum) in &untouched {
+        assert_eq!(
+            &fixture::sha256_in_image(&d.disk, path).unwrap(),
+            sum,
+            "{path}"
+        );
+    }
+    assert_eq!(inactive_xml(&d.name), before, "the definition changed");
+    let state = virsh(&["domstate", &d.name]);
+    assert!(
+        String::from_utf8_lossy(&state.stdout).contains("shut off"),
+        "{state:?}"
+    );
+}
+
+#[test]
+fn q35_domain_with_per_device_boot_order_by_direct_kernel_boot_and_start_after() {
+    let d = TestDomain::new("q35", "q35", "");
+    let before = inactive_xml(&d.name);
+    // Dry run: the diff, nothing changed.
+    let (code, _, diff, err) = rescue_domain(&d.name, &["--dry-run", "--boot", "kernel"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        diff.contains("+    <kernel>") && diff.contains("org.vmrescue.agent.0"),
+        "{diff}"
+    );
+    assert_eq!(inactive_xml(&d.name), before);
+    let (code, report, _, err) = rescue_domain(
+        &d.name,
+        &["--mode", "repair", "--boot", "kernel", "--start-after"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report.unwrap()["outcome"], "repaired");
+    assert_eq!(inactive_xml(&d.name), before);
+    let state = virsh(&["domstate", &d.name]);
+    assert!(
+        String::from_utf8_lossy(&state.stdout).contains("running"),
+        "--start-after: {state:?}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_the_domain_is_left_as_it_was() {
+    let d = TestDomain::new("bad", "pc", "    <boot dev='hd'/>\n");
+    let before = inactive_xml(&d.name);
+
+    let (code, _, _, err) = rescue_domain("vmrescue-no-such-domain", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no domain \"vmrescue-no-such-domain\""),
+        "{err}"
+    );
+
+    let (code, _, _, err) = vmrescue(&[
+        "rescue",
+        "--domain",
+        &d.name,
+        "--connect",
+        "qemu+unix:///system?socket=/nonexistent/sock",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot connect to libvirt"), "{err}");
+
+    // A running domain needs --stop or --force.
+    let o = virsh(&["start", &d.name]);
+    assert!(o.status.success(), "{o:?}");
+    let (code, _, _, err) = rescue_domain(&d.name, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("is running") && err.contains("--stop"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running"));
+    let _ = virsh(&["destroy", &d.name]);
+
+    // A stale state directory from a crashed run: refused until unrescue cleans it.
+    let uuid = String::from_utf8(virsh(&["domuuid", &d.name]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let state = vmrescue_companion::libvirt::state_dir(&uuid);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("original.xml"), &before).unwrap();
+    let (code, _, _, err) = rescue_domain(&d.name, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("stale") && err.contains("vmrescue unrescue --domain"),
+        "{err}"
+    );
+    // A second rescue while one holds the lock.
+    let lock = std::fs::File::create(state.join("lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let (code, _, _, err) = rescue_domain(&d.name, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("another rescue"), "{err}");
+    drop(lock);
+    let (code, _, out, _) = vmrescue(&["unrescue", "--domain", &d.name]);
+    assert_eq!(code, 0);
+    assert!(out.contains("removed the rescue state"), "{out}");
+    assert!(!state.exists());
+    // Idempotent.
+    let (code, _, out, _) = vmrescue(&["unrescue", "--domain", &d.name]);
+    assert!(code == 0 && out.contains("nothing to undo"), "{out}");
+    assert_eq!(inactive_xml(&d.name), before);
+}
