@@ -98,6 +98,14 @@ pub enum Cmd {
         /// Print the diff from the domain's inactive XML to the rescue XML; change nothing.
         #[arg(long, requires = "domain")]
         dry_run: bool,
+        /// For a remote --connect: the storage pool the rescue media are uploaded to.
+        #[arg(
+            long,
+            value_name = "NAME",
+            default_value = "default",
+            requires = "domain"
+        )]
+        pool: String,
         /// check: look and write nothing (disks attached read-only); repair: fix.
         #[arg(long, value_enum, default_value = "check")]
         mode: ModeArg,
@@ -513,6 +521,7 @@ pub fn run(cli: Cli) -> i32 {
             force,
             start_after,
             dry_run,
+            pool,
             mode,
             json,
             timeout,
@@ -530,6 +539,7 @@ pub fn run(cli: Cli) -> i32 {
                 timeout: Duration::from_secs(timeout),
                 dry_run,
                 image,
+                pool,
             };
             use crate::libvirt::domain::Done;
             match crate::libvirt::domain::rescue(&req, &mut crate::progress::Stderr::default()) {

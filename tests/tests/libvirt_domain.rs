@@ -37,6 +37,18 @@ struct TestDomain {
 
 impl TestDomain {
     fn new(tag: &str, machine: &str, extra_os: &str) -> TestDomain {
+        Self::with_os(tag, machine, "", extra_os, true)
+    }
+
+    /// `os_attrs` go on `<os>` (`firmware='efi'`); `persistent: false` creates it transient
+    /// (running).
+    fn with_os(
+        tag: &str,
+        machine: &str,
+        os_attrs: &str,
+        extra_os: &str,
+        persistent: bool,
+    ) -> TestDomain {
         let out = virsh(&["version"]);
         assert!(
             out.status.success(),
@@ -49,7 +61,7 @@ impl TestDomain {
         let xml = format!(
             "<domain type='qemu'>\n  <name>{name}</name>\n  <memory unit='MiB'>1024</memory>\n  <vcpu>1</vcpu>\n  \
              <metadata>\n    <nova:instance xmlns:nova=\"http://openstack.org/xmlns/libvirt/nova/1.1\"><nova:name>web-1</nova:name></nova:instance>\n  </metadata>\n  \
-             <os>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n{extra_os}  </os>\n  <features><acpi/></features>\n  <devices>\n    \
+             <os{os_attrs}>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n{extra_os}  </os>\n  <features><acpi/></features>\n  <devices>\n    \
              <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      \
              <target dev='vda' bus='virtio'/>\n      <serial>vol-0001</serial>\n{boot}    </disk>\n  </devices>\n</domain>\n",
             d.image.display(),
@@ -58,8 +70,11 @@ impl TestDomain {
         );
         let file = dir.path().join("domain.xml");
         std::fs::write(&file, xml).unwrap();
-        let o = virsh(&["define", file.to_str().unwrap()]);
-        assert!(o.status.success(), "virsh define: {o:?}");
+        let o = virsh(&[
+            if persistent { "define" } else { "create" },
+            file.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "virsh define/create: {o:?}");
         TestDomain {
             name,
             disk: d.image,
@@ -255,4 +270,89 @@ fn bad_input_is_refused_clearly_and_the_domain_is_left_as_it_was() {
     let (code, _, out, _) = vmrescue(&["unrescue", "--domain", &d.name]);
     assert!(code == 0 && out.contains("nothing to undo"), "{out}");
     assert_eq!(inactive_xml(&d.name), before);
+}
+
+#[test]
+fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams_back() {
+    let d = TestDomain::new("tcp", "pc", "    <boot dev='hd'/>\n");
+    let before = inactive_xml(&d.name);
+    let pool_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(pool_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pool = format!("vmrescue-test-pool-{}", std::process::id());
+    let o = virsh(&[
+        "pool-create-as",
+        &pool,
+        "dir",
+        "--target",
+        pool_dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let uri = "qemu+tcp://127.0.0.1/system";
+    let (code, report, _, err) = rescue_domain(
+        &d.name,
+        &["--connect", uri, "--pool", &pool, "--mode", "repair"],
+    );
+    let _ = virsh(&["pool-destroy", &pool]);
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r}");
+    assert!(
+        !r["warnings"]
+            .to_string()
+            .contains("recovered it from the console log"),
+        "the report came over the stream: {r}"
+    );
+    let uploaded: Vec<String> = std::fs::read_dir(pool_dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        uploaded
+            .iter()
+            .any(|n| n.starts_with("vmrescue-") && n.ends_with(".iso")),
+        "{uploaded:?}"
+    );
+    assert!(
+        !uploaded.iter().any(|n| n.contains("settings")),
+        "the per-run settings drive is removed: {uploaded:?}"
+    );
+    assert_eq!(fixture::host_e2fsck(&d.disk).unwrap(), 0);
+    assert_eq!(inactive_xml(&d.name), before);
+}
+
+#[test]
+fn uefi_domain_boots_the_rescue_from_a_copy_of_its_nvram_and_a_transient_domain_comes_back() {
+    let d = TestDomain::with_os("efi", "q35", " firmware='efi'", "", true);
+    let before = inactive_xml(&d.name);
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r}");
+    assert_eq!(r["firmware"]["type"], "uefi", "{r}");
+    assert_eq!(inactive_xml(&d.name), before);
+    // The guest's own variables file was never created or written by the rescue.
+    let nvram = before
+        .split("<nvram")
+        .nth(1)
+        .and_then(|s| s.split('>').nth(1))
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        nvram.is_empty() || !std::path::Path::new(&nvram).exists(),
+        "{nvram} was touched"
+    );
+
+    // A transient domain (running): --force, and it is there again afterwards.
+    let t = TestDomain::with_os("transient", "pc", "", "    <boot dev='hd'/>\n", false);
+    let (code, _, _, err) = rescue_domain(&t.name, &["--mode", "check"]);
+    assert_eq!(code, 2, "running: refused without --stop/--force: {err}");
+    let (code, report, _, err) = rescue_domain(&t.name, &["--mode", "check", "--force"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(report.unwrap()["mode"], "check");
+    assert!(
+        String::from_utf8_lossy(&virsh(&["domstate", &t.name]).stdout).contains("running"),
+        "the transient domain is back"
+    );
 }

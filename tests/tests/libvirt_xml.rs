@@ -123,6 +123,7 @@ fn rescue_xml_of_libvirts_own_test_domains() {
             console_log: Some("/run/vmrescue/domains/d/console.log".into()),
             nvram_copy: Some("/run/vmrescue/domains/d/nvram.fd".into()),
             settings_iso: None,
+            guest_nvram_exists: true,
         };
         match xml::rescue_xml(&text, &r) {
             Ok(new) => {

@@ -44,8 +44,12 @@ pub enum DomainError {
     Busy { domain: String, dir: PathBuf },
     #[error("a stale rescue state for domain {domain} is in {}; run `vmrescue unrescue --domain {domain}` first", dir.display())]
     Stale { domain: String, dir: PathBuf },
-    #[error("{0} is a remote connection: rescuing through it needs the ISO uploaded to a storage pool, which this build does not do yet; run vmrescue on the host itself")]
-    Remote(String),
+    #[error("storage pool {pool:?} on {uri}: {message}; name an active pool with --pool (virsh pool-list)")]
+    Pool {
+        pool: String,
+        uri: String,
+        message: String,
+    },
     #[error("libvirt: {what} of domain {domain}: {message}")]
     Libvirt {
         what: &'static str,
@@ -98,6 +102,8 @@ pub struct DomainRequest {
     pub timeout: Duration,
     pub dry_run: bool,
     pub image: Option<PathBuf>,
+    /// For a remote connection: the storage pool the rescue media are uploaded to.
+    pub pool: String,
 }
 
 /// What came of it.
@@ -186,14 +192,81 @@ fn lock_state(domain: &str, dir: &Path) -> Result<State, DomainError> {
     })
 }
 
-/// The rescue media placed where QEMU can read them, named by the build (reused when there).
-fn place(src: &Path, build_id: &str, suffix: &str) -> Result<PathBuf, DomainError> {
-    let dest = Path::new(LOCAL_MEDIA_DIR).join(format!("vmrescue-{build_id}{suffix}"));
+/// Where rescue media go for a connection.
+struct Media<'a> {
+    conn: &'a Connect,
+    uri: &'a str,
+    local: bool,
+    pool: &'a str,
+}
+
+impl Media<'_> {
+    /// `src` where the connection's QEMU can read it, as `name`: in libvirt's image directory
+    /// (a local connection) or uploaded into the storage pool (a remote one). `reuse`: one of
+    /// that name (which carries the content's checksum) and size is used as it is.
+    fn put(&self, src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
+        if self.local {
+            return place(src, name, reuse);
+        }
+        self.upload(src, name, reuse)
+    }
+
+    fn upload(&self, src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
+        let pool_err = |e: virt::error::Error| DomainError::Pool {
+            pool: self.pool.to_owned(),
+            uri: self.uri.to_owned(),
+            message: e.to_string(),
+        };
+        let data = fs::read(src).map_err(io("reading", src))?;
+        let pool = self
+            .conn
+            .lookup_storage_pool_by_name(self.pool)
+            .map_err(pool_err)?;
+        let _ = pool.refresh(0);
+        if let Ok(vol) = pool.lookup_storage_vol_by_name(name) {
+            let same = vol.info().is_ok_and(|i| i.capacity == data.len() as u64);
+            if reuse && same {
+                return vol.path().map(PathBuf::from).map_err(pool_err);
+            }
+            vol.delete(0).map_err(pool_err)?;
+        }
+        let xml = format!(
+            "<volume><name>{}</name><capacity unit='bytes'>{}</capacity><target><format type='raw'/></target></volume>",
+            xml::escape(name),
+            data.len()
+        );
+        let vol = virt::storage_vol::StorageVol::create_xml(&pool, &xml, 0).map_err(pool_err)?;
+        let stream = virt::stream::Stream::new(self.conn, 0).map_err(pool_err)?;
+        vol.upload(&stream, 0, data.len() as u64, 0)
+            .map_err(pool_err)?;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = stream
+                .send(&rest[..rest.len().min(256 << 10)])
+                .map_err(pool_err)?;
+            if n <= 0 {
+                return Err(DomainError::Pool {
+                    pool: self.pool.to_owned(),
+                    uri: self.uri.to_owned(),
+                    message: format!("the upload of {name} stopped"),
+                });
+            }
+            rest = &rest[n as usize..];
+        }
+        stream.finish().map_err(pool_err)?;
+        vol.path().map(PathBuf::from).map_err(pool_err)
+    }
+}
+
+/// A local medium placed in libvirt's image directory, where its security drivers label it for
+/// QEMU (reused when one of that name and size is there).
+fn place(src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
+    let dest = Path::new(LOCAL_MEDIA_DIR).join(name);
     let same = fs::metadata(&dest)
         .ok()
         .zip(fs::metadata(src).ok())
         .is_some_and(|(a, b)| a.len() == b.len());
-    if !same {
+    if !(reuse && same) {
         let tmp = dest.with_extension("vmrescue-tmp");
         fs::copy(src, &tmp).map_err(io("copying the rescue medium to", &tmp))?;
         File::open(&tmp)
@@ -309,14 +382,17 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         domain: name.clone(),
         source,
     })?;
-    if !is_local(&uri) {
-        return Err(DomainError::Remote(uri));
-    }
+    let local = is_local(&uri);
     let dir = req.image.clone().unwrap_or_else(builder::default_dir);
     let image = Artefacts::open(&dir).ok_or_else(|| DomainError::NoImage(dir.clone()))?;
     let state_dir = super::state_dir(&uuid);
+    // Local: libvirt logs the serial console into the state directory. Remote: vmrescue copies
+    // it there through a console stream.
     let console_log = state_dir.join("console.log");
-    let nvram = state_dir.join("nvram.fd");
+    // On the connection's host, in libvirt's own NVRAM directory.
+    let nvram = PathBuf::from(format!(
+        "/var/lib/libvirt/qemu/nvram/vmrescue-{uuid}_VARS.fd"
+    ));
     let build_id = image
         .manifest
         .media
@@ -324,18 +400,20 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         .map(|m| m.build_id.clone())
         .unwrap_or_else(|| image.manifest.initramfs_sha256[..16].to_owned());
     let settings_iso = state_dir.join("settings.iso");
-    let rescue_xml = |boot: BootMethod| {
-        let cdrom = matches!(boot, BootMethod::Cdrom { .. });
+    let rescue_xml = |boot: BootMethod, settings: Option<&Path>| {
         xml::rescue_xml(
             &original,
             &xml::Rescue {
                 boot,
                 mode: req.mode,
                 channel: DEFAULT_PORT_NAME.to_owned(),
-                console_log: Some(console_log.display().to_string()),
+                console_log: local.then(|| console_log.display().to_string()),
                 nvram_copy: facts.uefi.then(|| nvram.display().to_string()),
                 // A cdrom boot gets this rescue's settings from a drive.
-                settings_iso: cdrom.then(|| settings_iso.display().to_string()),
+                settings_iso: settings.map(|p| p.display().to_string()),
+                // Remote: assume it is there (libvirt says so if not).
+                guest_nvram_exists: !local
+                    || facts.nvram.as_deref().is_none_or(|n| Path::new(n).exists()),
             },
         )
         .map_err(|source| DomainError::Xml {
@@ -343,29 +421,34 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             source,
         })
     };
-    let media_path =
-        |suffix: &str| Path::new(LOCAL_MEDIA_DIR).join(format!("vmrescue-{build_id}{suffix}"));
-    let boot_at =
-        |iso: PathBuf, kernel: PathBuf, initrd: PathBuf| -> Result<BootMethod, DomainError> {
-            Ok(if req.kernel_boot {
-                BootMethod::Kernel {
-                    kernel: kernel.display().to_string(),
-                    initrd: initrd.display().to_string(),
-                    cmdline: super::kernel_cmdline(req.mode).map_err(DomainError::Cmdline)?,
-                }
-            } else {
-                BootMethod::Cdrom {
-                    iso: iso.display().to_string(),
-                }
-            })
-        };
+    let kernel_boot = |kernel: &Path, initrd: &Path| -> Result<BootMethod, DomainError> {
+        Ok(BootMethod::Kernel {
+            kernel: kernel.display().to_string(),
+            initrd: initrd.display().to_string(),
+            cmdline: super::kernel_cmdline(req.mode).map_err(DomainError::Cmdline)?,
+        })
+    };
+    let cdrom_boot = |iso: &Path| BootMethod::Cdrom {
+        iso: iso.display().to_string(),
+    };
+    // Media names carry their content's checksum, so a medium of that name is reused.
+    let iso_name = match &image.manifest.media {
+        Some(m) => format!("vmrescue-{}.iso", &m.iso_sha256[..16]),
+        None => format!("vmrescue-{build_id}.iso"),
+    };
+    let kernel_name = format!("vmrescue-{}-vmlinuz", &image.manifest.kernel_sha256[..16]);
+    let initrd_name = format!(
+        "vmrescue-{}-initrd.img",
+        &image.manifest.initramfs_sha256[..16]
+    );
     if req.dry_run {
-        let boot = boot_at(
-            media_path(".iso"),
-            media_path("-vmlinuz"),
-            media_path("-initrd.img"),
-        )?;
-        return Ok(Done::DryRun(unified_diff(&original, &rescue_xml(boot)?)));
+        let at = |n: &str| Path::new(LOCAL_MEDIA_DIR).join(n);
+        let xml_text = if req.kernel_boot {
+            rescue_xml(kernel_boot(&at(&kernel_name), &at(&initrd_name))?, None)?
+        } else {
+            rescue_xml(cdrom_boot(&at(&iso_name)), Some(&settings_iso))?
+        };
+        return Ok(Done::DryRun(unified_diff(&original, &xml_text)));
     }
     let active = dom.is_active().map_err(lv("reading the state", &name))?;
     if active && !req.stop && !req.force {
@@ -374,26 +457,38 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let state = lock_state(&name, &state_dir)?;
     write_synced(&state.dir.join("original.xml"), original.as_bytes())?;
     let _ = fs::remove_file(&console_log);
-    let _ = fs::remove_file(&nvram);
-    let boot = if req.kernel_boot {
-        boot_at(
-            PathBuf::new(),
-            place(&image.kernel, &build_id, "-vmlinuz")?,
-            place(&image.initramfs, &build_id, "-initrd.img")?,
+    // Where the media go: libvirt's image directory here, or a storage pool on a remote host.
+    let media = Media {
+        conn: &conn,
+        uri: &uri,
+        local,
+        pool: &req.pool,
+    };
+    let mut settings_volume = None;
+    let xml_text = if req.kernel_boot {
+        rescue_xml(
+            kernel_boot(
+                &media.put(&image.kernel, &kernel_name, true)?,
+                &media.put(&image.initramfs, &initrd_name, true)?,
+            )?,
+            None,
         )?
     } else {
         let iso = image
             .iso
             .clone()
             .ok_or_else(|| DomainError::NoIso(dir.clone()))?;
+        let placed = media.put(&iso, &iso_name, true)?;
         settings_drive(&state.dir, &settings_iso, req)?;
-        boot_at(
-            place(&iso, &build_id, ".iso")?,
-            PathBuf::new(),
-            PathBuf::new(),
-        )?
+        let settings_at = if local {
+            settings_iso.clone()
+        } else {
+            let v = format!("vmrescue-settings-{uuid}.iso");
+            settings_volume = Some(v.clone());
+            media.put(&settings_iso, &v, false)?
+        };
+        rescue_xml(cdrom_boot(&placed), Some(&settings_at))?
     };
-    let xml_text = rescue_xml(boot)?;
     if active {
         if req.stop && !req.force {
             sink.event(Event::Note(&format!("shutting down {name}")));
@@ -426,9 +521,21 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         xml_text,
         console_log.clone(),
         DEFAULT_PORT_NAME.to_owned(),
-    );
+    )
+    .uefi(facts.uefi);
+    if !local {
+        vm = vm.capture_console();
+    }
     let outcome = session::run(&mut vm, req.timeout, sink);
     drop(vm);
+    if let Some(v) = settings_volume {
+        if let Ok(vol) = conn
+            .lookup_storage_pool_by_name(&req.pool)
+            .and_then(|p| p.lookup_storage_vol_by_name(&v))
+        {
+            let _ = vol.delete(0);
+        }
+    }
     let mut warnings = Vec::new();
     if persistent {
         match lookup(&conn, &uuid).and_then(|d| {

@@ -123,6 +123,7 @@ pub fn rescue_xml_for_file(
                 .uefi
                 .then(|| state.join("nvram.fd").display().to_string()),
             settings_iso: None,
+            guest_nvram_exists: true,
         },
     )
     .map_err(xml_err)

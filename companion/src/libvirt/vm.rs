@@ -17,6 +17,9 @@ use crate::vm::{Channel, Exit, Vm, VmError, CHANNEL_POLL};
 /// `VIR_DOMAIN_START_AUTODESTROY`: the run ends if this process's connection goes away (a
 /// vmrescue killed mid-rescue leaves no rescue running; the definition was never touched).
 const START_AUTODESTROY: u32 = 2;
+/// `VIR_DOMAIN_START_RESET_NVRAM`: a UEFI rescue's NVRAM copy is made afresh from its template
+/// (the guest's own variables) at every start.
+const START_RESET_NVRAM: u32 = 32;
 
 pub struct LibvirtVm {
     conn: Connect,
@@ -27,6 +30,11 @@ pub struct LibvirtVm {
     domain: Option<Domain>,
     channel_name: String,
     exit: Option<Exit>,
+    /// Copy the serial console into `console_log` through a libvirt stream (remote
+    /// connections, whose log files are on another host).
+    capture_console: bool,
+    /// The rescue boots from a copy of UEFI variables.
+    uefi: bool,
 }
 
 impl LibvirtVm {
@@ -47,8 +55,44 @@ impl LibvirtVm {
             domain: None,
             channel_name,
             exit: None,
+            capture_console: false,
+            uefi: false,
         }
     }
+
+    /// The rescue XML boots from an NVRAM copy (made afresh from its template).
+    pub fn uefi(mut self, uefi: bool) -> Self {
+        self.uefi = uefi;
+        self
+    }
+
+    /// Reads the console through libvirt into the (local) console log file.
+    pub fn capture_console(mut self) -> Self {
+        self.capture_console = true;
+        self
+    }
+}
+
+/// Appends the domain's serial console, read through a libvirt stream, to `log`.
+fn capture(conn: Connect, dom: Domain, log: PathBuf) {
+    std::thread::spawn(move || {
+        let Ok(mut out) = std::fs::File::create(&log) else {
+            return;
+        };
+        let Ok(stream) = Stream::new(&conn, 0) else {
+            return;
+        };
+        if dom.open_console(None, &stream, 0).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = stream.recv(&mut buf) {
+            if n <= 0 || io::Write::write_all(&mut out, &buf[..n as usize]).is_err() {
+                break;
+            }
+        }
+        let _ = stream.finish();
+    });
 }
 
 /// The channel's bytes, read by a thread that owns the libvirt stream (blocking receives),
@@ -82,15 +126,16 @@ impl Vm for LibvirtVm {
     }
 
     fn start(&mut self) -> Result<(), VmError> {
-        let d = self
-            .conn
-            .create_domain_xml(&self.xml, START_AUTODESTROY)
-            .map_err(|e| {
-                VmError::Refused(
-                    format!("libvirt domain {}", crate::render::clean(&self.name)),
-                    e.to_string(),
-                )
-            })?;
+        let flags = START_AUTODESTROY | if self.uefi { START_RESET_NVRAM } else { 0 };
+        let d = self.conn.create_domain_xml(&self.xml, flags).map_err(|e| {
+            VmError::Refused(
+                format!("libvirt domain {}", crate::render::clean(&self.name)),
+                e.to_string(),
+            )
+        })?;
+        if self.capture_console {
+            capture(self.conn.clone(), d.clone(), self.console_log.clone());
+        }
         self.domain = Some(d);
         Ok(())
     }

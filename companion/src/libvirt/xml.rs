@@ -58,6 +58,9 @@ pub struct Rescue {
     pub nvram_copy: Option<String>,
     /// The per-rescue settings drive (an ISO), attached as a second cdrom to a cdrom boot.
     pub settings_iso: Option<String>,
+    /// Whether the guest's own NVRAM file exists yet (a UEFI guest that never ran has none; its
+    /// template then seeds the copy).
+    pub guest_nvram_exists: bool,
 }
 
 /// What the rescue XML edit found out about the domain.
@@ -390,7 +393,13 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
         }
     }
 
-    // The serial console logged where the run can read it.
+    // A serial console (the report's fallback), logged where the run can read it.
+    if r.console_log.is_none() && children(devices, "serial").next().is_none() {
+        appends.push((
+            devices,
+            "<serial type='pty'>\n  <target port='0'/>\n</serial>".into(),
+        ));
+    }
     if let Some(log) = &r.console_log {
         let log = escape(log);
         match children(devices, "serial").next() {
@@ -441,7 +450,9 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
                         .filter(|t| !t.is_empty())
                         .map(str::to_owned);
                     // The guest's own file (or, before it has one, its template) seeds the copy.
-                    let template = own.or_else(|| n.attribute("template").map(str::to_owned));
+                    let template = own
+                        .filter(|_| r.guest_nvram_exists)
+                        .or_else(|| n.attribute("template").map(str::to_owned));
                     let mut attrs = String::new();
                     for a in n
                         .attributes()
@@ -544,6 +555,7 @@ mod tests {
             console_log: Some("/run/vmrescue/instance-00000001/console.log".into()),
             nvram_copy: Some("/run/vmrescue/x/VARS.fd".into()),
             settings_iso: None,
+            guest_nvram_exists: true,
         }
     }
 
