@@ -356,3 +356,76 @@ fn uefi_domain_boots_the_rescue_from_a_copy_of_its_nvram_and_a_transient_domain_
         "the transient domain is back"
     );
 }
+
+#[test]
+fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definition_intact() {
+    let d = TestDomain::new("kill", "pc", "    <boot dev='hd'/>\n");
+    let before = inactive_xml(&d.name);
+
+    // No report within the time limit: exit 3, the console log named, the run stopped.
+    let dir = image_dir();
+    let (code, _, _, err) = vmrescue(&[
+        "rescue",
+        "--domain",
+        &d.name,
+        "--image",
+        &dir,
+        "--mode",
+        "check",
+        "--timeout",
+        "3",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    let log = err
+        .split("console log: ")
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_default();
+    assert!(
+        log.ends_with("console.log") && std::path::Path::new(log).exists(),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("shut off"));
+    assert_eq!(inactive_xml(&d.name), before);
+
+    // SIGKILL while the rescue runs.
+    let mut child = Command::new(harness::vmrescue_bin().unwrap())
+        .args([
+            "rescue", "--domain", &d.name, "--image", &dir, "--mode", "repair",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running") {
+        assert!(
+            std::time::Instant::now() < until,
+            "the rescue never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The run dies with vmrescue's connection; the definition never changed.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running") {
+        assert!(
+            std::time::Instant::now() < until,
+            "the rescue run outlived vmrescue"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(inactive_xml(&d.name), before);
+    let (code, _, _, err) = rescue_domain(&d.name, &["--mode", "repair"]);
+    assert_eq!(code, 2, "a stale state is refused: {err}");
+    assert!(err.contains("unrescue"), "{err}");
+    let (code, _, out, _) = vmrescue(&["unrescue", "--domain", &d.name]);
+    assert_eq!(code, 0);
+    assert!(out.contains("removed the rescue state"), "{out}");
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report.unwrap()["outcome"], "repaired");
+    assert_eq!(inactive_xml(&d.name), before);
+}

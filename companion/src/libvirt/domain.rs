@@ -573,7 +573,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             Ok(Done::Report(Box::new(report)))
         }
         Err(e) => {
-            // The saved definition and the console log stay for the operator and `unrescue`.
+            // The run ended and the definition is as it was: only the console log stays, for
+            // the operator (a crash, in contrast, leaves the saved definition for `unrescue`).
+            if warnings.is_empty() {
+                let _ = fs::remove_file(state.dir.join("original.xml"));
+            }
             Err(DomainError::Session(e))
         }
     }
