@@ -192,6 +192,9 @@ pub enum Cmd {
         /// reboot onto the restored files).
         #[arg(long, requires = "suspend")]
         resume: bool,
+        /// libvirt URI for --suspend (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
+        #[arg(long, value_name = "URI", requires = "suspend")]
+        connect: Option<String>,
         /// Copy back to the original paths.
         #[arg(long)]
         restore: bool,
@@ -468,6 +471,7 @@ pub fn run(cli: Cli) -> i32 {
             dest,
             suspend,
             resume,
+            connect,
             restore,
             dry_run,
             json,
@@ -485,6 +489,7 @@ pub fn run(cli: Cli) -> i32 {
                 dest,
                 suspend,
                 resume,
+                connect,
                 restore,
                 dry_run,
                 owners,

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vmrescue_companion::accel::Accel;
-use vmrescue_companion::qemu;
 use vmrescue_companion::salvage::{
     self, Action, GroupKind, Options, OwnerMap, OwnerSpec, Report, TargetKind,
 };
@@ -434,39 +432,54 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
             disk_s,
         ]);
     }
-    let domain = format!("salvage-test-{}", std::process::id());
-    // A process shaped like libvirt's QEMU (`-name guest=...`) holding the disk and its base.
-    let holder = qemu::Config::new(
-        domain.clone(),
-        Accel::Tcg,
-        qemu::Boot::Firmware(qemu::Firmware::SeaBios),
+    // A real libvirt domain (type qemu, no OS: it sits in its firmware) whose QEMU holds the
+    // disk and its base; libvirt's own `-name guest=...` names it.
+    let virsh = |args: &[&str]| {
+        Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        virsh(&["version"]).status.success(),
+        "libvirtd does not answer on qemu:///system (scripts/services.sh starts it)"
+    );
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
-    .machine(qemu::Machine::None)
-    .paused()
-    .drive(qemu::Drive::new(&disk, qemu::Format::Qcow2).follow_backing(true));
-    let qemu = Kid(Command::new(qemu::binary())
-        .args(holder.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
-    wait_open(qemu.pid(), &[&disk, &base]);
-    let (disk_sum, base_sum) = (sha256_of(&disk), sha256_of(&base));
-    std::fs::remove_dir_all(&instances).unwrap();
-
-    // A stand-in for virsh that logs its arguments and reports the domain running.
-    let log = tmp.path().join("virsh.log");
-    let virsh = tmp.path().join("virsh");
+    .unwrap();
+    let domain = format!("salvage-test-{}", std::process::id());
+    let xml = tmp.path().join("domain.xml");
     std::fs::write(
-        &virsh,
+        &xml,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1\" in domstate) echo running;; esac\n",
-            log.display()
+            "<domain type='qemu'><name>{domain}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features><devices>\
+             <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk_s}'/>\
+             <backingStore type='file'><format type='raw'/><source file='{base_s}'/></backingStore>\
+             <target dev='vda' bus='virtio'/></disk></devices></domain>"
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&virsh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = virsh(&["create", xml.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    struct Gone<'a>(&'a dyn Fn(&[&str]) -> std::process::Output, String);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["destroy", &self.1]);
+        }
+    }
+    let _gone = Gone(&virsh, domain.clone());
+    let pid: u32 = std::fs::read_to_string(format!("/run/libvirt/qemu/{domain}.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_open(pid, &[&disk, &base]);
+    let (disk_sum, base_sum) = (sha256_of(&disk), sha256_of(&base));
+    std::fs::remove_dir_all(&instances).unwrap();
 
     let report = salvage::run(&Options {
         instances_dir: instances.clone(),
@@ -474,7 +487,6 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
         suspend: true,
         resume: true,
         owners: numeric_owners(),
-        virsh: virsh.clone(),
         ..Options::default()
     })
     .unwrap();
@@ -482,7 +494,7 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
     assert_eq!(report.summary.copied, 2, "{}", report.render());
     assert_eq!(sha256_of(&disk), disk_sum);
     assert_eq!(sha256_of(&base), base_sum);
-    assert_eq!(file(&report, &format!("{U1}/disk")).pid, qemu.pid());
+    assert_eq!(file(&report, &format!("{U1}/disk")).pid, pid);
     let m = std::fs::metadata(&disk).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4003, 4004, 0o644));
     let m = std::fs::metadata(&base).unwrap();
@@ -496,13 +508,12 @@ fn qemu_holding_a_deleted_qcow2_disk_and_its_base() {
     let d = &report.domains[0];
     assert_eq!(
         (d.name.as_str(), d.pids.clone(), d.suspended, d.resumed),
-        (domain.as_str(), vec![qemu.pid()], true, true)
+        (domain.as_str(), vec![pid], true, true)
     );
-    let calls = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(
-        calls,
-        format!(
-            "domstate --domain {domain}\nsuspend --domain {domain}\nresume --domain {domain}\n"
-        )
+    assert_eq!(d.state_before.as_deref(), Some("running"));
+    let state = virsh(&["domstate", &domain]);
+    assert!(
+        String::from_utf8_lossy(&state.stdout).contains("running"),
+        "resumed: {state:?}"
     );
 }

@@ -29,8 +29,8 @@ pub struct Options {
     /// `/proc`, or a fake tree in tests.
     pub proc_root: PathBuf,
     pub owners: OwnerMap,
-    /// The `virsh` program.
-    pub virsh: PathBuf,
+    /// libvirt URI for `--suspend` (default: `LIBVIRT_DEFAULT_URI`, else libvirt's default).
+    pub connect: Option<String>,
 }
 
 impl Default for Options {
@@ -44,7 +44,7 @@ impl Default for Options {
             dry_run: false,
             proc_root: PathBuf::from("/proc"),
             owners: OwnerMap::default(),
-            virsh: PathBuf::from("virsh"),
+            connect: None,
         }
     }
 }

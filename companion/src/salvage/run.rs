@@ -145,9 +145,9 @@ pub fn run(opts: &Options) -> Result<Report, SalvageError> {
         let holders = copies.iter().flat_map(|p| &p.holders);
         domains = suspend::domains_holding(&opts.proc_root, holders, &mut warnings);
     }
-    let virsh = suspend::Virsh::new(&opts.virsh);
+    let libvirt = suspend::Libvirt::new(opts.connect.clone());
     if !opts.dry_run && !domains.is_empty() {
-        suspend::suspend_all(&virsh, &mut domains)?;
+        suspend::suspend_all(&libvirt, &mut domains)?;
     }
 
     let mut created_dirs = Vec::new();
@@ -168,7 +168,7 @@ pub fn run(opts: &Options) -> Result<Report, SalvageError> {
         }
     }
 
-    suspend::resume_or_leave_paused(&virsh, &mut domains, opts.resume, &mut warnings);
+    suspend::resume_or_leave_paused(&libvirt, &mut domains, opts.resume, &mut warnings);
     let copied = reports
         .iter()
         .filter(|r| r.action == Action::Copied)

@@ -1,32 +1,114 @@
 //! Pausing the libvirt domains whose qemu holds the files, so the copies are consistent:
-//! the domain comes from qemu's `-name guest=NAME,...`; `virsh` runs as an argv, never a shell.
+//! the domain comes from qemu's `-name guest=NAME,...`, and libvirt's bindings pause it.
 //! Afterwards the domains are resumed, or left paused for a hard reboot onto the restored files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::plan::Holder;
 
-/// A `virsh` command that did not do its job (`command` is the command line as shown).
+/// A libvirt call for a domain that did not do its job.
 #[derive(Debug, thiserror::Error)]
-pub enum VirshError {
-    #[error("cannot run `{command}`: {source}")]
-    Spawn { command: String, source: io::Error },
-    #[error("`{command}` did not finish in {secs} s (is libvirtd hung?)")]
-    Timeout { command: String, secs: u64 },
-    #[error("waiting for `{command}`: {source}")]
-    Wait { command: String, source: io::Error },
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Failed {
-        command: String,
-        status: ExitStatus,
-        stderr: String,
+pub enum ControlError {
+    #[error("cannot connect to libvirt ({uri}): {message}")]
+    Connect { uri: String, message: String },
+    #[error("no libvirt domain {0:?} (the qemu process names it, libvirt does not know it)")]
+    Unknown(String),
+    #[error("{what} of domain {domain}: {message}")]
+    Call {
+        what: &'static str,
+        domain: String,
+        message: String,
     },
+}
+
+/// Pausing and resuming domains: libvirt, or a stand-in in tests.
+pub trait Control {
+    /// The domain's state as virsh names it: `running`, `paused`, `shut off`...
+    fn state(&self, domain: &str) -> Result<String, ControlError>;
+    fn suspend(&self, domain: &str) -> Result<(), ControlError>;
+    fn resume(&self, domain: &str) -> Result<(), ControlError>;
+}
+
+/// Domains through libvirt's bindings (the same layer as `rescue --domain`), connected on
+/// first use.
+pub struct Libvirt {
+    uri: Option<String>,
+    conn: std::sync::OnceLock<Result<virt::connect::Connect, String>>,
+}
+
+impl Libvirt {
+    pub fn new(uri: Option<String>) -> Self {
+        Libvirt {
+            uri,
+            conn: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn domain(&self, name: &str) -> Result<virt::domain::Domain, ControlError> {
+        let conn = self.conn.get_or_init(|| {
+            crate::libvirt::domain::connect(self.uri.as_deref()).map_err(|e| e.to_string())
+        });
+        let conn = conn.as_ref().map_err(|message| ControlError::Connect {
+            uri: self
+                .uri
+                .clone()
+                .unwrap_or_else(|| "libvirt's default".into()),
+            message: message.clone(),
+        })?;
+        conn.lookup_domain_by_name(name)
+            .map_err(|_| ControlError::Unknown(name.to_owned()))
+    }
+}
+
+fn call(what: &'static str, domain: &str) -> impl FnOnce(virt::error::Error) -> ControlError {
+    let domain = domain.to_owned();
+    move |e| ControlError::Call {
+        what,
+        domain,
+        message: e.to_string(),
+    }
+}
+
+/// virsh's name for a domain state.
+pub fn state_name(state: &virt::domain::DomainStateEnum) -> &'static str {
+    use virt::domain::DomainState as S;
+    match state {
+        virt::enumutil::Enum::Known(S::Running) => "running",
+        virt::enumutil::Enum::Known(S::Blocked) => "idle",
+        virt::enumutil::Enum::Known(S::Paused) => "paused",
+        virt::enumutil::Enum::Known(S::Shutdown) => "in shutdown",
+        virt::enumutil::Enum::Known(S::Shutoff) => "shut off",
+        virt::enumutil::Enum::Known(S::Crashed) => "crashed",
+        virt::enumutil::Enum::Known(S::PMSuspended) => "pmsuspended",
+        _ => "no state",
+    }
+}
+
+impl Control for Libvirt {
+    fn state(&self, domain: &str) -> Result<String, ControlError> {
+        let (state, _) = self
+            .domain(domain)?
+            .state()
+            .map_err(call("reading the state", domain))?;
+        Ok(state_name(&state).to_owned())
+    }
+
+    fn suspend(&self, domain: &str) -> Result<(), ControlError> {
+        self.domain(domain)?
+            .suspend()
+            .map(|_| ())
+            .map_err(call("suspending", domain))
+    }
+
+    fn resume(&self, domain: &str) -> Result<(), ControlError> {
+        self.domain(domain)?
+            .resume()
+            .map(|_| ())
+            .map_err(call("resuming", domain))
+    }
 }
 
 /// A domain that could not be paused; those paused before it were resumed.
@@ -37,7 +119,7 @@ pub enum VirshError {
 )]
 pub struct SuspendError {
     pub domain: String,
-    pub source: VirshError,
+    pub source: ControlError,
 }
 
 /// The libvirt domain name in a qemu command line (`/proc/PID/cmdline`, NUL-separated), or
@@ -101,89 +183,11 @@ pub fn domain_of_pid(proc_root: &Path, pid: u32) -> Option<String> {
 pub struct DomainReport {
     pub name: String,
     pub pids: Vec<u32>,
-    /// `virsh domstate` before anything was done (`None` in a dry run).
+    /// The domain's state before anything was done (`None` in a dry run).
     pub state_before: Option<String>,
     pub suspended: bool,
     pub resumed: bool,
     pub error: Option<String>,
-}
-
-/// Runs `virsh` with a deadline.
-#[derive(Debug, Clone)]
-pub struct Virsh {
-    pub program: PathBuf,
-    pub timeout: Duration,
-}
-
-impl Virsh {
-    pub fn new(program: &Path) -> Self {
-        Virsh {
-            program: program.to_path_buf(),
-            timeout: Duration::from_secs(60),
-        }
-    }
-
-    /// Runs `virsh ARGS`; its stdout, or an error with its stderr or why it did not run.
-    pub fn run(&self, args: &[&str]) -> Result<String, VirshError> {
-        let command = format!("{} {}", self.program.display(), args.join(" "));
-        let mut child = match Command::new(&self.program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(source) => return Err(VirshError::Spawn { command, source }),
-        };
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if start.elapsed() > self.timeout => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(VirshError::Timeout {
-                        command,
-                        secs: self.timeout.as_secs(),
-                    });
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(source) => return Err(VirshError::Wait { command, source }),
-            }
-        };
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut s) = child.stdout.take() {
-            let _ = s.read_to_string(&mut out);
-        }
-        if let Some(mut s) = child.stderr.take() {
-            let _ = s.read_to_string(&mut err);
-        }
-        if status.success() {
-            Ok(out)
-        } else {
-            Err(VirshError::Failed {
-                command,
-                status,
-                stderr: err.trim().to_string(),
-            })
-        }
-    }
-
-    /// `virsh domstate`: `running`, `paused`, `shut off`...
-    pub fn state(&self, domain: &str) -> Result<String, VirshError> {
-        self.run(&["domstate", "--domain", domain])
-            .map(|s| s.trim().to_string())
-    }
-
-    pub fn suspend(&self, domain: &str) -> Result<(), VirshError> {
-        self.run(&["suspend", "--domain", domain]).map(|_| ())
-    }
-
-    pub fn resume(&self, domain: &str) -> Result<(), VirshError> {
-        self.run(&["resume", "--domain", domain]).map(|_| ())
-    }
 }
 
 /// The libvirt domains of the processes among `holders` (nothing done to them yet), with a
@@ -225,13 +229,16 @@ pub fn domains_holding<'a>(
 }
 
 /// Pauses the running domains among `domains`; on failure resumes those it paused and fails.
-pub fn suspend_all(virsh: &Virsh, domains: &mut [DomainReport]) -> Result<(), SuspendError> {
+pub fn suspend_all(
+    libvirt: &dyn Control,
+    domains: &mut [DomainReport],
+) -> Result<(), SuspendError> {
     let mut failure = None;
     for d in domains.iter_mut() {
-        let step = virsh.state(&d.name).and_then(|state| {
+        let step = libvirt.state(&d.name).and_then(|state| {
             d.state_before = Some(state.clone());
             if state == "running" {
-                virsh.suspend(&d.name)?;
+                libvirt.suspend(&d.name)?;
                 d.suspended = true;
             }
             Ok(())
@@ -249,7 +256,7 @@ pub fn suspend_all(virsh: &Virsh, domains: &mut [DomainReport]) -> Result<(), Su
         return Ok(());
     };
     for d in domains.iter_mut().filter(|d| d.suspended) {
-        match virsh.resume(&d.name) {
+        match libvirt.resume(&d.name) {
             Ok(()) => d.resumed = true,
             Err(e) => d.error = Some(e.to_string()),
         }
@@ -259,7 +266,7 @@ pub fn suspend_all(virsh: &Virsh, domains: &mut [DomainReport]) -> Result<(), Su
 
 /// After the copies: resumes the paused domains when `resume`, else says how to go on.
 pub fn resume_or_leave_paused(
-    virsh: &Virsh,
+    libvirt: &dyn Control,
     domains: &mut [DomainReport],
     resume: bool,
     warnings: &mut Vec<String>,
@@ -267,7 +274,7 @@ pub fn resume_or_leave_paused(
     let paused: Vec<&mut DomainReport> = domains.iter_mut().filter(|d| d.suspended).collect();
     if resume {
         for d in paused {
-            match virsh.resume(&d.name) {
+            match libvirt.resume(&d.name) {
                 Ok(()) => d.resumed = true,
                 Err(e) => {
                     warnings.push(format!(
@@ -340,20 +347,74 @@ mod tests {
         assert_eq!(guest_name("process=q"), None);
     }
 
+    /// A stand-in for libvirt that records the calls.
+    struct Fake {
+        calls: std::cell::RefCell<Vec<String>>,
+        fail_suspend_of: Option<&'static str>,
+    }
+
+    impl Control for Fake {
+        fn state(&self, d: &str) -> Result<String, ControlError> {
+            self.calls.borrow_mut().push(format!("state {d}"));
+            Ok("running".into())
+        }
+        fn suspend(&self, d: &str) -> Result<(), ControlError> {
+            self.calls.borrow_mut().push(format!("suspend {d}"));
+            if self.fail_suspend_of == Some(d) {
+                return Err(ControlError::Call {
+                    what: "suspending",
+                    domain: d.into(),
+                    message: "boom".into(),
+                });
+            }
+            Ok(())
+        }
+        fn resume(&self, d: &str) -> Result<(), ControlError> {
+            self.calls.borrow_mut().push(format!("resume {d}"));
+            Ok(())
+        }
+    }
+
+    fn report(name: &str) -> DomainReport {
+        DomainReport {
+            name: name.into(),
+            pids: vec![1],
+            state_before: None,
+            suspended: false,
+            resumed: false,
+            error: None,
+        }
+    }
+
     #[test]
-    fn virsh_failures_are_reported() {
-        let v = Virsh::new(Path::new("/nonexistent/virsh"));
-        assert!(v.state("x").unwrap_err().to_string().contains("cannot run"));
-        let v = Virsh::new(Path::new("false"));
-        assert!(v.suspend("x").unwrap_err().to_string().contains("failed"));
-        let v = Virsh::new(Path::new("echo"));
-        assert_eq!(v.state("dom").unwrap(), "domstate --domain dom".to_string());
-        let mut v = Virsh::new(Path::new("sleep"));
-        v.timeout = Duration::from_millis(100);
-        assert!(v
-            .run(&["5"])
-            .unwrap_err()
-            .to_string()
-            .contains("did not finish"));
+    fn a_failed_suspend_resumes_those_already_paused() {
+        let f = Fake {
+            calls: Default::default(),
+            fail_suspend_of: Some("b"),
+        };
+        let mut ds = vec![report("a"), report("b")];
+        let e = suspend_all(&f, &mut ds).unwrap_err();
+        assert_eq!(e.domain, "b");
+        assert!(e.to_string().contains("boom") && e.to_string().contains("--suspend"));
+        assert_eq!(
+            f.calls.borrow().as_slice(),
+            ["state a", "suspend a", "state b", "suspend b", "resume a"]
+        );
+        assert!(ds[0].resumed && !ds[1].suspended);
+        let mut warnings = Vec::new();
+        let f = Fake {
+            calls: Default::default(),
+            fail_suspend_of: None,
+        };
+        let mut ds = vec![report("a")];
+        suspend_all(&f, &mut ds).unwrap();
+        resume_or_leave_paused(&f, &mut ds, false, &mut warnings);
+        assert!(warnings[0].contains("left paused"), "{warnings:?}");
+        assert_eq!(
+            state_name(&virt::enumutil::Enum::Known(
+                virt::domain::DomainState::Paused
+            )),
+            "paused"
+        );
     }
 }
