@@ -27,7 +27,8 @@ fn inactive_xml(name: &str) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// A persistent domain of type qemu with `disk` as its only disk; undefined on drop.
+/// A persistent domain of type qemu shaped like nova's (nova metadata, sysinfo, a volume with
+/// a `<serial>`) with a broken disk as its only disk; undefined on drop.
 struct TestDomain {
     name: String,
     _dir: tempfile::TempDir,
@@ -61,7 +62,8 @@ impl TestDomain {
         let xml = format!(
             "<domain type='qemu'>\n  <name>{name}</name>\n  <memory unit='MiB'>1024</memory>\n  <vcpu>1</vcpu>\n  \
              <metadata>\n    <nova:instance xmlns:nova=\"http://openstack.org/xmlns/libvirt/nova/1.1\"><nova:name>web-1</nova:name></nova:instance>\n  </metadata>\n  \
-             <os{os_attrs}>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n{extra_os}  </os>\n  <features><acpi/></features>\n  <devices>\n    \
+             <sysinfo type='smbios'>\n    <system>\n      <entry name='manufacturer'>OpenStack Foundation</entry>\n      <entry name='product'>OpenStack Nova</entry>\n    </system>\n  </sysinfo>\n  \
+             <os{os_attrs}>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n{extra_os}    <smbios mode='sysinfo'/>\n  </os>\n  <features><acpi/></features>\n  <devices>\n    \
              <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      \
              <target dev='vda' bus='virtio'/>\n      <serial>vol-0001</serial>\n{boot}    </disk>\n  </devices>\n</domain>\n",
             d.image.display(),
@@ -428,4 +430,24 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
     assert_eq!(code, 0, "{err}");
     assert_eq!(report.unwrap()["outcome"], "repaired");
     assert_eq!(inactive_xml(&d.name), before);
+}
+
+#[test]
+fn two_domains_rescued_at_once_share_nothing() {
+    let a = TestDomain::new("para", "pc", "    <boot dev='hd'/>\n");
+    let b = TestDomain::new("parb", "pc", "    <boot dev='hd'/>\n");
+    let (xa, xb) = (inactive_xml(&a.name), inactive_xml(&b.name));
+    let runs: Vec<_> = [a.name.clone(), b.name.clone()]
+        .into_iter()
+        .map(|n| std::thread::spawn(move || rescue_domain(&n, &["--mode", "repair"])))
+        .collect();
+    for r in runs {
+        let (code, report, _, err) = r.join().unwrap();
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(report.unwrap()["outcome"], "repaired");
+    }
+    for (d, x) in [(&a, xa), (&b, xb)] {
+        assert_eq!(fixture::host_e2fsck(&d.disk).unwrap(), 0);
+        assert_eq!(inactive_xml(&d.name), x);
+    }
 }

@@ -267,7 +267,8 @@ fn place(src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
         .zip(fs::metadata(src).ok())
         .is_some_and(|(a, b)| a.len() == b.len());
     if !(reuse && same) {
-        let tmp = dest.with_extension("vmrescue-tmp");
+        // Unique per process: rescues running at once may place the same medium.
+        let tmp = dest.with_extension(format!("vmrescue-tmp-{}", std::process::id()));
         fs::copy(src, &tmp).map_err(io("copying the rescue medium to", &tmp))?;
         File::open(&tmp)
             .and_then(|f| f.sync_all())
