@@ -19,18 +19,8 @@ fn agent_is_a_static_binary() {
 #[test]
 fn same_inputs_give_the_same_bytes_and_epoch_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
-    let build = |name: &str, mtime: u32| {
-        builder::build(&builder::Options {
-            kernel: None,
-            modules_dir: None,
-            agent: harness::agent().unwrap(),
-            out: dir.path().join(name),
-            mtime: Some(mtime),
-            extra: Vec::new(),
-            media: None,
-        })
-        .unwrap()
-    };
+    let build =
+        |name: &str, mtime: u32| build_image(&dir.path().join(name), mtime, Vec::new(), None);
     let a = build("a", 1_700_000_000);
     let b = build("b", 1_700_000_000);
     let c = build("c", 1_600_000_000);
@@ -130,16 +120,12 @@ fn a_reference_etc_is_baked_where_the_agent_looks() {
     std::fs::create_dir_all(etc.join("ssh")).unwrap();
     std::fs::write(etc.join("hostname"), "golden\n").unwrap();
     std::fs::write(etc.join("ssh/sshd_config"), "PermitRootLogin no\n").unwrap();
-    let a = builder::build(&builder::Options {
-        kernel: None,
-        modules_dir: None,
-        agent: harness::agent().unwrap(),
-        out: dir.path().join("img"),
-        mtime: Some(0),
-        extra: vmrescue_companion::overlay::reference_entries(&etc).unwrap(),
-        media: None,
-    })
-    .unwrap();
+    let a = build_image(
+        &dir.path().join("img"),
+        0,
+        vmrescue_companion::overlay::reference_entries(&etc).unwrap(),
+        None,
+    );
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -155,19 +141,11 @@ fn a_reference_etc_is_baked_where_the_agent_looks() {
 fn media_are_reproducible_and_carry_the_marker_and_the_baked_default() {
     let dir = tempfile::tempdir().unwrap();
     let build = |name: &str, mtime: u32, mode: vmrescue_protocol::Mode| {
-        builder::build(&builder::Options {
-            kernel: None,
-            modules_dir: None,
-            agent: harness::agent().unwrap(),
-            out: dir.path().join(name),
-            mtime: Some(mtime),
-            extra: Vec::new(),
-            media: Some(vmrescue_protocol::params::Settings {
-                mode,
-                ..Default::default()
-            }),
-        })
-        .unwrap()
+        let baked = vmrescue_protocol::params::Settings {
+            mode,
+            ..Default::default()
+        };
+        build_image(&dir.path().join(name), mtime, Vec::new(), Some(baked))
     };
     use vmrescue_protocol::Mode;
     let a = build("a", 1_700_000_000, Mode::Repair);
@@ -213,4 +191,23 @@ fn media_are_reproducible_and_carry_the_marker_and_the_baked_default() {
         .unwrap()
         .default_cmdline
         .contains("vmrescue.mode=check"));
+}
+
+/// The image built from this host's kernel and the test agent into `out`.
+fn build_image(
+    out: &std::path::Path,
+    mtime: u32,
+    extra: Vec<vmrescue_image_builder::cpio::Entry>,
+    media: Option<vmrescue_protocol::params::Settings>,
+) -> builder::Artefacts {
+    builder::build(&builder::Options {
+        kernel: None,
+        modules_dir: None,
+        agent: harness::agent().unwrap(),
+        out: out.to_owned(),
+        mtime: Some(mtime),
+        extra,
+        media,
+    })
+    .unwrap()
 }

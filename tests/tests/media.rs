@@ -167,99 +167,61 @@ fn assert_repaired(b: &Booted, guest: &Path) {
     assert_eq!(fixture::host_e2fsck(guest).unwrap(), 0);
 }
 
-#[test]
-fn iso_as_a_bios_cdrom_on_pc_ide() {
+/// Boots `medium` of the repair-baked media with a freshly broken guest and checks the guest was
+/// repaired; the boot, for more assertions.
+fn repairs(machine: Machine, fw: Fw, medium: Medium, channel: bool) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let (guest, _) = broken(dir.path());
-    let b = boot(
-        Mode::Repair,
-        Machine::Pc,
-        Fw::Bios,
-        Medium::IsoCdrom,
-        &guest,
-        true,
-    );
+    let b = boot(Mode::Repair, machine, fw, medium, &guest, channel);
     assert_repaired(&b, &guest);
-    assert_eq!(b.console.firmware.as_ref().unwrap().kind, "bios");
+    b
+}
+
+fn firmware_of(b: &Booted) -> (String, bool) {
+    let fw = b
+        .console
+        .firmware
+        .clone()
+        .expect("the report says how it booted");
+    (fw.kind, fw.secure_boot)
+}
+
+#[test]
+fn iso_as_a_bios_cdrom_on_pc_ide() {
+    let b = repairs(Machine::Pc, Fw::Bios, Medium::IsoCdrom, true);
+    assert_eq!(firmware_of(&b), ("bios".into(), false));
 }
 
 #[test]
 fn iso_as_a_bios_cdrom_on_q35_sata() {
-    let dir = tempfile::tempdir().unwrap();
-    let (guest, _) = broken(dir.path());
-    let b = boot(
-        Mode::Repair,
-        Machine::Q35,
-        Fw::Bios,
-        Medium::IsoCdrom,
-        &guest,
-        true,
-    );
-    assert_repaired(&b, &guest);
+    repairs(Machine::Q35, Fw::Bios, Medium::IsoCdrom, true);
 }
 
 #[test]
 fn iso_as_a_uefi_cdrom_on_q35() {
-    let dir = tempfile::tempdir().unwrap();
-    let (guest, _) = broken(dir.path());
-    let b = boot(
-        Mode::Repair,
-        Machine::Q35,
-        Fw::Uefi,
-        Medium::IsoCdrom,
-        &guest,
-        true,
-    );
-    assert_repaired(&b, &guest);
-    let fw = b.console.firmware.clone().unwrap();
-    assert_eq!((fw.kind.as_str(), fw.secure_boot), ("uefi", false));
+    let b = repairs(Machine::Q35, Fw::Uefi, Medium::IsoCdrom, true);
+    assert_eq!(firmware_of(&b), ("uefi".into(), false));
 }
 
 #[test]
 fn iso_as_the_first_disk_like_nova_legacy_rescue_under_bios_and_uefi() {
     for (machine, fw) in [(Machine::Pc, Fw::Bios), (Machine::Q35, Fw::Uefi)] {
-        let dir = tempfile::tempdir().unwrap();
-        let (guest, _) = broken(dir.path());
-        let b = boot(Mode::Repair, machine, fw, Medium::IsoDisk, &guest, false);
-        assert_repaired(&b, &guest);
+        let b = repairs(machine, fw, Medium::IsoDisk, false);
         // The guest is the second disk, found by evidence, not by order.
-        assert_eq!(
-            b.console.os.as_ref().unwrap().root_device.as_deref(),
-            Some("/dev/vdb")
-        );
+        let root = b.console.os.as_ref().and_then(|o| o.root_device.clone());
+        assert_eq!(root.as_deref(), Some("/dev/vdb"));
     }
 }
 
 #[test]
 fn disk_image_under_bios() {
-    let dir = tempfile::tempdir().unwrap();
-    let (guest, _) = broken(dir.path());
-    let b = boot(
-        Mode::Repair,
-        Machine::Pc,
-        Fw::Bios,
-        Medium::DiskImage,
-        &guest,
-        true,
-    );
-    assert_repaired(&b, &guest);
+    repairs(Machine::Pc, Fw::Bios, Medium::DiskImage, true);
 }
 
 #[test]
 fn disk_image_under_uefi_with_secure_boot_enforcing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (guest, _) = broken(dir.path());
-    let b = boot(
-        Mode::Repair,
-        Machine::Q35,
-        Fw::SecureBoot,
-        Medium::DiskImage,
-        &guest,
-        false,
-    );
-    assert_repaired(&b, &guest);
-    let fw = b.console.firmware.clone().unwrap();
-    assert_eq!((fw.kind.as_str(), fw.secure_boot), ("uefi", true));
+    let b = repairs(Machine::Q35, Fw::SecureBoot, Medium::DiskImage, false);
+    assert_eq!(firmware_of(&b), ("uefi".into(), true));
 }
 
 #[test]
