@@ -451,3 +451,23 @@ fn two_domains_rescued_at_once_share_nothing() {
         assert_eq!(inactive_xml(&d.name), x);
     }
 }
+
+#[test]
+fn a_disk_the_qemu_process_cannot_read_is_a_clear_host_error() {
+    let d = TestDomain::new("perm", "pc", "    <boot dev='hd'/>\n");
+    let before = inactive_xml(&d.name);
+    // libvirt hands the file to QEMU's own user, who may not read mode 000.
+    std::fs::set_permissions(&d.disk, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "check"]);
+    std::fs::set_permissions(&d.disk, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(report.is_none());
+    assert!(
+        err.contains("failed to start the rescue") && err.contains(&*d.disk.to_string_lossy()),
+        "{err}"
+    );
+    assert_eq!(inactive_xml(&d.name), before);
+    // Nothing stale left: the next rescue runs.
+    let (code, _, _, err) = rescue_domain(&d.name, &["--mode", "check"]);
+    assert_eq!(code, 1, "{err}");
+}
