@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 base_pkgs=(
   linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs dosfstools btrfs-progs
   xorriso isolinux syslinux syslinux-common mtools shim-signed grub-efi-amd64-signed ovmf
-  cpio zstd file fdisk xz-utils libxml2-utils
+  cpio zstd file fdisk xz-utils libxml2-utils debootstrap
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -29,7 +29,7 @@ need_paths=(
   /usr/bin/xz /sbin/fsck.fat /bin/btrfs
   /usr/bin/syslinux /usr/bin/mformat /usr/lib/shim/shimx64.efi.signed
   /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed /usr/share/OVMF/OVMF_CODE_4M.ms.fd
-  /usr/bin/xmllint
+  /usr/bin/xmllint /usr/sbin/debootstrap
 )
 
 missing=()

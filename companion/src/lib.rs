@@ -2,6 +2,7 @@
 //! output, each in its own module.
 
 pub mod accel;
+pub mod bootjudge;
 pub mod cli;
 pub mod collector;
 pub mod consolelog;

@@ -3,4 +3,5 @@
 
 pub mod crash;
 pub mod fixture;
+pub mod guest;
 pub mod harness;

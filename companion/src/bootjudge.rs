@@ -1,0 +1,162 @@
+//! What a guest's console says about its boot (pure): it reached a login prompt or its
+//! multi-user target, fell into emergency or rescue mode, panicked, or hung (and on which start
+//! job), or printed nothing. The console is hostile text: only matched, never interpreted.
+
+use serde::Serialize;
+
+/// How a boot went, as its console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum BootState {
+    /// A getty login prompt, or systemd reached its multi-user or graphical target.
+    Booted,
+    /// Emergency or rescue mode ("Give root password for maintenance").
+    Emergency,
+    /// A kernel panic, or no working init.
+    Panic,
+    /// No progress to one of the above before the limit; the last start job that was running.
+    Hang { last_job: Option<String> },
+    /// Nothing on the console at all.
+    NoOutput,
+}
+
+impl BootState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BootState::Booted => "booted",
+            BootState::Emergency => "emergency",
+            BootState::Panic => "panic",
+            BootState::Hang { .. } => "hang",
+            BootState::NoOutput => "no_output",
+        }
+    }
+}
+
+const BOOTED: &[&str] = &[
+    "Reached target Multi-User System",
+    "Reached target multi-user.target",
+    "Reached target Graphical Interface",
+    "Reached target graphical.target",
+];
+const EMERGENCY: &[&str] = &[
+    "You are in emergency mode",
+    "You are in rescue mode",
+    "Give root password for maintenance",
+    "Entering emergency mode",
+    "Cannot open access to console, the root account is locked",
+    "emergency shell",
+];
+const PANIC: &[&str] = &[
+    "Kernel panic - not syncing",
+    "No working init found",
+    "Attempted to kill init",
+];
+
+/// A getty prompt: `HOSTNAME login:` at the end of a line.
+fn is_login_prompt(line: &str) -> bool {
+    let t = line.trim_end();
+    t.ends_with(" login:") && !t.contains("Last login:")
+}
+
+fn last_pos(lines: &[&str], pats: &[&str]) -> Option<usize> {
+    lines
+        .iter()
+        .rposition(|l| pats.iter().any(|p| l.contains(p)))
+}
+
+/// The job in a `A start job is running for NAME (12s / 1min 30s)` line.
+fn start_job(line: &str) -> Option<String> {
+    let rest = line.split("A start job is running for ").nth(1)?;
+    let name = rest.rsplit_once(" (").map_or(rest, |(n, _)| n);
+    Some(name.trim().chars().take(200).collect())
+}
+
+/// Judges a console (its text, terminal escapes and all). The latest of a login prompt or
+/// target, emergency mode and a panic wins; with none of them the boot hung, or said nothing.
+pub fn judge(console: &str) -> BootState {
+    let lines: Vec<&str> = console.lines().collect();
+    if console.trim().is_empty() {
+        return BootState::NoOutput;
+    }
+    let booted = lines
+        .iter()
+        .rposition(|l| is_login_prompt(l))
+        .max(last_pos(&lines, BOOTED));
+    let candidates = [
+        (booted, BootState::Booted),
+        (last_pos(&lines, EMERGENCY), BootState::Emergency),
+        (last_pos(&lines, PANIC), BootState::Panic),
+    ];
+    if let Some((_, state)) = candidates
+        .into_iter()
+        .filter_map(|(p, s)| p.map(|p| (p, s)))
+        .max_by_key(|(p, _)| *p)
+    {
+        return state;
+    }
+    BootState::Hang {
+        last_job: lines.iter().rev().find_map(|l| start_job(l)),
+    }
+}
+
+/// The last `n` lines of a console, for reports (escaped by the renderer).
+pub fn tail(console: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = console.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().take(300).collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBIAN_LOGIN: &str =
+        "[  OK  ] Started serial-getty@ttyS0.service - Serial Getty on ttyS0.\r
+[  OK  ] Reached target getty.target - Login Prompts.\r
+[  OK  ] Reached target multi-user.target - Multi-User System.\r
+\r
+Debian GNU/Linux 12 debian ttyS0\r
+\r
+debian login: ";
+
+    #[test]
+    fn a_login_prompt_or_multi_user_is_booted() {
+        assert_eq!(judge(DEBIAN_LOGIN), BootState::Booted);
+        assert_eq!(
+            judge("[  OK  ] Reached target Multi-User System.\n"),
+            BootState::Booted
+        );
+        assert_eq!(
+            judge("Last login: Mon\n"),
+            BootState::Hang { last_job: None }
+        );
+    }
+
+    #[test]
+    fn emergency_panic_hang_and_silence() {
+        let emergency = "[  OK  ] Reached target Local File Systems.\n\
+            You are in emergency mode. After logging in, type \"journalctl -xb\" to view\n\
+            Give root password for maintenance\n(or press Control-D to continue): ";
+        assert_eq!(judge(emergency), BootState::Emergency);
+        let panic = "[    2.1] Run /sbin/init as init process\n[    2.2] Kernel panic - not syncing: No working init found.  Try passing init= option to kernel.\n";
+        assert_eq!(judge(panic), BootState::Panic);
+        let hang = "[ ***  ] A start job is running for /dev/disk/by-uuid/5e1f0c2a (12s / 1min 30s)\n\
+            [  *** ] A start job is running for dev-disk-by\\x2duuid-5e1f0c2a.device (1min 2s / 1min 30s)\n";
+        assert_eq!(
+            judge(hang),
+            BootState::Hang {
+                last_job: Some("dev-disk-by\\x2duuid-5e1f0c2a.device".into())
+            }
+        );
+        assert_eq!(judge(" \r\n "), BootState::NoOutput);
+        // The latest word wins: an emergency shell after an earlier multi-user target.
+        let later = format!(
+            "{}\nYou are in emergency mode.\n",
+            "Reached target Multi-User System"
+        );
+        assert_eq!(judge(&later), BootState::Emergency);
+        assert_eq!(BootState::Booted.as_str(), "booted");
+    }
+}

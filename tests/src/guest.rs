@@ -1,0 +1,201 @@
+//! A real Debian 12 guest for the tests that check a repair by booting it: built once with
+//! debootstrap from Debian's packages (the mirror the machine's own apt uses), cached under a
+//! directory keyed by its inputs, turned into ext4 disks with `mkfs.ext4 -d`, and booted with
+//! its own kernel and initramfs on a throw-away overlay (nothing written to the disk) while its
+//! console is judged (`vmrescue_companion::bootjudge`). Shared with the boot-verify tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use vmrescue_companion::accel::Accel;
+use vmrescue_companion::bootjudge::{self, BootState};
+use vmrescue_companion::qemu::{self, Boot, Config, Drive, Format};
+use vmrescue_companion::vm::{QemuVm, Vm};
+
+/// What the guest is built from: changing any of it builds a new one.
+const SUITE: &str = "bookworm";
+const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs";
+/// Filesystem UUID of every guest root disk (its fstab names it).
+pub const ROOT_UUID: &str = "3b1d0c6e-5f0a-4d7b-9a62-7c1e2d3f4a5b";
+/// A TCG boot of this guest reaches its login prompt in about 35 s.
+pub const BOOT_LIMIT: Duration = Duration::from_secs(150);
+
+/// The built guest: its root tree, kernel and initramfs.
+pub struct Guest {
+    pub root: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+fn mirror() -> Result<String> {
+    let src = fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .or_else(|_| fs::read_to_string("/etc/apt/sources.list"))
+        .context("reading the machine's apt sources for the Debian mirror")?;
+    src.lines()
+        .find_map(|l| {
+            l.strip_prefix("URIs:")
+                .map(|u| u.split_whitespace().next().unwrap_or("").to_owned())
+                .or_else(|| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    (w.first() == Some(&"deb") && w.get(2) == Some(&SUITE)).then(|| w[1].to_owned())
+                })
+        })
+        .filter(|u| !u.is_empty())
+        .context("no Debian mirror URI in the apt sources")
+}
+
+fn cache_base() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("vmrescue")
+}
+
+fn newest(dir: &Path, prefix: &str) -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .with_context(|| format!("no {prefix}* in {}", dir.display()))
+}
+
+fn build(dir: &Path, mirror: &str) -> Result<()> {
+    let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
+        .arg(&tmp)
+        .arg(mirror)
+        .output()
+        .context("running debootstrap (scripts/setup.sh installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "debootstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    // What an installer would have written: the root by UUID, a host name.
+    fs::write(
+        tmp.join("etc/fstab"),
+        format!("UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n"),
+    )?;
+    fs::write(tmp.join("etc/hostname"), "guest\n")?;
+    fs::rename(&tmp, dir)?;
+    Ok(())
+}
+
+/// The guest, built on first use (a few minutes) and then cached.
+pub fn debian() -> &'static Guest {
+    static GUEST: OnceLock<Guest> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let get = || -> Result<Guest> {
+            let mirror = mirror()?;
+            let key = vmrescue_protocol::digest::sha256_hex(
+                format!("{SUITE}\n{INCLUDE}\n{mirror}\nminbase\n").as_bytes(),
+            );
+            let dir = cache_base().join(format!("guest-{}", &key[..16]));
+            fs::create_dir_all(cache_base())?;
+            let lock = fs::File::create(cache_base().join(format!("guest-{}.lock", &key[..16])))?;
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+            if !dir.join("etc/fstab").is_file() {
+                build(&dir, &mirror)?;
+            }
+            Ok(Guest {
+                kernel: newest(&dir.join("boot"), "vmlinuz-")?,
+                initrd: newest(&dir.join("boot"), "initrd.img-")?,
+                root: dir,
+            })
+        };
+        get().unwrap_or_else(|e| panic!("cannot build the Debian test guest: {e:#}"))
+    })
+}
+
+/// A root disk of the guest at `image`, after `change` edited a copy of its tree.
+pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let g = debian();
+    let work = tempfile::tempdir()?;
+    let tree = work.path().join("root");
+    let out = Command::new("cp")
+        .args(["-a"])
+        .arg(&g.root)
+        .arg(&tree)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "copying the guest tree: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    change(&tree)?;
+    crate::fixture::mkfs_ext4_uuid(image, 1536, "guestroot", Some(ROOT_UUID), &tree)
+}
+
+/// What a boot of the guest showed.
+pub struct Booted {
+    pub state: BootState,
+    pub console: String,
+}
+
+/// Boots the guest's own kernel and initramfs on `image` (behind an overlay: nothing written)
+/// until its console shows a login prompt, emergency mode or a panic, or `BOOT_LIMIT` passes.
+pub fn boot(image: &Path) -> Result<Booted> {
+    let g = debian();
+    let dir = tempfile::tempdir()?;
+    let base = Drive::new(image, Format::Raw);
+    let overlay = dir.path().join("overlay.qcow2");
+    let out = Command::new("qemu-img")
+        .args(qemu::overlay_args(&base, &overlay))
+        .output()?;
+    if !out.status.success() {
+        bail!("qemu-img: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let console_log = dir.path().join("console.log");
+    let config = Config::new(
+        "vmrescue-guest-boot",
+        Accel::Tcg,
+        Boot::Kernel {
+            kernel: g.kernel.clone(),
+            initrd: Some(g.initrd.clone()),
+            cmdline: format!("root=UUID={ROOT_UUID} ro console=ttyS0"),
+        },
+    )
+    .memory(1024)
+    .console_log(&console_log)
+    .drive(base.overlay(&overlay));
+    let mut vm = QemuVm::new(qemu::binary(), config, dir.path().join("qemu.log"));
+    vm.start()?;
+    let until = Instant::now() + BOOT_LIMIT;
+    let state = loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let text =
+            String::from_utf8_lossy(&vm.console_tail(4 << 20).unwrap_or_default()).into_owned();
+        let s = bootjudge::judge(&text);
+        let decided = matches!(
+            s,
+            BootState::Booted | BootState::Emergency | BootState::Panic
+        );
+        if decided || vm.exited().is_some() || Instant::now() > until {
+            break s;
+        }
+    };
+    vm.stop(Duration::ZERO);
+    let console = String::from_utf8_lossy(&fs::read(&console_log).unwrap_or_default()).into_owned();
+    Ok(Booted { state, console })
+}
