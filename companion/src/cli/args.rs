@@ -1,0 +1,334 @@
+//! The command line as clap parses it: command names, flags and defaults are contracts other
+//! tools drive (add, never rename).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vmrescue_protocol::Mode;
+
+use crate::accel::Choice;
+use crate::qemu::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmrescue",
+    version,
+    about = "Bring broken KVM / libvirt / OpenStack VMs back to life"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Check,
+    Repair,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Auto,
+    Raw,
+    Qcow2,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Check => Mode::Check,
+            ModeArg::Repair => Mode::Repair,
+        }
+    }
+}
+
+impl FormatArg {
+    /// The format the operator named; `None` for auto-detection.
+    pub fn named(self) -> Option<Format> {
+        match self {
+            FormatArg::Auto => None,
+            FormatArg::Raw => Some(Format::Raw),
+            FormatArg::Qcow2 => Some(Format::Qcow2),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Boot the rescue image under QEMU with the guest's disk image(s), check or repair them,
+    /// and print the report.
+    Rescue {
+        /// A disk image of the guest (raw or qcow2); repeat for several disks, in bus order.
+        #[arg(
+            long = "disk",
+            value_name = "IMG",
+            required_unless_present = "domain",
+            conflicts_with = "domain"
+        )]
+        disks: Vec<PathBuf>,
+        /// Rescue this libvirt domain (name or UUID) instead: its definition is never changed.
+        #[arg(long, value_name = "NAME")]
+        domain: Option<String>,
+        /// libvirt URI for --domain (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
+        #[arg(long, value_name = "URI", requires = "domain")]
+        connect: Option<String>,
+        /// How a --domain rescue boots: the ISO as a cdrom first in the boot order, or the
+        /// rescue kernel directly.
+        #[arg(long, value_enum, default_value = "cdrom", requires = "domain")]
+        boot: BootArg,
+        /// A running --domain: shut it down gracefully first (destroyed after a timeout).
+        #[arg(long, requires = "domain", conflicts_with = "force")]
+        stop: bool,
+        /// A running --domain: destroy it at once.
+        #[arg(long, requires = "domain")]
+        force: bool,
+        /// Start the --domain normally after the rescue.
+        #[arg(long, requires = "domain")]
+        start_after: bool,
+        /// Print the diff from the domain's inactive XML to the rescue XML; change nothing.
+        #[arg(long, requires = "domain")]
+        dry_run: bool,
+        /// For a remote --connect: the storage pool the rescue media are uploaded to.
+        #[arg(
+            long,
+            value_name = "NAME",
+            default_value = "default",
+            requires = "domain"
+        )]
+        pool: String,
+        /// check: look and write nothing (disks attached read-only); repair: fix.
+        #[arg(long, value_enum, default_value = "check")]
+        mode: ModeArg,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Memory of the rescue VM in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(128..=65536))]
+        memory: u32,
+        /// Give up when the rescue has not reported after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        timeout: u64,
+        /// Rescue image directory written by `vmrescue image build` (default: $VMRESCUE_IMAGE_DIR,
+        /// $XDG_CACHE_HOME/vmrescue/image or ~/.cache/vmrescue/image); built when missing.
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+        /// Agent binary to pack if the image must be built.
+        #[arg(long, value_name = "PATH")]
+        agent: Option<PathBuf>,
+        /// QEMU accelerator (default: $VMRESCUE_ACCEL, else auto: KVM when it works, else TCG).
+        #[arg(long, value_enum)]
+        accel: Option<Choice>,
+        /// Disk image format for every --disk (default: detected, qcow2 by its magic, else raw;
+        /// a detected qcow2 that names a backing or data file is refused: name the format to
+        /// follow it).
+        #[arg(long, value_enum, default_value = "auto")]
+        format: FormatArg,
+        /// Keep the run directory (console log, QEMU log) even after a successful rescue.
+        #[arg(long)]
+        keep_run_dir: bool,
+        /// The OS root when discovery finds several: a device as the rescue VM names it
+        /// (`/dev/vdb1`) or a filesystem UUID.
+        #[arg(long, value_name = "DEVICE|UUID")]
+        root: Option<String>,
+        /// Host name written into a rebuilt /etc/hostname and /etc/hosts (default: localhost).
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+        /// Do not add errors=remount-ro to an ext root's fstab entry that has no errors= option.
+        #[arg(long)]
+        keep_root_error_behaviour: bool,
+        /// DESTRUCTIVE: when an xfs log cannot be replayed by mounting, let xfs_repair -L zero
+        /// it, losing the transactions it holds.
+        #[arg(long)]
+        xfs_zero_log: bool,
+        /// A reference /etc directory: its files replace missing guest /etc files (before the
+        /// guest's own backups or rebuilt minimal files).
+        #[arg(long, value_name = "DIR")]
+        reference_etc: Option<PathBuf>,
+        /// Keep e2fsck undo files (repair mode) in a new subdirectory of DIR: a scratch disk
+        /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
+        #[arg(long, value_name = "DIR")]
+        undo_dir: Option<PathBuf>,
+    },
+    /// Discover disks, partitions, filesystems, the OS root and its fstab on image files,
+    /// without booting anything. Disks are named vda, vdb... in the order given.
+    Inspect {
+        /// Disk images (raw or qcow2).
+        #[arg(value_name = "IMG", required = true)]
+        images: Vec<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// The OS root when there are several (device or filesystem UUID).
+        #[arg(long, value_name = "DEVICE|UUID")]
+        root: Option<String>,
+        /// Image format of every IMG (default: detected; a detected qcow2 that names a backing
+        /// or data file is refused: name the format to follow it).
+        #[arg(long, value_enum, default_value = "auto")]
+        format: FormatArg,
+    },
+    /// Recover instance files that were deleted while their VMs still run, copying them
+    /// through the qemu processes' open file descriptors (sparse-aware, verified).
+    Salvage {
+        /// Where the files were deleted from.
+        #[arg(long, value_name = "DIR", default_value = crate::salvage::DEFAULT_INSTANCES_DIR)]
+        instances_dir: PathBuf,
+        /// Copy into this directory, mirroring the instances layout.
+        #[arg(long, value_name = "DIR", conflicts_with = "restore")]
+        dest: Option<PathBuf>,
+        /// Pause the owning libvirt domains while copying.
+        #[arg(long)]
+        suspend: bool,
+        /// Resume the paused domains afterwards (without it they stay paused, ready for a hard
+        /// reboot onto the restored files).
+        #[arg(long, requires = "suspend")]
+        resume: bool,
+        /// libvirt URI for --suspend (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
+        #[arg(long, value_name = "URI", requires = "suspend")]
+        connect: Option<String>,
+        /// Copy back to the original paths.
+        #[arg(long)]
+        restore: bool,
+        /// Show what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Owner and mode for a kind of file: ROLE=USER:GROUP:MODE with ROLE one of base-image,
+        /// disk, console-log, other-file, directory (default: nova's layout). Repeatable.
+        #[arg(long, value_name = "ROLE=USER:GROUP:MODE")]
+        owner: Vec<String>,
+    },
+    /// Change the owner of files from one uid/gid to another (compute hosts whose nova or
+    /// libvirt-qemu ids differ), without following symlinks or crossing filesystems.
+    FixOwners {
+        #[arg(long, value_name = "N")]
+        from_uid: Option<u32>,
+        #[arg(long, value_name = "M")]
+        to_uid: Option<u32>,
+        #[arg(long, value_name = "N")]
+        from_gid: Option<u32>,
+        #[arg(long, value_name = "M")]
+        to_gid: Option<u32>,
+        /// Tree to walk.
+        #[arg(long, value_name = "DIR", default_value = crate::salvage::DEFAULT_INSTANCES_DIR)]
+        path: PathBuf,
+        /// Count what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clean up after a `rescue --domain` that crashed or was killed: end a leftover rescue
+    /// run of the domain and remove its state (the definition was never changed).
+    Unrescue {
+        #[arg(long, value_name = "NAME")]
+        domain: String,
+        #[arg(long, value_name = "URI")]
+        connect: Option<String>,
+    },
+    /// Take a rescue's report back from a console log (an ISO or nova rescue has no channel):
+    /// `openstack console log show SERVER | vmrescue report --console-log -`.
+    Report {
+        /// The console log (`-`: standard input). Only its end is read.
+        #[arg(long = "console-log", value_name = "FILE")]
+        console_log: PathBuf,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// libvirt domain XML.
+    Xml {
+        #[command(subcommand)]
+        command: XmlCmd,
+    },
+    /// Rescue image artefacts.
+    Image {
+        #[command(subcommand)]
+        command: ImageCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Build the kernel + initramfs rescue image from the host's kernel.
+    Build {
+        /// Kernel image (default: the newest /boot/vmlinuz-*).
+        #[arg(long, value_name = "PATH")]
+        kernel: Option<PathBuf>,
+        /// Output directory (default: the rescue command's default image directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The static agent binary to pack as /init.
+        #[arg(long, value_name = "PATH")]
+        agent: Option<PathBuf>,
+        /// Bake a reference /etc into the image: its files replace missing guest /etc files
+        /// in every rescue made with it (a rescue's own --reference-etc takes precedence).
+        #[arg(long, value_name = "DIR")]
+        reference_etc: Option<PathBuf>,
+        /// The boot media's default mode (ISO and disk image boots get no per-rescue command
+        /// line; their boot menu also offers the others).
+        #[arg(long, value_enum, default_value = "check")]
+        mode: ModeArg,
+        /// What the media's rescue does once it has reported.
+        #[arg(long, value_enum, default_value = "poweroff")]
+        after: AfterArg,
+        /// Host name for a rebuilt /etc/hostname (baked into the media's command line).
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+        /// Do not add errors=remount-ro to an ext root's fstab entry.
+        #[arg(long)]
+        keep_root_error_behaviour: bool,
+        /// Longest one checker pass may run on the media's rescues.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+        fsck_timeout: Option<u64>,
+        /// Build only the kernel and initramfs (no vmrescue.iso or vmrescue-disk.qcow2).
+        #[arg(long)]
+        no_media: bool,
+    },
+    /// Print the `openstack` commands that upload the media for `openstack server rescue`.
+    Nova {
+        /// Image directory (default: as for `rescue`).
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+        /// Print the commands as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XmlCmd {
+    /// Print the rescue XML `rescue --domain` would boot, for a domain XML file (`-`: stdin).
+    Rescue {
+        /// The domain's XML (as `virsh dumpxml --inactive` prints it).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// cdrom: the rescue ISO first in the boot order; kernel: direct kernel boot.
+        #[arg(long, value_enum, default_value = "cdrom")]
+        boot: BootArg,
+        /// The rescue ISO (default: vmrescue.iso in the image directory).
+        #[arg(long, value_name = "PATH")]
+        iso: Option<PathBuf>,
+        /// check: the guest's disks read-only too; repair: writable.
+        #[arg(long, value_enum, default_value = "check")]
+        mode: ModeArg,
+        /// Image directory (default: as for `rescue`).
+        #[arg(long, value_name = "DIR")]
+        image: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootArg {
+    Cdrom,
+    Kernel,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AfterArg {
+    Poweroff,
+    Reboot,
+    Shell,
+}
