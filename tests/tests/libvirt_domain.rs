@@ -471,3 +471,31 @@ fn a_disk_the_qemu_process_cannot_read_is_a_clear_host_error() {
     let (code, _, _, err) = rescue_domain(&d.name, &["--mode", "check"]);
     assert_eq!(code, 1, "{err}");
 }
+
+#[test]
+fn an_iso_the_qemu_process_cannot_read_is_a_clear_host_error() {
+    let d = TestDomain::new("noread", "pc", "    <boot dev='hd'/>\n");
+    let before = inactive_xml(&d.name);
+    // A pool whose directory QEMU's own user cannot enter: the uploaded ISO is unreadable to it.
+    let pool_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(pool_dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pool = format!("vmrescue-test-noread-{}", std::process::id());
+    let o = virsh(&[
+        "pool-create-as",
+        &pool,
+        "dir",
+        "--target",
+        pool_dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let (code, report, _, err) = rescue_domain(
+        &d.name,
+        &["--connect", "qemu+tcp://127.0.0.1/system", "--pool", &pool],
+    );
+    let _ = virsh(&["pool-destroy", &pool]);
+    assert_eq!(code, 2, "{err}");
+    assert!(report.is_none());
+    assert!(err.contains("failed to start the rescue"), "{err}");
+    assert_eq!(inactive_xml(&d.name), before);
+    assert!(!String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running"));
+}
