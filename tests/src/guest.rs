@@ -31,21 +31,33 @@ pub struct Guest {
     pub initrd: PathBuf,
 }
 
+/// The mirror of the machine's own `bookworm` suite (deb822 `debian.sources`, else
+/// `sources.list`), as `scripts/setup.sh` finds it; never a host name of ours.
 fn mirror() -> Result<String> {
-    let src = fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
-        .or_else(|_| fs::read_to_string("/etc/apt/sources.list"))
-        .context("reading the machine's apt sources for the Debian mirror")?;
-    src.lines()
+    if let Ok(src) = fs::read_to_string("/etc/apt/sources.list.d/debian.sources") {
+        for stanza in src.split("\n\n") {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            if field("Suites:").split_whitespace().any(|s| s == SUITE) {
+                if let Some(u) = field("URIs:").split_whitespace().next() {
+                    return Ok(u.to_owned());
+                }
+            }
+        }
+    }
+    let list = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    list.lines()
         .find_map(|l| {
-            l.strip_prefix("URIs:")
-                .map(|u| u.split_whitespace().next().unwrap_or("").to_owned())
-                .or_else(|| {
-                    let w: Vec<&str> = l.split_whitespace().collect();
-                    (w.first() == Some(&"deb") && w.get(2) == Some(&SUITE)).then(|| w[1].to_owned())
-                })
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"deb") && w.get(2) == Some(&SUITE)).then(|| w[1].to_owned())
         })
-        .filter(|u| !u.is_empty())
-        .context("no Debian mirror URI in the apt sources")
+        .context("no mirror of the bookworm suite in the machine's apt sources")
 }
 
 fn cache_base() -> PathBuf {

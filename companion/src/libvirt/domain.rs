@@ -332,25 +332,23 @@ fn settings_drive(state: &Path, iso: &Path, req: &DomainRequest) -> Result<(), D
     Ok(())
 }
 
-fn unified_diff(a: &str, b: &str) -> String {
-    let dir = tempfile::tempdir();
-    let Ok(dir) = dir else {
-        return String::new();
-    };
+fn unified_diff(a: &str, b: &str) -> Result<String, DomainError> {
+    let dir = tempfile::tempdir()
+        .map_err(io("creating a scratch directory in", &std::env::temp_dir()))?;
     let (pa, pb) = (
         dir.path().join("inactive.xml"),
         dir.path().join("rescue.xml"),
     );
-    if fs::write(&pa, a).is_err() || fs::write(&pb, b).is_err() {
-        return String::new();
-    }
-    std::process::Command::new("diff")
+    fs::write(&pa, a).map_err(io("writing", &pa))?;
+    fs::write(&pb, b).map_err(io("writing", &pb))?;
+    // diff exits 1 when the files differ: only its output matters.
+    let out = std::process::Command::new("diff")
         .args(["-u", "--label", "inactive", "--label", "rescue"])
         .arg(&pa)
         .arg(&pb)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+        .map_err(io("running diff (diffutils) on", &pa))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn wait_inactive(dom: &Domain, limit: Duration) -> bool {
@@ -449,7 +447,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         } else {
             rescue_xml(cdrom_boot(&at(&iso_name)), Some(&settings_iso))?
         };
-        return Ok(Done::DryRun(unified_diff(&original, &xml_text)));
+        return Ok(Done::DryRun(unified_diff(&original, &xml_text)?));
     }
     let active = dom.is_active().map_err(lv("reading the state", &name))?;
     if active && !req.stop && !req.force {
@@ -648,7 +646,7 @@ mod tests {
 
     #[test]
     fn diff_shows_the_rescue_additions() {
-        let d = unified_diff("<a>\n</a>\n", "<a>\n  <b/>\n</a>\n");
+        let d = unified_diff("<a>\n</a>\n", "<a>\n  <b/>\n</a>\n").unwrap();
         assert!(d.contains("+  <b/>") && d.contains("--- inactive"), "{d}");
     }
 }
