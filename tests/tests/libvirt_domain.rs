@@ -96,6 +96,35 @@ impl Drop for TestDomain {
     }
 }
 
+/// A transient `dir` storage pool in a directory of `mode`; destroyed on drop.
+struct TestPool {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestPool {
+    fn new(tag: &str, mode: u32) -> TestPool {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let name = format!("vmrescue-test-{tag}-{}", std::process::id());
+        let o = virsh(&[
+            "pool-create-as",
+            &name,
+            "dir",
+            "--target",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{o:?}");
+        TestPool { name, dir }
+    }
+}
+
+impl Drop for TestPool {
+    fn drop(&mut self) {
+        let _ = virsh(&["pool-destroy", &self.name]);
+    }
+}
+
 fn vmrescue(args: &[&str]) -> (i32, Option<serde_json::Value>, String, String) {
     let out = Command::new(harness::vmrescue_bin().unwrap())
         .args(args)
@@ -278,23 +307,12 @@ fn bad_input_is_refused_clearly_and_the_domain_is_left_as_it_was() {
 fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams_back() {
     let d = TestDomain::new("tcp", "pc", "    <boot dev='hd'/>\n");
     let before = inactive_xml(&d.name);
-    let pool_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(pool_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let pool = format!("vmrescue-test-pool-{}", std::process::id());
-    let o = virsh(&[
-        "pool-create-as",
-        &pool,
-        "dir",
-        "--target",
-        pool_dir.path().to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{o:?}");
+    let pool = TestPool::new("pool", 0o755);
     let uri = "qemu+tcp://127.0.0.1/system";
     let (code, report, _, err) = rescue_domain(
         &d.name,
-        &["--connect", uri, "--pool", &pool, "--mode", "repair"],
+        &["--connect", uri, "--pool", &pool.name, "--mode", "repair"],
     );
-    let _ = virsh(&["pool-destroy", &pool]);
     assert_eq!(code, 0, "{err}");
     let r = report.unwrap();
     assert_eq!(r["outcome"], "repaired", "{r}");
@@ -304,7 +322,7 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
             .contains("recovered it from the console log"),
         "the report came over the stream: {r}"
     );
-    let uploaded: Vec<String> = std::fs::read_dir(pool_dir.path())
+    let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -477,22 +495,16 @@ fn an_iso_the_qemu_process_cannot_read_is_a_clear_host_error() {
     let d = TestDomain::new("noread", "pc", "    <boot dev='hd'/>\n");
     let before = inactive_xml(&d.name);
     // A pool whose directory QEMU's own user cannot enter: the uploaded ISO is unreadable to it.
-    let pool_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(pool_dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let pool = format!("vmrescue-test-noread-{}", std::process::id());
-    let o = virsh(&[
-        "pool-create-as",
-        &pool,
-        "dir",
-        "--target",
-        pool_dir.path().to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{o:?}");
+    let pool = TestPool::new("noread", 0o700);
     let (code, report, _, err) = rescue_domain(
         &d.name,
-        &["--connect", "qemu+tcp://127.0.0.1/system", "--pool", &pool],
+        &[
+            "--connect",
+            "qemu+tcp://127.0.0.1/system",
+            "--pool",
+            &pool.name,
+        ],
     );
-    let _ = virsh(&["pool-destroy", &pool]);
     assert_eq!(code, 2, "{err}");
     assert!(report.is_none());
     assert!(err.contains("failed to start the rescue"), "{err}");
