@@ -76,6 +76,16 @@ pub fn apply(root: &Root, device: &str, steps: &[Step], stamp: &str) -> Applied 
                         review: step.review,
                     })
                 }),
+            Action::Symlink { path, target } => root.symlink(path, target).map(|made| {
+                made.then(|| Change {
+                    kind: ChangeKind::Symlink,
+                    path: path.clone(),
+                    device: Some(device.to_owned()),
+                    detail: format!("{} (-> {target})", step.why),
+                    review: step.review,
+                    ..Default::default()
+                })
+            }),
         };
         match result {
             Ok(Some(c)) => {

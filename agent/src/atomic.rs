@@ -77,6 +77,9 @@ pub enum AtomicError {
     BadName { path: String, what: &'static str },
     #[error("{path} exists but is a {kind:?}, not a directory; left alone")]
     NotADirectory { path: String, kind: FileType },
+    /// Something other than the wanted link is already at the path.
+    #[error("{path} already exists; left alone")]
+    Exists { path: String },
     #[error("{path} is a symbolic link; left alone (fix it by hand)")]
     Symlink { path: String },
     #[error("{path} is not a regular file; left alone")]
@@ -246,6 +249,59 @@ impl Root {
         Ok(out)
     }
 
+    /// Creates the symbolic link `path` -> `target` where nothing is: made under a temporary
+    /// name and renamed into place without replacing (a crash leaves no link or the whole one).
+    /// A link already there with the same target is left: `Ok(false)`; anything else there is
+    /// an error and stays as it was.
+    pub fn symlink(&self, path: &str, target: &str) -> Result<bool, AtomicError> {
+        let (parent, name) = split(path).ok_or_else(|| bad_name(path, "link"))?;
+        let dir = self.dir(parent)?;
+        match rfs::readlinkat(&dir, name, Vec::new()) {
+            Ok(old) if old.as_bytes() == target.as_bytes() => return Ok(false),
+            Ok(_) => {
+                return Err(AtomicError::Exists {
+                    path: path.to_owned(),
+                })
+            }
+            Err(Errno::NOENT) => {}
+            Err(Errno::INVAL) => {
+                return Err(AtomicError::Exists {
+                    path: path.to_owned(),
+                })
+            }
+            Err(e) => return Err(sys(path, "read link")(e)),
+        }
+        let tmp = temp_name(name);
+        rfs::symlinkat(target, &dir, &tmp).map_err(sys(path, "create temporary link"))?;
+        let result = (|| {
+            if rustix::process::geteuid().is_root() {
+                rfs::chownat(
+                    &dir,
+                    &tmp,
+                    Some(Uid::ROOT),
+                    Some(Gid::ROOT),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(sys(path, "chown"))?;
+            }
+            renameat_with(&dir, &tmp, &dir, name, RenameFlags::NOREPLACE).map_err(|e| {
+                if e == Errno::EXIST {
+                    AtomicError::Exists {
+                        path: path.to_owned(),
+                    }
+                } else {
+                    sys(path, "rename")(e)
+                }
+            })
+        })();
+        if let Err(e) = result {
+            let _ = unlinkat(&dir, &tmp, AtFlags::empty());
+            return Err(e);
+        }
+        rfs::fsync(&dir).map_err(sys(path, "fsync directory"))?;
+        Ok(true)
+    }
+
     /// Saves `old` as `NAME.vmrescue-STAMP` (or `-STAMP-N` when taken) next to the original.
     fn backup(
         &self,
@@ -362,6 +418,19 @@ fn existing_labels(dir: &OwnedFd, name: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `.NAME.vmrescue-tmp.PID.NANOS.SEQ`: PID 1 is always pid 1, so the clock and a counter keep
+/// names apart across rescues.
+fn temp_name(name: &str) -> String {
+    format!(
+        ".{name}.vmrescue-tmp.{}.{}.{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// [`replace_labelled`] without attributes to carry over.
 fn replace(
     dir: &OwnedFd,
@@ -385,18 +454,10 @@ fn replace_labelled(
     flags: RenameFlags,
     labels: &[(String, Vec<u8>)],
 ) -> Result<(), AtomicError> {
-    // PID 1 is always pid 1: the clock and a counter keep names apart across rescues, and a
-    // name left by a killed earlier run is skipped.
+    // A name left by a killed earlier run is skipped.
     let mut attempt = 0;
     let (tmp, fd) = loop {
-        let tmp = format!(
-            ".{name}.vmrescue-tmp.{}.{}.{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let tmp = temp_name(name);
         match openat(
             dir,
             &tmp,
@@ -523,6 +584,39 @@ mod tests {
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(r.write("/../../x", b"x", perm(0o644), "S").is_ok());
         assert!(d.path().join("x").exists(), "`..` stops at the root");
+    }
+
+    #[test]
+    fn links_are_made_once_never_over_anything() {
+        let (d, r) = root();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        assert!(r
+            .symlink("/etc/os-release", "../usr/lib/os-release")
+            .unwrap());
+        assert_eq!(
+            std::fs::read_link(d.path().join("etc/os-release")).unwrap(),
+            Path::new("../usr/lib/os-release")
+        );
+        assert!(!r
+            .symlink("/etc/os-release", "../usr/lib/os-release")
+            .unwrap());
+        let e = r.symlink("/etc/os-release", "/elsewhere").unwrap_err();
+        assert!(matches!(&e, AtomicError::Exists { path } if path == "/etc/os-release"));
+        std::fs::write(d.path().join("etc/hosts"), b"keep\n").unwrap();
+        assert!(r.symlink("/etc/hosts", "/x").is_err());
+        assert_eq!(
+            std::fs::read(d.path().join("etc/hosts")).unwrap(),
+            b"keep\n"
+        );
+        assert!(r.symlink("/nodir/x", "/y").is_err(), "parents are not made");
+        let names: Vec<_> = std::fs::read_dir(d.path().join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains("vmrescue-tmp")),
+            "no temporary link left: {names:?}"
+        );
     }
 
     #[test]

@@ -14,8 +14,13 @@ pub enum BootState {
     Emergency,
     /// A kernel panic, or no working init.
     Panic,
-    /// No progress to one of the above before the limit; the last start job that was running.
-    Hang { last_job: Option<String> },
+    /// No progress to one of the above before the limit; the last start job that was running,
+    /// and the console prompt the boot waits at, if it shows one (systemd's first-boot
+    /// wizard, a disk passphrase).
+    Hang {
+        last_job: Option<String>,
+        prompt: Option<String>,
+    },
     /// Nothing on the console at all.
     NoOutput,
 }
@@ -50,6 +55,30 @@ const PANIC: &[&str] = &[
     "Kernel panic - not syncing",
     "No working init found",
     "Attempted to kill init",
+];
+
+/// Console prompts a boot can wait at forever: (what the console shows, what it means).
+const PROMPTS: &[(&str, &str)] = &[
+    (
+        "-- Press any key to proceed --",
+        "systemd-firstboot waits for a key press (no /etc/machine-id: a first boot)",
+    ),
+    (
+        "Please enter system locale name or number",
+        "systemd-firstboot asks for a locale (a first boot)",
+    ),
+    (
+        "Please enter timezone name or number",
+        "systemd-firstboot asks for a time zone (a first boot)",
+    ),
+    (
+        "Please enter a new root password",
+        "systemd-firstboot asks for a root password (a first boot)",
+    ),
+    (
+        "Please enter passphrase for disk",
+        "a disk passphrase is asked for (encrypted volume)",
+    ),
 ];
 
 /// A getty prompt: `HOSTNAME login:` at the end of a line.
@@ -94,8 +123,15 @@ pub fn judge(console: &str) -> BootState {
     {
         return state;
     }
+    let prompt = lines.iter().rev().find_map(|l| {
+        PROMPTS
+            .iter()
+            .find(|(shown, _)| l.contains(shown))
+            .map(|(_, means)| (*means).to_owned())
+    });
     BootState::Hang {
         last_job: lines.iter().rev().find_map(|l| start_job(l)),
+        prompt,
     }
 }
 
@@ -130,7 +166,10 @@ debian login: ";
         );
         assert_eq!(
             judge("Last login: Mon\n"),
-            BootState::Hang { last_job: None }
+            BootState::Hang {
+                last_job: None,
+                prompt: None
+            }
         );
     }
 
@@ -147,9 +186,20 @@ debian login: ";
         assert_eq!(
             judge(hang),
             BootState::Hang {
-                last_job: Some("dev-disk-by\\x2duuid-5e1f0c2a.device".into())
+                last_job: Some("dev-disk-by\\x2duuid-5e1f0c2a.device".into()),
+                prompt: None
             }
         );
+        // What a Debian guest without /etc/machine-id showed on its serial console.
+        let firstboot = "         Starting \x1b[0;1;39msystemd-firstboot.service\x1b[0m - First Boot Wizard...\r\n\
+            \r\n-- Press any key to proceed --[   18.820009] random: crng init done\r\n\
+            [\x1b[0;1;31m TIME \x1b[0m] Timed out waiting for device \x1b[0;1;39mdev-ttyS0.device\x1b[0m - /dev/ttyS0.\r\n";
+        match judge(firstboot) {
+            BootState::Hang {
+                prompt: Some(p), ..
+            } => assert!(p.contains("systemd-firstboot"), "{p}"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(judge(" \r\n "), BootState::NoOutput);
         // The latest word wins: an emergency shell after an earlier multi-user target.
         let later = format!(

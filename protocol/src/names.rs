@@ -109,6 +109,8 @@ wire_names! {
         Mkdir => "mkdir",
         /// A file was written (atomically, backed up).
         WriteFile => "write_file",
+        /// A symbolic link was created where nothing was (never replacing anything).
+        Symlink => "symlink",
         /// The report saved on the repaired root.
         Report => "report",
     }

@@ -20,13 +20,13 @@ fn assert_boots(image: &Path) {
 }
 
 /// Breaks a fresh guest disk with `change`, checks that check mode writes nothing, repairs it
-/// and boots it.
+/// and boots it. Returns the repair's run and the repaired disk (in `dir`).
 fn repaired_guest_boots(
+    dir: &tempfile::TempDir,
     name: &str,
     change: impl FnOnce(&Path) -> anyhow::Result<()>,
     debugfs: &[&str],
-) {
-    let dir = tempfile::tempdir().unwrap();
+) -> (harness::Run, std::path::PathBuf) {
     let image = dir.path().join(format!("{name}.img"));
     guest::disk(&image, change).unwrap();
     if !debugfs.is_empty() {
@@ -45,6 +45,7 @@ fn repaired_guest_boots(
     assert_eq!(run.field("/outcome"), "repaired");
     assert_eq!(fixture::host_e2fsck(&image).unwrap(), 0);
     assert_boots(&image);
+    (run, image)
 }
 
 #[test]
@@ -56,8 +57,10 @@ fn the_guest_boots_to_its_login_prompt_as_built() {
 }
 
 #[test]
-fn a_gone_fstab_volume_and_the_error_state() {
+fn a_gone_fstab_volume() {
+    let dir = tempfile::tempdir().unwrap();
     repaired_guest_boots(
+        &dir,
         "fstab-gone",
         |root| {
             std::fs::write(
@@ -69,13 +72,100 @@ fn a_gone_fstab_volume_and_the_error_state() {
             )?;
             Ok(())
         },
-        &["ssv state 2", "ssv error_count 3"],
+        &[],
     );
 }
 
 #[test]
+fn the_root_in_the_error_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, _) = repaired_guest_boots(
+        &dir,
+        "error-state",
+        |_| Ok(()),
+        &["ssv state 2", "ssv error_count 3"],
+    );
+    let changes = run.report.as_ref().unwrap()["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["kind"] == "fsck"),
+        "the error state was cleared by fsck: {changes:#?}"
+    );
+}
+
+/// The ID a guest's persistent journal is kept under (as if it had booted and logged before).
+const OWN_ID: &str = "4c0ffee04c0ffee04c0ffee04c0ffee0";
+
+#[test]
+fn etc_lost_entirely_boots_unattended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, image) = repaired_guest_boots(
+        &dir,
+        "etc-lost",
+        |root| {
+            std::fs::remove_dir_all(root.join("etc"))?;
+            std::fs::create_dir_all(root.join("var/log/journal").join(OWN_ID))?;
+            Ok(())
+        },
+        &[],
+    );
+    let report = run.report.as_ref().unwrap();
+    let changes = report["changes"].as_array().unwrap();
+    let change = |path: &str| {
+        changes
+            .iter()
+            .find(|c| c["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not among the changes: {changes:#?}"))
+    };
+    // The machine ID the guest's journal is named by, so systemd sees no first boot.
+    let id = change("/etc/machine-id");
+    assert_eq!(id["review"], true);
+    assert!(
+        id["detail"].as_str().unwrap().contains("/var/log/journal"),
+        "{id}"
+    );
+    assert_eq!(
+        fixture::read_in_image(&image, "/etc/machine-id").unwrap(),
+        Some(format!("{OWN_ID}\n").into_bytes())
+    );
+    // Debian's system accounts, the distribution's own copies, the packages' enabled units.
+    let group = fixture::read_in_image(&image, "/etc/group")
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&group).contains("\nshadow:x:42:"),
+        "group from base-passwd"
+    );
+    assert!(change("/etc/passwd")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("base-passwd"));
+    assert!(change("/etc/nsswitch.conf")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("/usr/share/libc-bin/nsswitch.conf"));
+    assert_eq!(change("/etc/os-release")["kind"], "symlink");
+    let getty = change("/etc/systemd/system/getty.target.wants/getty@tty1.service");
+    assert_eq!(getty["kind"], "symlink");
+    assert!(getty["detail"]
+        .as_str()
+        .unwrap()
+        .contains("systemd.postinst"));
+    change("/etc/systemd/system/timers.target.wants/fstrim.timer");
+    assert!(changes
+        .iter()
+        .filter(|c| c["kind"] == "write_file" || c["kind"] == "symlink")
+        .filter(|c| c["path"].as_str().unwrap().starts_with("/etc/"))
+        .all(|c| c["review"] == true));
+    // What only the packages hold is named, with the command that restores it.
+    let warnings = serde_json::to_string(&report["warnings"]).unwrap();
+    assert!(warnings.contains("--force-confmiss"), "{warnings}");
+}
+
+#[test]
 fn proc_sys_run_dev_removed_and_the_root_named_by_kernel_name() {
+    let dir = tempfile::tempdir().unwrap();
     repaired_guest_boots(
+        &dir,
         "api-dirs",
         |root| {
             for d in ["proc", "sys", "run", "dev"] {

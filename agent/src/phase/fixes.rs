@@ -90,6 +90,20 @@ fn mount_root(mode: Mode, fs: &Filesystem, rep: &mut Reporter) -> Option<Mounted
     }
 }
 
+/// A random machine ID (systemd's format), for a guest whose own is lost. Uniqueness, not
+/// secrecy, is what it needs: the kernel's pool is asked without waiting for it to be seeded,
+/// which a rescue VM early in its boot may not be. Empty if the kernel gives nothing.
+fn fresh_machine_id() -> String {
+    use rustix::rand::{getrandom, GetRandomFlags};
+    let mut bytes = [0u8; 16];
+    let got = getrandom(&mut bytes, GetRandomFlags::INSECURE)
+        .or_else(|_| getrandom(&mut bytes, GetRandomFlags::NONBLOCK));
+    match got {
+        Ok(16) => vmrescue_protocol::digest::hex(&bytes),
+        _ => String::new(),
+    }
+}
+
 /// Plans the fixes on the mounted root and lists them as the report's plan.
 fn plan_on(
     tree: &MountedTree,
@@ -105,6 +119,7 @@ fn plan_on(
         .map(Path::new)
         .find(|p| p.is_dir())
         .and_then(|p| MountedTree::directory(p).ok());
+    let machine_id = fresh_machine_id();
     let ctx = plan::Context {
         root_device: root,
         filesystems: &report.filesystems,
@@ -114,6 +129,7 @@ fn plan_on(
         hostname: settings.hostname.as_deref(),
         reference: reference.as_ref().map(|r| r as &dyn Tree),
         today: clock::days(now),
+        fresh_machine_id: &machine_id,
         policy: plan::Policy {
             errors_remount_ro: settings.errors_remount_ro,
             ..plan::Policy::default()

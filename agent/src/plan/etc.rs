@@ -1,7 +1,11 @@
 //! Missing `/etc` essentials: the account files, host name, hosts and fstab. Each comes, in
 //! order of preference, from the operator's reference `/etc`, from the guest's own `-` backup
 //! (`/etc/passwd-`), or is rebuilt minimally; every one is marked for the operator's review.
-//! Files the reference holds beyond these are restored too when the guest lacks them.
+//! Files the reference holds beyond these are restored too when the guest lacks them. When
+//! `/etc` was lost ([`lost`]), what the boot needs besides comes back too: the machine ID
+//! ([`super::machine_id`]), the distribution's defaults ([`super::distro_defaults`]), the
+//! enabled units ([`super::unit_links`]), and a note of what only the packages hold
+//! ([`super::conffiles`]).
 
 use vmrescue_discovery::osroot::Tree;
 
@@ -51,9 +55,19 @@ const ACCOUNTS: &[Essential] = &[
     },
 ];
 
+/// Debian's system accounts and groups (`base-passwd`), the rebuilt account files' base.
+const PASSWD_MASTER: &str = "/usr/share/base-passwd/passwd.master";
+const GROUP_MASTER: &str = "/usr/share/base-passwd/group.master";
+
+/// Whether `/etc` was lost: its account files are gone (a guest never runs without them).
+pub fn lost(root: &dyn Tree) -> bool {
+    !root.exists("/etc/passwd") && !root.exists("/etc/group")
+}
+
 /// Plans `/etc` and returns what it restored.
 pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
     let mut out = Restored::default();
+    let lost = lost(root);
     if root.exists("/etc") && !root.is_dir("/etc") {
         p.notes.push(
             "/etc exists but is not a directory; /etc left alone (move it aside by hand)".into(),
@@ -153,7 +167,15 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
         out.fstab = Some(content);
         out.fstab_planned = true;
     }
+    super::machine_id::plan(root, ctx, lost, p);
     restore_reference_extras(root, ctx, p);
+    if lost {
+        super::distro_defaults::plan(root, p);
+    }
+    super::unit_links::plan(root, p);
+    if lost {
+        super::conffiles::plan(root, p);
+    }
     out
 }
 
@@ -196,6 +218,20 @@ fn restore(
     }
     let passwd = have.iter().find(|(n, _)| *n == "passwd").map(|(_, t)| t);
     let group = have.iter().find(|(n, _)| *n == "group").map(|(_, t)| t);
+    let master = match name {
+        "passwd" => Some(PASSWD_MASTER),
+        "group" => Some(GROUP_MASTER),
+        _ => None,
+    };
+    if let Some((text, source)) = master.and_then(|m| Some((root.read(m, MAX_ETC_FILE)?, m))) {
+        return (
+            shadowed(&text),
+            format!(
+                "rebuilt with the distribution's system accounts only, from {source} \
+                 (passwords in the shadow file)"
+            ),
+        );
+    }
     match name {
         "passwd" => {
             let shell = if root.exists("/bin/bash") || root.exists("/usr/bin/bash") {
@@ -229,6 +265,21 @@ fn restore(
             "rebuilt with every group's password locked".into(),
         ),
     }
+}
+
+/// A `base-passwd` master file as `update-passwd` installs it with shadow passwords: each
+/// entry's password field becomes `x` (the shadow file holds the locked password).
+fn shadowed(master: &[u8]) -> Vec<u8> {
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(master).lines() {
+        let mut f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 3 && !line.starts_with('#') {
+            f[1] = "x";
+            out.push_str(&f.join(":"));
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
 }
 
 /// First fields of a colon-separated account file (`root` when there is none).
@@ -278,6 +329,14 @@ fn restore_reference_extras(root: &dyn Tree, ctx: &Context, p: &mut Plan) {
     walk(reference, "", &mut files);
     for rel in files {
         let target = format!("/etc{rel}");
+        if target == super::machine_id::PATH {
+            p.notes.push(format!(
+                "the reference /etc's machine-id is not copied: two machines must not share one \
+                 ({} is planned from the guest's own evidence, or left missing)",
+                super::machine_id::PATH
+            ));
+            continue;
+        }
         let handled = p.steps.iter().any(|s| s.action.path() == target);
         if handled || root.exists(&target) {
             continue;
@@ -350,6 +409,7 @@ mod tests {
             hostname: None,
             reference,
             today: 20_000,
+            fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
         }
     }

@@ -2,9 +2,13 @@
 //! Pure: the root is read through a [`Tree`], nothing is written here. Check mode reports the
 //! plan; repair mode hands it to [`crate::apply`].
 
+pub mod conffiles;
+pub mod distro_defaults;
 pub mod etc;
 pub mod fstab;
+pub mod machine_id;
 pub mod mountpoints;
+pub mod unit_links;
 
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol::{Change, ChangeKind, Filesystem, Partition};
@@ -22,12 +26,16 @@ pub enum Action {
         uid: u32,
         gid: u32,
     },
+    /// Create a symbolic link where nothing is (never replacing anything).
+    Symlink { path: String, target: String },
 }
 
 impl Action {
     pub fn path(&self) -> &str {
         match self {
-            Action::MakeDir { path, .. } | Action::WriteFile { path, .. } => path,
+            Action::MakeDir { path, .. }
+            | Action::WriteFile { path, .. }
+            | Action::Symlink { path, .. } => path,
         }
     }
 
@@ -35,6 +43,7 @@ impl Action {
         match self {
             Action::MakeDir { .. } => ChangeKind::Mkdir,
             Action::WriteFile { .. } => ChangeKind::WriteFile,
+            Action::Symlink { .. } => ChangeKind::Symlink,
         }
     }
 }
@@ -96,6 +105,9 @@ pub struct Context<'a> {
     pub reference: Option<&'a dyn Tree>,
     /// Days since the epoch, for rebuilt shadow entries.
     pub today: u64,
+    /// A machine ID drawn at random by the caller (32 lowercase hex digits), for a rebuilt
+    /// `/etc/machine-id` when the guest's own cannot be found.
+    pub fresh_machine_id: &'a str,
     pub policy: Policy,
 }
 
@@ -107,6 +119,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether a step for `path` is already planned.
+    fn has(&self, path: &str) -> bool {
+        self.steps.iter().any(|s| s.action.path() == path)
+    }
+
     fn push(&mut self, action: Action, why: impl Into<String>, review: bool) {
         self.steps.push(Step {
             action,
@@ -145,6 +162,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context) -> Plan {
     p.steps.sort_by_key(|s| match s.action {
         Action::MakeDir { .. } => 0,
         Action::WriteFile { .. } => 1,
+        Action::Symlink { .. } => 2,
     });
     p
 }
@@ -200,6 +218,7 @@ pub(crate) mod testing {
             hostname: None,
             reference: None,
             today: 20_000,
+            fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
         }
     }
@@ -338,6 +357,8 @@ mod tests {
                 ("write_file", "/etc/hostname"),
                 ("write_file", "/etc/hosts"),
                 ("write_file", "/etc/fstab"),
+                ("write_file", "/etc/machine-id"),
+                ("symlink", "/etc/os-release"),
             ]
         );
         assert!(p

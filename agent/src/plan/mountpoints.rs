@@ -149,6 +149,7 @@ mod tests {
             hostname: None,
             reference: None,
             today: 0,
+            fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
         }
     }
