@@ -31,8 +31,15 @@ pub struct Applied {
     pub failures: Vec<(String, AtomicError)>,
 }
 
-/// Applies `steps` in order below `root` (the root filesystem `device`, mounted read-write).
-pub fn apply(root: &Root, device: &str, steps: &[Step], stamp: &str) -> Applied {
+/// Applies `steps` in order below `root` (the root filesystem `device`, mounted read-write);
+/// `done` hears of each change as soon as it is made.
+pub fn apply(
+    root: &Root,
+    device: &str,
+    steps: &[Step],
+    stamp: &str,
+    done: &mut dyn FnMut(&Change),
+) -> Applied {
     let mut out = Applied::default();
     for step in steps {
         let path = step.action.path().to_owned();
@@ -86,10 +93,21 @@ pub fn apply(root: &Root, device: &str, steps: &[Step], stamp: &str) -> Applied 
                     ..Default::default()
                 })
             }),
+            Action::RemoveTemp { path } => root.remove_temp(path).map(|removed| {
+                removed.then(|| Change {
+                    kind: ChangeKind::RemoveTemp,
+                    path: path.clone(),
+                    device: Some(device.to_owned()),
+                    detail: step.why.clone(),
+                    review: step.review,
+                    ..Default::default()
+                })
+            }),
         };
         match result {
             Ok(Some(c)) => {
                 log::info!("{} {} on {device}", c.kind, c.path);
+                done(&c);
                 out.changes.push(c);
             }
             Ok(None) => {}
@@ -178,7 +196,15 @@ mod tests {
                 review: false,
             },
         ];
-        let a = apply(&root, "/dev/vda1", &steps, "20261123T000000Z");
+        let mut heard = Vec::new();
+        let a = apply(&root, "/dev/vda1", &steps, "20261123T000000Z", &mut |c| {
+            heard.push(c.path.clone())
+        });
+        assert_eq!(
+            heard,
+            ["/tmp", "/etc/fstab"],
+            "each change is heard as it is made"
+        );
         assert_eq!(a.changes.len(), 2, "{a:#?}");
         assert_eq!(a.failures.len(), 1);
         assert_eq!(a.failures[0].0, "/proc");

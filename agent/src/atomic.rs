@@ -302,6 +302,32 @@ impl Root {
         Ok(true)
     }
 
+    /// Removes a temporary file of ours (a name [`temp_name`] makes) that a stopped earlier
+    /// run left: a regular file or a link, never anything else. `Ok(false)` if it is gone.
+    pub fn remove_temp(&self, path: &str) -> Result<bool, AtomicError> {
+        let (parent, name) = split(path).ok_or_else(|| bad_name(path, "file"))?;
+        if !is_temp_name(name) {
+            return Err(bad_name(path, "temporary file"));
+        }
+        let dir = self.dir(parent)?;
+        let st = match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(sys(path, "stat")(e)),
+        };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile | FileType::Symlink => {}
+            _ => {
+                return Err(AtomicError::NotRegular {
+                    path: path.to_owned(),
+                })
+            }
+        }
+        unlinkat(&dir, name, AtFlags::empty()).map_err(sys(path, "remove"))?;
+        rfs::fsync(&dir).map_err(sys(path, "fsync directory"))?;
+        Ok(true)
+    }
+
     /// Saves `old` as `NAME.vmrescue-STAMP` (or `-STAMP-N` when taken) next to the original.
     fn backup(
         &self,
@@ -429,6 +455,22 @@ fn temp_name(name: &str) -> String {
             .map_or(0, |d| d.as_nanos()),
         TMP_SEQ.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Whether `name` is one of [`temp_name`]'s (what a stopped run may leave behind).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let Some((base, numbers)) = rest.rsplit_once(".vmrescue-tmp.") else {
+        return false;
+    };
+    let parts: Vec<&str> = numbers.split('.').collect();
+    !base.is_empty()
+        && parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 40 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// [`replace_labelled`] without attributes to carry over.
@@ -617,6 +659,24 @@ mod tests {
             names.iter().all(|n| !n.contains("vmrescue-tmp")),
             "no temporary link left: {names:?}"
         );
+    }
+
+    #[test]
+    fn only_our_temporary_names_are_removed() {
+        let (d, r) = root();
+        let name = temp_name("fstab");
+        assert!(is_temp_name(&name), "{name}");
+        std::fs::write(d.path().join(&name), b"partial").unwrap();
+        assert!(r.remove_temp(&format!("/{name}")).unwrap());
+        assert!(!d.path().join(&name).exists());
+        assert!(!r.remove_temp(&format!("/{name}")).unwrap(), "already gone");
+        std::fs::write(d.path().join("fstab"), b"keep").unwrap();
+        assert!(r.remove_temp("/fstab").is_err());
+        assert!(d.path().join("fstab").exists());
+        let dir_name = temp_name("dir");
+        std::fs::create_dir(d.path().join(&dir_name)).unwrap();
+        assert!(r.remove_temp(&format!("/{dir_name}")).is_err());
+        assert!(d.path().join(&dir_name).is_dir(), "directories are left");
     }
 
     #[test]

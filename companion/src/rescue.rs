@@ -70,6 +70,8 @@ pub enum RescueError {
     DiskTwice(PathBuf),
     #[error(transparent)]
     DiskImage(#[from] DiskImageError),
+    #[error(transparent)]
+    DiskLock(#[from] crate::disklock::DiskLockError),
     #[error("VMRESCUE_ACCEL={0:?} is not auto, kvm or tcg")]
     Accel(String),
     #[error(transparent)]
@@ -216,6 +218,11 @@ fn run_base() -> PathBuf {
 /// Runs one rescue; on success the guest's report with host-side warnings added.
 pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
     let disks = check_disks(req)?;
+    // Held until the rescue is over: a second rescue of the same disk is refused.
+    let _locks = disks
+        .iter()
+        .map(|d| crate::disklock::lock(&d.drive.path))
+        .collect::<Result<Vec<_>, _>>()?;
     let image = crate::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
     let base = run_base();
     let run_dir = tempfile::Builder::new()

@@ -49,6 +49,13 @@ pub fn run(
     timeout: Duration,
     sink: &mut dyn Sink,
 ) -> Result<Report, SessionError> {
+    crate::interrupt::arm();
+    if let Some(sig) = crate::interrupt::pending() {
+        return Err(SessionError::NoReport {
+            reason: format!("interrupted by {sig} before the rescue VM started"),
+            console_log: None,
+        });
+    }
     vm.start()?;
     let collected = collect(vm, Instant::now() + timeout, timeout, sink);
     let grace = match collected {
@@ -96,7 +103,14 @@ enum Collected {
     Nothing(String),
 }
 
+/// Why the session must end now: the VM exited, or the operator stopped vmrescue.
 fn ended(vm: &mut dyn Vm, what: &str) -> Option<String> {
+    if let Some(sig) = crate::interrupt::pending() {
+        return Some(format!(
+            "interrupted by {sig}: {} stopped {what}",
+            vm.describe()
+        ));
+    }
     vm.exited()
         .map(|e| format!("{} exited ({}) {what}", vm.describe(), e.description))
 }
@@ -134,7 +148,10 @@ fn collect(
                 kernel: &kernel,
             }),
             Event::Message(Message::Progress { progress, .. }) => {
-                sink.event(progress::Event::Agent(&progress))
+                sink.event(progress::Event::Agent(&progress));
+                if let Some(why) = ended(vm, "before it reported") {
+                    return Collected::Nothing(why);
+                }
             }
             Event::Message(Message::Report { report, .. }) => break report,
             Event::Rejected(why) => sink.event(progress::Event::Rejected {

@@ -111,6 +111,8 @@ wire_names! {
         WriteFile => "write_file",
         /// A symbolic link was created where nothing was (never replacing anything).
         Symlink => "symlink",
+        /// A temporary file an earlier, stopped rescue left was removed.
+        RemoveTemp => "remove_temp",
         /// The report saved on the repaired root.
         Report => "report",
     }

@@ -274,6 +274,35 @@ pub fn ext_uuid(image: &Path) -> Result<String> {
     Ok(sb.uuid)
 }
 
+/// Names in a directory of an unmounted ext image (`debugfs ls -l`), without `.` and `..`.
+pub fn list_in_image(image: &Path, dir: &str) -> Result<Vec<String>> {
+    let out = run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("ls -p {dir}"))
+        .arg(image))?;
+    // `/inode/mode/uid/gid/name/size/` per line.
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split('/').nth(5).map(str::to_owned))
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .collect())
+}
+
+/// A copy of `image` as the guest's next mount would see it: its journal replayed and its
+/// damage fixed by the host's `e2fsck -fy` (on the copy only; the image is not touched).
+pub fn settled_copy(image: &Path, copy: &Path) -> Result<()> {
+    fs::copy(image, copy)?;
+    let out = output(Command::new("e2fsck").arg("-fy").arg(copy))?;
+    if out.status.code().unwrap_or(8) >= 4 {
+        bail!(
+            "e2fsck -fy could not fix {}: {}",
+            copy.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(())
+}
+
 /// The exit status of the host's `e2fsck -fn` on an image.
 pub fn host_e2fsck(image: &Path) -> Result<i32> {
     let out = Command::new("e2fsck")

@@ -5,3 +5,4 @@ pub mod crash;
 pub mod fixture;
 pub mod guest;
 pub mod harness;
+pub mod live;

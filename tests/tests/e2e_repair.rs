@@ -272,12 +272,23 @@ fn etc_removed() {
         ("write_file", "/etc/gshadow"),
         ("write_file", "/etc/hosts"),
         ("write_file", "/etc/fstab"),
+        // /etc was lost: a machine ID (no copy of the guest's own here) and os-release.
+        ("write_file", "/etc/machine-id"),
+        ("symlink", "/etc/os-release"),
     ]
     .iter()
     .map(|(k, p)| (k.to_string(), p.to_string()))
     .collect();
     assert_eq!(kinds_and_paths(&report(&run)["plan"]), want);
     let run = repair(&s, "repaired");
+    let id = fixture::read_in_image(img, "/etc/machine-id")
+        .unwrap()
+        .unwrap();
+    let id = String::from_utf8(id).unwrap();
+    assert!(
+        id.len() == 33 && id.ends_with('\n') && id[..32].bytes().all(|b| b.is_ascii_hexdigit()),
+        "a fresh machine ID: {id:?}"
+    );
     let changes = kinds_and_paths(&report(&run)["changes"]);
     assert_eq!(&changes[..want.len()], &want[..]);
     // Every rebuilt file is flagged for review.

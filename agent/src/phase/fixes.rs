@@ -175,13 +175,12 @@ fn apply_on(
             };
         }
     };
-    let applied = apply::apply(&dir, root, steps, stamp);
+    let applied = apply::apply(&dir, root, steps, stamp, &mut |c| {
+        rep.progress(Step::Apply, Some(root), format!("{} {}", c.kind, c.path))
+    });
     let failed = applied.failures.len();
     for (path, e) in applied.failures {
         rep.warn(Step::Apply, Some(root), format!("{path} not fixed: {e}"));
-    }
-    for c in &applied.changes {
-        rep.progress(Step::Apply, Some(root), format!("{} {}", c.kind, c.path));
     }
     report.changes.extend(applied.changes);
     if !fs.fsck.undo_files.is_empty() {

@@ -6,6 +6,7 @@ pub mod conffiles;
 pub mod distro_defaults;
 pub mod etc;
 pub mod fstab;
+pub mod leftovers;
 pub mod machine_id;
 pub mod mountpoints;
 pub mod unit_links;
@@ -28,6 +29,8 @@ pub enum Action {
     },
     /// Create a symbolic link where nothing is (never replacing anything).
     Symlink { path: String, target: String },
+    /// Remove a temporary file an earlier, stopped rescue left (only such names).
+    RemoveTemp { path: String },
 }
 
 impl Action {
@@ -35,7 +38,8 @@ impl Action {
         match self {
             Action::MakeDir { path, .. }
             | Action::WriteFile { path, .. }
-            | Action::Symlink { path, .. } => path,
+            | Action::Symlink { path, .. }
+            | Action::RemoveTemp { path } => path,
         }
     }
 
@@ -44,6 +48,7 @@ impl Action {
             Action::MakeDir { .. } => ChangeKind::Mkdir,
             Action::WriteFile { .. } => ChangeKind::WriteFile,
             Action::Symlink { .. } => ChangeKind::Symlink,
+            Action::RemoveTemp { .. } => ChangeKind::RemoveTemp,
         }
     }
 }
@@ -158,11 +163,13 @@ pub fn plan(root: &dyn Tree, ctx: &Context) -> Plan {
         .or(fstab_text);
     mountpoints::plan(root, ctx, fstab_for_mounts.as_deref(), &mut p);
     selinux_relabel(root, &mut p);
-    // Directories before the files that go in them.
+    leftovers::plan(root, crate::apply::REPORT_DIR, &mut p);
+    // Leftovers first, then directories before the files that go in them.
     p.steps.sort_by_key(|s| match s.action {
-        Action::MakeDir { .. } => 0,
-        Action::WriteFile { .. } => 1,
-        Action::Symlink { .. } => 2,
+        Action::RemoveTemp { .. } => 0,
+        Action::MakeDir { .. } => 1,
+        Action::WriteFile { .. } => 2,
+        Action::Symlink { .. } => 3,
     });
     p
 }

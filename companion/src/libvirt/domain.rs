@@ -454,6 +454,9 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         return Err(DomainError::Running(name));
     }
     let state = lock_state(&name, &state_dir)?;
+    // From here on the definition may change: a stopping signal ends the session instead, and
+    // the domain gets its definition back.
+    crate::interrupt::arm();
     write_synced(&state.dir.join("original.xml"), original.as_bytes())?;
     let _ = fs::remove_file(&console_log);
     // Where the media go: libvirt's image directory here, or a storage pool on a remote host.

@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,8 +62,10 @@ impl Vm for QemuVm {
         };
         let out = File::create(&self.log).map_err(file)?;
         let err = out.try_clone().map_err(file)?;
+        // Its own process group: the terminal's Ctrl-C reaches vmrescue, which stops QEMU itself.
         let child = Command::new(&self.binary)
             .args(self.config.args())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
