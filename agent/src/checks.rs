@@ -131,7 +131,10 @@ pub fn run_all(
         for ev in rx {
             match ev {
                 Event::Progress(dev, msg) => rep.progress(Step::Fsck, Some(&dev), msg),
-                Event::Done(fs) => out.push(*fs),
+                Event::Done(fs) => {
+                    rep.mark(format!("fsck {}", fs.device));
+                    out.push(*fs)
+                }
             }
         }
     });

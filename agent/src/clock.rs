@@ -9,6 +9,12 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Seconds since the kernel started (CLOCK_BOOTTIME), for the report's timings.
+pub fn uptime_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 /// Days since the epoch, as `/etc/shadow` counts password changes.
 pub fn days(secs: u64) -> u64 {
     secs / 86_400

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vmrescue_protocol::{console, frame, Message, Progress, Step, Warning};
+use vmrescue_protocol::{console, frame, Message, Progress, Step, Timing, Warning};
 
 use crate::consoles::{self, Consoles};
 use crate::port::Port;
@@ -24,6 +24,8 @@ pub struct Reporter {
     run: String,
     degraded: bool,
     pub warnings: Vec<Warning>,
+    /// The guest's uptime as each phase ended (the report's `timings`).
+    pub timings: Vec<Timing>,
 }
 
 impl Reporter {
@@ -35,6 +37,20 @@ impl Reporter {
             run: String::new(),
             degraded: false,
             warnings: Vec::new(),
+            timings: vec![Timing {
+                phase: "agent".into(),
+                uptime_s: (crate::clock::uptime_secs() - started.elapsed().as_secs_f64()).max(0.0),
+            }],
+        }
+    }
+
+    /// Notes that `phase` ended now (bounded: a report never carries more than 200).
+    pub fn mark(&mut self, phase: impl Into<String>) {
+        if self.timings.len() < 200 {
+            self.timings.push(Timing {
+                phase: phase.into(),
+                uptime_s: crate::clock::uptime_secs(),
+            });
         }
     }
 

@@ -61,6 +61,9 @@ pub fn run(started: Instant) -> After {
             format!("stopped early on {}", signals::name(sig)),
         );
     }
+    // The copy saved on the root carries them too.
+    rep.mark("report");
+    report.timings = std::mem::take(&mut rep.timings);
     if let Some(root) = fixes.root.take() {
         report::save(root, &mut report, &mut rep);
     }
@@ -79,6 +82,7 @@ pub fn run(started: Instant) -> After {
 /// the work after the checks or the inspection, with what was found so far.
 fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
     setup::load_modules(rep);
+    rep.mark("modules");
     // After the modules: efivarfs is one.
     let fw = crate::firmware::detect();
     let sb = if fw.secure_boot { "on" } else { "off" };
@@ -86,8 +90,10 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     report.firmware = Some(fw);
     setup::connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
+    rep.mark("port");
 
     let mut found = scan::run(Duration::from_secs(settings.settle_secs), rep);
+    rep.mark("disks");
     configdrive::apply(&mut found.scans, settings, rep);
     report.mode = settings.mode;
     let settings = &*settings;
@@ -104,6 +110,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     if let Some(u) = undo {
         u.release(rep);
     }
+    rep.mark("checks");
     if signals::requested().is_some() {
         // Stopping: report what was checked (and changed) so far, skip the inspection.
         report.filesystems = checked;
@@ -112,6 +119,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     }
 
     inspect::run(&found.scans, &found.disks, &checked, settings, report, rep);
+    rep.mark("inspect");
     report.changes = report::fsck_changes(settings.mode, &report.filesystems);
     if signals::requested().is_some() {
         return Fixes::default();
@@ -120,5 +128,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     let Some(root) = report.os.as_ref().and_then(|o| o.root_device.clone()) else {
         return Fixes::default();
     };
-    fixes::run(settings, &root, report, rep)
+    let fixes = fixes::run(settings, &root, report, rep);
+    rep.mark("fixes");
+    fixes
 }

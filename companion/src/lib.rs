@@ -20,6 +20,7 @@ pub mod progress;
 pub mod qemu;
 pub mod render;
 pub mod rescue;
+pub mod rundir;
 pub mod salvage;
 pub mod session;
 pub mod undo;

@@ -76,10 +76,17 @@ pub enum RescueError {
     Accel(String),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
-    #[error("cannot create a run directory in {}: {source}", base.display())]
-    RunDir {
-        base: PathBuf,
-        source: std::io::Error,
+    #[error(transparent)]
+    RunDir(#[from] crate::rundir::RunDirError),
+    #[error(
+        "disk {} is still attached to the rescue VM of an earlier vmrescue that was killed (QEMU pid {pid}, run directory {}): it powers off when its rescue ends; wait for it or kill it, then try again",
+        disk.display(),
+        run_dir.display()
+    )]
+    LeftRunning {
+        disk: PathBuf,
+        pid: u32,
+        run_dir: PathBuf,
     },
     #[error("socket path {} is too long for a unix socket; set XDG_RUNTIME_DIR or TMPDIR to a shorter directory", .0.display())]
     SocketPath(PathBuf),
@@ -207,12 +214,51 @@ pub fn kernel_cmdline(settings: &Settings) -> Result<Cmdline, CmdlineError> {
     Ok(c)
 }
 
+/// The kernel QEMU boots: the image's uncompressed PVH kernel where it has one (no real-mode
+/// setup, no self-decompression: the cheapest boot QEMU offers), else the bzImage.
+/// `VMRESCUE_KERNEL_ENTRY=bzimage` forces the bzImage (for comparisons).
+pub fn boot_kernel(image: &vmrescue_image_builder::Artefacts) -> PathBuf {
+    let forced = std::env::var("VMRESCUE_KERNEL_ENTRY").is_ok_and(|v| v == "bzimage");
+    match &image.vmlinux {
+        Some(v) if !forced => v.clone(),
+        _ => image.kernel.clone(),
+    }
+}
+
 fn run_base() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
         .unwrap_or_else(std::env::temp_dir)
+}
+
+/// What killed earlier runs left in `base`, as warnings for this run's report; an error if one
+/// left a rescue VM running on one of `disks`.
+fn left_behind(base: &std::path::Path, disks: &[GuestDisk]) -> Result<Vec<String>, RescueError> {
+    let mut notes = Vec::new();
+    for s in crate::rundir::stale(base) {
+        match s.qemu {
+            Some(pid) => {
+                if let Some(d) = disks.iter().find(|d| s.disks.contains(&d.drive.path)) {
+                    return Err(RescueError::LeftRunning {
+                        disk: d.drive.path.clone(),
+                        pid,
+                        run_dir: s.path,
+                    });
+                }
+                notes.push(format!(
+                    "an earlier vmrescue was killed and left its rescue VM running (QEMU pid {pid}, run directory {}); it powers off when its rescue ends",
+                    s.path.display()
+                ));
+            }
+            None => notes.push(format!(
+                "an earlier vmrescue was killed and left its run directory {} (its console log may tell how far it got; remove it when done)",
+                s.path.display()
+            )),
+        }
+    }
+    Ok(notes)
 }
 
 /// Runs one rescue; on success the guest's report with host-side warnings added.
@@ -223,12 +269,11 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         .iter()
         .map(|d| crate::disklock::lock(&d.drive.path))
         .collect::<Result<Vec<_>, _>>()?;
-    let image = crate::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
     let base = run_base();
-    let run_dir = tempfile::Builder::new()
-        .prefix("vmrescue-run-")
-        .tempdir_in(&base)
-        .map_err(|source| RescueError::RunDir { base, source })?;
+    let left_behind = left_behind(&base, &disks)?;
+    let image = crate::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
+    let paths: Vec<&std::path::Path> = disks.iter().map(|d| d.drive.path.as_path()).collect();
+    let run_dir = crate::rundir::RunDir::create(&base, &paths)?;
     let dir = run_dir.path().to_owned();
     let qemu_bin = qemu::binary();
     let accel = accel::choose(req.accel, &qemu_bin, &dir);
@@ -258,11 +303,12 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         return Err(RescueError::SocketPath(socket));
     }
     let scratch_serial = format!("vmrescue-disk{}", disks.len());
+    let kernel = boot_kernel(&image);
     let config = qemu::Config::new(
         format!("vmrescue-{}", std::process::id()),
         accel,
         qemu::Boot::Kernel {
-            kernel: image.kernel.clone(),
+            kernel: kernel.clone(),
             initrd: Some(initramfs),
             cmdline: cmdline.as_str().to_owned(),
         },
@@ -277,9 +323,14 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
             .map(|s| Drive::new(s.image.clone(), Format::Raw).serial(scratch_serial)),
     );
     sink.event(Event::Note(&format!(
-        "booting the rescue ({} mode, accel {}, {} disk(s)); run directory {}",
+        "booting the rescue ({} mode, accel {}, {}, {} disk(s)); run directory {}",
         req.mode.as_str(),
         accel.as_str(),
+        if kernel == image.kernel {
+            "bzImage"
+        } else {
+            "PVH entry"
+        },
         config.drives.len(),
         dir.display()
     )));
@@ -310,6 +361,14 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
             "--undo-dir has no effect in check mode: nothing is written, so there is nothing to undo"
                 .into(),
         ));
+    }
+    for note in &left_behind {
+        sink.event(Event::Note(note));
+    }
+    if let Ok(report) = &mut outcome {
+        report
+            .warnings
+            .extend(left_behind.into_iter().map(host_warning));
     }
     match &outcome {
         Ok(_) if !req.keep_run_dir && !undo_lost => drop(run_dir),

@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod layout;
 pub mod media;
 pub mod modules;
+pub mod pvh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -27,6 +28,8 @@ pub const IMAGE_LIST: &str = include_str!("../../initramfs/image.list");
 /// File names inside an image directory.
 pub const KERNEL_FILE: &str = "vmlinuz";
 pub const INITRAMFS_FILE: &str = "initramfs.img";
+/// The uncompressed kernel for QEMU's PVH entry, when the bzImage yields one.
+pub const VMLINUX_FILE: &str = "vmlinux";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Where the agent finds its module load order.
 pub const MODULES_LOAD_PATH: &str = "/etc/vmrescue/modules.load";
@@ -94,6 +97,12 @@ pub struct Manifest {
     pub kernel_version: String,
     pub kernel_sha256: String,
     pub initramfs_sha256: String,
+    /// The PVH kernel (`vmlinux`), when the bzImage yields one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmlinux_sha256: Option<String>,
+    /// Why there is no `vmlinux`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmlinux_missing: Option<String>,
     pub agent_sha256: String,
     /// Modules in load order (paths under /lib/modules/VERSION/).
     pub modules: Vec<String>,
@@ -119,6 +128,8 @@ pub struct Artefacts {
     pub dir: PathBuf,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
+    /// The PVH kernel, when the build made one.
+    pub vmlinux: Option<PathBuf>,
     /// `vmrescue.iso` and `vmrescue-disk.qcow2`, when built.
     pub iso: Option<PathBuf>,
     pub disk_image: Option<PathBuf>,
@@ -138,6 +149,8 @@ impl Artefacts {
             dir: dir.to_owned(),
             kernel: dir.join(KERNEL_FILE),
             initramfs: dir.join(INITRAMFS_FILE),
+            vmlinux: Some(dir.join(VMLINUX_FILE))
+                .filter(|p| manifest.vmlinux_sha256.is_some() && p.is_file()),
             iso: media(media::ISO_FILE),
             disk_image: media(media::DISK_FILE),
             manifest,
@@ -314,19 +327,28 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     cpio::write(&mut gz, &entries, mtime).map_err(io_err(&opts.out))?;
     let initramfs = gz.finish().map_err(io_err(&opts.out))?;
 
+    let vmlinux = pvh::vmlinux(&kernel_bytes);
     let mut manifest = Manifest {
         format: 1,
         builder_version: env!("CARGO_PKG_VERSION").to_owned(),
         kernel_version: version,
         kernel_sha256: sha256_hex(&kernel_bytes),
         initramfs_sha256: sha256_hex(&initramfs),
+        vmlinux_sha256: vmlinux.as_ref().ok().map(|v| sha256_hex(v)),
+        vmlinux_missing: vmlinux.as_ref().err().map(|e| e.to_string()),
         agent_sha256: sha256_hex(&agent),
         modules: loads.iter().map(|l| l.path.clone()).collect(),
         media: None,
     };
     publish(
         &opts.out,
-        &[(KERNEL_FILE, &kernel_bytes), (INITRAMFS_FILE, &initramfs)],
+        &[
+            (KERNEL_FILE, kernel_bytes.as_slice()),
+            (INITRAMFS_FILE, initramfs.as_slice()),
+        ]
+        .into_iter()
+        .chain(vmlinux.as_deref().ok().map(|v| (VMLINUX_FILE, v)))
+        .collect::<Vec<_>>(),
         |tmp| {
             if let Some(baked) = &opts.media {
                 // Names this build of the media: the initramfs and the baked settings.

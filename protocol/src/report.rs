@@ -350,6 +350,20 @@ pub struct Report {
     /// How the rescue VM booted: its firmware and whether Secure Boot was on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<Firmware>,
+    /// Where the time went: the guest's uptime as each phase of the agent ended, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<Timing>,
+}
+
+/// One point of [`Report::timings`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Timing {
+    /// `agent` (PID 1 started), `modules`, `port`, `disks` (block devices settled), `fsck DEV`
+    /// (a filesystem's checks done), `checks`, `inspect`, `fixes`, `report` (ready to be saved
+    /// and sent).
+    pub phase: String,
+    /// Seconds since the guest's kernel started (CLOCK_BOOTTIME).
+    pub uptime_s: f64,
 }
 
 /// The rescue VM's firmware.

@@ -60,6 +60,7 @@ fn check_mode_reports_and_writes_nothing() {
     let before = fixture::sha256_file(&disk.image).unwrap();
     let run = harness::rescue(&[&disk.image], "check", &[]).unwrap();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
+    assert!(run.stderr.contains("PVH entry"), "{}", run.stderr);
     assert_eq!(run.field("/outcome"), "unrepaired");
     assert_eq!(run.field("/mode"), "check");
     assert_eq!(run.field("/filesystems/0/state_before"), "errors");
@@ -74,6 +75,39 @@ fn check_mode_reports_and_writes_nothing() {
         before,
         "check mode changed the image"
     );
+    // Where the time went: the guest's uptime at each phase, in order.
+    let timings = run.report.as_ref().unwrap()["timings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let phases: Vec<&str> = timings
+        .iter()
+        .map(|t| t["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "agent",
+            "modules",
+            "port",
+            "disks",
+            "fsck /dev/vda",
+            "checks",
+            "inspect",
+            "fixes",
+            "report"
+        ],
+        "{timings:#?}"
+    );
+    let uptimes: Vec<f64> = timings
+        .iter()
+        .map(|t| t["uptime_s"].as_f64().unwrap())
+        .collect();
+    assert!(
+        uptimes[0] > 0.0,
+        "the agent starts after the kernel: {uptimes:?}"
+    );
+    assert!(uptimes.windows(2).all(|w| w[0] <= w[1]), "{uptimes:?}");
 }
 
 #[test]
@@ -124,4 +158,23 @@ fn missing_disk_is_a_usage_error() {
         run.stderr
     );
     assert!(run.report.is_none());
+}
+
+#[test]
+fn the_bzimage_still_boots_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
+    let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
+        .env("VMRESCUE_KERNEL_ENTRY", "bzimage")
+        .args(["rescue", "--json", "--mode", "check", "--image"])
+        .arg(&harness::image().dir)
+        .arg("--disk")
+        .arg(&disk.image)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bzImage"));
+    assert_eq!(report["outcome"], "unrepaired");
+    assert_eq!(report["filesystems"][0]["fsck"]["status"], "uncorrected");
 }

@@ -211,3 +211,21 @@ fn build_image(
     })
     .unwrap()
 }
+
+#[test]
+fn the_image_has_the_kernel_for_qemus_pvh_entry() {
+    let a = harness::image();
+    let vmlinux = a
+        .vmlinux
+        .as_ref()
+        .unwrap_or_else(|| panic!("no vmlinux: {:?}", a.manifest.vmlinux_missing));
+    let elf = std::fs::read(vmlinux).unwrap();
+    assert!(vmrescue_image_builder::pvh::has_pvh_note(&elf));
+    assert_eq!(
+        a.manifest.vmlinux_sha256.as_deref(),
+        Some(vmrescue_image_builder::sha256_hex(&elf).as_str())
+    );
+    // The bzImage stays, for boot loaders and libvirt's direct kernel boot.
+    let bz = std::fs::read(&a.kernel).unwrap();
+    assert_eq!(&bz[0x202..0x206], b"HdrS");
+}

@@ -408,6 +408,37 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
     assert!(String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("shut off"));
     assert_eq!(inactive_xml(&d.name), before);
 
+    // Ctrl-C while the rescue runs: the run is stopped, the definition comes back, exit 3, and
+    // nothing stale is left (the next rescue is not refused).
+    let child = Command::new(harness::vmrescue_bin().unwrap())
+        .args([
+            "rescue", "--domain", &d.name, "--image", &dir, "--mode", "check",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running") {
+        assert!(
+            std::time::Instant::now() < until,
+            "the rescue never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    assert!(String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("shut off"));
+    assert_eq!(inactive_xml(&d.name), before);
+
     // SIGKILL while the rescue runs.
     let mut child = Command::new(harness::vmrescue_bin().unwrap())
         .args([

@@ -72,9 +72,42 @@ fn a_busy_disk_is_refused_and_a_signal_stops_the_rescue_cleanly() {
         );
         std::fs::remove_dir_all(log.parent().unwrap()).unwrap();
     }
-    // Nothing left behind breaks the next run: it completes and repairs.
+    // vmrescue itself killed: its rescue VM goes on alone, and the next rescue of that disk is
+    // refused, naming it.
+    let mut killed = Live::start(&[&disk.image], "check", &[]).unwrap();
+    killed.wait_for(" up on kernel", 1, BOOT).unwrap();
+    let orphan = killed.qemu_pids();
+    assert_eq!(orphan.len(), 1);
+    killed.signal(Signal::KILL).unwrap();
+    let _ = killed.finish(Duration::from_secs(10));
+    assert!(
+        live::alive(orphan[0]),
+        "the rescue VM outlives its killed vmrescue"
+    );
+    {
+        let refused = harness::rescue(&[&disk.image], "repair", &[]).unwrap();
+        assert_eq!(refused.code, 2, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("was killed")
+                && refused.stderr.contains(&format!("QEMU pid {}", orphan[0])),
+            "{}",
+            refused.stderr
+        );
+        live::kill9(orphan[0]).unwrap();
+        while live::alive(orphan[0]) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Nothing left behind breaks the next run: it completes and repairs, and says what the
+    // killed run left.
     let run = harness::rescue(&[&disk.image], "repair", &[]).unwrap();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.field("/outcome"), "repaired");
     assert_eq!(fixture::host_e2fsck(&disk.image).unwrap(), 0);
+    let warnings = serde_json::to_string(&run.report.as_ref().unwrap()["warnings"]).unwrap();
+    let at = warnings
+        .find("left its run directory ")
+        .unwrap_or_else(|| panic!("the killed run's directory is reported: {warnings}"));
+    let left = warnings[at + 23..].split(' ').next().unwrap();
+    std::fs::remove_dir_all(left).unwrap();
 }

@@ -3,7 +3,7 @@
 # with `vmrescue salvage` and once with `cp /proc/PID/fd/N`, in the same run; prints both times
 # and the ratio.
 #
-# Usage: scripts/bench-salvage.sh [APPARENT_GIB [DATA_MIB]]   (default 4 GiB with 256 MiB of data)
+# Usage: bench/salvage.sh [APPARENT_GIB [DATA_MIB]]   (default 4 GiB with 256 MiB of data)
 # Env:   VMRESCUE_BIN  use this vmrescue binary instead of building the release one
 #        BENCH_DIR     where to make the scratch directory (default: $TMPDIR or /var/tmp)
 #
