@@ -110,6 +110,9 @@ impl MountedTree {
         })?;
         let data =
             CString::new(options).map_err(|source| InspectError::Options { options, source })?;
+        for failure in crate::modules::ensure_fs(driver) {
+            log::warn!("{device}: {failure}");
+        }
         let mut flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
         if !writable {
             flags |= MountFlags::RDONLY;

@@ -81,7 +81,7 @@ pub fn run(started: Instant) -> After {
 /// The phases after set-up, each filling its part of `report`. A stop request (signal) ends
 /// the work after the checks or the inspection, with what was found so far.
 fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
-    setup::load_modules(rep);
+    let modules = setup::load_modules(rep);
     rep.mark("modules");
     // After the modules: efivarfs is one.
     let fw = crate::firmware::detect();
@@ -91,6 +91,11 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     setup::connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
     rep.mark("port");
+    rep.progress(
+        Step::Modules,
+        None,
+        format!("loaded for the devices present: {}", modules.join(" ")),
+    );
 
     let mut found = scan::run(Duration::from_secs(settings.settle_secs), rep);
     rep.mark("disks");

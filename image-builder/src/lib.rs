@@ -33,6 +33,9 @@ pub const VMLINUX_FILE: &str = "vmlinux";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Where the agent finds its module load order.
 pub const MODULES_LOAD_PATH: &str = "/etc/vmrescue/modules.load";
+/// The aliases of the modules carried (device patterns, `fs-TYPE`), for the agent to load only
+/// what the attached devices and the filesystems found need.
+pub const MODULES_ALIAS_PATH: &str = "/etc/vmrescue/modules.alias";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -302,6 +305,8 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     for e in &opts.extra {
         add(&e.path, e.mode, e.kind.clone());
     }
+    // `PATH [optional] name=NAME needs=A,B`: in load order, each with what it needs first.
+    let carried: BTreeSet<String> = loads.iter().map(|l| modules::name_of(&l.path)).collect();
     let mut load_list = String::from("# Written by vmrescue image build: modules in load order.\n");
     for l in &loads {
         let image_path = format!("/lib/modules/{version}/{}", l.path);
@@ -310,13 +315,27 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             0o644,
             cpio::Kind::File(read(&moddir.join(&l.path))?),
         );
-        load_list.push_str(&image_path);
-        load_list.push_str(if l.optional { " optional\n" } else { "\n" });
+        let name = modules::name_of(&l.path);
+        let needs = index.needs(&name, &carried).join(",");
+        load_list.push_str(&format!(
+            "{image_path}{} name={name} needs={needs}\n",
+            if l.optional { " optional" } else { "" }
+        ));
     }
     add(
         MODULES_LOAD_PATH,
         0o644,
         cpio::Kind::File(load_list.into_bytes()),
+    );
+    let alias_list: String = index
+        .aliases_of(&carried)
+        .into_iter()
+        .map(|(pattern, module)| format!("alias {pattern} {module}\n"))
+        .collect();
+    add(
+        MODULES_ALIAS_PATH,
+        0o644,
+        cpio::Kind::File(alias_list.into_bytes()),
     );
 
     let mtime = opts.mtime.unwrap_or_else(source_date_epoch);

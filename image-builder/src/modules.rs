@@ -30,6 +30,8 @@ pub struct Index {
     softdeps: HashMap<String, (Vec<String>, Vec<String>)>,
     /// exact alias -> providing module names
     aliases: HashMap<String, BTreeSet<String>>,
+    /// every alias (device patterns included) as (pattern, module), in the file's order
+    all_aliases: Vec<(String, String)>,
     builtin: BTreeSet<String>,
 }
 
@@ -80,6 +82,7 @@ impl Index {
         for line in alias.lines() {
             let mut words = line.split_whitespace();
             if let (Some("alias"), Some(a), Some(m)) = (words.next(), words.next(), words.next()) {
+                idx.all_aliases.push((a.to_owned(), normalise(m)));
                 // Wildcard aliases (device IDs) are not needed to resolve names.
                 if !a.contains(['*', '?', '[']) {
                     idx.aliases
@@ -114,6 +117,31 @@ impl Index {
                 .collect()),
             None => Err(ModuleError::Unknown(name.to_owned())),
         }
+    }
+
+    /// What `name` needs loaded first: its hard dependencies and the providers of its `pre:`
+    /// soft dependencies that `carried` holds.
+    pub fn needs(&self, name: &str, carried: &BTreeSet<String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let (pre, _) = self.softdeps.get(name).cloned().unwrap_or_default();
+        for soft in &pre {
+            out.extend(self.providers(soft).unwrap_or_default());
+        }
+        if let Some((_, deps)) = self.deps.get(name) {
+            out.extend(deps.iter().cloned());
+        }
+        let mut seen = BTreeSet::new();
+        out.retain(|m| carried.contains(m) && seen.insert(m.clone()));
+        out
+    }
+
+    /// Every alias of the `carried` modules, device patterns included: (pattern, module).
+    pub fn aliases_of(&self, carried: &BTreeSet<String>) -> Vec<(String, String)> {
+        self.all_aliases
+            .iter()
+            .filter(|(_, m)| carried.contains(m))
+            .cloned()
+            .collect()
     }
 
     /// The load order for `wanted` (names or aliases) with every hard and soft dependency, each
@@ -206,6 +234,24 @@ kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
             .iter()
             .position(|l| name_of(&l.path) == name)
             .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    #[test]
+    fn needs_and_aliases_of_what_is_carried() {
+        let i = idx();
+        let loads = i.resolve(&["ext4", "virtio_blk"]).unwrap();
+        let carried: BTreeSet<String> = loads.iter().map(|l| name_of(&l.path)).collect();
+        assert_eq!(
+            i.needs("ext4", &carried),
+            ["crc32c_generic", "crc32c_intel", "crc16", "mbcache", "jbd2"]
+        );
+        assert_eq!(i.needs("virtio_blk", &carried), ["virtio", "virtio_ring"]);
+        let aliases = i.aliases_of(&carried);
+        assert!(aliases.contains(&("fs-ext3".into(), "ext4".into())));
+        assert!(
+            !aliases.iter().any(|(_, m)| m == "virtio_pci"),
+            "only carried modules' aliases: {aliases:?}"
+        );
     }
 
     #[test]

@@ -79,11 +79,11 @@ $bb mount -t proc proc /proc || die "cannot mount /proc"
 $bb mount -t sysfs sysfs /sys || die "cannot mount /sys"
 $bb mount -t devtmpfs devtmpfs /dev || die "cannot mount /dev"
 mark booted
-while read -r mod opt; do
+while read -r mod rest; do
     case "$mod" in '' | '#'*) continue ;; esac
     if ! err=$($bb insmod "$mod" 2>&1); then
         case "$err" in *'File exists'*) continue ;; esac
-        [ "$opt" = optional ] && continue
+        case " $rest " in *' optional '*) continue ;; esac
         die "insmod $mod: $err"
     fi
 done < {load_list}

@@ -61,6 +61,20 @@ fn check_mode_reports_and_writes_nothing() {
     let run = harness::rescue(&[&disk.image], "check", &[]).unwrap();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     assert!(run.stderr.contains("PVH entry"), "{}", run.stderr);
+    // Only the drivers of the devices present; filesystem modules at their first mount.
+    let modules = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("loaded for the devices present:"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(
+        modules.contains(" virtio_blk") && modules.contains(" virtio_console"),
+        "{modules}"
+    );
+    assert!(
+        !modules.contains(" xfs") && !modules.contains(" ext4"),
+        "{modules}"
+    );
     assert_eq!(run.field("/outcome"), "unrepaired");
     assert_eq!(run.field("/mode"), "check");
     assert_eq!(run.field("/filesystems/0/state_before"), "errors");

@@ -79,6 +79,7 @@ fn module_closure_follows_dep_and_softdep_of_the_real_kernel() {
         "bin/busybox",
         "dev/console",
         "etc/vmrescue/modules.load",
+        "etc/vmrescue/modules.alias",
         // Dynamically linked checkers come with their loader and libraries.
         "sbin/xfs_repair",
         "sbin/fsck.fat",
@@ -91,6 +92,30 @@ fn module_closure_follows_dep_and_softdep_of_the_real_kernel() {
         assert!(
             names.lines().any(|l| l == want),
             "{want} missing from the initramfs"
+        );
+    }
+    // The agent loads a driver when a device's modalias matches one of these, a filesystem's
+    // module at its first mount: the aliases of what is carried are in the image.
+    let unpacked = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zcat {} | cpio -i --quiet --to-stdout etc/vmrescue/modules.alias",
+            a.initramfs.display()
+        ))
+        .output()
+        .unwrap();
+    let aliases = String::from_utf8_lossy(&unpacked.stdout);
+    for want in [
+        "alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci",
+        "alias virtio:d00000002v* virtio_blk",
+        "alias virtio:d00000003v* virtio_console",
+        "alias fs-ext4 ext4",
+        "alias fs-xfs xfs",
+        "alias fs-iso9660 isofs",
+    ] {
+        assert!(
+            aliases.lines().any(|l| l == want),
+            "{want:?} not in:\n{aliases}"
         );
     }
     let mut all: Vec<&str> = names.lines().collect();

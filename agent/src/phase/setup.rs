@@ -34,8 +34,9 @@ pub fn settings(rep: &mut Reporter) -> Settings {
     }
 }
 
-/// Loads the modules on the image's load list.
-pub fn load_modules(rep: &mut Reporter) {
+/// Loads the modules this VM's devices need (filesystem modules come at their first mount,
+/// see [`modules::ensure_fs`]); returns their names.
+pub fn load_modules(rep: &mut Reporter) -> Vec<String> {
     let list = match std::fs::read_to_string(modules::LOAD_LIST) {
         Ok(l) => l,
         Err(e) => {
@@ -44,10 +45,38 @@ pub fn load_modules(rep: &mut Reporter) {
                 None,
                 format!("cannot read {} ({e}); no module loaded", modules::LOAD_LIST),
             );
-            return;
+            return Vec::new();
         }
     };
-    let loaded = modules::load_all(&modules::parse_load_list(&list));
+    let aliases = std::fs::read_to_string(modules::ALIAS_LIST).unwrap_or_default();
+    let mut loader = modules::Loader::new(
+        modules::parse_load_list(&list),
+        modules::parse_aliases(&aliases),
+    );
+    let mut loaded = modules::Loaded::default();
+    if loader.has_aliases() {
+        // Bus drivers bring their devices (virtio_pci the virtio ones): match again until
+        // nothing new loads.
+        let sys = Path::new("/sys");
+        for _ in 0..6 {
+            let round = loader.for_devices(&modules::device_modaliases(sys));
+            let more = round.loaded;
+            add(&mut loaded, round);
+            if more == 0 {
+                break;
+            }
+        }
+        if Path::new("/sys/firmware/efi").exists() {
+            let names = ["efivarfs".to_owned()].into();
+            add(&mut loaded, loader.load(&names));
+        }
+        if !has_disk(Path::new("/sys/class/block")) {
+            log::info!("modules: no disk by device aliases; loading every carried module");
+            add(&mut loaded, loader.everything());
+        }
+    } else {
+        add(&mut loaded, loader.everything());
+    }
     log::info!(
         "modules: {} loaded, {} already present, {} failed",
         loaded.loaded,
@@ -57,6 +86,26 @@ pub fn load_modules(rep: &mut Reporter) {
     for f in loaded.failed {
         rep.warn(Step::Modules, None, f);
     }
+    modules::install(loader);
+    loaded.names
+}
+
+fn add(into: &mut modules::Loaded, more: modules::Loaded) {
+    into.loaded += more.loaded;
+    into.names.extend(more.names);
+    into.already += more.already;
+    into.failed.extend(more.failed);
+    into.optional_failed.extend(more.optional_failed);
+}
+
+/// Whether a disk (not a ram, loop or zram device) is there.
+fn has_disk(class_block: &Path) -> bool {
+    std::fs::read_dir(class_block).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            !(n.starts_with("ram") || n.starts_with("loop") || n.starts_with("zram"))
+        })
+    })
 }
 
 /// Opens the host's virtio-serial port and attaches it to the reporter; without it the

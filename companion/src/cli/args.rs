@@ -103,7 +103,7 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
         /// Memory of the rescue VM in MiB.
-        #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(128..=65536))]
+        #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(64..=65536))]
         memory: u32,
         /// Give up when the rescue has not reported after this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86400))]

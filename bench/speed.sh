@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): how long a rescue takes, side by side with libguestfs, and where the
+# time goes. On fresh copies of the same broken seed disks (disk A: /boot, swap and / on GPT;
+# disk B: /home; / and /home in the error state a journal abort leaves), RUNS alternating runs of
+#   (a) vmrescue rescue --disk A --disk B --mode repair      (process start to exit)
+#   (b) guestfish -a A -a B run : fsck ext4 /dev/sda3 : fsck ext4 /dev/sdb1
+#       (direct backend, force_tcg where KVM does not work; its appliance built once before)
+# then medians, min/max and the ratio a/b; the report's timings (where the guest's time goes);
+# sizes against the appliance; the smallest guest RAM that completes; how time grows with the
+# disk's size and its number of files; 8 rescues at once; `rescue --domain` when libvirtd runs;
+# and a boot of the ISO.
+#
+# Usage: bench/speed.sh [RUNS]   (default 5)
+# Env:   VMRESCUE_BIN  a vmrescue binary to use instead of building the release one
+#        BENCH_DIR     where to make the scratch directory (default: $TMPDIR or /var/tmp)
+#        VMRESCUE_KERNEL_ENTRY=bzimage  compare with the bzImage boot instead of PVH
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+runs=${1:-5}
+[[ $runs =~ ^[0-9]+$ && $runs -ge 1 ]] || die "usage: $0 [RUNS]"
+
+bash scripts/setup.sh >/dev/null
+# What only the benchmark needs: the comparison and its arithmetic.
+missing=()
+command -v guestfish >/dev/null || missing+=(libguestfs-tools)
+command -v bc >/dev/null || missing+=(bc)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    log "== installing ${missing[*]} (for the benchmark only)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [[ -n ${VMRESCUE_BIN:-} ]]; then
+    bin=$VMRESCUE_BIN
+else
+    log "== cargo build --release -p vmrescue-companion"
+    cargo build --release -p vmrescue-companion
+    bin=${CARGO_TARGET_DIR:-target}/release/vmrescue
+fi
+bash scripts/build-agent.sh >/dev/null
+agent=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/vmrescue-agent
+
+work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/bench-speed.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+log "== vmrescue image build (with media) into $work/image"
+"$bin" image build --out "$work/image" --agent "$agent" >/dev/null
+
+export LIBGUESTFS_BACKEND=direct
+if ! grep -qw -e vmx -e svm /proc/cpuinfo || ! [[ -w /dev/kvm ]]; then
+    export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+fi
+log "== building the libguestfs appliance once"
+guestfish -a /dev/null run >/dev/null 2>&1 || die "guestfish cannot start its appliance"
+
+now() { date +%s.%N; }
+# A partition's filesystem made apart (mkfs -d, the error state with debugfs), then put in place.
+place() { # DISK PART_NUMBER IMAGE
+    local start
+    start=$(sfdisk --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['partitiontable']['partitions'][$2-1]['start'])")
+    dd if="$3" of="$1" bs=512 seek="$start" conv=sparse,notrunc status=none
+}
+broken_ext4() { # IMAGE SIZE_MIB LABEL TREE
+    truncate -s "$2M" "$1"
+    mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 -L "$3" -d "$4" "$1"
+    debugfs -w -R "ssv state 2" "$1" >/dev/null 2>&1
+    debugfs -w -R "ssv error_count 3" "$1" >/dev/null 2>&1
+}
+# The seed layout: A = /boot, swap, / (ROOT_MIB); B = /home. FILES small files under /usr/share.
+seed() { # DIR ROOT_MIB FILES
+    local d=$1 root_mib=$2 files=$3 t
+    mkdir -p "$d"
+    t=$d/tree
+    mkdir -p "$t"/{etc,usr/share/data,var/log,proc,sys,dev,run,tmp,boot,home,sbin}
+    printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n' >"$t/etc/os-release"
+    printf 'root:x:0:0:root:/root:/bin/bash\n' >"$t/etc/passwd"
+    printf 'LABEL=root / ext4 errors=remount-ro 0 1\nLABEL=boot /boot ext4 defaults 0 2\nLABEL=home /home ext4 defaults 0 2\n' >"$t/etc/fstab"
+    head -c 4096 /dev/urandom >"$t/sbin/init"
+    for ((i = 0; i < files; i++)); do printf 'file %d\n' "$i" >"$t/usr/share/data/f$i"; done
+    mkdir -p "$d/boot.tree" "$d/home.tree/user"
+    head -c 1M /dev/urandom >"$d/boot.tree/vmlinuz"
+    head -c 2M /dev/urandom >"$d/home.tree/user/data"
+    truncate -s $((root_mib + 256))M "$d/A.img"
+    printf 'label: gpt\nsize=64MiB, name=boot\nsize=64MiB, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name=swap\nsize=%sMiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=root\n' "$root_mib" |
+        sfdisk --quiet --no-reread --no-tell-kernel "$d/A.img"
+    truncate -s 320M "$d/B.img"
+    printf 'label: gpt\nsize=256MiB, name=home\n' | sfdisk --quiet --no-reread --no-tell-kernel "$d/B.img"
+    broken_ext4 "$d/boot.ext4" 64 boot "$d/boot.tree"
+    broken_ext4 "$d/root.ext4" "$root_mib" root "$t"
+    broken_ext4 "$d/home.ext4" 256 home "$d/home.tree"
+    place "$d/A.img" 1 "$d/boot.ext4"
+    place "$d/A.img" 3 "$d/root.ext4"
+    place "$d/B.img" 1 "$d/home.ext4"
+    truncate -s 64M "$d/swap.img" && mkswap -q "$d/swap.img" && place "$d/A.img" 2 "$d/swap.img"
+    rm -rf "$t" "$d"/*.tree "$d"/*.ext4 "$d/swap.img"
+}
+fresh() { cp --sparse=always "$1/A.img" "$work/a.img"; cp --sparse=always "$1/B.img" "$work/b.img"; }
+rescue() { # extra vmrescue args...; prints seconds, leaves the report in $work/report.json
+    local s e
+    s=$(now)
+    "$bin" rescue --json --image "$work/image" --mode repair --disk "$work/a.img" --disk "$work/b.img" "$@" \
+        >"$work/report.json" 2>"$work/rescue.err" || true
+    e=$(now)
+    echo "$e - $s" | bc
+}
+gfish() {
+    local s e
+    s=$(now)
+    guestfish -a "$work/a.img" -a "$work/b.img" run : fsck ext4 /dev/sda3 : fsck ext4 /dev/sdb1 >/dev/null 2>&1 || true
+    e=$(now)
+    echo "$e - $s" | bc
+}
+stats() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f %.2f %.2f", m, a[1], a[NR]}'; }
+outcome() { python3 -c "import json; print(json.load(open('$work/report.json')).get('outcome','?'))" 2>/dev/null || echo none; }
+
+log "== seed disks"
+seed "$work/seed" 512 200
+: >"$work/a.times"
+: >"$work/b.times"
+for ((r = 1; r <= runs; r++)); do
+    fresh "$work/seed"
+    t=$(rescue)
+    echo "$t" >>"$work/a.times"
+    o=$(outcome)
+    fresh "$work/seed"
+    g=$(gfish)
+    echo "$g" >>"$work/b.times"
+    log "run $r: vmrescue ${t}s ($o), guestfish ${g}s"
+done
+read -r am amin amax < <(stats <"$work/a.times")
+read -r bm bmin bmax < <(stats <"$work/b.times")
+echo "vmrescue rescue (repair, 2 disks): median ${am}s  min ${amin}s  max ${amax}s"
+echo "guestfish run + 2 fsck:            median ${bm}s  min ${bmin}s  max ${bmax}s"
+echo "ratio a/b (medians): $(echo "scale=2; $am / $bm" | bc)"
+
+echo "-- where the time goes (last vmrescue run; guest uptime in seconds)"
+python3 - "$work/report.json" "$am" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r.get("timings", [])
+if not t:
+    print("  (the report has no timings)")
+    sys.exit()
+prev = 0.0
+print(f"  kernel start to agent:      {t[0]['uptime_s']:6.2f}")
+for p in t:
+    print(f"  {p['phase']:<26}  {p['uptime_s']:6.2f}  (+{p['uptime_s'] - prev:.2f})")
+    prev = p["uptime_s"]
+print(f"  host side and QEMU start:   {float(sys.argv[2]) - t[-1]['uptime_s']:6.2f} (wall median minus the report's uptime)")
+EOF
+
+echo "-- sizes (bytes)"
+size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+appliance=$(du -sb /var/tmp/.guestfs-"$(id -u)"/appliance.d 2>/dev/null | cut -f1 || echo 0)
+ours=$(($(size "$work/image/vmlinuz") + $(size "$work/image/initramfs.img")))
+echo "  agent $(size "$agent"), initramfs $(size "$work/image/initramfs.img"), vmlinuz $(size "$work/image/vmlinuz"), vmlinux $(size "$work/image/vmlinux")"
+echo "  ISO $(size "$work/image/vmrescue.iso"), disk image $(size "$work/image/vmrescue-disk.qcow2")"
+echo "  kernel + initramfs $ours against the libguestfs appliance (kernel included) $appliance: 1/$((appliance / (ours > 0 ? ours : 1)))"
+
+echo "-- smallest guest RAM that completes"
+for m in 64 96 128; do
+    fresh "$work/seed"
+    t=$(rescue --memory "$m")
+    echo "  ${m} MiB: $(outcome) in ${t}s"
+done
+
+echo "-- how time grows with the work"
+seed "$work/big" 65536 200
+fresh "$work/big"
+echo "  64 GiB sparse root, same files: $(rescue)s ($(outcome)); 512 MiB: ${am}s"
+seed "$work/many" 512 2000
+fresh "$work/many"
+echo "  10x the files (2000): $(rescue)s ($(outcome))"
+rm -rf "$work/big" "$work/many"
+
+echo "-- 8 rescues at once"
+s=$(now)
+for i in $(seq 8); do
+    mkdir -p "$work/p$i"
+    cp --sparse=always "$work/seed/A.img" "$work/p$i/a.img"
+    cp --sparse=always "$work/seed/B.img" "$work/p$i/b.img"
+    "$bin" rescue --json --image "$work/image" --mode repair --disk "$work/p$i/a.img" --disk "$work/p$i/b.img" \
+        >"$work/p$i/report.json" 2>/dev/null &
+done
+wait
+e=$(now)
+cores=$(nproc)
+echo "  wall $(echo "$e - $s" | bc)s against 8 x ${am}s / $cores cores = $(echo "scale=2; 8 * $am / $cores" | bc)s"
+
+if virsh -c qemu:///system version >/dev/null 2>&1; then
+    echo "-- rescue --domain"
+    fresh "$work/seed"
+    name=vmrescue-bench-$$
+    cat >"$work/domain.xml" <<XML
+<domain type='qemu'><name>$name</name><memory unit='MiB'>512</memory>
+<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$work/a.img'/><target dev='vda' bus='virtio'/></disk>
+<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$work/b.img'/><target dev='vdb' bus='virtio'/></disk>
+<serial type='pty'/><console type='pty'/></devices></domain>
+XML
+    virsh -q define "$work/domain.xml" >/dev/null
+    s=$(now)
+    "$bin" rescue --json --domain "$name" --image "$work/image" --mode repair >"$work/report.json" 2>/dev/null || true
+    e=$(now)
+    echo "  $(echo "$e - $s" | bc)s ($(outcome))"
+    virsh -q undefine "$name" --nvram >/dev/null 2>&1 || virsh -q undefine "$name" >/dev/null
+fi
+
+echo "-- a boot of the ISO (check mode, until the rescue powers off)"
+fresh "$work/seed"
+s=$(now)
+timeout 300 "${VMRESCUE_QEMU:-qemu-system-x86_64}" -machine pc -accel tcg -m 512 -nodefaults -display none \
+    -no-reboot -cdrom "$work/image/vmrescue.iso" -boot d \
+    -drive file="$work/a.img",if=virtio,format=raw,readonly=on \
+    -drive file="$work/b.img",if=virtio,format=raw,readonly=on \
+    -serial file:"$work/iso-console.log" || true
+e=$(now)
+"$bin" report --console-log "$work/iso-console.log" --json >"$work/report.json" 2>/dev/null || true
+echo "  $(echo "$e - $s" | bc)s ($(outcome))"
