@@ -58,19 +58,23 @@ pub fn list(sys: &Path) -> Vec<Disk> {
     disks
 }
 
-/// Waits until the set of disks stays the same for a moment, or `timeout` runs out.
-pub fn settle(sys: &Path, timeout: Duration) -> Vec<Disk> {
+/// Waits until `expected` disks are there (when the host said how many it attached), else
+/// until the set of disks stays the same for a moment; or until `timeout` runs out.
+pub fn settle(sys: &Path, timeout: Duration, expected: Option<u32>) -> Vec<Disk> {
     let deadline = Instant::now() + timeout;
     let quiet = Duration::from_millis(300);
     let mut last = list(sys);
     let mut since = Instant::now();
     loop {
-        std::thread::sleep(Duration::from_millis(50));
+        if expected.is_some_and(|n| last.len() >= n as usize) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(20));
         let now = list(sys);
         if now != last {
             last = now;
             since = Instant::now();
-        } else if since.elapsed() >= quiet && !last.is_empty() {
+        } else if expected.is_none() && since.elapsed() >= quiet && !last.is_empty() {
             return last;
         }
         if Instant::now() >= deadline {
@@ -123,9 +127,24 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         disk(t.path(), "vda", 10, &[]);
         let start = Instant::now();
-        let disks = settle(t.path(), Duration::from_secs(5));
+        let disks = settle(t.path(), Duration::from_secs(5), None);
         assert_eq!(disks.len(), 1);
         assert!(start.elapsed() < Duration::from_secs(2));
+        // Told how many: no quiet period once they are all there.
+        disk(t.path(), "vdb", 10, &[]);
+        let start = Instant::now();
+        assert_eq!(settle(t.path(), Duration::from_secs(30), Some(2)).len(), 2);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not the time limit"
+        );
+        // Waits for the ones not there yet, up to the limit.
+        let start = Instant::now();
+        assert_eq!(
+            settle(t.path(), Duration::from_millis(600), Some(3)).len(),
+            2
+        );
+        assert!(start.elapsed() >= Duration::from_millis(600));
     }
 
     #[test]

@@ -97,7 +97,11 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         format!("loaded for the devices present: {}", modules.join(" ")),
     );
 
-    let mut found = scan::run(Duration::from_secs(settings.settle_secs), rep);
+    let mut found = scan::run(
+        Duration::from_secs(settings.settle_secs),
+        settings.disks,
+        rep,
+    );
     rep.mark("disks");
     configdrive::apply(&mut found.scans, settings, rep);
     report.mode = settings.mode;

@@ -173,7 +173,12 @@ pub fn check_disks(req: &Request) -> Result<Vec<GuestDisk>, RescueError> {
 
 /// What the agent is told for this request (the undo scratch disk's filesystem, when attached).
 pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
+    let scratch = usize::from(undo.is_some());
     Settings {
+        // More than the table allows: the agent waits for the disks to stay quiet instead.
+        disks: u32::try_from(req.disks.len() + scratch)
+            .ok()
+            .filter(|n| (1..=params::DISKS_MAX).contains(&u64::from(*n))),
         mode: req.mode,
         port: DEFAULT_PORT_NAME.to_owned(),
         after: After::PowerOff,
@@ -286,10 +291,15 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         }
         _ => None,
     };
+    // Uncompressed where the image has it: the kernel copies it instead of inflating it.
+    let base_initramfs = image
+        .initramfs_cpio
+        .clone()
+        .unwrap_or_else(|| image.initramfs.clone());
     let initramfs = match &req.policy.reference_etc {
-        None => image.initramfs.clone(),
+        None => base_initramfs,
         Some(etc) => crate::overlay::combined_initramfs(
-            &image.initramfs,
+            &base_initramfs,
             &crate::overlay::reference_entries_at(etc, crate::overlay::reference_etc_run())?,
             &dir.join("initramfs-with-reference-etc.img"),
         )?,

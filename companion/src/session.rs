@@ -149,8 +149,12 @@ fn collect(
             }),
             Event::Message(Message::Progress { progress, .. }) => {
                 sink.event(progress::Event::Agent(&progress));
-                if let Some(why) = ended(vm, "before it reported") {
-                    return Collected::Nothing(why);
+                // Only a stop request here: an exited VM may still have its report buffered.
+                if let Some(sig) = crate::interrupt::pending() {
+                    return Collected::Nothing(format!(
+                        "interrupted by {sig}: {} stopped before it reported",
+                        vm.describe()
+                    ));
                 }
             }
             Event::Message(Message::Report { report, .. }) => break report,

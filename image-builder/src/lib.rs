@@ -30,6 +30,9 @@ pub const KERNEL_FILE: &str = "vmlinuz";
 pub const INITRAMFS_FILE: &str = "initramfs.img";
 /// The uncompressed kernel for QEMU's PVH entry, when the bzImage yields one.
 pub const VMLINUX_FILE: &str = "vmlinux";
+/// The initramfs uncompressed, for the boots vmrescue starts itself: the kernel copies it
+/// instead of inflating it (under TCG, most of a second).
+pub const INITRAMFS_CPIO_FILE: &str = "initramfs.cpio";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Where the agent finds its module load order.
 pub const MODULES_LOAD_PATH: &str = "/etc/vmrescue/modules.load";
@@ -103,6 +106,9 @@ pub struct Manifest {
     /// The PVH kernel (`vmlinux`), when the bzImage yields one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmlinux_sha256: Option<String>,
+    /// The uncompressed initramfs (`initramfs.cpio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs_cpio_sha256: Option<String>,
     /// Why there is no `vmlinux`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmlinux_missing: Option<String>,
@@ -133,6 +139,8 @@ pub struct Artefacts {
     pub initramfs: PathBuf,
     /// The PVH kernel, when the build made one.
     pub vmlinux: Option<PathBuf>,
+    /// The uncompressed initramfs, when the build made one (the same archive as `initramfs`).
+    pub initramfs_cpio: Option<PathBuf>,
     /// `vmrescue.iso` and `vmrescue-disk.qcow2`, when built.
     pub iso: Option<PathBuf>,
     pub disk_image: Option<PathBuf>,
@@ -154,6 +162,8 @@ impl Artefacts {
             initramfs: dir.join(INITRAMFS_FILE),
             vmlinux: Some(dir.join(VMLINUX_FILE))
                 .filter(|p| manifest.vmlinux_sha256.is_some() && p.is_file()),
+            initramfs_cpio: Some(dir.join(INITRAMFS_CPIO_FILE))
+                .filter(|p| manifest.initramfs_cpio_sha256.is_some() && p.is_file()),
             iso: media(media::ISO_FILE),
             disk_image: media(media::DISK_FILE),
             manifest,
@@ -340,10 +350,12 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
 
     let mtime = opts.mtime.unwrap_or_else(source_date_epoch);
     let entries: Vec<cpio::Entry> = entries.into_values().collect();
+    let mut archive = Vec::new();
+    cpio::write(&mut archive, &entries, mtime).map_err(io_err(&opts.out))?;
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::default());
-    cpio::write(&mut gz, &entries, mtime).map_err(io_err(&opts.out))?;
+    io::Write::write_all(&mut gz, &archive).map_err(io_err(&opts.out))?;
     let initramfs = gz.finish().map_err(io_err(&opts.out))?;
 
     let vmlinux = pvh::vmlinux(&kernel_bytes);
@@ -354,6 +366,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         kernel_sha256: sha256_hex(&kernel_bytes),
         initramfs_sha256: sha256_hex(&initramfs),
         vmlinux_sha256: vmlinux.as_ref().ok().map(|v| sha256_hex(v)),
+        initramfs_cpio_sha256: Some(sha256_hex(&archive)),
         vmlinux_missing: vmlinux.as_ref().err().map(|e| e.to_string()),
         agent_sha256: sha256_hex(&agent),
         modules: loads.iter().map(|l| l.path.clone()).collect(),
@@ -364,6 +377,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &[
             (KERNEL_FILE, kernel_bytes.as_slice()),
             (INITRAMFS_FILE, initramfs.as_slice()),
+            (INITRAMFS_CPIO_FILE, archive.as_slice()),
         ]
         .into_iter()
         .chain(vmlinux.as_deref().ok().map(|v| (VMLINUX_FILE, v)))

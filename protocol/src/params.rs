@@ -60,6 +60,9 @@ pub struct Settings {
     pub fsck_timeout_secs: u64,
     /// Filesystem UUID of the undo scratch disk the host attached.
     pub undo: Option<String>,
+    /// How many disks the host attached: the agent scans as soon as that many are there,
+    /// instead of waiting for the set of disks to stay quiet.
+    pub disks: Option<u32>,
 }
 
 impl Default for Settings {
@@ -76,6 +79,7 @@ impl Default for Settings {
             xfs_zero_log: false,
             fsck_timeout_secs: 1800,
             undo: None,
+            disks: None,
         }
     }
 }
@@ -99,6 +103,8 @@ pub enum Kind {
     Flag,
     /// A filesystem UUID.
     Uuid,
+    /// A whole number in `min..=max`.
+    Count { min: u64, max: u64 },
 }
 
 /// One boot parameter.
@@ -158,6 +164,8 @@ fn flag_text(b: bool) -> String {
 }
 
 const SETTLE_MAX: u64 = 600;
+/// Disks a rescue VM has at most (virtio-blk, SATA, IDE, SCSI together).
+pub const DISKS_MAX: u64 = 64;
 const FSCK_TIMEOUT_MAX: u64 = 86_400;
 
 /// The table. Order is the order the host writes them.
@@ -324,6 +332,24 @@ pub const PARAMS: &[Param] = &[
             (s.fsck_timeout_secs != Settings::default().fsck_timeout_secs)
                 .then(|| s.fsck_timeout_secs.to_string())
         },
+    },
+    Param {
+        key: "disks",
+        kind: Kind::Count {
+            min: 1,
+            max: DISKS_MAX,
+        },
+        default: "",
+        always: false,
+        invalid: Some("waiting for the disks to stay quiet"),
+        from_meta: false,
+        set: |s, v| {
+            s.disks = Some(seconds(v, 1, DISKS_MAX).ok_or_else(|| {
+                format!("vmrescue.disks={v:?} is not a number of disks from 1 to {DISKS_MAX}")
+            })? as u32);
+            Ok(())
+        },
+        get: |s| s.disks.map(|n| n.to_string()),
     },
 ];
 
@@ -506,6 +532,7 @@ mod tests {
             xfs_zero_log: true,
             fsck_timeout_secs: 90,
             undo: Some("2c309045-caea-4e02-8bc7-cf04b2b71566".into()),
+            disks: Some(3),
         };
         let text = format!("console=ttyS0 {} quiet", line(&emit(&s)));
         let (back, w) = parse(&text);
@@ -525,6 +552,11 @@ mod tests {
         assert!(!s.errors_remount_ro && s.xfs_zero_log);
         assert_eq!(parse("vmrescue.fsck_timeout=90").0.fsck_timeout_secs, 90);
         assert_eq!(parse("vmrescue.fsck_timeout=0").1.len(), 1);
+        assert_eq!(parse("vmrescue.disks=2").0.disks, Some(2));
+        for bad in ["0", "65", "-1", "two"] {
+            let (s, w) = parse(&format!("vmrescue.disks={bad}"));
+            assert_eq!((s.disks, w.len()), (None, 1), "{bad}");
+        }
         assert_eq!(
             parse("vmrescue.undo=2C309045-caea-4e02-8bc7-cf04b2b71566")
                 .0

@@ -250,6 +250,15 @@ fn the_image_has_the_kernel_for_qemus_pvh_entry() {
         a.manifest.vmlinux_sha256.as_deref(),
         Some(vmrescue_image_builder::sha256_hex(&elf).as_str())
     );
+    // The same archive uncompressed, for the boots vmrescue starts itself.
+    let cpio = std::fs::read(a.initramfs_cpio.as_ref().expect("initramfs.cpio")).unwrap();
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&a.initramfs).unwrap()),
+        &mut inflated,
+    )
+    .unwrap();
+    assert!(cpio == inflated, "initramfs.cpio is initramfs.img inflated");
     // The bzImage stays, for boot loaders and libvirt's direct kernel boot.
     let bz = std::fs::read(&a.kernel).unwrap();
     assert_eq!(&bz[0x202..0x206], b"HdrS");

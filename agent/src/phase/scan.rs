@@ -17,10 +17,11 @@ pub struct Scanned {
     pub scans: Vec<DiskScan>,
 }
 
-/// Waits up to `settle` for the set of disks to stay the same, then scans every disk.
-pub fn run(settle: Duration, rep: &mut Reporter) -> Scanned {
+/// Waits up to `settle` for the `expected` disks (or, not told, for the set of disks to stay
+/// the same), then scans every disk.
+pub fn run(settle: Duration, expected: Option<u32>, rep: &mut Reporter) -> Scanned {
     rep.progress(Step::Disks, None, "waiting for block devices");
-    let found = disks::settle(Path::new("/sys"), settle);
+    let found = disks::settle(Path::new("/sys"), settle, expected);
     if found.is_empty() {
         rep.warn(
             Step::Disks,

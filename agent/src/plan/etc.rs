@@ -330,6 +330,9 @@ fn restore_reference_extras(root: &dyn Tree, ctx: &Context, p: &mut Plan) {
     for rel in files {
         let target = format!("/etc{rel}");
         if target == super::machine_id::PATH {
+            if root.exists(&target) {
+                continue;
+            }
             p.notes.push(format!(
                 "the reference /etc's machine-id is not copied: two machines must not share one \
                  ({} is planned from the guest's own evidence, or left missing)",
@@ -500,6 +503,47 @@ mod tests {
                 mode: 0o755
             }));
         assert!(!p.steps.iter().any(|s| s.action.path() == "/etc/ssh"));
+    }
+
+    #[test]
+    fn lost_etc_takes_the_distributions_system_accounts() {
+        let g = Guest::new(&[
+            (
+                "/usr/share/base-passwd/passwd.master",
+                Some("root:*:0:0:root:/root:/bin/bash\ndaemon:*:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"),
+            ),
+            (
+                "/usr/share/base-passwd/group.master",
+                Some("root:*:0:\ntty:*:5:\nshadow:*:42:\n"),
+            ),
+        ]);
+        let fss = [];
+        let r = Guest::new(&[("/machine-id", Some("0123456789abcdef0123456789abcdef\n"))]);
+        let rt = r.tree();
+        let p = full_plan(&g.tree(), &ctx(&fss, Some(&rt)));
+        let (passwd, _, _, why) = file(&p, "/etc/passwd");
+        assert_eq!(
+            String::from_utf8_lossy(passwd),
+            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+        );
+        assert!(why.contains("passwd.master"), "{why}");
+        let (group, _, _, _) = file(&p, "/etc/group");
+        assert_eq!(
+            String::from_utf8_lossy(group),
+            "root:x:0:\ntty:x:5:\nshadow:x:42:\n"
+        );
+        let (_, mode, gid, _) = file(&p, "/etc/shadow");
+        assert_eq!((mode, gid), (0o640, 42));
+        let (id, _, _, _) = file(&p, "/etc/machine-id");
+        assert_ne!(
+            id, b"0123456789abcdef0123456789abcdef\n",
+            "never the reference's ID"
+        );
+        assert!(
+            p.notes.iter().any(|n| n.contains("must not share")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]

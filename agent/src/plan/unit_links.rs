@@ -191,7 +191,10 @@ fn from_scripts(root: &dyn Tree, out: &mut Links) {
 
 /// Plans the links (and their directories) when [`UNIT_DIR`] is missing.
 pub fn plan(root: &dyn Tree, p: &mut Plan) {
-    if root.exists(UNIT_DIR) {
+    let systemd = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]
+        .iter()
+        .any(|s| root.exists(s));
+    if root.exists(UNIT_DIR) || !systemd {
         return;
     }
     let mut links = Links::new();
@@ -264,6 +267,7 @@ mod tests {
     fn links_come_back_from_the_packages_records() {
         let g = Guest::new(&[
             ("/etc", None),
+            ("/lib/systemd/systemd", Some("")),
             ("/lib/systemd/system/ssh.service", Some(SSH)),
             ("/lib/systemd/system/getty@.service", Some(GETTY)),
             ("/lib/systemd/system/fstrim.timer", Some("[Install]\nWantedBy=timers.target\n")),
@@ -325,9 +329,22 @@ mod tests {
     }
 
     #[test]
+    fn no_links_for_a_guest_without_systemd() {
+        let g = Guest::new(&[
+            ("/etc", None),
+            ("/lib/systemd/system/fstrim.timer", Some("")),
+            (&format!("{DSH}/timers.target.wants/fstrim.timer"), Some("")),
+        ]);
+        let mut p = Plan::default();
+        plan(&g.tree(), &mut p);
+        assert!(p.steps.is_empty() && p.notes.is_empty());
+    }
+
+    #[test]
     fn an_existing_unit_directory_is_the_administrators() {
         let g = Guest::new(&[
             ("/etc/systemd/system", None),
+            ("/lib/systemd/systemd", Some("")),
             ("/lib/systemd/system/fstrim.timer", Some("")),
             (&format!("{DSH}/timers.target.wants/fstrim.timer"), Some("")),
         ]);
