@@ -47,6 +47,8 @@ agent=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/vmrescue-age
 
 work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/bench-speed.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# libvirt's QEMU runs as its own user: it must reach the disks and media in here.
+chmod 0755 "$work"
 log "== vmrescue image build (with media) into $work/image"
 "$bin" image build --out "$work/image" --agent "$agent" >/dev/null
 
@@ -117,7 +119,7 @@ gfish() {
     e=$(now)
     echo "$e - $s" | bc
 }
-stats() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f %.2f %.2f", m, a[1], a[NR]}'; }
+stats() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f %.2f %.2f\n", m, a[1], a[NR]}'; }
 outcome() { python3 -c "import json; print(json.load(open('$work/report.json')).get('outcome','?'))" 2>/dev/null || echo none; }
 
 log "== seed disks"
@@ -211,9 +213,10 @@ if virsh -c qemu:///system version >/dev/null 2>&1; then
 XML
     virsh -q define "$work/domain.xml" >/dev/null
     s=$(now)
-    "$bin" rescue --json --domain "$name" --image "$work/image" --mode repair >"$work/report.json" 2>/dev/null || true
+    "$bin" rescue --json --domain "$name" --image "$work/image" --mode repair >"$work/report.json" 2>"$work/domain.err" || true
     e=$(now)
     echo "  $(echo "$e - $s" | bc)s ($(outcome))"
+    [[ $(outcome) != none ]] || sed 's/^/  /' "$work/domain.err" | tail -2
     virsh -q undefine "$name" --nvram >/dev/null 2>&1 || virsh -q undefine "$name" >/dev/null
 fi
 
