@@ -125,6 +125,19 @@ impl Drop for TestPool {
     }
 }
 
+/// Waits (at most a minute) for the domain to run its rescue, and two seconds more.
+fn wait_running(name: &str) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(&virsh(&["domstate", name]).stdout).contains("running") {
+        assert!(
+            std::time::Instant::now() < until,
+            "the rescue never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+}
+
 fn vmrescue(args: &[&str]) -> (i32, Option<serde_json::Value>, String, String) {
     let out = Command::new(harness::vmrescue_bin().unwrap())
         .args(args)
@@ -418,15 +431,7 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running") {
-        assert!(
-            std::time::Instant::now() < until,
-            "the rescue never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    wait_running(&d.name);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
         rustix::process::Signal::INT,
@@ -448,15 +453,7 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running") {
-        assert!(
-            std::time::Instant::now() < until,
-            "the rescue never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    wait_running(&d.name);
     child.kill().unwrap();
     child.wait().unwrap();
     // The run dies with vmrescue's connection; the definition never changed.

@@ -81,22 +81,12 @@ fn factory(root: &dyn Tree, p: &mut Plan) {
         let Some(content) = root.read(&source, MAX_ETC_FILE) else {
             continue;
         };
-        let mut dir = String::from("/etc");
-        let parts: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
-        for part in &parts[..parts.len() - 1] {
-            dir.push('/');
-            dir.push_str(part);
-            if !root.exists(&dir) && !p.has(&dir) {
-                p.push(
-                    Action::MakeDir {
-                        path: dir.clone(),
-                        mode: 0o755,
-                    },
-                    format!("needed for files from {FACTORY}"),
-                    false,
-                );
-            }
-        }
+        p.parents(
+            root,
+            "/etc",
+            &rel,
+            &format!("needed for files from {FACTORY}"),
+        );
         p.push(
             Action::WriteFile {
                 path: target.clone(),

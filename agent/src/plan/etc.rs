@@ -344,24 +344,12 @@ fn restore_reference_extras(root: &dyn Tree, ctx: &Context, p: &mut Plan) {
         if handled || root.exists(&target) {
             continue;
         }
-        // Parent directories the guest lacks.
-        let mut dir = String::from("/etc");
-        let parts: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
-        for part in &parts[..parts.len() - 1] {
-            dir.push('/');
-            dir.push_str(part);
-            let planned = p.steps.iter().any(|s| s.action.path() == dir);
-            if !root.exists(&dir) && !planned {
-                p.push(
-                    Action::MakeDir {
-                        path: dir.clone(),
-                        mode: 0o755,
-                    },
-                    "needed for a file from the operator's reference /etc",
-                    false,
-                );
-            }
-        }
+        p.parents(
+            root,
+            "/etc",
+            &rel,
+            "needed for a file from the operator's reference /etc",
+        );
         let Some(content) = reference.read(&rel, MAX_ETC_FILE) else {
             continue;
         };

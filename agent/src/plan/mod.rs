@@ -129,6 +129,27 @@ impl Plan {
         self.steps.iter().any(|s| s.action.path() == path)
     }
 
+    /// Plans the directories between `base` and the file `base` + `rel` (`/a/b/f`: `base/a`,
+    /// `base/a/b`) that the root lacks and no step makes yet.
+    fn parents(&mut self, root: &dyn Tree, base: &str, rel: &str, why: &str) {
+        let mut dir = base.to_owned();
+        let parts: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            dir.push('/');
+            dir.push_str(part);
+            if !root.exists(&dir) && !self.has(&dir) {
+                self.push(
+                    Action::MakeDir {
+                        path: dir.clone(),
+                        mode: 0o755,
+                    },
+                    why,
+                    false,
+                );
+            }
+        }
+    }
+
     fn push(&mut self, action: Action, why: impl Into<String>, review: bool) {
         self.steps.push(Step {
             action,
