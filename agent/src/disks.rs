@@ -59,17 +59,29 @@ pub fn list(sys: &Path) -> Vec<Disk> {
 }
 
 /// Waits until `expected` disks are there (when the host said how many it attached), else
-/// until the set of disks stays the same for a moment; or until `timeout` runs out.
-pub fn settle(sys: &Path, timeout: Duration, expected: Option<u32>) -> Vec<Disk> {
+/// until the set of disks stays the same for a moment; or until `timeout` runs out. While
+/// waiting, `poll` runs every [`POLL_EVERY`] (the agent loads drivers for devices that showed
+/// up late, such as a USB or SCSI disk found by an asynchronous scan).
+pub fn settle(
+    sys: &Path,
+    timeout: Duration,
+    expected: Option<u32>,
+    poll: &mut dyn FnMut(),
+) -> Vec<Disk> {
     let deadline = Instant::now() + timeout;
     let quiet = Duration::from_millis(300);
     let mut last = list(sys);
     let mut since = Instant::now();
+    let mut polled = Instant::now();
     loop {
         if expected.is_some_and(|n| last.len() >= n as usize) {
             return last;
         }
         std::thread::sleep(Duration::from_millis(20));
+        if polled.elapsed() >= POLL_EVERY {
+            poll();
+            polled = Instant::now();
+        }
         let now = list(sys);
         if now != last {
             last = now;
@@ -82,6 +94,9 @@ pub fn settle(sys: &Path, timeout: Duration, expected: Option<u32>) -> Vec<Disk>
         }
     }
 }
+
+/// How often [`settle`] runs its poll.
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// Reads the ext superblock of a device; `Ok(None)` when there is none.
 pub fn probe_ext(dev: &Path) -> std::io::Result<Option<ext::Superblock>> {
@@ -127,24 +142,41 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         disk(t.path(), "vda", 10, &[]);
         let start = Instant::now();
-        let disks = settle(t.path(), Duration::from_secs(5), None);
+        let disks = settle(t.path(), Duration::from_secs(5), None, &mut || {});
         assert_eq!(disks.len(), 1);
         assert!(start.elapsed() < Duration::from_secs(2));
         // Told how many: no quiet period once they are all there.
         disk(t.path(), "vdb", 10, &[]);
         let start = Instant::now();
-        assert_eq!(settle(t.path(), Duration::from_secs(30), Some(2)).len(), 2);
+        assert_eq!(
+            settle(t.path(), Duration::from_secs(30), Some(2), &mut || {}).len(),
+            2
+        );
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "not the time limit"
         );
         // Waits for the ones not there yet, up to the limit.
         let start = Instant::now();
+        let mut polls = 0;
         assert_eq!(
-            settle(t.path(), Duration::from_millis(600), Some(3)).len(),
+            settle(t.path(), Duration::from_millis(600), Some(3), &mut || {
+                polls += 1
+            })
+            .len(),
             2
         );
         assert!(start.elapsed() >= Duration::from_millis(600));
+        assert!(polls >= 2, "polled while waiting: {polls}");
+        // A poll that brings the missing disk (a driver loaded late) ends the wait.
+        let sys = t.path().to_owned();
+        let mut polls = 0;
+        let found = settle(&sys, Duration::from_secs(30), Some(3), &mut || {
+            polls += 1;
+            disk(&sys, "sda", 10, &[]);
+        });
+        assert_eq!(found.len(), 3);
+        assert!(polls >= 1);
     }
 
     #[test]

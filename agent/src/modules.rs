@@ -17,6 +17,10 @@ pub const LOAD_LIST: &str = "/etc/vmrescue/modules.load";
 pub const ALIAS_LIST: &str = "/etc/vmrescue/modules.alias";
 /// Device aliases read at most per round.
 const MAX_DEVICES: usize = 4096;
+/// Modules loaded whenever the first one is: a SCSI host (ahci through libata, virtio_scsi,
+/// ata_piix) scans its ports asynchronously, so its disks' `scsi:t-0x00` aliases may appear
+/// only after the last modalias round; the disk driver comes with the midlayer instead.
+const TOGETHER: &[(&str, &str)] = &[("scsi_mod", "sd_mod")];
 
 /// One line of the load list: `PATH [optional] [name=NAME] [needs=A,B]`. `optional`: an
 /// alternative provider of a soft dependency (e.g. crc32c_intel, which fails on CPUs without
@@ -205,6 +209,11 @@ impl Loader {
             if let Some(e) = self.entries.iter().find(|e| e.name == n) {
                 stack.extend(e.needs.iter().cloned());
             }
+            for (with, also) in TOGETHER {
+                if n == *with {
+                    stack.push((*also).to_owned());
+                }
+            }
         }
         (0..self.entries.len())
             .filter(|&i| want.contains(&self.entries[i].name))
@@ -308,6 +317,26 @@ pub fn install(loader: Loader) {
     }
 }
 
+/// One more round of drivers for the devices present now (see [`disks::settle`]); returns the
+/// names of the modules it loaded.
+///
+/// [`disks::settle`]: crate::disks::settle
+pub fn rescan(sys: &Path) -> Vec<String> {
+    let Ok(mut guard) = LOADER.lock() else {
+        return Vec::new();
+    };
+    match guard.as_mut() {
+        Some(loader) if loader.has_aliases() => {
+            let out = loader.for_devices(&device_modaliases(sys));
+            for f in &out.failed {
+                log::warn!("{f}");
+            }
+            out.names
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Loads the module of filesystem type `fstype` (its `fs-TYPE` alias) if it is not loaded:
 /// called before every mount. Returns the failures.
 pub fn ensure_fs(fstype: &str) -> Vec<String> {
@@ -398,6 +427,26 @@ mod tests {
             "dependencies first"
         );
         assert!(l.matching(&["platform:serial8250".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_scsi_host_brings_the_disk_driver_before_its_disks_show() {
+        let l = Loader::new(
+            parse_load_list(
+                "/m/scsi_mod.ko\n/m/libata.ko needs=scsi_mod\n/m/ahci.ko needs=libata\n\
+                 /m/sd_mod.ko needs=scsi_mod\n/m/virtio_blk.ko\n",
+            ),
+            parse_aliases("alias pci:v*d*sv*sd*bc01sc06i01* ahci\nalias scsi:t-0x00* sd_mod\n"),
+        );
+        let names = l.matching(&["pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01".into()]);
+        let order: Vec<&str> = l
+            .closure(&names)
+            .into_iter()
+            .map(|i| l.entries[i].name.as_str())
+            .collect();
+        assert_eq!(order, ["scsi_mod", "libata", "ahci", "sd_mod"]);
+        let virtio: BTreeSet<String> = ["virtio_blk".to_owned()].into();
+        assert_eq!(l.closure(&virtio).len(), 1, "no SCSI, no sd_mod");
     }
 
     #[test]

@@ -50,6 +50,18 @@ impl TestDomain {
         extra_os: &str,
         persistent: bool,
     ) -> TestDomain {
+        Self::build(tag, machine, os_attrs, extra_os, "", persistent)
+    }
+
+    /// `devices` go after the root disk in `<devices>`.
+    fn build(
+        tag: &str,
+        machine: &str,
+        os_attrs: &str,
+        extra_os: &str,
+        devices: &str,
+        persistent: bool,
+    ) -> TestDomain {
         let out = virsh(&["version"]);
         assert!(
             out.status.success(),
@@ -65,7 +77,7 @@ impl TestDomain {
              <sysinfo type='smbios'>\n    <system>\n      <entry name='manufacturer'>OpenStack Foundation</entry>\n      <entry name='product'>OpenStack Nova</entry>\n    </system>\n  </sysinfo>\n  \
              <os{os_attrs}>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n{extra_os}    <smbios mode='sysinfo'/>\n  </os>\n  <features><acpi/></features>\n  <devices>\n    \
              <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      \
-             <target dev='vda' bus='virtio'/>\n      <serial>vol-0001</serial>\n{boot}    </disk>\n  </devices>\n</domain>\n",
+             <target dev='vda' bus='virtio'/>\n      <serial>vol-0001</serial>\n{boot}    </disk>\n{devices}  </devices>\n</domain>\n",
             d.image.display(),
             // Without <os><boot dev>, per-device boot order.
             boot = if extra_os.is_empty() { "      <boot order='1'/>\n" } else { "" },
@@ -223,6 +235,52 @@ fn check_then_repair_a_domain_leaving_its_definition_byte_identical() {
         String::from_utf8_lossy(&state.stdout).contains("shut off"),
         "{state:?}"
     );
+}
+
+#[test]
+fn a_data_disk_on_sata_next_to_a_virtio_root_is_found_and_repaired() {
+    // The agent loads drivers by the devices' modaliases; the SATA disk only shows up after
+    // libata's asynchronous port scan, when the modalias rounds may be over.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data.img");
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("records.txt"), "kept\n").unwrap();
+    fixture::mkfs_ext4(&data, 32, "srvdata", tree.path()).unwrap();
+    fixture::debugfs_write(&data, &["ssv state 2", "ssv error_count 1"]).unwrap();
+    let sata = format!(
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      \
+         <source file='{}'/>\n      <target dev='sda' bus='sata'/>\n      <serial>vol-data</serial>\n    </disk>\n",
+        data.display()
+    );
+    let d = TestDomain::build("sata", "q35", "", "", &sata, true);
+    let before = inactive_xml(&d.name);
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair", "--boot", "kernel"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r}");
+    let names: Vec<&str> = r["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"vda") && names.contains(&"sda"),
+        "both disks seen: {names:?}\n{r}"
+    );
+    assert_eq!(
+        fixture::host_e2fsck(&data).unwrap(),
+        0,
+        "the SATA disk repaired"
+    );
+    assert_eq!(
+        fixture::read_in_image(&data, "/records.txt")
+            .unwrap()
+            .as_deref(),
+        Some(&b"kept\n"[..])
+    );
+    assert_eq!(inactive_xml(&d.name), before);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::inventory::{self, DiskScan};
 use vmrescue_protocol::{Disk, Step};
 
-use crate::disks;
 use crate::reporter::Reporter;
+use crate::{disks, modules};
 
 /// What the scan found: the disks as sysfs shows them, and what is on each.
 pub struct Scanned {
@@ -21,7 +21,16 @@ pub struct Scanned {
 /// the same), then scans every disk.
 pub fn run(settle: Duration, expected: Option<u32>, rep: &mut Reporter) -> Scanned {
     rep.progress(Step::Disks, None, "waiting for block devices");
-    let found = disks::settle(Path::new("/sys"), settle, expected);
+    let sys = Path::new("/sys");
+    let found = disks::settle(sys, settle, expected, &mut || {
+        let late = modules::rescan(sys);
+        if !late.is_empty() {
+            log::info!(
+                "modules for devices that showed up late: {}",
+                late.join(" ")
+            );
+        }
+    });
     if found.is_empty() {
         rep.warn(
             Step::Disks,
