@@ -25,3 +25,4 @@ pub mod salvage;
 pub mod session;
 pub mod undo;
 pub mod vm;
+pub mod watch;

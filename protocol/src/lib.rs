@@ -15,6 +15,7 @@ pub mod names;
 pub mod params;
 pub mod paths;
 pub mod report;
+pub mod utc;
 
 pub use frame::{FrameError, LineReader, MAX_LINE};
 pub use message::{Message, Progress, PROTOCOL_VERSION};

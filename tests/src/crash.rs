@@ -221,17 +221,7 @@ fn accel() -> Accel {
 pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> Result<Boot> {
     let image = harness::image();
     let dir = tempfile::tempdir()?;
-    let full = format!(
-        "{}\n{script}\ndie \"the script ended without hard_reset or power_off\"\n",
-        prelude(disks.len())
-    );
-
-    // The kernel unpacks concatenated archives; an uncompressed one must start 4-byte aligned
-    // (zeros in between are skipped).
-    let mut initrd = fs::read(&image.initramfs)
-        .with_context(|| format!("reading {}", image.initramfs.display()))?;
-    initrd.resize(initrd.len().next_multiple_of(4), 0);
-    initrd.extend(crash_archive(&full, payload)?);
+    let initrd = script_initrd(disks.len(), script, payload)?;
     let initrd_path = dir.path().join("crash-initrd.img");
     fs::write(&initrd_path, &initrd)?;
     let console_path = dir.path().join("console.log");
@@ -283,6 +273,24 @@ pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> 
     }
     boot.expect(&["booted", "modules", "ready"])?;
     Ok(boot)
+}
+
+/// The rescue initramfs with `script` as `/crash.sh` after the prelude (see [`crash_guest`]),
+/// for a guest booted with `rdinit=/crash.sh` by anything (QEMU here, libvirt elsewhere);
+/// `disks` virtio disks are waited for.
+pub fn script_initrd(disks: usize, script: &str, payload: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let image = harness::image();
+    let full = format!(
+        "{}\n{script}\ndie \"the script ended without hard_reset or power_off\"\n",
+        prelude(disks)
+    );
+    // The kernel unpacks concatenated archives; an uncompressed one must start 4-byte aligned
+    // (zeros in between are skipped).
+    let mut initrd = fs::read(&image.initramfs)
+        .with_context(|| format!("reading {}", image.initramfs.display()))?;
+    initrd.resize(initrd.len().next_multiple_of(4), 0);
+    initrd.extend(crash_archive(&full, payload)?);
+    Ok(initrd)
 }
 
 fn run_ok(cmd: &mut Command) -> Result<String> {

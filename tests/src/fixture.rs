@@ -89,7 +89,7 @@ pub(crate) fn output(cmd: &mut Command) -> Result<std::process::Output> {
 }
 
 /// Runs a command that must succeed; its stderr is in the error when it does not.
-pub(crate) fn run(cmd: &mut Command) -> Result<std::process::Output> {
+pub fn run(cmd: &mut Command) -> Result<std::process::Output> {
     let out = output(cmd)?;
     if !out.status.success() {
         bail!(

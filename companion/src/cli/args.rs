@@ -238,6 +238,27 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Watch running domains for trouble: libvirt's I/O error and pause events and the guest
+    /// kernel's storage messages on its console log; one line per incident (de-duplicated).
+    /// Exit status: 0 no incident, 1 incidents printed, 2 the watch could not run.
+    Watch {
+        /// libvirt connection URI (default: libvirt's default).
+        #[arg(long, value_name = "URI")]
+        connect: Option<String>,
+        /// Only this domain (by name; repeatable). Default: all of the connection's.
+        #[arg(long, value_name = "NAME")]
+        domain: Vec<String>,
+        /// One JSON object per incident per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long = "for", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+        for_secs: Option<u64>,
+        /// Run this command (`sh -c`) per incident: the incident as JSON on its stdin and in
+        /// VMRESCUE_INCIDENT, its fields in VMRESCUE_DOMAIN, VMRESCUE_KIND, VMRESCUE_DISK, ...
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
+    },
     /// libvirt domain XML.
     Xml {
         #[command(subcommand)]

@@ -313,6 +313,28 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
         Cmd::Report { console_log, json } => report_from_log(&console_log, json),
+        Cmd::Watch {
+            connect,
+            domain,
+            json,
+            for_secs,
+            exec,
+        } => {
+            let opts = crate::watch::Options {
+                connect,
+                domains: domain,
+                json,
+                for_secs,
+                exec,
+            };
+            match crate::watch::run(&opts, &mut std::io::stdout()) {
+                Ok(n) => status(n == 0),
+                Err(e) => {
+                    eprintln!("vmrescue watch: {e}");
+                    EXIT_HOST
+                }
+            }
+        }
         Cmd::Xml {
             command:
                 XmlCmd::Rescue {
