@@ -2,6 +2,7 @@
 //! file, so the same code runs in the rescue guest and on the host.
 
 pub mod assemble;
+pub mod bootcfg;
 pub mod ext;
 pub mod fstab;
 pub mod fstype;

@@ -353,6 +353,27 @@ pub struct Report {
     /// Where the time went: the guest's uptime as each phase of the agent ended, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timings: Vec<Timing>,
+    /// How the guest boots itself, as found on its root (and its /boot): what a verify boot
+    /// starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_config: Option<BootConfig>,
+}
+
+/// The guest's own boot entry ([`Report::boot_config`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BootConfig {
+    /// Where it was found: `grub` (grub.cfg's default entry), `bls` (Boot Loader
+    /// Specification entries) or `newest_kernel` (the newest vmlinuz-* in /boot).
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The kernel's path on the guest's root (`/boot/vmlinuz-6.1.0-27-amd64`).
+    pub kernel: String,
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// The entry's command line (boot-loader variables left out).
+    #[serde(default)]
+    pub cmdline: String,
 }
 
 /// One point of [`Report::timings`].

@@ -85,10 +85,27 @@ fn the_root_in_the_error_state() {
         |_| Ok(()),
         &["ssv state 2", "ssv error_count 3"],
     );
-    let changes = run.report.as_ref().unwrap()["changes"].as_array().unwrap();
+    let report = run.report.as_ref().unwrap();
+    let changes = report["changes"].as_array().unwrap();
     assert!(
         changes.iter().any(|c| c["kind"] == "fsck"),
         "the error state was cleared by fsck: {changes:#?}"
+    );
+    // How the guest boots itself (no boot loader in this guest: its newest kernel).
+    let boot = &report["boot_config"];
+    assert_eq!(boot["method"], "newest_kernel", "{boot}");
+    let kernel = boot["kernel"].as_str().unwrap();
+    assert!(kernel.starts_with("/boot/vmlinuz-6."), "{boot}");
+    let version = kernel.trim_start_matches("/boot/vmlinuz-");
+    assert_eq!(
+        boot["initrd"],
+        format!("/boot/initrd.img-{version}").as_str(),
+        "{boot}"
+    );
+    assert_eq!(
+        boot["cmdline"],
+        format!("root=UUID={ROOT_UUID} ro").as_str(),
+        "{boot}"
     );
 }
 

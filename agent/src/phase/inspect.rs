@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
-use vmrescue_discovery::assemble;
 use vmrescue_discovery::ext::State;
+use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::inventory::{DiskScan, Volume};
 use vmrescue_discovery::osroot::Tree;
+use vmrescue_discovery::{assemble, bootcfg};
 use vmrescue_protocol::params::Settings;
-use vmrescue_protocol::{Disk, Filesystem, Report, Step};
+use vmrescue_protocol::{BootConfig, Disk, Filesystem, Report, Step};
 
 use crate::disks;
 use crate::inspect::MountedTree;
@@ -74,6 +75,96 @@ pub fn run(
     report.filesystems = merge_filesystems(found.filesystems, checked);
     report.os = Some(found.os);
     report.fstab = found.fstab;
+    report.boot_config = boot_config(report, rep);
+}
+
+/// The guest's own boot entry, read from its root and the separate /boot its fstab names.
+fn boot_config(report: &Report, rep: &mut Reporter) -> Option<BootConfig> {
+    let root_dev = report.os.as_ref()?.root_device.clone()?;
+    let mount = |dev: &str, name: &str| -> Option<MountedTree> {
+        let fs = report.filesystems.iter().find(|f| f.device == dev)?;
+        MountedTree::mount(dev, FsType::parse(&fs.fstype), name)
+            .map_err(|e| log::warn!("boot entry: {e}"))
+            .ok()
+    };
+    let root = mount(&root_dev, "bootcfg-root")?;
+    let boot_dev = report.fstab.as_ref().and_then(|f| {
+        f.entries
+            .iter()
+            .find(|e| e.file == "/boot")
+            .and_then(|e| e.device.clone())
+    });
+    let boot = boot_dev
+        .filter(|d| *d != root_dev)
+        .and_then(|d| mount(&d, "bootcfg-boot"));
+    let tree = WithBoot {
+        root: &root,
+        boot: boot.as_ref(),
+    };
+    let uuid = report
+        .filesystems
+        .iter()
+        .find(|f| f.device == root_dev)
+        .and_then(|f| f.uuid.clone());
+    match bootcfg::find(&tree, uuid.as_deref()) {
+        Ok(e) => {
+            rep.progress(
+                Step::Inspect,
+                Some(&root_dev),
+                format!("boots {} ({})", e.kernel, e.method),
+            );
+            Some(BootConfig {
+                method: e.method.to_owned(),
+                title: e.title,
+                kernel: e.kernel,
+                initrd: e.initrd,
+                cmdline: e.cmdline,
+            })
+        }
+        Err(e) => {
+            rep.progress(Step::Inspect, Some(&root_dev), format!("boot entry: {e}"));
+            None
+        }
+    }
+}
+
+/// The root's tree with a separate /boot filesystem at `/boot`.
+struct WithBoot<'a> {
+    root: &'a dyn Tree,
+    boot: Option<&'a MountedTree>,
+}
+
+impl WithBoot<'_> {
+    fn pick<'p>(&self, path: &'p str) -> (&dyn Tree, std::borrow::Cow<'p, str>) {
+        if let Some(b) = self.boot {
+            if path == "/boot" {
+                return (b, "/".into());
+            }
+            if let Some(rest) = path.strip_prefix("/boot/") {
+                return (b, format!("/{rest}").into());
+            }
+        }
+        (self.root, path.into())
+    }
+}
+
+impl Tree for WithBoot<'_> {
+    fn exists(&self, path: &str) -> bool {
+        let (t, p) = self.pick(path);
+        t.exists(&p)
+    }
+    fn is_dir(&self, path: &str) -> bool {
+        let (t, p) = self.pick(path);
+        t.is_dir(&p)
+    }
+    fn read(&self, path: &str, max: usize) -> Option<Vec<u8>> {
+        let (t, p) = self.pick(path);
+        t.read(&p, max)
+    }
+    fn list(&self, path: &str) -> Vec<String> {
+        let (t, p) = self.pick(path);
+        t.list(&p)
+    }
 }
 
 /// Discovery's disks with what only sysfs knows (serial, read-only) from `sysfs`, by name.

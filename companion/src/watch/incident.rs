@@ -133,6 +133,9 @@ type Key = (String, Kind, Option<String>, Option<String>, Source);
 pub const COALESCE_MS: u64 = 1500;
 /// How long an incident must stay quiet before the same thing is a new incident (ms).
 pub const QUIET_MS: u64 = 120_000;
+/// Incidents tracked at most: past it, a new device's sightings join their domain's and
+/// kind's incident without a device (a guest inventing device names cannot grow memory).
+pub const MAX_TRACKED: usize = 4096;
 
 struct Entry {
     incident: Incident,
@@ -152,7 +155,13 @@ pub struct Dedup {
 impl Dedup {
     /// Notes a sighting at `now_ms` (`last_time` is set from `now_text`).
     pub fn observe(&mut self, mut incident: Incident, now_ms: u64) {
-        let key = incident.key();
+        let mut key = incident.key();
+        if self.entries.len() >= MAX_TRACKED && !self.entries.contains_key(&key) {
+            incident.disk = None;
+            incident.guest_device = None;
+            incident.source_file = None;
+            key = incident.key();
+        }
         match self.entries.get_mut(&key) {
             Some(e) if now_ms.saturating_sub(e.last_ms) < QUIET_MS => {
                 e.last_ms = now_ms;
@@ -304,6 +313,22 @@ mod tests {
         let out = d.due(10 * QUIET_MS + COALESCE_MS);
         assert_eq!(out.len(), 1);
         assert!(!out[0].repeat && out[0].count == 1 && out[0].detail == "later");
+    }
+
+    #[test]
+    fn invented_device_names_do_not_grow_memory() {
+        let mut d = Dedup::default();
+        for i in 0..(MAX_TRACKED as u64 * 3) {
+            d.observe(inc(Kind::IoError, &format!("vd{i}"), "x", "t"), i);
+        }
+        assert!(d.entries.len() <= MAX_TRACKED + 1, "{}", d.entries.len());
+        let out = d.flush();
+        let rest = out.iter().find(|i| i.disk.is_none()).unwrap();
+        assert_eq!(
+            rest.count,
+            2 * MAX_TRACKED as u64,
+            "the rest counted in one incident"
+        );
     }
 
     #[test]
