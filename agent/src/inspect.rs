@@ -200,6 +200,16 @@ impl MountedTree {
     }
 }
 
+impl MountedTree {
+    /// A regular file of the tree, opened for reading (symbolic links followed inside it).
+    pub fn open_file(&self, path: &str) -> Option<fs::File> {
+        let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+            .then(|| fs::File::from(fd))
+    }
+}
+
 impl Drop for MountedTree {
     fn drop(&mut self) {
         self.root = None;

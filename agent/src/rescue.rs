@@ -9,7 +9,7 @@ use vmrescue_protocol::params::{After, Settings};
 use vmrescue_protocol::{Message, Report, Step};
 
 use crate::phase::fixes::Fixes;
-use crate::phase::{check, configdrive, fixes, inspect, report, scan, setup, undo};
+use crate::phase::{bootcopy, check, configdrive, fixes, inspect, report, scan, setup, undo};
 use crate::reporter::Reporter;
 use crate::{boot, proc, signals, verdict};
 
@@ -110,6 +110,10 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         .undo
         .as_deref()
         .and_then(|uuid| undo::attach(&mut found.scans, uuid, settings.mode, rep));
+    let bootcopy = settings
+        .bootcopy
+        .as_deref()
+        .and_then(|uuid| bootcopy::reserve(&mut found.scans, uuid, rep));
     let checked = check::run(
         &found.scans,
         settings,
@@ -139,5 +143,9 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     };
     let fixes = fixes::run(settings, &root, report, rep);
     rep.mark("fixes");
+    if let Some(dev) = bootcopy {
+        bootcopy::copy(&dev, report, fixes.root.as_ref().map(|r| &r.tree), rep);
+        rep.mark("boot_copy");
+    }
     fixes
 }

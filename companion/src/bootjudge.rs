@@ -50,11 +50,16 @@ const EMERGENCY: &[&str] = &[
     "Entering emergency mode",
     "Cannot open access to console, the root account is locked",
     "emergency shell",
+    // Debian's and Ubuntu's initramfs when the root does not show up.
+    "Dropping to a shell!",
 ];
 const PANIC: &[&str] = &[
     "Kernel panic - not syncing",
     "No working init found",
     "Attempted to kill init",
+    // Debian's and Ubuntu's initramfs: the root mounted, but without an init.
+    "No init found. Try passing init= bootarg",
+    "Target filesystem doesn't have requested",
 ];
 
 /// Console prompts a boot can wait at forever: (what the console shows, what it means).
@@ -81,10 +86,19 @@ const PROMPTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// A getty prompt: `HOSTNAME login:` at the end of a line.
+/// A getty prompt: `HOSTNAME login:` starting a line, alone or followed by what was typed or
+/// by kernel messages that landed on the same line.
 fn is_login_prompt(line: &str) -> bool {
-    let t = line.trim_end();
-    t.ends_with(" login:") && !t.contains("Last login:")
+    let Some((host, _)) = line.split_once(" login:") else {
+        return false;
+    };
+    let host = host.trim_start_matches(['\r', ' ']);
+    !host.is_empty()
+        && host != "Last"
+        && host.len() <= 64
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
 fn last_pos(lines: &[&str], pats: &[&str]) -> Option<usize> {
@@ -93,11 +107,18 @@ fn last_pos(lines: &[&str], pats: &[&str]) -> Option<usize> {
         .rposition(|l| pats.iter().any(|p| l.contains(p)))
 }
 
-/// The job in a `A start job is running for NAME (12s / 1min 30s)` line.
+/// The job in a `A start job is running for NAME (12s / 1min 30s)` line, or in the form
+/// systemd alternates it with, `Job NAME/start running (46s / 1min 30s)` (the name cut with
+/// `…` when long).
 fn start_job(line: &str) -> Option<String> {
-    let rest = line.split("A start job is running for ").nth(1)?;
-    let name = rest.rsplit_once(" (").map_or(rest, |(n, _)| n);
-    Some(name.trim().chars().take(200).collect())
+    let name = if let Some(rest) = line.split("A start job is running for ").nth(1) {
+        rest.rsplit_once(" (").map_or(rest, |(n, _)| n)
+    } else {
+        let (before, _) = line.rsplit_once("/start running (")?;
+        before.rsplit_once("Job ")?.1
+    };
+    let name: String = name.trim().chars().take(200).collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// Judges a console (its text, terminal escapes and all). The latest of a login prompt or
@@ -135,6 +156,67 @@ pub fn judge(console: &str) -> BootState {
     }
 }
 
+/// Boot stages and what shows each on a console, in boot order.
+const MILESTONES: &[(&str, &[&str])] = &[
+    (
+        "kernel",
+        &["Linux version ", "Booting Linux on", "Command line: "],
+    ),
+    (
+        "initramfs",
+        &[
+            "Run /init as init process",
+            "Loading, please wait...",
+            "dracut-",
+            "Begin: Loading essential drivers",
+            "Trying to unpack rootfs",
+        ],
+    ),
+    (
+        "root_mounted",
+        &[
+            "mounted filesystem",
+            "Mounting V5 Filesystem",
+            "Switching root.",
+            "Reached target initrd-root-fs.target",
+            "Reached target Initrd Root File System",
+        ],
+    ),
+    (
+        "init",
+        &[
+            "Run /sbin/init as init process",
+            "Run /lib/systemd/systemd as init process",
+            "systemd[1]: ",
+            "Welcome to ",
+            "INIT: version",
+            "OpenRC ",
+        ],
+    ),
+    (
+        "multi_user",
+        &[
+            "Reached target Multi-User System",
+            "Reached target multi-user.target",
+            "Reached target Graphical Interface",
+            "Reached target graphical.target",
+        ],
+    ),
+];
+
+/// The boot stages a console shows, in boot order (`login` last when a getty prompt is there).
+pub fn milestones(console: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = MILESTONES
+        .iter()
+        .filter(|(_, pats)| console.lines().any(|l| pats.iter().any(|p| l.contains(p))))
+        .map(|(name, _)| *name)
+        .collect();
+    if console.lines().any(is_login_prompt) {
+        out.push("login");
+    }
+    out
+}
+
 /// The last `n` lines of a console, for reports (escaped by the renderer).
 pub fn tail(console: &str, n: usize) -> Vec<String> {
     let lines: Vec<&str> = console.lines().collect();
@@ -156,6 +238,27 @@ mod tests {
 Debian GNU/Linux 12 debian ttyS0\r
 \r
 debian login: ";
+
+    #[test]
+    fn login_prompts() {
+        for yes in [
+            "debian login: ",
+            "debian login:",
+            "\rfedora-riscv login: root",
+            "fedora-riscv login: [  159.306184] sunxi-ehci 4200000.ehci1-controller: connect",
+        ] {
+            assert!(is_login_prompt(yes), "{yes:?}");
+        }
+        for no in [
+            "Last login: Mon Dec  1 14:00:00 on ttyS0",
+            "root password logins are disabled in SSH",
+            " login: ",
+            "[  OK  ] Started systemd-logind.service - User Login Management.",
+            "please enter your login: here",
+        ] {
+            assert!(!is_login_prompt(no), "{no:?}");
+        }
+    }
 
     #[test]
     fn a_login_prompt_or_multi_user_is_booted() {
@@ -208,5 +311,31 @@ debian login: ";
         );
         assert_eq!(judge(&later), BootState::Emergency);
         assert_eq!(BootState::Booted.as_str(), "booted");
+    }
+
+    #[test]
+    fn milestones_in_boot_order() {
+        let console =
+            "[    0.000000] Linux version 6.1.0-27-amd64 (debian-kernel@lists.debian.org)\n\
+            Loading, please wait...\n\
+            [    2.2] EXT4-fs (vda): mounted filesystem 3b1d0c6e with ordered data mode.\n\
+            [    3.1] systemd[1]: systemd 252.31-1~deb12u1 running in system mode\n";
+        assert_eq!(
+            milestones(console),
+            ["kernel", "initramfs", "root_mounted", "init"]
+        );
+        let booted = format!("{console}{DEBIAN_LOGIN}");
+        assert_eq!(
+            milestones(&booted),
+            [
+                "kernel",
+                "initramfs",
+                "root_mounted",
+                "init",
+                "multi_user",
+                "login"
+            ]
+        );
+        assert!(milestones("").is_empty());
     }
 }

@@ -24,5 +24,6 @@ pub mod rundir;
 pub mod salvage;
 pub mod session;
 pub mod undo;
+pub mod verify;
 pub mod vm;
 pub mod watch;

@@ -16,6 +16,7 @@ use crate::kcmdline::Cmdline;
 use crate::progress::{Event, Sink};
 use crate::qemu::{self, Drive, Format};
 use crate::session::{self, host_warning, SessionError};
+use crate::verify::{self, GuestDrive, VerifyRequest};
 use crate::vm::QemuVm;
 
 /// What the operator asked for.
@@ -37,6 +38,8 @@ pub struct Request {
     pub policy: Policy,
     /// Keep e2fsck undo files (repair mode) in a new subdirectory of this directory.
     pub undo_dir: Option<PathBuf>,
+    /// Boot the guest's own OS after the rescue (`--verify`).
+    pub verify: Option<VerifyRequest>,
 }
 
 /// The operator's repair choices, passed to the agent.
@@ -96,6 +99,8 @@ pub enum RescueError {
     ReferenceEtc(#[from] crate::overlay::OverlayError),
     #[error(transparent)]
     Undo(#[from] crate::undo::UndoError),
+    #[error("verify: {0}")]
+    Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
     Session(#[from] SessionError),
 }
@@ -266,6 +271,123 @@ fn left_behind(base: &std::path::Path, disks: &[GuestDisk]) -> Result<Vec<String
     Ok(notes)
 }
 
+/// What one boot of the rescue needs.
+struct Once<'a> {
+    req: &'a Request,
+    guest: &'a [GuestDrive],
+    image: &'a vmrescue_image_builder::Artefacts,
+    initramfs: PathBuf,
+    dir: &'a std::path::Path,
+    accel: crate::accel::Accel,
+    qemu_bin: &'a std::path::Path,
+}
+
+impl Once<'_> {
+    /// Boots the rescue once in `mode` (check mode attaches the disks read-only) with the undo
+    /// and boot-copy scratch disks given, and collects its report.
+    fn boot(
+        &self,
+        mode: Mode,
+        undo: Option<&crate::undo::Scratch>,
+        bootcopy: Option<&crate::undo::Scratch>,
+        sink: &mut dyn Sink,
+    ) -> Result<Report, RescueError> {
+        let mut req = self.req.clone();
+        req.mode = mode;
+        let mut settings = agent_settings(&req, undo.map(|s| s.uuid.as_str()));
+        if let Some(b) = bootcopy {
+            settings.bootcopy = Some(b.uuid.clone());
+            settings.disks = settings.disks.map(|n| n + 1);
+        }
+        let cmdline = kernel_cmdline(&settings)?;
+        let socket = self.dir.join("agent.sock");
+        if socket.as_os_str().len() >= 100 {
+            return Err(RescueError::SocketPath(socket));
+        }
+        let _ = fs::remove_file(&socket);
+        let n = self.guest.len();
+        let kernel = boot_kernel(self.image);
+        let config =
+            qemu::Config::new(
+                format!("vmrescue-{}", std::process::id()),
+                self.accel,
+                qemu::Boot::Kernel {
+                    kernel: kernel.clone(),
+                    initrd: Some(self.initramfs.clone()),
+                    cmdline: cmdline.as_str().to_owned(),
+                },
+            )
+            .memory(req.memory_mib)
+            .console_log(self.dir.join("console.log"))
+            .channel(socket, DEFAULT_PORT_NAME)
+            .drives(self.guest.iter().map(|d| {
+                d.drive
+                    .clone()
+                    .read_only(d.drive.read_only || mode == Mode::Check)
+            }))
+            .drives(undo.map(|s| {
+                Drive::new(s.image.clone(), Format::Raw).serial(format!("vmrescue-disk{n}"))
+            }))
+            .drives(bootcopy.map(|s| {
+                Drive::new(s.image.clone(), Format::Raw).serial(format!("vmrescue-disk{}", n + 1))
+            }));
+        sink.event(Event::Note(&format!(
+            "booting the rescue ({} mode, accel {}, {}, {} disk(s)); run directory {}",
+            mode.as_str(),
+            self.accel.as_str(),
+            if kernel == self.image.kernel {
+                "bzImage"
+            } else {
+                "PVH entry"
+            },
+            config.drives.len(),
+            self.dir.display()
+        )));
+        let mut vm = QemuVm::new(self.qemu_bin.to_owned(), config, self.dir.join("qemu.log"));
+        let outcome = session::run(&mut vm, req.timeout, sink).map_err(RescueError::from);
+        drop(vm);
+        outcome
+    }
+
+    /// The rescue with verify boots of the guest's own OS: with `--verify-before` in repair
+    /// mode, a check-mode rescue first (for the guest's boot files) and a boot of the broken
+    /// guest; then the rescue and the boot after it. The outcome is `repaired` only when the
+    /// guest boots afterwards.
+    fn verified(
+        &self,
+        v: &VerifyRequest,
+        undo: Option<&crate::undo::Scratch>,
+        sink: &mut dyn Sink,
+    ) -> Result<Report, RescueError> {
+        let mut before = None;
+        if v.before && self.req.mode == Mode::Repair {
+            let copy = verify::scratch(self.dir)?;
+            let first = self.boot(Mode::Check, None, Some(&copy), sink)?;
+            let spec = verify::boot_spec(&copy, self.dir, &first)?;
+            before = Some(verify::boot(
+                &spec, self.guest, self.dir, "before", self.accel, v, sink,
+            )?);
+            let _ = fs::remove_file(&copy.image);
+        }
+        let copy = verify::scratch(self.dir)?;
+        let mut report = self.boot(self.req.mode, undo, Some(&copy), sink)?;
+        let spec = verify::boot_spec(&copy, self.dir, &report)?;
+        let _ = fs::remove_file(&copy.image);
+        let after = verify::boot(&spec, self.guest, self.dir, "after", self.accel, v, sink)?;
+        let mut record = verify::record(&spec, &report);
+        // In check mode nothing changed: the boot after is the boot before.
+        record.before = if self.req.mode == Mode::Check && v.before {
+            Some(after.clone())
+        } else {
+            before
+        };
+        record.after = Some(after);
+        report.verify = Some(record);
+        verify::conclude(&mut report);
+        Ok(report)
+    }
+}
+
 /// Runs one rescue; on success the guest's report with host-side warnings added.
 pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
     let disks = check_disks(req)?;
@@ -304,49 +426,26 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
             &dir.join("initramfs-with-reference-etc.img"),
         )?,
     };
-    let cmdline = kernel_cmdline(&agent_settings(
+    let guest: Vec<GuestDrive> = disks
+        .into_iter()
+        .map(|d| GuestDrive {
+            drive: d.drive,
+            virtual_size: d.virtual_size,
+        })
+        .collect();
+    let once = Once {
         req,
-        scratch.as_ref().map(|s| s.uuid.as_str()),
-    ))?;
-    let socket = dir.join("agent.sock");
-    if socket.as_os_str().len() >= 100 {
-        return Err(RescueError::SocketPath(socket));
-    }
-    let scratch_serial = format!("vmrescue-disk{}", disks.len());
-    let kernel = boot_kernel(&image);
-    let config = qemu::Config::new(
-        format!("vmrescue-{}", std::process::id()),
+        guest: &guest,
+        image: &image,
+        initramfs,
+        dir: &dir,
         accel,
-        qemu::Boot::Kernel {
-            kernel: kernel.clone(),
-            initrd: Some(initramfs),
-            cmdline: cmdline.as_str().to_owned(),
-        },
-    )
-    .memory(req.memory_mib)
-    .console_log(dir.join("console.log"))
-    .channel(socket, DEFAULT_PORT_NAME)
-    .drives(disks.into_iter().map(|d| d.drive))
-    .drives(
-        scratch
-            .as_ref()
-            .map(|s| Drive::new(s.image.clone(), Format::Raw).serial(scratch_serial)),
-    );
-    sink.event(Event::Note(&format!(
-        "booting the rescue ({} mode, accel {}, {}, {} disk(s)); run directory {}",
-        req.mode.as_str(),
-        accel.as_str(),
-        if kernel == image.kernel {
-            "bzImage"
-        } else {
-            "PVH entry"
-        },
-        config.drives.len(),
-        dir.display()
-    )));
-    let mut vm = QemuVm::new(qemu_bin, config, dir.join("qemu.log"));
-    let mut outcome = session::run(&mut vm, req.timeout, sink).map_err(RescueError::from);
-    drop(vm);
+        qemu_bin: &qemu_bin,
+    };
+    let mut outcome = match &req.verify {
+        None => once.boot(req.mode, scratch.as_ref(), None, sink),
+        Some(v) => once.verified(v, scratch.as_ref(), sink),
+    };
     // The scratch disk (in the run directory) is all that is left if its files cannot be copied.
     let mut undo_lost = false;
     if let (Ok(report), Some(s), Some(base)) = (&mut outcome, &scratch, &req.undo_dir) {
@@ -458,6 +557,7 @@ mod tests {
             root: None,
             policy: Policy::default(),
             undo_dir: None,
+            verify: None,
         }
     }
 

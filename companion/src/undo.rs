@@ -99,14 +99,20 @@ pub fn random_uuid() -> Result<String> {
 /// Makes a sparse ext4 scratch image in `dir` large enough to hold undo files for `disks`
 /// (an undo file holds at most every block of its filesystem).
 pub fn make(dir: &Path, disks_bytes: u64) -> Result<Scratch> {
-    let image = dir.join("undo-scratch.img");
     let size = disks_bytes.saturating_add(64 << 20).max(MIN_SIZE);
+    make_labelled(&dir.join("undo-scratch.img"), UNDO_LABEL, size)
+}
+
+/// Makes a sparse ext4 scratch image of `size` bytes at `image`, labelled `label`, with a new
+/// random filesystem UUID (how the agent recognises it).
+pub fn make_labelled(image: &Path, label: &str, size: u64) -> Result<Scratch> {
+    let image = image.to_owned();
     fs::File::create(&image)
         .and_then(|f| f.set_len(size))
         .map_err(io("creating", &image))?;
     let uuid = random_uuid()?;
     let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", UNDO_LABEL, "-U", &uuid])
+        .args(["-q", "-F", "-L", label, "-U", &uuid])
         .args(["-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard"])
         .arg(&image)
         .output()
@@ -180,6 +186,29 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
         }
     }
     Ok(copied)
+}
+
+/// Copies the file `inner` (an absolute path of our own, never a guest's name) out of a
+/// scratch image to `to`, with debugfs (the host never mounts it); `Ok(false)` when it is not
+/// there.
+pub fn dump(scratch: &Scratch, inner: &str, to: &Path) -> Result<bool> {
+    let staging = scratch.image.with_file_name("dump-staging");
+    let _ = fs::remove_file(&staging);
+    Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {inner} {}", staging.display()))
+        .arg(&scratch.image)
+        .output()
+        .map_err(|source| UndoError::Tool {
+            tool: "debugfs",
+            what: "copying out of a scratch disk",
+            source,
+        })?;
+    if !staging.is_file() {
+        return Ok(false);
+    }
+    fs::rename(&staging, to).map_err(io("writing", to))?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -93,6 +93,8 @@ wire_names! {
         Undo => "undo",
         /// Saving the report.
         Report => "report",
+        /// Copying the guest's kernel and initramfs out for the host's verify boot.
+        BootCopy => "boot_copy",
         /// The agent itself (internal error, stopped by a signal).
         Agent => "agent",
         /// Added by the host companion.
@@ -138,7 +140,7 @@ mod tests {
             assert_eq!(&serde_json::from_str::<ChangeKind>(&json).unwrap(), k);
         }
         assert_eq!(ChangeKind::WriteFile.as_str(), "write_file");
-        assert_eq!(Step::ALL.len(), 14);
+        assert_eq!(Step::ALL.len(), 15);
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct Settings {
     pub fsck_timeout_secs: u64,
     /// Filesystem UUID of the undo scratch disk the host attached.
     pub undo: Option<String>,
+    /// Filesystem UUID of the boot-copy scratch disk the host attached: the agent copies the
+    /// guest's kernel and initramfs there for a verify boot.
+    pub bootcopy: Option<String>,
     /// How many disks the host attached: the agent scans as soon as that many are there,
     /// instead of waiting for the set of disks to stay quiet.
     pub disks: Option<u32>,
@@ -79,6 +82,7 @@ impl Default for Settings {
             xfs_zero_log: false,
             fsck_timeout_secs: 1800,
             undo: None,
+            bootcopy: None,
             disks: None,
         }
     }
@@ -311,6 +315,22 @@ pub const PARAMS: &[Param] = &[
         get: |s| s.undo.clone(),
     },
     Param {
+        key: "bootcopy",
+        kind: Kind::Uuid,
+        default: "",
+        always: false,
+        invalid: Some("the guest's kernel is not copied out; no verify boot"),
+        from_meta: false,
+        set: |s, v| {
+            if !is_uuid(v) {
+                return Err(format!("vmrescue.bootcopy={v:?} is not a filesystem UUID"));
+            }
+            s.bootcopy = Some(v.to_ascii_lowercase());
+            Ok(())
+        },
+        get: |s| s.bootcopy.clone(),
+    },
+    Param {
         key: "fsck_timeout",
         kind: Kind::Seconds {
             min: 1,
@@ -532,6 +552,7 @@ mod tests {
             xfs_zero_log: true,
             fsck_timeout_secs: 90,
             undo: Some("2c309045-caea-4e02-8bc7-cf04b2b71566".into()),
+            bootcopy: Some("7d0f3b4e-9a1c-4e2b-8f60-1c2d3e4f5a6b".into()),
             disks: Some(3),
         };
         let text = format!("console=ttyS0 {} quiet", line(&emit(&s)));

@@ -11,6 +11,15 @@ pub const REFERENCE_ETC_RUN: &str = "/etc/vmrescue/reference-etc-run";
 pub const UNDO_DIR: &str = "vmrescue-undo";
 /// Filesystem label of the undo scratch disk.
 pub const UNDO_LABEL: &str = "vmrescue-undo";
+/// Filesystem label of the boot-copy scratch disk (`vmrescue.bootcopy=`): the agent copies
+/// the guest's own kernel and initramfs to it, for the host's verify boot.
+pub const BOOTCOPY_LABEL: &str = "vmrescue-boot";
+/// Directory on the boot-copy scratch disk holding [`BOOTCOPY_KERNEL`] and [`BOOTCOPY_INITRD`].
+pub const BOOTCOPY_DIR: &str = "vmrescue-boot";
+/// The guest's kernel, as copied (a name of our own: the guest's path is in the report).
+pub const BOOTCOPY_KERNEL: &str = "kernel";
+/// The guest's initramfs, as copied (absent when its entry has none).
+pub const BOOTCOPY_INITRD: &str = "initrd";
 
 /// Volume label of the per-rescue settings drive the host attaches to a boot through the
 /// rescue media (a cdrom boot has no per-rescue kernel command line).

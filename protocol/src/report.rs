@@ -357,6 +357,52 @@ pub struct Report {
     /// starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_config: Option<BootConfig>,
+    /// The host's verify boots of the guest's own OS (`rescue --verify`), added by the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+}
+
+/// How the guest's own OS booted on throw-away overlays of its disks ([`Report::verify`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Verify {
+    /// `direct_kernel` (the guest's kernel and initramfs, copied out by the agent, booted by
+    /// QEMU with `console=ttyS0` added) or `firmware` (the guest's disks through the firmware
+    /// and its own boot loader).
+    pub method: String,
+    #[serde(default)]
+    pub kernel: Option<String>,
+    #[serde(default)]
+    pub initrd: Option<String>,
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// The boot before the repair (`--verify-before`).
+    #[serde(default)]
+    pub before: Option<BootCheck>,
+    /// The boot after the rescue.
+    #[serde(default)]
+    pub after: Option<BootCheck>,
+}
+
+/// One verify boot.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BootCheck {
+    /// `booted`, `emergency`, `panic`, `hang` or `no_output`.
+    pub state: String,
+    /// From QEMU's start to the verdict (or the time limit).
+    pub elapsed_s: f64,
+    /// The boot's stages seen on the console, in order (`kernel`, `initramfs`, `init`,
+    /// `multi_user`, `login`, ...).
+    #[serde(default)]
+    pub milestones: Vec<String>,
+    /// For a hang: the last start job that was running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+    /// For a hang: the prompt the boot waits at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The console's last lines (escaped).
+    #[serde(default)]
+    pub console_tail: Vec<String>,
 }
 
 /// The guest's own boot entry ([`Report::boot_config`]).

@@ -80,37 +80,17 @@ pub fn run(
 
 /// The guest's own boot entry, read from its root and the separate /boot its fstab names.
 fn boot_config(report: &Report, rep: &mut Reporter) -> Option<BootConfig> {
-    let root_dev = report.os.as_ref()?.root_device.clone()?;
-    let mount = |dev: &str, name: &str| -> Option<MountedTree> {
-        let fs = report.filesystems.iter().find(|f| f.device == dev)?;
-        MountedTree::mount(dev, FsType::parse(&fs.fstype), name)
-            .map_err(|e| log::warn!("boot entry: {e}"))
-            .ok()
-    };
-    let root = mount(&root_dev, "bootcfg-root")?;
-    let boot_dev = report.fstab.as_ref().and_then(|f| {
-        f.entries
-            .iter()
-            .find(|e| e.file == "/boot")
-            .and_then(|e| e.device.clone())
-    });
-    let boot = boot_dev
-        .filter(|d| *d != root_dev)
-        .and_then(|d| mount(&d, "bootcfg-boot"));
-    let tree = WithBoot {
-        root: &root,
-        boot: boot.as_ref(),
-    };
+    let tree = BootTree::mount(report)?;
     let uuid = report
         .filesystems
         .iter()
-        .find(|f| f.device == root_dev)
+        .find(|f| f.device == tree.root_dev)
         .and_then(|f| f.uuid.clone());
     match bootcfg::find(&tree, uuid.as_deref()) {
         Ok(e) => {
             rep.progress(
                 Step::Inspect,
-                Some(&root_dev),
+                Some(&tree.root_dev),
                 format!("boots {} ({})", e.kernel, e.method),
             );
             Some(BootConfig {
@@ -122,21 +102,73 @@ fn boot_config(report: &Report, rep: &mut Reporter) -> Option<BootConfig> {
             })
         }
         Err(e) => {
-            rep.progress(Step::Inspect, Some(&root_dev), format!("boot entry: {e}"));
+            rep.progress(
+                Step::Inspect,
+                Some(&tree.root_dev),
+                format!("boot entry: {e}"),
+            );
             None
         }
     }
 }
 
-/// The root's tree with a separate /boot filesystem at `/boot`.
-struct WithBoot<'a> {
-    root: &'a dyn Tree,
-    boot: Option<&'a MountedTree>,
+/// The guest's root (read-only, or the repair's read-write mount), with the separate /boot
+/// filesystem its fstab names at `/boot`.
+pub struct BootTree<'a> {
+    pub root_dev: String,
+    root: Holder<'a>,
+    boot: Option<MountedTree>,
 }
 
-impl WithBoot<'_> {
-    fn pick<'p>(&self, path: &'p str) -> (&dyn Tree, std::borrow::Cow<'p, str>) {
-        if let Some(b) = self.boot {
+enum Holder<'a> {
+    Own(MountedTree),
+    Lent(&'a MountedTree),
+}
+
+impl BootTree<'static> {
+    /// Mounts the report's OS root (and its /boot) read-only; `None` without a root or when it
+    /// does not mount (logged).
+    pub fn mount(report: &Report) -> Option<BootTree<'static>> {
+        let root_dev = report.os.as_ref()?.root_device.clone()?;
+        let root = mount_fs(report, &root_dev, "bootcfg-root")?;
+        Some(BootTree::with_root(report, root_dev, Holder::Own(root)))
+    }
+}
+
+impl<'a> BootTree<'a> {
+    /// Over the root already mounted at `root` (the repair keeps it mounted read-write: a
+    /// second, read-only mount of it would be refused).
+    pub fn over(report: &Report, root: &'a MountedTree) -> Option<BootTree<'a>> {
+        let root_dev = report.os.as_ref()?.root_device.clone()?;
+        Some(BootTree::with_root(report, root_dev, Holder::Lent(root)))
+    }
+
+    fn with_root(report: &Report, root_dev: String, root: Holder<'a>) -> BootTree<'a> {
+        let boot_dev = report.fstab.as_ref().and_then(|f| {
+            f.entries
+                .iter()
+                .find(|e| e.file == "/boot")
+                .and_then(|e| e.device.clone())
+        });
+        let boot = boot_dev
+            .filter(|d| *d != root_dev)
+            .and_then(|d| mount_fs(report, &d, "bootcfg-boot"));
+        BootTree {
+            root_dev,
+            root,
+            boot,
+        }
+    }
+
+    fn root(&self) -> &MountedTree {
+        match &self.root {
+            Holder::Own(t) => t,
+            Holder::Lent(t) => t,
+        }
+    }
+
+    fn pick<'p>(&self, path: &'p str) -> (&MountedTree, std::borrow::Cow<'p, str>) {
+        if let Some(b) = &self.boot {
             if path == "/boot" {
                 return (b, "/".into());
             }
@@ -144,11 +176,25 @@ impl WithBoot<'_> {
                 return (b, format!("/{rest}").into());
             }
         }
-        (self.root, path.into())
+        (self.root(), path.into())
+    }
+
+    /// A regular file, opened for reading.
+    pub fn open_file(&self, path: &str) -> Option<std::fs::File> {
+        let (t, p) = self.pick(path);
+        t.open_file(&p)
     }
 }
 
-impl Tree for WithBoot<'_> {
+/// Mounts one of the report's filesystems read-only for reading boot files (logged on failure).
+fn mount_fs(report: &Report, dev: &str, name: &str) -> Option<MountedTree> {
+    let fs = report.filesystems.iter().find(|f| f.device == dev)?;
+    MountedTree::mount(dev, FsType::parse(&fs.fstype), name)
+        .map_err(|e| log::warn!("boot entry: {e}"))
+        .ok()
+}
+
+impl Tree for BootTree<'_> {
     fn exists(&self, path: &str) -> bool {
         let (t, p) = self.pick(path);
         t.exists(&p)

@@ -10,10 +10,13 @@
 //! 5. [`inspect`]: the read-only look for the OS root and its fstab, overlaid with the check
 //!    results;
 //! 6. [`fixes`]: the guest fixes planned on the root and, in repair mode, applied;
+//!    [`bootcopy`]: the guest's kernel and initramfs copied to the host's boot-copy scratch
+//!    disk (set apart with the undo disk, before the checks), for a verify boot;
 //! 7. [`report`]: the report's change entries and the copy saved on the repaired root.
 //!
 //! Every phase turns its failures into report warnings; none ends PID 1.
 
+pub mod bootcopy;
 pub mod check;
 pub mod configdrive;
 pub mod fixes;

@@ -148,6 +148,19 @@ pub enum Cmd {
         /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
         #[arg(long, value_name = "DIR")]
         undo_dir: Option<PathBuf>,
+        /// After the rescue, boot the guest's own OS (its kernel and initramfs, copied out by
+        /// the rescue, else its boot loader through the firmware) on throw-away overlays of
+        /// its disks: the outcome is `repaired` only when it boots. With --disk.
+        #[arg(long, conflicts_with = "domain")]
+        verify: bool,
+        /// Also boot the broken guest before the repair, to show the difference (implies
+        /// --verify).
+        #[arg(long, conflicts_with = "domain")]
+        verify_before: bool,
+        /// How long one verify boot may take to reach a login prompt, emergency mode or a
+        /// panic; past it, the boot hung.
+        #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]
+        verify_timeout: u64,
     },
     /// Discover disks, partitions, filesystems, the OS root and its fstab on image files,
     /// without booting anything. Disks are named vda, vdb... in the order given.

@@ -274,6 +274,9 @@ pub fn run(cli: Cli) -> i32 {
             xfs_zero_log,
             reference_etc,
             undo_dir,
+            verify,
+            verify_before,
+            verify_timeout,
             ..
         } => {
             let accel = match rescue::accel_choice(accel) {
@@ -301,6 +304,12 @@ pub fn run(cli: Cli) -> i32 {
                     reference_etc,
                 },
                 undo_dir,
+                verify: (verify || verify_before).then(|| crate::verify::VerifyRequest {
+                    before: verify_before,
+                    timeout: Duration::from_secs(verify_timeout),
+                    // The guest's own OS needs more than the rescue.
+                    memory_mib: memory.max(1024),
+                }),
             };
             match rescue::run(&req, &mut crate::progress::Stderr::default()) {
                 Err(e) if e.is_no_report() => {

@@ -259,8 +259,38 @@ pub fn report(r: &Report) -> String {
             let _ = writeln!(s, "undo file for {}: {}", clean(&f.device), clean(u));
         }
     }
+    if let Some(v) = &r.verify {
+        verify(&mut s, v);
+    }
     warnings(&mut s, &r.warnings);
     s
+}
+
+/// The verify boots: how, and what each showed.
+fn verify(s: &mut String, v: &p::Verify) {
+    let what = match (&v.kernel, &v.cmdline) {
+        (Some(k), Some(c)) => format!("{} {} ({})", clean(&v.method), clean(k), clean(c)),
+        _ => clean(&v.method),
+    };
+    let _ = writeln!(s, "verify boot of the guest's own OS: {what}");
+    for (when, b) in [("before", &v.before), ("after", &v.after)] {
+        let Some(b) = b else { continue };
+        let mut line = format!(
+            "  {when} the rescue: {} after {:.1} s",
+            clean(&b.state),
+            b.elapsed_s
+        );
+        if let Some(j) = &b.last_job {
+            line.push_str(&format!(", waiting for {}", clean(j)));
+        }
+        if let Some(p) = &b.prompt {
+            line.push_str(&format!(", at a prompt: {}", clean(p)));
+        }
+        if !b.milestones.is_empty() {
+            line.push_str(&format!(" [{}]", clean(&b.milestones.join(" > "))));
+        }
+        let _ = writeln!(s, "{line}");
+    }
 }
 
 fn changes(s: &mut String, list: &[p::Change]) {

@@ -1,0 +1,476 @@
+//! Boot-verify (`rescue --verify`): a repair is done when the guest's own OS boots, not when
+//! fsck exits 0. The agent copies the guest's kernel and initramfs (its default boot entry,
+//! `boot_config`) to a scratch disk; the host takes them out with debugfs (it never mounts a
+//! guest filesystem), boots them on qcow2 overlays of the guest's disks (nothing written to
+//! them) with the console to a file, and judges the console with [`crate::bootjudge`]. Without
+//! the files it boots the disks through the firmware and the guest's boot loader. The report's
+//! outcome is `repaired` only when the guest boots afterwards.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vmrescue_protocol::paths::{BOOTCOPY_DIR, BOOTCOPY_INITRD, BOOTCOPY_KERNEL, BOOTCOPY_LABEL};
+use vmrescue_protocol::{BootCheck, Outcome, Report, Verify};
+
+use crate::accel::Accel;
+use crate::bootjudge::{self, BootState};
+use crate::progress::{Event, Sink};
+use crate::qemu::{self, Drive, Firmware};
+use crate::render::clean;
+use crate::session::host_warning;
+use crate::undo::{self, Scratch};
+use crate::vm::{QemuVm, Vm};
+
+/// What the operator asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRequest {
+    /// Also boot the broken guest first (`--verify-before`), to show the difference.
+    pub before: bool,
+    /// How long one verify boot may take to reach a verdict.
+    pub timeout: Duration,
+    /// Guest RAM for the verify boots.
+    pub memory_mib: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Scratch(#[from] undo::UndoError),
+    #[error("creating the overlay {} of {}: {message}", overlay.display(), disk.display())]
+    Overlay {
+        disk: PathBuf,
+        overlay: PathBuf,
+        message: String,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the verify boot's VM: {0}")]
+    Vm(#[from] crate::vm::VmError),
+}
+
+/// The scratch disk's size: room for a kernel and a large initramfs (it is sparse).
+const SCRATCH_SIZE: u64 = 2 << 30;
+/// A kernel command line longer than this is refused (x86's COMMAND_LINE_SIZE is 2048, and
+/// `console=ttyS0` is added).
+const MAX_CMDLINE: usize = 2000;
+
+/// Makes the boot-copy scratch disk in the run directory.
+pub fn scratch(dir: &Path) -> Result<Scratch, VerifyError> {
+    Ok(undo::make_labelled(
+        &dir.join("bootcopy-scratch.img"),
+        BOOTCOPY_LABEL,
+        SCRATCH_SIZE,
+    )?)
+}
+
+/// What a verify boot starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootSpec {
+    /// The guest's kernel (and initramfs) copied out, with its command line.
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
+    /// The guest's disks through SeaBIOS and its own boot loader.
+    Firmware,
+}
+
+impl BootSpec {
+    pub fn method(&self) -> &'static str {
+        match self {
+            BootSpec::Kernel { .. } => "direct_kernel",
+            BootSpec::Firmware => "firmware",
+        }
+    }
+}
+
+/// The guest's command line made safe to hand to QEMU, with `console=ttyS0` last (the last
+/// `console=` is where the kernel and systemd write); `None` if it is not one.
+pub fn guest_cmdline(guest: &str) -> Option<String> {
+    if guest.len() > MAX_CMDLINE || guest.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    let mut words: Vec<&str> = guest.split_whitespace().collect();
+    words.push("console=ttyS0");
+    Some(words.join(" "))
+}
+
+/// Takes the guest's boot files out of the scratch disk into `dir`: the spec to boot them,
+/// or the firmware when the agent copied no kernel (or its command line is not one).
+pub fn boot_spec(scratch: &Scratch, dir: &Path, report: &Report) -> Result<BootSpec, VerifyError> {
+    let Some(cfg) = &report.boot_config else {
+        return Ok(BootSpec::Firmware);
+    };
+    let Some(cmdline) = guest_cmdline(&cfg.cmdline) else {
+        return Ok(BootSpec::Firmware);
+    };
+    let kernel = dir.join("guest-kernel");
+    if !undo::dump(
+        scratch,
+        &format!("/{BOOTCOPY_DIR}/{BOOTCOPY_KERNEL}"),
+        &kernel,
+    )? {
+        return Ok(BootSpec::Firmware);
+    }
+    let initrd = dir.join("guest-initrd");
+    let initrd = match cfg.initrd {
+        Some(_)
+            if undo::dump(
+                scratch,
+                &format!("/{BOOTCOPY_DIR}/{BOOTCOPY_INITRD}"),
+                &initrd,
+            )? =>
+        {
+            Some(initrd)
+        }
+        _ => None,
+    };
+    Ok(BootSpec::Kernel {
+        kernel,
+        initrd,
+        cmdline,
+    })
+}
+
+/// One guest disk for the verify boot: its drive (as the rescue opened it) and virtual size.
+#[derive(Debug, Clone)]
+pub struct GuestDrive {
+    pub drive: Drive,
+    pub virtual_size: u64,
+}
+
+/// Boots the guest per `spec` on new overlays of `disks` in `dir/verify-TAG`, until its console
+/// shows a verdict or `req.timeout` passes; the overlays are removed afterwards.
+pub fn boot(
+    spec: &BootSpec,
+    disks: &[GuestDrive],
+    dir: &Path,
+    tag: &str,
+    accel: Accel,
+    req: &VerifyRequest,
+    sink: &mut dyn Sink,
+) -> Result<BootCheck, VerifyError> {
+    let work = dir.join(format!("verify-{tag}"));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).map_err(|source| VerifyError::Io {
+        what: "creating",
+        path: work.clone(),
+        source,
+    })?;
+    let mut drives = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let overlay = work.join(format!("disk{i}.qcow2"));
+        make_overlay(d, &overlay)?;
+        let mut drive = d.drive.clone().read_only(false).overlay(&overlay);
+        drive.serial = None;
+        if i == 0 && *spec == BootSpec::Firmware {
+            drive = drive.boot_index(1);
+        }
+        drives.push(drive);
+    }
+    let boot = match spec {
+        BootSpec::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => qemu::Boot::Kernel {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            cmdline: cmdline.clone(),
+        },
+        BootSpec::Firmware => qemu::Boot::Firmware(Firmware::SeaBios),
+    };
+    let console = work.join("console.log");
+    let config = qemu::Config::new(
+        format!("vmrescue-verify-{tag}-{}", std::process::id()),
+        accel,
+        boot,
+    )
+    .memory(req.memory_mib)
+    .console_log(&console)
+    .drives(drives);
+    sink.event(Event::Note(&format!(
+        "verify boot ({tag} the rescue): the guest's own OS, {}, on overlays of its disks; at most {}s",
+        spec.method(),
+        req.timeout.as_secs()
+    )));
+    let mut vm = QemuVm::new(qemu::binary(), config, work.join("qemu.log"));
+    let started = Instant::now();
+    vm.start()?;
+    let until = started + req.timeout;
+    let state = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let text =
+            String::from_utf8_lossy(&vm.console_tail(4 << 20).unwrap_or_default()).into_owned();
+        let s = bootjudge::judge(&text);
+        if matches!(
+            s,
+            BootState::Booted | BootState::Emergency | BootState::Panic
+        ) || vm.exited().is_some()
+            || Instant::now() >= until
+        {
+            break s;
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    vm.stop(Duration::ZERO);
+    let text = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
+    let check = boot_check(&state, &text, elapsed);
+    sink.event(Event::Note(&format!(
+        "verify boot ({tag}): {} after {elapsed:.1}s",
+        check.state
+    )));
+    // The console is kept for the operator; the overlays (the guest's writes) are not.
+    for i in 0..disks.len() {
+        let _ = fs::remove_file(work.join(format!("disk{i}.qcow2")));
+    }
+    Ok(check)
+}
+
+/// An overlay whose backing is the guest disk, made without qemu-img opening the disk (so a
+/// guest-written qcow2 header's backing file is never followed: QEMU itself opens the disk as
+/// the rescue did).
+fn make_overlay(d: &GuestDrive, overlay: &Path) -> Result<(), VerifyError> {
+    let out = Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-F",
+            d.drive.format.as_str(),
+            "-b",
+        ])
+        .arg(&d.drive.path)
+        .arg(overlay)
+        .arg(d.virtual_size.to_string())
+        .output()
+        .map_err(|source| VerifyError::Io {
+            what: "running qemu-img for",
+            path: overlay.to_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(VerifyError::Overlay {
+            disk: d.drive.path.clone(),
+            overlay: overlay.to_owned(),
+            message: clean(String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    Ok(())
+}
+
+/// The report's record of one boot (pure).
+pub fn boot_check(state: &BootState, console: &str, elapsed_s: f64) -> BootCheck {
+    let (last_job, prompt) = match state {
+        BootState::Hang { last_job, prompt } => (last_job.clone(), prompt.clone()),
+        _ => (None, None),
+    };
+    BootCheck {
+        state: state.as_str().to_owned(),
+        elapsed_s,
+        milestones: bootjudge::milestones(console)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        last_job: last_job.map(|j| clean(&j)),
+        prompt,
+        console_tail: bootjudge::tail(console, 20)
+            .iter()
+            .map(|l| clean(l.trim_end_matches('\r')))
+            .collect(),
+    }
+}
+
+/// The record for the report's `verify`.
+pub fn record(spec: &BootSpec, report: &Report) -> Verify {
+    let cfg = report
+        .boot_config
+        .as_ref()
+        .filter(|_| matches!(spec, BootSpec::Kernel { .. }));
+    Verify {
+        method: spec.method().to_owned(),
+        kernel: cfg.map(|c| clean(&c.kernel)),
+        initrd: cfg.and_then(|c| c.initrd.as_deref().map(clean)),
+        cmdline: match spec {
+            BootSpec::Kernel { cmdline, .. } => Some(clean(cmdline)),
+            BootSpec::Firmware => None,
+        },
+        before: None,
+        after: None,
+    }
+}
+
+/// What the verify boots mean for the outcome (pure): `repaired` (or `clean`) only when the
+/// guest booted afterwards. A firmware boot that printed nothing on the serial console proves
+/// nothing either way: a warning, the outcome as it was.
+pub fn conclude(report: &mut Report) {
+    let Some(v) = report.verify.clone() else {
+        return;
+    };
+    let Some(after) = &v.after else { return };
+    let before_booted = v.before.as_ref().is_some_and(|b| b.state == "booted");
+    if after.state == "booted" {
+        if let Some(b) = v.before.as_ref().filter(|b| b.state != "booted") {
+            report.warnings.push(host_warning(format!(
+                "verify: the guest did not boot before the rescue ({}) and boots after it",
+                describe(b)
+            )));
+        }
+        return;
+    }
+    if v.method == "firmware" && after.state == "no_output" {
+        report.warnings.push(host_warning(
+            "verify: the boot through the firmware showed nothing on the serial console (the guest's boot loader and kernel do not write to ttyS0): the repair is not verified".into(),
+        ));
+        return;
+    }
+    let was = report.outcome;
+    if matches!(was, Outcome::Repaired | Outcome::Clean) {
+        report.outcome = Outcome::Unrepaired;
+    }
+    let mut msg = format!(
+        "verify: the guest does not boot after the rescue: {}",
+        describe(after)
+    );
+    if before_booted {
+        msg.push_str("; it booted before the rescue (a regression)");
+    }
+    if was != report.outcome {
+        msg.push_str(&format!(
+            "; outcome {} instead of {}",
+            report.outcome.as_str(),
+            was.as_str()
+        ));
+    }
+    report.warnings.push(host_warning(msg));
+}
+
+/// `hang (last start job: X)`, `panic: <last console line>`.
+fn describe(b: &BootCheck) -> String {
+    let mut s = b.state.clone();
+    if let Some(j) = &b.last_job {
+        s.push_str(&format!(" (last start job: {j})"));
+    }
+    if let Some(p) = &b.prompt {
+        s.push_str(&format!(" (waiting at: {p})"));
+    }
+    if let Some(l) = b.console_tail.iter().rev().find(|l| !l.trim().is_empty()) {
+        s.push_str(&format!("; the console's last line: {}", l.trim()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: Outcome, before: Option<&str>, after: &str, method: &str) -> Report {
+        let check = |s: &str| BootCheck {
+            state: s.into(),
+            elapsed_s: 1.0,
+            milestones: vec![],
+            last_job: (s == "hang").then(|| "dev-disk-by\\x2duuid-5e1f.device".into()),
+            prompt: None,
+            console_tail: vec!["[ 3.1] Kernel panic - not syncing: No working init found.".into()],
+        };
+        Report {
+            outcome,
+            verify: Some(Verify {
+                method: method.into(),
+                before: before.map(check),
+                after: Some(check(after)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn repaired_only_when_the_guest_boots_afterwards() {
+        let mut r = report(Outcome::Repaired, Some("hang"), "booted", "direct_kernel");
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Repaired);
+        assert!(
+            r.warnings[0]
+                .message
+                .contains("did not boot before the rescue (hang (last start job: dev-disk-by"),
+            "{:?}",
+            r.warnings
+        );
+
+        let mut r = report(Outcome::Repaired, None, "panic", "direct_kernel");
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Unrepaired);
+        let w = &r.warnings[0].message;
+        assert!(
+            w.contains("does not boot after the rescue: panic")
+                && w.contains("No working init found")
+                && w.contains("instead of repaired"),
+            "{w}"
+        );
+
+        let mut r = report(Outcome::Clean, Some("booted"), "emergency", "direct_kernel");
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Unrepaired);
+        assert!(r.warnings[0].message.contains("a regression"));
+
+        // Already unrepaired: stays so, with the reason.
+        let mut r = report(Outcome::Unrepaired, None, "hang", "direct_kernel");
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Unrepaired);
+        assert!(!r.warnings[0].message.contains("instead of"));
+
+        // Silence through the firmware proves nothing.
+        let mut r = report(Outcome::Repaired, None, "no_output", "firmware");
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Repaired);
+        assert!(r.warnings[0].message.contains("not verified"));
+
+        let mut r = Report {
+            outcome: Outcome::Repaired,
+            ..Default::default()
+        };
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Repaired);
+        assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn the_guests_cmdline_gets_the_serial_console_and_nothing_hostile() {
+        assert_eq!(
+            guest_cmdline("root=UUID=3b1d ro  quiet").as_deref(),
+            Some("root=UUID=3b1d ro quiet console=ttyS0")
+        );
+        assert_eq!(guest_cmdline("").as_deref(), Some("console=ttyS0"));
+        assert_eq!(guest_cmdline("root=/dev/vda\u{1b}[2J"), None);
+        assert_eq!(guest_cmdline(&"a".repeat(5000)), None);
+    }
+
+    #[test]
+    fn a_boot_check_names_the_hang_and_escapes_the_console() {
+        let console = "[ 0.0] Linux version 6.1\n[ ***  ] A start job is running for dev-disk-by\\x2duuid-5e1f.device (1min / 1min 30s)\n\u{1b}[31mred\u{7}\n";
+        let c = boot_check(&bootjudge::judge(console), console, 60.0);
+        assert_eq!(c.state, "hang");
+        assert_eq!(
+            c.last_job.as_deref(),
+            Some("dev-disk-by\\x2duuid-5e1f.device")
+        );
+        assert_eq!(c.milestones, ["kernel"]);
+        assert!(
+            c.console_tail
+                .iter()
+                .all(|l| !l.contains('\u{1b}') && !l.contains('\u{7}')),
+            "{:?}",
+            c.console_tail
+        );
+    }
+}

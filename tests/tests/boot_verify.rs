@@ -1,0 +1,154 @@
+//! `rescue --verify`: the real Debian 12 guest (see `guest`), broken the way operators find
+//! it, rescued, then booted with its own kernel on overlays: the outcome is `repaired` only
+//! when the guest boots afterwards, and the verify boots write nothing to its disk.
+
+use vmrescue_tests::fixture;
+use vmrescue_tests::guest::{self, ROOT_UUID};
+use vmrescue_tests::harness;
+
+#[test]
+fn an_fstab_volume_gone_hangs_before_the_repair_and_boots_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("fstab-gone.img");
+    guest::disk(&image, |root| {
+        std::fs::write(
+            root.join("etc/fstab"),
+            format!(
+                "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n\
+                 UUID=5e1f0c2a-7b3d-4c9e-8f10-2a3b4c5d6e7f /srv/data ext4 defaults 0 2\n"
+            ),
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    let seed = fixture::read_in_image(&image, "/var/lib/systemd/random-seed").unwrap();
+    // systemd waits 90 s for the missing device: a verdict within 75 s is a hang on its job.
+    let run = harness::rescue(
+        &[&image],
+        "repair",
+        &["--verify-before", "--verify-timeout", "75"],
+    )
+    .unwrap();
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let r = run.report.as_ref().unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r:#}");
+    let v = &r["verify"];
+    assert_eq!(v["method"], "direct_kernel", "{v:#}");
+    assert!(
+        v["kernel"].as_str().unwrap().starts_with("/boot/vmlinuz-"),
+        "{v:#}"
+    );
+    assert!(
+        v["cmdline"].as_str().unwrap().ends_with("console=ttyS0"),
+        "{v:#}"
+    );
+    assert_eq!(v["before"]["state"], "hang", "{v:#}");
+    let job = v["before"]["last_job"].as_str().unwrap();
+    assert!(
+        job.contains("5e1f0c2a"),
+        "the job waiting for the gone volume: {job}"
+    );
+    assert_eq!(v["after"]["state"], "booted", "{v:#}");
+    let after: Vec<&str> = v["after"]["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert!(
+        after.contains(&"kernel") && after.last() == Some(&"login"),
+        "{after:?}"
+    );
+    assert!(v["after"]["elapsed_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(fixture::host_e2fsck(&image).unwrap(), 0);
+    // The verify boots wrote nothing: the fstab is the repaired one, and the random seed
+    // systemd refreshes at every boot is as it was.
+    let fstab = String::from_utf8(
+        fixture::read_in_image(&image, "/etc/fstab")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        fstab.contains("nofail") || !fstab.contains("\nUUID=5e1f0c2a"),
+        "{fstab}"
+    );
+    assert_eq!(
+        fixture::read_in_image(&image, "/var/lib/systemd/random-seed").unwrap(),
+        seed,
+        "a verify boot wrote to the guest's disk"
+    );
+}
+
+#[test]
+fn a_guest_without_its_init_is_never_called_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("no-init.img");
+    guest::disk(&image, |root| {
+        for init in [
+            "sbin/init",
+            "lib/systemd/systemd",
+            "usr/sbin/init",
+            "usr/lib/systemd/systemd",
+        ] {
+            let p = root.join(init);
+            if p.symlink_metadata().is_ok() {
+                std::fs::remove_file(p)?;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let run = harness::rescue(
+        &[&image],
+        "repair",
+        &["--verify", "--verify-timeout", "120"],
+    )
+    .unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert_ne!(r["outcome"], "repaired", "{r:#}");
+    assert_ne!(r["outcome"], "clean", "{r:#}");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let after = &r["verify"]["after"];
+    assert_ne!(after["state"], "booted", "{after:#}");
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("does not boot after the rescue"),
+        "the warning names what the console showed: {warnings}"
+    );
+}
+
+#[test]
+fn check_mode_verify_boots_the_guest_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("fine.img");
+    guest::disk(&image, |_| Ok(())).unwrap();
+    let sum = fixture::sha256_file(&image).unwrap();
+    let run = harness::rescue(&[&image], "check", &["--verify-before"]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    // What check mode says stays (the guest boots, so the verify changes nothing).
+    let plain = if r["plan"].as_array().unwrap().is_empty() {
+        "clean"
+    } else {
+        "unrepaired"
+    };
+    assert_eq!(r["outcome"], plain, "{r:#}");
+    assert!(
+        !r["warnings"].to_string().contains("verify:"),
+        "{:#}",
+        r["warnings"]
+    );
+    assert_eq!(r["verify"]["after"]["state"], "booted", "{:#}", r["verify"]);
+    assert_eq!(r["verify"]["before"]["state"], "booted");
+    assert_eq!(
+        fixture::sha256_file(&image).unwrap(),
+        sum,
+        "nothing written"
+    );
+}
