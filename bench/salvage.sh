@@ -22,13 +22,7 @@ chunks=$((data_mib / chunk_mib))
 ((chunks * chunk_mib <= gib * 1024)) || die "more data than the file's size"
 stride=$((gib * 1024 / chunks / chunk_mib)) # in chunks
 
-if [[ -n ${VMRESCUE_BIN:-} ]]; then
-    bin=$VMRESCUE_BIN
-else
-    log "== cargo build --release -p vmrescue-companion"
-    cargo build --release -p vmrescue-companion
-    bin=${CARGO_TARGET_DIR:-target}/release/vmrescue
-fi
+bin=$(bench_bin)
 [[ -x $bin ]] || die "no vmrescue binary at $bin"
 
 work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/var/tmp}}/bench-salvage.XXXXXX")

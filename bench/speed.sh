@@ -35,13 +35,7 @@ if ((${#missing[@]})); then
     log "== installing ${missing[*]} (for the benchmark only)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [[ -n ${VMRESCUE_BIN:-} ]]; then
-    bin=$VMRESCUE_BIN
-else
-    log "== cargo build --release -p vmrescue-companion"
-    cargo build --release -p vmrescue-companion
-    bin=${CARGO_TARGET_DIR:-target}/release/vmrescue
-fi
+bin=$(bench_bin)
 bash scripts/build-agent.sh >/dev/null
 agent=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/vmrescue-agent
 

@@ -288,6 +288,7 @@ impl Once<'_> {
     fn boot(
         &self,
         mode: Mode,
+        guest: &[GuestDrive],
         undo: Option<&crate::undo::Scratch>,
         bootcopy: Option<&crate::undo::Scratch>,
         sink: &mut dyn Sink,
@@ -305,7 +306,7 @@ impl Once<'_> {
             return Err(RescueError::SocketPath(socket));
         }
         let _ = fs::remove_file(&socket);
-        let n = self.guest.len();
+        let n = guest.len();
         let kernel = boot_kernel(self.image);
         let config =
             qemu::Config::new(
@@ -320,7 +321,7 @@ impl Once<'_> {
             .memory(req.memory_mib)
             .console_log(self.dir.join("console.log"))
             .channel(socket, DEFAULT_PORT_NAME)
-            .drives(self.guest.iter().map(|d| {
+            .drives(guest.iter().map(|d| {
                 d.drive
                     .clone()
                     .read_only(d.drive.read_only || mode == Mode::Check)
@@ -352,37 +353,61 @@ impl Once<'_> {
     /// The rescue with verify boots of the guest's own OS: with `--verify-before` in repair
     /// mode, a check-mode rescue first (for the guest's boot files) and a boot of the broken
     /// guest; then the rescue and the boot after it. The outcome is `repaired` only when the
-    /// guest boots afterwards.
+    /// guest boots afterwards. With `--rollback-on-regression` the repair writes to overlays
+    /// of the disks, committed to them only when it is no regression.
     fn verified(
         &self,
         v: &VerifyRequest,
         undo: Option<&crate::undo::Scratch>,
         sink: &mut dyn Sink,
     ) -> Result<Report, RescueError> {
+        let repair = self.req.mode == Mode::Repair;
         let mut before = None;
-        if v.before && self.req.mode == Mode::Repair {
+        if (v.before || v.rollback) && repair {
             let copy = verify::scratch(self.dir)?;
-            let first = self.boot(Mode::Check, None, Some(&copy), sink)?;
+            let first = self.boot(Mode::Check, self.guest, None, Some(&copy), sink)?;
             let spec = verify::boot_spec(&copy, self.dir, &first)?;
             before = Some(verify::boot(
                 &spec, self.guest, self.dir, "before", self.accel, v, sink,
             )?);
             let _ = fs::remove_file(&copy.image);
         }
+        // Where the repair writes: the disks, or (to roll back) overlays of them.
+        let staged = match v.rollback && repair {
+            true => Some(verify::stage(self.guest, self.dir)?),
+            false => None,
+        };
+        let (target, after_disks) = match &staged {
+            Some(st) => (st.rescue_drives(), st.verify_drives()),
+            None => (self.guest.to_vec(), self.guest.to_vec()),
+        };
         let copy = verify::scratch(self.dir)?;
-        let mut report = self.boot(self.req.mode, undo, Some(&copy), sink)?;
+        let mut report = self.boot(self.req.mode, &target, undo, Some(&copy), sink)?;
         let spec = verify::boot_spec(&copy, self.dir, &report)?;
         let _ = fs::remove_file(&copy.image);
-        let after = verify::boot(&spec, self.guest, self.dir, "after", self.accel, v, sink)?;
+        let after = verify::boot(&spec, &after_disks, self.dir, "after", self.accel, v, sink)?;
         let mut record = verify::record(&spec, &report);
         // In check mode nothing changed: the boot after is the boot before.
-        record.before = if self.req.mode == Mode::Check && v.before {
+        record.before = if !repair && v.before {
             Some(after.clone())
         } else {
             before
         };
         record.after = Some(after);
+        let regression = verify::is_regression(&record);
         report.verify = Some(record);
+        if let Some(st) = staged {
+            if regression {
+                st.discard();
+                verify::rolled_back(&mut report);
+            } else {
+                st.commit(sink)?;
+            }
+        } else if v.rollback && !repair {
+            report.warnings.push(host_warning(
+                "--rollback-on-regression has no effect in check mode: nothing is written".into(),
+            ));
+        }
         verify::conclude(&mut report);
         Ok(report)
     }
@@ -443,7 +468,7 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         qemu_bin: &qemu_bin,
     };
     let mut outcome = match &req.verify {
-        None => once.boot(req.mode, scratch.as_ref(), None, sink),
+        None => once.boot(req.mode, &guest, scratch.as_ref(), None, sink),
         Some(v) => once.verified(v, scratch.as_ref(), sink),
     };
     // The scratch disk (in the run directory) is all that is left if its files cannot be copied.

@@ -32,6 +32,9 @@ pub struct VerifyRequest {
     pub timeout: Duration,
     /// Guest RAM for the verify boots.
     pub memory_mib: u32,
+    /// `--rollback-on-regression`: the repair goes to overlays of the disks, committed to them
+    /// only unless the guest booted before and does not after (then they are discarded).
+    pub rollback: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,12 @@ pub enum VerifyError {
     },
     #[error("the verify boot's VM: {0}")]
     Vm(#[from] crate::vm::VmError),
+    #[error("writing the verified repair to {}: {message}; the repair is kept in {} (run `qemu-img commit {}` to finish, or delete it to drop the repair)", disk.display(), overlay.display(), overlay.display())]
+    Commit {
+        disk: PathBuf,
+        overlay: PathBuf,
+        message: String,
+    },
 }
 
 /// The scratch disk's size: room for a kernel and a large initramfs (it is sparse).
@@ -234,6 +243,107 @@ pub fn boot(
     Ok(check)
 }
 
+/// The repair staged in overlays of the guest's disks (`--rollback-on-regression`).
+pub struct Staged {
+    disks: Vec<(GuestDrive, PathBuf)>,
+}
+
+/// Makes one overlay per guest disk in `dir` for the repair to write to.
+pub fn stage(disks: &[GuestDrive], dir: &Path) -> Result<Staged, VerifyError> {
+    let mut out = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let overlay = dir.join(format!("repair-disk{i}.qcow2"));
+        let _ = fs::remove_file(&overlay);
+        make_overlay(d, &overlay)?;
+        out.push((d.clone(), overlay));
+    }
+    Ok(Staged { disks: out })
+}
+
+impl Staged {
+    /// The disks as the rescue sees them: the guest's, writes going to the overlays.
+    pub fn rescue_drives(&self) -> Vec<GuestDrive> {
+        self.disks
+            .iter()
+            .map(|(d, o)| GuestDrive {
+                drive: d.drive.clone().read_only(false).overlay(o),
+                virtual_size: d.virtual_size,
+            })
+            .collect()
+    }
+
+    /// The repaired disks for the verify boot: the overlays, with the guest's disks beneath
+    /// (the backing chain of files we made, each naming its format).
+    pub fn verify_drives(&self) -> Vec<GuestDrive> {
+        self.disks
+            .iter()
+            .map(|(d, o)| GuestDrive {
+                drive: Drive::new(o, qemu::Format::Qcow2).follow_backing(true),
+                virtual_size: d.virtual_size,
+            })
+            .collect()
+    }
+
+    /// The repair never reaches the disks.
+    pub fn discard(self) {
+        for (_, o) in self.disks {
+            let _ = fs::remove_file(o);
+        }
+    }
+
+    /// Writes the repair into the guest's disks (`qemu-img commit`), then removes the
+    /// overlays. A failure keeps them and says how to finish.
+    pub fn commit(self, sink: &mut dyn Sink) -> Result<(), VerifyError> {
+        for (d, o) in &self.disks {
+            let out = Command::new("qemu-img")
+                .args(["commit", "-q", "-f", "qcow2"])
+                .arg(o)
+                .output();
+            let failed = match out {
+                Ok(out) if out.status.success() => None,
+                Ok(out) => Some(clean(String::from_utf8_lossy(&out.stderr).trim())),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(message) = failed {
+                return Err(VerifyError::Commit {
+                    disk: d.drive.path.clone(),
+                    overlay: o.clone(),
+                    message,
+                });
+            }
+            sink.event(Event::Note(&format!(
+                "the verified repair is written to {}",
+                d.drive.path.display()
+            )));
+        }
+        for (_, o) in self.disks {
+            let _ = fs::remove_file(o);
+        }
+        Ok(())
+    }
+}
+
+/// The guest booted before the rescue and does not after.
+pub fn is_regression(v: &Verify) -> bool {
+    v.before.as_ref().is_some_and(|b| b.state == "booted")
+        && v.after.as_ref().is_some_and(|a| a.state != "booted")
+}
+
+/// Records that the repair was rolled back (pure): nothing of it is on the disks, so its
+/// changes and undo files are void.
+pub fn rolled_back(report: &mut Report) {
+    if let Some(v) = report.verify.as_mut() {
+        v.rolled_back = true;
+    }
+    let n = report.changes.len();
+    for f in &mut report.filesystems {
+        f.fsck.undo_files.clear();
+    }
+    report.warnings.push(host_warning(format!(
+        "rolled back (--rollback-on-regression): the guest booted before the rescue and not after it, so the repair ({n} change(s), listed in `changes`) was discarded: it went to overlays of the disks, which were never written"
+    )));
+}
+
 /// An overlay whose backing is the guest disk, made without qemu-img opening the disk (so a
 /// guest-written qcow2 header's backing file is never followed: QEMU itself opens the disk as
 /// the rescue did).
@@ -306,6 +416,7 @@ pub fn record(spec: &BootSpec, report: &Report) -> Verify {
         },
         before: None,
         after: None,
+        rolled_back: false,
     }
 }
 
@@ -442,6 +553,32 @@ mod tests {
         conclude(&mut r);
         assert_eq!(r.outcome, Outcome::Repaired);
         assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_regression_is_booted_before_and_not_after_and_rolling_back_voids_the_repair() {
+        let r = report(Outcome::Repaired, Some("booted"), "hang", "direct_kernel");
+        assert!(is_regression(r.verify.as_ref().unwrap()));
+        for (before, after) in [
+            (None, "hang"),
+            (Some("hang"), "hang"),
+            (Some("booted"), "booted"),
+        ] {
+            let r = report(Outcome::Repaired, before, after, "direct_kernel");
+            assert!(
+                !is_regression(r.verify.as_ref().unwrap()),
+                "{before:?} {after}"
+            );
+        }
+        let mut r = report(Outcome::Repaired, Some("booted"), "hang", "direct_kernel");
+        r.filesystems.push(Default::default());
+        r.filesystems[0].fsck.undo_files = vec!["vda.1.e2undo".into()];
+        rolled_back(&mut r);
+        conclude(&mut r);
+        assert!(r.verify.as_ref().unwrap().rolled_back);
+        assert!(r.filesystems[0].fsck.undo_files.is_empty());
+        assert_eq!(r.outcome, Outcome::Unrepaired);
+        assert!(r.warnings.iter().any(|w| w.message.contains("rolled back")));
     }
 
     #[test]

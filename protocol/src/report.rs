@@ -381,6 +381,10 @@ pub struct Verify {
     /// The boot after the rescue.
     #[serde(default)]
     pub after: Option<BootCheck>,
+    /// `--rollback-on-regression` discarded the repair: the guest booted before and not
+    /// after, and its disks were never written.
+    #[serde(default)]
+    pub rolled_back: bool,
 }
 
 /// One verify boot.

@@ -26,7 +26,8 @@ fn an_fstab_volume_gone_hangs_before_the_repair_and_boots_after() {
     let run = harness::rescue(
         &[&image],
         "repair",
-        &["--verify-before", "--verify-timeout", "75"],
+        // Staged in overlays and committed to the disk once the guest boots (no regression).
+        &["--rollback-on-regression", "--verify-timeout", "75"],
     )
     .unwrap();
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
@@ -49,6 +50,7 @@ fn an_fstab_volume_gone_hangs_before_the_repair_and_boots_after() {
         "the job waiting for the gone volume: {job}"
     );
     assert_eq!(v["after"]["state"], "booted", "{v:#}");
+    assert_eq!(v["rolled_back"], false);
     let after: Vec<&str> = v["after"]["milestones"]
         .as_array()
         .unwrap()
@@ -150,5 +152,57 @@ fn check_mode_verify_boots_the_guest_as_it_is() {
         fixture::sha256_file(&image).unwrap(),
         sum,
         "nothing written"
+    );
+}
+
+#[test]
+fn a_repair_that_stops_a_booting_guest_from_booting_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("regress.img");
+    guest::disk(&image, |_| Ok(())).unwrap();
+    // An operator's reference /etc with a bad unit: restored as "missing", it replaces the
+    // serial console's getty with a process that never shows a login prompt.
+    let reference = dir.path().join("reference-etc");
+    let unit = reference.join("systemd/system");
+    std::fs::create_dir_all(&unit).unwrap();
+    std::fs::write(
+        unit.join("serial-getty@ttyS0.service"),
+        "[Unit]\nDescription=not a getty\n[Service]\nExecStart=/bin/sleep infinity\n",
+    )
+    .unwrap();
+    let sum = fixture::sha256_file(&image).unwrap();
+    let run = harness::rescue(
+        &[&image],
+        "repair",
+        &[
+            "--rollback-on-regression",
+            "--verify-timeout",
+            "90",
+            "--reference-etc",
+            reference.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let v = &r["verify"];
+    assert_eq!(v["before"]["state"], "booted", "{v:#}");
+    assert_ne!(v["after"]["state"], "booted", "{v:#}");
+    assert_eq!(v["rolled_back"], true, "{v:#}");
+    assert_eq!(r["outcome"], "unrepaired");
+    assert_eq!(run.code, 1);
+    assert!(
+        r["changes"]
+            .to_string()
+            .contains("serial-getty@ttyS0.service"),
+        "the discarded repair is listed: {:#}",
+        r["changes"]
+    );
+    assert_eq!(
+        fixture::sha256_file(&image).unwrap(),
+        sum,
+        "the disk is as it was before the rescue"
     );
 }

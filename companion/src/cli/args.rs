@@ -157,6 +157,11 @@ pub enum Cmd {
         /// --verify).
         #[arg(long, conflicts_with = "domain")]
         verify_before: bool,
+        /// When the guest booted before the repair and does not after it, discard the repair:
+        /// it is written to overlays of the disks and committed to them only otherwise
+        /// (implies --verify-before; repair mode).
+        #[arg(long, conflicts_with = "domain")]
+        rollback_on_regression: bool,
         /// How long one verify boot may take to reach a login prompt, emergency mode or a
         /// panic; past it, the boot hung.
         #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]

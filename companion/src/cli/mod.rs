@@ -277,6 +277,7 @@ pub fn run(cli: Cli) -> i32 {
             verify,
             verify_before,
             verify_timeout,
+            rollback_on_regression,
             ..
         } => {
             let accel = match rescue::accel_choice(accel) {
@@ -304,11 +305,14 @@ pub fn run(cli: Cli) -> i32 {
                     reference_etc,
                 },
                 undo_dir,
-                verify: (verify || verify_before).then(|| crate::verify::VerifyRequest {
-                    before: verify_before,
-                    timeout: Duration::from_secs(verify_timeout),
-                    // The guest's own OS needs more than the rescue.
-                    memory_mib: memory.max(1024),
+                verify: (verify || verify_before || rollback_on_regression).then(|| {
+                    crate::verify::VerifyRequest {
+                        before: verify_before || rollback_on_regression,
+                        rollback: rollback_on_regression,
+                        timeout: Duration::from_secs(verify_timeout),
+                        // The guest's own OS needs more than the rescue.
+                        memory_mib: memory.max(1024),
+                    }
                 }),
             };
             match rescue::run(&req, &mut crate::progress::Stderr::default()) {
