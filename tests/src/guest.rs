@@ -159,6 +159,22 @@ pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
     crate::fixture::mkfs_ext4_uuid(image, 1536, "guestroot", Some(ROOT_UUID), &tree)
 }
 
+/// The UUID [`gone_volume_fstab`] names: no disk carries it.
+pub const GONE_UUID: &str = "5e1f0c2a-7b3d-4c9e-8f10-2a3b4c5d6e7f";
+
+/// Breaks a guest tree the way a deleted data volume does: its fstab still names the volume
+/// (by UUID, without `nofail`), so systemd waits for it at every boot.
+pub fn gone_volume_fstab(root: &Path) -> Result<()> {
+    fs::write(
+        root.join("etc/fstab"),
+        format!(
+            "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n\
+             UUID={GONE_UUID} /srv/data ext4 defaults 0 2\n"
+        ),
+    )?;
+    Ok(())
+}
+
 /// What a boot of the guest showed.
 pub struct Booted {
     pub state: BootState,

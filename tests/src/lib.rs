@@ -6,3 +6,4 @@ pub mod fixture;
 pub mod guest;
 pub mod harness;
 pub mod live;
+pub mod virsh;

@@ -3,24 +3,14 @@
 //! when the guest boots afterwards, and the verify boots write nothing to its disk.
 
 use vmrescue_tests::fixture;
-use vmrescue_tests::guest::{self, ROOT_UUID};
+use vmrescue_tests::guest;
 use vmrescue_tests::harness;
 
 #[test]
 fn an_fstab_volume_gone_hangs_before_the_repair_and_boots_after() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("fstab-gone.img");
-    guest::disk(&image, |root| {
-        std::fs::write(
-            root.join("etc/fstab"),
-            format!(
-                "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n\
-                 UUID=5e1f0c2a-7b3d-4c9e-8f10-2a3b4c5d6e7f /srv/data ext4 defaults 0 2\n"
-            ),
-        )?;
-        Ok(())
-    })
-    .unwrap();
+    guest::disk(&image, guest::gone_volume_fstab).unwrap();
     let seed = fixture::read_in_image(&image, "/var/lib/systemd/random-seed").unwrap();
     // systemd waits 90 s for the missing device: a verdict within 75 s is a hang on its job.
     let run = harness::rescue(
@@ -46,7 +36,7 @@ fn an_fstab_volume_gone_hangs_before_the_repair_and_boots_after() {
     assert_eq!(v["before"]["state"], "hang", "{v:#}");
     let job = v["before"]["last_job"].as_str().unwrap();
     assert!(
-        job.contains("5e1f0c2a"),
+        job.contains(&guest::GONE_UUID[..8]),
         "the job waiting for the gone volume: {job}"
     );
     assert_eq!(v["after"]["state"], "booted", "{v:#}");
@@ -72,7 +62,7 @@ fn an_fstab_volume_gone_hangs_before_the_repair_and_boots_after() {
     )
     .unwrap();
     assert!(
-        fstab.contains("nofail") || !fstab.contains("\nUUID=5e1f0c2a"),
+        fstab.contains("nofail") || !fstab.contains(&format!("\nUUID={}", guest::GONE_UUID)),
         "{fstab}"
     );
     assert_eq!(

@@ -5,21 +5,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use vmrescue_protocol::Mode;
 use vmrescue_tests::fixture;
 use vmrescue_tests::harness;
-
-const URI: &str = "qemu:///system";
-
-fn virsh(args: &[&str]) -> Output {
-    Command::new("virsh")
-        .args(["-q", "-c", URI])
-        .args(args)
-        .output()
-        .expect("running virsh")
-}
+use vmrescue_tests::virsh::{virsh, URI};
 
 fn inactive_xml(name: &str) -> String {
     let o = virsh(&["dumpxml", "--inactive", name]);

@@ -7,23 +7,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmrescue_protocol::{console, Mode, Outcome, Report};
 use vmrescue_tests::fixture;
 use vmrescue_tests::harness;
-
-const URI: &str = "qemu:///system";
+use vmrescue_tests::virsh::{virsh, URI};
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn virsh(args: &[&str]) -> std::process::Output {
-    Command::new("virsh")
-        .args(["-q", "-c", URI])
-        .args(args)
-        .output()
-        .expect("running virsh (libvirt-clients, scripts/setup.sh)")
-}
 
 fn require_libvirtd() {
     let out = virsh(&["version"]);

@@ -59,21 +59,7 @@ fn the_guest_boots_to_its_login_prompt_as_built() {
 #[test]
 fn a_gone_fstab_volume() {
     let dir = tempfile::tempdir().unwrap();
-    repaired_guest_boots(
-        &dir,
-        "fstab-gone",
-        |root| {
-            std::fs::write(
-                root.join("etc/fstab"),
-                format!(
-                    "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n\
-                     UUID=5e1f0c2a-7b3d-4c9e-8f10-2a3b4c5d6e7f /srv/data ext4 defaults 0 2\n"
-                ),
-            )?;
-            Ok(())
-        },
-        &[],
-    );
+    repaired_guest_boots(&dir, "fstab-gone", guest::gone_volume_fstab, &[]);
 }
 
 #[test]

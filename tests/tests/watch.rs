@@ -6,26 +6,17 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vmrescue_tests::virsh::{virsh, URI};
 use vmrescue_tests::{crash, fixture, harness};
-
-const URI: &str = "qemu:///system";
 
 /// Tests that restart libvirtd take it for writing; the others for reading.
 static LIBVIRTD: RwLock<()> = RwLock::new(());
-
-fn virsh(args: &[&str]) -> Output {
-    Command::new("virsh")
-        .args(["-q", "-c", URI])
-        .args(args)
-        .output()
-        .expect("running virsh")
-}
 
 fn state(name: &str) -> String {
     String::from_utf8_lossy(&virsh(&["domstate", "--reason", name]).stdout)
