@@ -53,6 +53,21 @@ impl TestDomain {
         devices: &str,
         persistent: bool,
     ) -> TestDomain {
+        Self::build_on(tag, machine, os_attrs, extra_os, devices, persistent, |p| {
+            fixture::field_failure(p).unwrap()
+        })
+    }
+
+    /// With the root disk `root` makes at the path it is given.
+    fn build_on(
+        tag: &str,
+        machine: &str,
+        os_attrs: &str,
+        extra_os: &str,
+        devices: &str,
+        persistent: bool,
+        root: impl FnOnce(&std::path::Path) -> fixture::Disk,
+    ) -> TestDomain {
         let out = virsh(&["version"]);
         assert!(
             out.status.success(),
@@ -60,7 +75,7 @@ impl TestDomain {
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let d = fixture::field_failure(&dir.path().join("guest.img")).unwrap();
+        let d = root(&dir.path().join("guest.img"));
         let name = format!("vmrescue-test-{tag}-{}", std::process::id());
         let xml = format!(
             "<domain type='qemu'>\n  <name>{name}</name>\n  <memory unit='MiB'>1024</memory>\n  <vcpu>1</vcpu>\n  \
@@ -272,6 +287,33 @@ fn a_data_disk_on_sata_next_to_a_virtio_root_is_found_and_repaired() {
         Some(&b"kept\n"[..])
     );
     assert_eq!(inactive_xml(&d.name), before);
+}
+
+#[test]
+fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_it_was() {
+    let d = TestDomain::build_on("verify", "q35", "", "", "", true, |p| {
+        vmrescue_tests::guest::disk(p, vmrescue_tests::guest::gone_volume_fstab).unwrap();
+        fixture::Disk {
+            image: p.to_owned(),
+            sums: Default::default(),
+        }
+    });
+    let before = inactive_xml(&d.name);
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair", "--verify"]);
+    assert_eq!(code, 2, "--verify with a cdrom boot is refused: {err}");
+    assert!(err.contains("--boot kernel"), "{err}");
+    let (code, report2, _, err) = rescue_domain(
+        &d.name,
+        &["--mode", "repair", "--boot", "kernel", "--verify"],
+    );
+    assert!(report.is_none());
+    assert_eq!(code, 0, "{err}");
+    let r = report2.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r:#}");
+    let v = &r["verify"];
+    assert_eq!(v["method"], "direct_kernel", "{v:#}");
+    assert_eq!(v["after"]["state"], "booted", "{v:#}");
+    assert_eq!(inactive_xml(&d.name), before, "the definition changed");
 }
 
 #[test]

@@ -124,6 +124,7 @@ fn rescue_xml_of_libvirts_own_test_domains() {
             nvram_copy: Some("/run/vmrescue/domains/d/nvram.fd".into()),
             settings_iso: None,
             guest_nvram_exists: true,
+            scratch_disk: None,
         };
         match xml::rescue_xml(&text, &r) {
             Ok(new) => {

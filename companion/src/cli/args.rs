@@ -150,17 +150,18 @@ pub enum Cmd {
         undo_dir: Option<PathBuf>,
         /// After the rescue, boot the guest's own OS (its kernel and initramfs, copied out by
         /// the rescue, else its boot loader through the firmware) on throw-away overlays of
-        /// its disks: the outcome is `repaired` only when it boots. With --disk.
-        #[arg(long, conflicts_with = "domain")]
+        /// its disks: the outcome is `repaired` only when it boots. With --domain: a local
+        /// connection and --boot kernel.
+        #[arg(long)]
         verify: bool,
         /// Also boot the broken guest before the repair, to show the difference (implies
-        /// --verify).
-        #[arg(long, conflicts_with = "domain")]
+        /// --verify; --disk).
+        #[arg(long)]
         verify_before: bool,
         /// When the guest booted before the repair and does not after it, discard the repair:
         /// it is written to overlays of the disks and committed to them only otherwise
-        /// (implies --verify-before; repair mode).
-        #[arg(long, conflicts_with = "domain")]
+        /// (implies --verify-before; repair mode; --disk).
+        #[arg(long)]
         rollback_on_regression: bool,
         /// How long one verify boot may take to reach a login prompt, emergency mode or a
         /// panic; past it, the boot hung.

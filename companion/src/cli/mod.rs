@@ -209,9 +209,22 @@ pub fn run(cli: Cli) -> i32 {
             json,
             timeout,
             image,
+            memory,
+            verify,
+            verify_before,
+            verify_timeout,
+            rollback_on_regression,
             ..
         } => {
             let req = crate::libvirt::domain::DomainRequest {
+                verify: (verify || verify_before || rollback_on_regression).then(|| {
+                    crate::verify::VerifyRequest {
+                        before: verify_before,
+                        rollback: rollback_on_regression,
+                        timeout: Duration::from_secs(verify_timeout),
+                        memory_mib: memory.max(1024),
+                    }
+                }),
                 domain,
                 connect,
                 kernel_boot: boot == BootArg::Kernel,

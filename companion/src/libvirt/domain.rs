@@ -75,6 +75,10 @@ pub enum DomainError {
     Cmdline(super::LibvirtError),
     #[error(transparent)]
     Session(SessionError),
+    #[error("--verify with --domain: {0}")]
+    VerifyUnsupported(&'static str),
+    #[error("verify: {0}")]
+    Verify(#[from] crate::verify::VerifyError),
 }
 
 impl DomainError {
@@ -104,6 +108,8 @@ pub struct DomainRequest {
     pub image: Option<PathBuf>,
     /// For a remote connection: the storage pool the rescue media are uploaded to.
     pub pool: String,
+    /// Boot the guest's own OS after the rescue (`--verify`).
+    pub verify: Option<crate::verify::VerifyRequest>,
 }
 
 /// What came of it.
@@ -382,6 +388,23 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         source,
     })?;
     let local = is_local(&uri);
+    if let Some(v) = &req.verify {
+        if !local {
+            return Err(DomainError::VerifyUnsupported(
+                "not over a remote connection yet (the domain's disks and the boot copy are on that host)",
+            ));
+        }
+        if !req.kernel_boot {
+            return Err(DomainError::VerifyUnsupported(
+                "needs --boot kernel for now (the rescue's command line names the boot-copy disk; a cdrom boot has none)",
+            ));
+        }
+        if v.before || v.rollback {
+            return Err(DomainError::VerifyUnsupported(
+                "--verify-before and --rollback-on-regression are for --disk only yet",
+            ));
+        }
+    }
     let dir = req.image.clone().unwrap_or_else(builder::default_dir);
     let image = Artefacts::open(&dir).ok_or_else(|| DomainError::NoImage(dir.clone()))?;
     let state_dir = super::state_dir(&uuid);
@@ -399,6 +422,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         .map(|m| m.build_id.clone())
         .unwrap_or_else(|| image.manifest.initramfs_sha256[..16].to_owned());
     let settings_iso = state_dir.join("settings.iso");
+    let bootcopy_image = state_dir.join("bootcopy-scratch.img");
     let rescue_xml = |boot: BootMethod, settings: Option<&Path>| {
         xml::rescue_xml(
             &original,
@@ -413,6 +437,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 // Remote: assume it is there (libvirt says so if not).
                 guest_nvram_exists: !local
                     || facts.nvram.as_deref().is_none_or(|n| Path::new(n).exists()),
+                scratch_disk: req
+                    .verify
+                    .as_ref()
+                    .map(|_| bootcopy_image.display().to_string()),
             },
         )
         .map_err(|source| DomainError::Xml {
@@ -420,13 +448,18 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             source,
         })
     };
-    let kernel_boot = |kernel: &Path, initrd: &Path| -> Result<BootMethod, DomainError> {
-        Ok(BootMethod::Kernel {
-            kernel: kernel.display().to_string(),
-            initrd: initrd.display().to_string(),
-            cmdline: super::kernel_cmdline(req.mode).map_err(DomainError::Cmdline)?,
-        })
-    };
+    let kernel_boot =
+        |kernel: &Path, initrd: &Path, bootcopy: Option<&str>| -> Result<BootMethod, DomainError> {
+            let mut cmdline = super::kernel_cmdline(req.mode).map_err(DomainError::Cmdline)?;
+            if let Some(uuid) = bootcopy {
+                cmdline.push_str(&format!(" {}bootcopy={uuid}", params::PREFIX));
+            }
+            Ok(BootMethod::Kernel {
+                kernel: kernel.display().to_string(),
+                initrd: initrd.display().to_string(),
+                cmdline,
+            })
+        };
     let cdrom_boot = |iso: &Path| BootMethod::Cdrom {
         iso: iso.display().to_string(),
     };
@@ -443,7 +476,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     if req.dry_run {
         let at = |n: &str| Path::new(LOCAL_MEDIA_DIR).join(n);
         let xml_text = if req.kernel_boot {
-            rescue_xml(kernel_boot(&at(&kernel_name), &at(&initrd_name))?, None)?
+            rescue_xml(
+                kernel_boot(&at(&kernel_name), &at(&initrd_name), None)?,
+                None,
+            )?
         } else {
             rescue_xml(cdrom_boot(&at(&iso_name)), Some(&settings_iso))?
         };
@@ -467,11 +503,19 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         pool: &req.pool,
     };
     let mut settings_volume = None;
+    let bootcopy = match req.verify {
+        Some(_) => Some(
+            crate::undo::make_labelled(&bootcopy_image, paths::BOOTCOPY_LABEL, 2 << 30)
+                .map_err(crate::verify::VerifyError::from)?,
+        ),
+        None => None,
+    };
     let xml_text = if req.kernel_boot {
         rescue_xml(
             kernel_boot(
                 &media.put(&image.kernel, &kernel_name, true)?,
                 &media.put(&image.initramfs, &initrd_name, true)?,
+                bootcopy.as_ref().map(|b| b.uuid.as_str()),
             )?,
             None,
         )?
@@ -528,8 +572,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     if !local {
         vm = vm.capture_console();
     }
-    let outcome = session::run(&mut vm, req.timeout, sink);
+    let mut outcome = session::run(&mut vm, req.timeout, sink);
     drop(vm);
+    if let (Ok(report), Some(v), Some(copy)) = (&mut outcome, &req.verify, &bootcopy) {
+        verify_after(report, v, copy, &original, &state.dir, sink);
+    }
     if let Some(v) = settings_volume {
         if let Ok(vol) = conn
             .lookup_storage_pool_by_name(&req.pool)
@@ -583,6 +630,99 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             Err(DomainError::Session(e))
         }
     }
+}
+
+/// `--verify`: boots the guest's own OS with our own QEMU on overlays of the domain's disks
+/// (the domain is shut off: its definition is back, nothing runs on the disks), and records
+/// what it showed. What cannot be done is a warning: the rescue's report stands.
+fn verify_after(
+    report: &mut Report,
+    v: &crate::verify::VerifyRequest,
+    copy: &crate::undo::Scratch,
+    original: &str,
+    dir: &Path,
+    sink: &mut dyn Sink,
+) {
+    use crate::verify;
+    let (disks, skipped) = match guest_drives(original) {
+        Ok(d) => d,
+        Err(e) => {
+            report.warnings.push(host_warning(format!("verify: {e}")));
+            return;
+        }
+    };
+    for s in skipped {
+        report.warnings.push(host_warning(format!(
+            "verify: disk {s} is not a local raw or qcow2 file or block device: the verify boot goes without it"
+        )));
+    }
+    let result = verify::boot_spec(copy, dir, report).and_then(|spec| {
+        let accel = crate::accel::choose(crate::accel::Choice::Auto, &crate::qemu::binary(), dir);
+        let after = verify::boot(&spec, &disks, dir, "after", accel, v, sink)?;
+        Ok((spec, after))
+    });
+    match result {
+        Ok((spec, after)) => {
+            let mut record = verify::record(&spec, report);
+            record.after = Some(after);
+            report.verify = Some(record);
+            verify::conclude(report);
+        }
+        Err(e) => report.warnings.push(host_warning(format!(
+            "verify: {e}; the guest's boot is not verified"
+        ))),
+    }
+}
+
+/// The domain's disks as our own QEMU opens them for a verify boot (raw or qcow2 files and
+/// block devices, in definition order; a qcow2's backing chain is the domain's own), and the
+/// targets of those it cannot open.
+fn guest_drives(xml: &str) -> Result<(Vec<crate::verify::GuestDrive>, Vec<String>), String> {
+    use crate::qemu::{Drive, Format};
+    use std::os::unix::fs::FileTypeExt;
+    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("the domain XML: {e}"))?;
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for d in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("disk") && n.attribute("device").unwrap_or("disk") == "disk")
+    {
+        let child = |name: &str| d.children().find(|n| n.has_tag_name(name));
+        let target = child("target")
+            .and_then(|t| t.attribute("dev"))
+            .unwrap_or("?")
+            .to_owned();
+        let source = child("source").and_then(|s| s.attribute("file").or(s.attribute("dev")));
+        let format = match child("driver").and_then(|dr| dr.attribute("type")) {
+            Some("qcow2") => Some(Format::Qcow2),
+            Some("raw") | None => Some(Format::Raw),
+            _ => None,
+        };
+        let (Some(path), Some(format)) = (source, format) else {
+            skipped.push(target);
+            continue;
+        };
+        let Ok(meta) = fs::metadata(path) else {
+            skipped.push(target);
+            continue;
+        };
+        let size = match format {
+            Format::Raw if meta.file_type().is_block_device() => File::open(path)
+                .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
+                .unwrap_or(0),
+            Format::Raw => meta.len(),
+            Format::Qcow2 => crate::diskimage::check(Path::new(path), Some(Format::Qcow2))
+                .map(|c| c.virtual_size)
+                .unwrap_or(0),
+        };
+        out.push(crate::verify::GuestDrive {
+            drive: Drive::new(path, format)
+                .follow_backing(format == Format::Qcow2)
+                .block_device(meta.file_type().is_block_device()),
+            virtual_size: size,
+        });
+    }
+    Ok((out, skipped))
 }
 
 /// `vmrescue unrescue --domain NAME`: after a crash, ends a leftover rescue run of the domain

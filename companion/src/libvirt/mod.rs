@@ -124,6 +124,7 @@ pub fn rescue_xml_for_file(
                 .then(|| state.join("nvram.fd").display().to_string()),
             settings_iso: None,
             guest_nvram_exists: true,
+            scratch_disk: None,
         },
     )
     .map_err(xml_err)

@@ -16,6 +16,7 @@ const CDROM: &str = include_str!("../../../xml-templates/cdrom.xml");
 const CHANNEL: &str = include_str!("../../../xml-templates/channel.xml");
 const KERNEL_BOOT: &str = include_str!("../../../xml-templates/kernel-boot.xml");
 const SERIAL: &str = include_str!("../../../xml-templates/serial.xml");
+const SCRATCH_DISK: &str = include_str!("../../../xml-templates/scratch-disk.xml");
 
 /// Why a domain cannot be rescued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +62,12 @@ pub struct Rescue {
     /// Whether the guest's own NVRAM file exists yet (a UEFI guest that never ran has none; its
     /// template then seeds the copy).
     pub guest_nvram_exists: bool,
+    /// A scratch disk image of our own to attach (the boot copy of `--verify`).
+    pub scratch_disk: Option<String>,
 }
+
+/// The serial of the scratch disk [`Rescue::scratch_disk`] attaches.
+pub const SCRATCH_SERIAL: &str = "vmrescue-scratch";
 
 /// What the rescue XML edit found out about the domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +383,20 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
             appends.push((os, frag));
         }
     }
+    if let Some(image) = &r.scratch_disk {
+        let target = free_target("vd", &used_targets(devices));
+        appends.push((
+            devices,
+            fill(
+                SCRATCH_DISK,
+                &[
+                    ("image", &escape(image)),
+                    ("target", &target),
+                    ("serial", SCRATCH_SERIAL),
+                ],
+            ),
+        ));
+    }
 
     // The agent's channel.
     appends.push((devices, fill(CHANNEL, &[("name", &escape(&r.channel))])));
@@ -556,7 +576,44 @@ mod tests {
             nvram_copy: Some("/run/vmrescue/x/VARS.fd".into()),
             settings_iso: None,
             guest_nvram_exists: true,
+            scratch_disk: None,
         }
+    }
+
+    #[test]
+    fn a_scratch_disk_gets_a_free_virtio_target() {
+        let mut r = rescue(
+            BootMethod::Kernel {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                cmdline: "console=ttyS0".into(),
+            },
+            Mode::Repair,
+        );
+        r.scratch_disk = Some("/run/vmrescue/x/bootcopy-scratch.img".into());
+        let out = rescue_xml(NOVA, &r).unwrap();
+        let doc = roxmltree::Document::parse(&out).unwrap();
+        let disk = doc
+            .descendants()
+            .find(|n| n.has_tag_name("serial") && n.text() == Some(SCRATCH_SERIAL))
+            .and_then(|s| s.parent())
+            .expect("the scratch disk");
+        let target = disk
+            .children()
+            .find(|n| n.has_tag_name("target"))
+            .and_then(|t| t.attribute("dev"))
+            .unwrap();
+        let others: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("target"))
+            .filter_map(|t| t.attribute("dev"))
+            .collect();
+        assert_eq!(
+            others.iter().filter(|t| **t == target).count(),
+            1,
+            "{target} is free"
+        );
+        assert!(target.starts_with("vd"));
     }
 
     fn cdrom() -> BootMethod {
