@@ -280,9 +280,21 @@ struct Once<'a> {
     dir: &'a std::path::Path,
     accel: crate::accel::Accel,
     qemu_bin: &'a std::path::Path,
+    /// The run directory must stay (it holds a staged repair not yet in the disks).
+    keep: std::cell::Cell<bool>,
 }
 
 impl Once<'_> {
+    /// Writes a staged repair into the disks; a failure keeps the run directory with the
+    /// overlays, and the report says how to finish (the disks may be half-written).
+    fn commit(&self, staged: verify::Staged, report: &mut Report, sink: &mut dyn Sink) {
+        if let Err(e) = staged.commit(sink) {
+            self.keep.set(true);
+            report.outcome = vmrescue_protocol::Outcome::Failed;
+            report.warnings.push(host_warning(e.to_string()));
+        }
+    }
+
     /// Boots the rescue once in `mode` (check mode attaches the disks read-only) with the undo
     /// and boot-copy scratch disks given, and collects its report.
     fn boot(
@@ -383,9 +395,26 @@ impl Once<'_> {
         };
         let copy = verify::scratch(self.dir)?;
         let mut report = self.boot(self.req.mode, &target, undo, Some(&copy), sink)?;
-        let spec = verify::boot_spec(&copy, self.dir, &report)?;
+        // From here on the rescue has reported (and maybe repaired): a verify boot that cannot
+        // run is a warning on that report, never its loss.
+        let verified = verify::boot_spec(&copy, self.dir, &report).and_then(|spec| {
+            let after = verify::boot(&spec, &after_disks, self.dir, "after", self.accel, v, sink)?;
+            Ok((spec, after))
+        });
         let _ = fs::remove_file(&copy.image);
-        let after = verify::boot(&spec, &after_disks, self.dir, "after", self.accel, v, sink)?;
+        let (spec, after) = match verified {
+            Ok(done) => done,
+            Err(e) => {
+                report.warnings.push(host_warning(format!(
+                    "verify: {e}; the guest's boot is not verified"
+                )));
+                if let Some(st) = staged {
+                    // No regression is proven: the repair stands, as without the option.
+                    self.commit(st, &mut report, sink);
+                }
+                return Ok(report);
+            }
+        };
         let mut record = verify::record(&spec, &report);
         // In check mode nothing changed: the boot after is the boot before.
         record.before = if !repair && v.before {
@@ -401,7 +430,7 @@ impl Once<'_> {
                 st.discard();
                 verify::rolled_back(&mut report);
             } else {
-                st.commit(sink)?;
+                self.commit(st, &mut report, sink);
             }
         } else if v.rollback && !repair {
             report.warnings.push(host_warning(
@@ -466,6 +495,7 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         dir: &dir,
         accel,
         qemu_bin: &qemu_bin,
+        keep: std::cell::Cell::new(false),
     };
     let mut outcome = match &req.verify {
         None => once.boot(req.mode, &guest, scratch.as_ref(), None, sink),
@@ -505,7 +535,7 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
             .extend(left_behind.into_iter().map(host_warning));
     }
     match &outcome {
-        Ok(_) if !req.keep_run_dir && !undo_lost => drop(run_dir),
+        Ok(_) if !req.keep_run_dir && !undo_lost && !once.keep.get() => drop(run_dir),
         // Keep the console log for the operator.
         _ => drop(run_dir.keep()),
     }

@@ -196,3 +196,43 @@ fn a_repair_that_stops_a_booting_guest_from_booting_is_rolled_back() {
         "the disk is as it was before the rescue"
     );
 }
+
+#[test]
+fn a_root_in_the_error_state_is_repaired_and_then_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("error-state.img");
+    guest::disk(&image, |_| Ok(())).unwrap();
+    fixture::debugfs_write(&image, &["ssv state 2", "ssv error_count 3"]).unwrap();
+    let run = harness::rescue(&[&image], "repair", &["--verify"]).unwrap();
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let r = run.report.as_ref().unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r:#}");
+    assert_eq!(r["verify"]["after"]["state"], "booted", "{:#}", r["verify"]);
+    assert_eq!(fixture::host_e2fsck(&image).unwrap(), 0);
+}
+
+#[test]
+fn without_a_kernel_to_copy_the_verify_boot_goes_through_the_firmware_and_says_so() {
+    // The fixture root has no /boot: the host boots the disk through SeaBIOS, which finds no
+    // boot loader and shows nothing on the serial console; that verifies nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let d = fixture::broken_root(&dir.path().join("root.img")).unwrap();
+    let run = harness::rescue(
+        &[&d.image],
+        "repair",
+        &["--verify", "--verify-timeout", "15"],
+    )
+    .unwrap();
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let r = run.report.as_ref().unwrap();
+    assert!(r.get("boot_config").is_none(), "{r:#}");
+    let v = &r["verify"];
+    assert_eq!(v["method"], "firmware", "{v:#}");
+    assert_eq!(v["after"]["state"], "no_output", "{v:#}");
+    assert_eq!(r["outcome"], "repaired", "silence is no proof either way");
+    assert!(
+        r["warnings"].to_string().contains("not verified"),
+        "{:#}",
+        r["warnings"]
+    );
+}
