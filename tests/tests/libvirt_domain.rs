@@ -304,7 +304,15 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
     assert!(err.contains("--boot kernel"), "{err}");
     let (code, report2, _, err) = rescue_domain(
         &d.name,
-        &["--mode", "repair", "--boot", "kernel", "--verify"],
+        &[
+            "--mode",
+            "repair",
+            "--boot",
+            "kernel",
+            "--verify-before",
+            "--verify-timeout",
+            "75",
+        ],
     );
     assert!(report.is_none());
     assert_eq!(code, 0, "{err}");
@@ -312,6 +320,10 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
     assert_eq!(r["outcome"], "repaired", "{r:#}");
     let v = &r["verify"];
     assert_eq!(v["method"], "direct_kernel", "{v:#}");
+    assert_eq!(
+        v["before"]["state"], "hang",
+        "the gone volume, before: {v:#}"
+    );
     assert_eq!(v["after"]["state"], "booted", "{v:#}");
     assert_eq!(inactive_xml(&d.name), before, "the definition changed");
 }

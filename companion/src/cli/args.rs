@@ -155,7 +155,7 @@ pub enum Cmd {
         #[arg(long)]
         verify: bool,
         /// Also boot the broken guest before the repair, to show the difference (implies
-        /// --verify; --disk).
+        /// --verify; with --domain, a persistent one).
         #[arg(long)]
         verify_before: bool,
         /// When the guest booted before the repair and does not after it, discard the repair:

@@ -399,11 +399,40 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 "needs --boot kernel for now (the rescue's command line names the boot-copy disk; a cdrom boot has none)",
             ));
         }
-        if v.before || v.rollback {
+        if v.rollback {
             return Err(DomainError::VerifyUnsupported(
-                "--verify-before and --rollback-on-regression are for --disk only yet",
+                "--rollback-on-regression is for --disk only yet",
             ));
         }
+    }
+    // --verify-before: a check-mode rescue first, whose verify boot is the boot before.
+    let mut before = None;
+    if let Some(v) = req.verify.as_ref().filter(|v| v.before && !req.dry_run) {
+        if !persistent {
+            return Err(DomainError::VerifyUnsupported(
+                "--verify-before needs a persistent domain (a transient one is re-created after each rescue)",
+            ));
+        }
+        let check = req.mode == Mode::Check;
+        let first = DomainRequest {
+            mode: Mode::Check,
+            start_after: check && req.start_after,
+            verify: Some(crate::verify::VerifyRequest {
+                before: false,
+                ..v.clone()
+            }),
+            ..req.clone()
+        };
+        let done = rescue(&first, sink)?;
+        let after = match &done {
+            Done::Report(r) => r.verify.as_ref().and_then(|v| v.after.clone()),
+            Done::DryRun(_) => None,
+        };
+        if check {
+            // Nothing changes in check mode: the boot after is the boot before.
+            return Ok(with_before(done, after));
+        }
+        before = after;
     }
     let dir = req.image.clone().unwrap_or_else(builder::default_dir);
     let image = Artefacts::open(&dir).ok_or_else(|| DomainError::NoImage(dir.clone()))?;
@@ -575,7 +604,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let mut outcome = session::run(&mut vm, req.timeout, sink);
     drop(vm);
     if let (Ok(report), Some(v), Some(copy)) = (&mut outcome, &req.verify, &bootcopy) {
-        verify_after(report, v, copy, &original, &state.dir, sink);
+        verify_after(report, v, copy, &original, &state.dir, before.take(), sink);
     }
     if let Some(v) = settings_volume {
         if let Ok(vol) = conn
@@ -632,6 +661,19 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     }
 }
 
+/// A report with the boot before set (check mode: the same guest, booted before).
+fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done {
+    match done {
+        Done::Report(mut r) => {
+            if let Some(v) = r.verify.as_mut() {
+                v.before = before;
+            }
+            Done::Report(r)
+        }
+        other => other,
+    }
+}
+
 /// `--verify`: boots the guest's own OS with our own QEMU on overlays of the domain's disks
 /// (the domain is shut off: its definition is back, nothing runs on the disks), and records
 /// what it showed. What cannot be done is a warning: the rescue's report stands.
@@ -641,6 +683,7 @@ fn verify_after(
     copy: &crate::undo::Scratch,
     original: &str,
     dir: &Path,
+    before: Option<vmrescue_protocol::BootCheck>,
     sink: &mut dyn Sink,
 ) {
     use crate::verify;
@@ -664,6 +707,7 @@ fn verify_after(
     match result {
         Ok((spec, after)) => {
             let mut record = verify::record(&spec, report);
+            record.before = before;
             record.after = Some(after);
             report.verify = Some(record);
             verify::conclude(report);
