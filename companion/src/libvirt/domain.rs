@@ -497,11 +497,32 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         Some(m) => format!("vmrescue-{}.iso", &m.iso_sha256[..16]),
         None => format!("vmrescue-{build_id}.iso"),
     };
-    let kernel_name = format!("vmrescue-{}-vmlinuz", &image.manifest.kernel_sha256[..16]);
-    let initrd_name = format!(
-        "vmrescue-{}-initrd.img",
-        &image.manifest.initramfs_sha256[..16]
-    );
+    // Here: the uncompressed PVH kernel and initramfs where the image has them (nothing to
+    // decompress, seconds under TCG); remote: the compressed ones (less to upload). UEFI
+    // firmware loads only the bzImage (its EFI stub), not the ELF.
+    let pvh = crate::rescue::boot_kernel(&image);
+    let (kernel_file, kernel_name) = match &image.manifest.vmlinux_sha256 {
+        Some(sum) if local && !facts.uefi && pvh != image.kernel => {
+            (pvh, format!("vmrescue-{}-vmlinux", &sum[..16]))
+        }
+        _ => (
+            image.kernel.clone(),
+            format!("vmrescue-{}-vmlinuz", &image.manifest.kernel_sha256[..16]),
+        ),
+    };
+    let (initrd_file, initrd_name) =
+        match (&image.initramfs_cpio, &image.manifest.initramfs_cpio_sha256) {
+            (Some(cpio), Some(sum)) if local => {
+                (cpio.clone(), format!("vmrescue-{}-initrd.cpio", &sum[..16]))
+            }
+            _ => (
+                image.initramfs.clone(),
+                format!(
+                    "vmrescue-{}-initrd.img",
+                    &image.manifest.initramfs_sha256[..16]
+                ),
+            ),
+        };
     if req.dry_run {
         let at = |n: &str| Path::new(LOCAL_MEDIA_DIR).join(n);
         let xml_text = if req.kernel_boot {
@@ -542,8 +563,8 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let xml_text = if req.kernel_boot {
         rescue_xml(
             kernel_boot(
-                &media.put(&image.kernel, &kernel_name, true)?,
-                &media.put(&image.initramfs, &initrd_name, true)?,
+                &media.put(&kernel_file, &kernel_name, true)?,
+                &media.put(&initrd_file, &initrd_name, true)?,
                 bootcopy.as_ref().map(|b| b.uuid.as_str()),
             )?,
             None,
