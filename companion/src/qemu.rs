@@ -216,6 +216,15 @@ pub fn overlay_args(drive: &Drive, overlay: &Path) -> Vec<OsString> {
     ]
 }
 
+/// As [`overlay_args`], but qemu-img does not open the drive at all (`-u`, the size given):
+/// a guest-written qcow2 header's backing file is never followed.
+pub fn overlay_args_unopened(drive: &Drive, overlay: &Path, virtual_size: u64) -> Vec<OsString> {
+    let mut args = overlay_args(drive, overlay);
+    args.insert(4, "-u".into());
+    args.push(virtual_size.to_string().into());
+    args
+}
+
 /// The virtio-serial channel to the agent: a unix socket QEMU listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
@@ -554,6 +563,12 @@ mod tests {
         assert_eq!(v["backing"]["read-only"], true);
         assert_eq!(v["backing"]["file"]["driver"], "host_device");
         assert_eq!(v["backing"]["file"]["read-only"], true);
+        let unopened: Vec<String> = overlay_args_unopened(&d, Path::new("/run/x/o.qcow2"), 4096)
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(&unopened[..5], ["create", "-q", "-f", "qcow2", "-u"]);
+        assert_eq!(unopened.last().map(String::as_str), Some("4096"));
         let args: Vec<String> = overlay_args(&d, Path::new("/run/x/o.qcow2"))
             .iter()
             .map(|s| s.to_string_lossy().into_owned())

@@ -145,9 +145,6 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
     }
     fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let mut copied = Vec::new();
-    // debugfs splits its command into words: dump to a fixed name next to the scratch image,
-    // then move the file to the operator's directory (whatever characters its path has).
-    let staging = scratch.image.with_file_name("undo-staging");
     for name in &wanted {
         if !plain_undo_name(name) {
             return Err(UndoError::BadName(crate::render::clean(name)));
@@ -156,27 +153,13 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
         if to.exists() {
             return Err(UndoError::Exists(to));
         }
-        let _ = fs::remove_file(&staging);
-        let out = Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("dump /{UNDO_DIR}/{name} {}", staging.display()))
-            .arg(&scratch.image)
-            .output()
-            .map_err(|source| UndoError::Tool {
-                tool: "debugfs",
-                what: "copying the undo files",
-                source,
-            })?;
-        if !staging.is_file() {
+        if let Dumped::Missing { stderr } = dump_file(scratch, &format!("/{UNDO_DIR}/{name}"), &to)?
+        {
             return Err(UndoError::Copy {
                 name: name.clone(),
                 image: scratch.image.clone(),
-                stderr: crate::render::clean(String::from_utf8_lossy(&out.stderr).trim()),
+                stderr,
             });
-        }
-        if fs::rename(&staging, &to).is_err() {
-            fs::copy(&staging, &to).map_err(io("writing", &to))?;
-            let _ = fs::remove_file(&staging);
         }
         copied.push(to);
     }
@@ -188,13 +171,28 @@ pub fn collect(scratch: &Scratch, dest: &Path, report: &mut Report) -> Result<Ve
     Ok(copied)
 }
 
+/// What [`dump_file`] found.
+enum Dumped {
+    Copied,
+    /// Not on the scratch disk; debugfs's words (escaped).
+    Missing {
+        stderr: String,
+    },
+}
+
 /// Copies the file `inner` (an absolute path of our own, never a guest's name) out of a
 /// scratch image to `to`, with debugfs (the host never mounts it); `Ok(false)` when it is not
 /// there.
 pub fn dump(scratch: &Scratch, inner: &str, to: &Path) -> Result<bool> {
+    Ok(matches!(dump_file(scratch, inner, to)?, Dumped::Copied))
+}
+
+/// debugfs splits its command into words: dump to a fixed name next to the scratch image,
+/// then move the file to `to` (whatever characters its path has; copied across filesystems).
+fn dump_file(scratch: &Scratch, inner: &str, to: &Path) -> Result<Dumped> {
     let staging = scratch.image.with_file_name("dump-staging");
     let _ = fs::remove_file(&staging);
-    Command::new("debugfs")
+    let out = Command::new("debugfs")
         .arg("-R")
         .arg(format!("dump {inner} {}", staging.display()))
         .arg(&scratch.image)
@@ -205,10 +203,15 @@ pub fn dump(scratch: &Scratch, inner: &str, to: &Path) -> Result<bool> {
             source,
         })?;
     if !staging.is_file() {
-        return Ok(false);
+        return Ok(Dumped::Missing {
+            stderr: crate::render::clean(String::from_utf8_lossy(&out.stderr).trim()),
+        });
     }
-    fs::rename(&staging, to).map_err(io("writing", to))?;
-    Ok(true)
+    if fs::rename(&staging, to).is_err() {
+        fs::copy(&staging, to).map_err(io("writing", to))?;
+        let _ = fs::remove_file(&staging);
+    }
+    Ok(Dumped::Copied)
 }
 
 #[cfg(test)]

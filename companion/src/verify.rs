@@ -349,19 +349,11 @@ pub fn rolled_back(report: &mut Report) {
 /// the rescue did).
 fn make_overlay(d: &GuestDrive, overlay: &Path) -> Result<(), VerifyError> {
     let out = Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-F",
-            d.drive.format.as_str(),
-            "-b",
-        ])
-        .arg(&d.drive.path)
-        .arg(overlay)
-        .arg(d.virtual_size.to_string())
+        .args(qemu::overlay_args_unopened(
+            &d.drive,
+            overlay,
+            d.virtual_size,
+        ))
         .output()
         .map_err(|source| VerifyError::Io {
             what: "running qemu-img for",
