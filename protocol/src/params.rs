@@ -126,6 +126,10 @@ pub struct Param {
     /// disks are found (so not what is needed before: the port, the settle time, the undo
     /// disk the host attached).
     pub from_meta: bool,
+    /// Can also come from the settings drive the host attaches to a cdrom boot (see
+    /// `paths::SETTINGS_LABEL`): every [`Param::from_meta`] one, and the host's own scratch
+    /// disks, which only the host names (a config drive's metadata is the API user's).
+    pub from_drive: bool,
     /// Validates a value and stores it; the error is the warning the agent reports.
     set: fn(&mut Settings, &str) -> Result<(), String>,
     /// The value to write, or `None` when it is the default.
@@ -181,6 +185,7 @@ pub const PARAMS: &[Param] = &[
         always: true,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             s.mode = Mode::parse(v)
                 .ok_or_else(|| format!("vmrescue.mode={v:?} is not check or repair"))?;
@@ -195,6 +200,7 @@ pub const PARAMS: &[Param] = &[
         always: true,
         invalid: None,
         from_meta: false,
+        from_drive: false,
         set: |s, v| {
             if !valid_port_name(v) {
                 return Err(format!("vmrescue.port={v:?} is not a valid port name"));
@@ -211,6 +217,7 @@ pub const PARAMS: &[Param] = &[
         always: true,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             s.after = After::parse(v)
                 .ok_or_else(|| format!("vmrescue.after={v:?} is not poweroff, reboot or shell"))?;
@@ -228,6 +235,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: None,
         from_meta: false,
+        from_drive: false,
         set: |s, v| {
             s.settle_secs = seconds(v, 0, SETTLE_MAX).ok_or_else(|| {
                 format!("vmrescue.settle={v:?} is not a number of seconds up to {SETTLE_MAX}")
@@ -245,6 +253,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             if !valid_root(v) {
                 return Err(format!("vmrescue.root={v:?} is not a device name or UUID"));
@@ -261,6 +270,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             if !valid_hostname(v) {
                 return Err(format!("vmrescue.hostname={v:?} is not a valid host name"));
@@ -277,6 +287,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             s.errors_remount_ro =
                 flag(v).ok_or_else(|| format!("vmrescue.errors_remount_ro={v:?} is not 0 or 1"))?;
@@ -291,6 +302,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             s.xfs_zero_log =
                 flag(v).ok_or_else(|| format!("vmrescue.xfs_zero_log={v:?} is not 0 or 1"))?;
@@ -305,6 +317,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: Some("no undo files kept"),
         from_meta: false,
+        from_drive: true,
         set: |s, v| {
             if !is_uuid(v) {
                 return Err(format!("vmrescue.undo={v:?} is not a filesystem UUID"));
@@ -321,6 +334,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: Some("the guest's kernel is not copied out; no verify boot"),
         from_meta: false,
+        from_drive: true,
         set: |s, v| {
             if !is_uuid(v) {
                 return Err(format!("vmrescue.bootcopy={v:?} is not a filesystem UUID"));
@@ -340,6 +354,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: None,
         from_meta: true,
+        from_drive: true,
         set: |s, v| {
             s.fsck_timeout_secs = seconds(v, 1, FSCK_TIMEOUT_MAX).ok_or_else(|| {
                 format!(
@@ -363,6 +378,7 @@ pub const PARAMS: &[Param] = &[
         always: false,
         invalid: Some("waiting for the disks to stay quiet"),
         from_meta: false,
+        from_drive: false,
         set: |s, v| {
             s.disks = Some(seconds(v, 1, DISKS_MAX).ok_or_else(|| {
                 format!("vmrescue.disks={v:?} is not a number of disks from 1 to {DISKS_MAX}")
@@ -410,18 +426,42 @@ pub fn apply_meta(settings: &mut Settings, meta: &[(String, String)]) -> Vec<Str
     warnings
 }
 
-/// Applies the `vmrescue.KEY=VALUE` words of a settings drive (see `paths::SETTINGS_FILE`):
-/// the settings a drive may carry, as [`apply_meta`] does for a config drive.
+/// The `vmrescue.KEY=VALUE` words the host writes on its settings drive for `settings`: those
+/// of [`emit`] a drive may carry ([`Param::from_drive`]).
+pub fn drive_words(settings: &Settings) -> String {
+    PARAMS
+        .iter()
+        .filter(|p| p.from_drive)
+        .filter_map(|p| (p.get)(settings).map(|v| format!("{}={v}", p.name())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Applies the `vmrescue.KEY=VALUE` words of the host's settings drive (see
+/// `paths::SETTINGS_FILE`): each setting a drive may carry ([`Param::from_drive`]). Returns a
+/// warning per word refused.
 pub fn apply_words(settings: &mut Settings, text: &str) -> Vec<String> {
-    let pairs: Vec<(String, String)> = text
-        .split_ascii_whitespace()
-        .filter_map(|w| {
-            let rest = w.strip_prefix(PREFIX)?;
-            let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
-            Some((format!("{META_PREFIX}{k}"), v.to_owned()))
-        })
-        .collect();
-    apply_meta(settings, &pairs)
+    let mut warnings = Vec::new();
+    for word in text.split_ascii_whitespace() {
+        let Some(rest) = word.strip_prefix(PREFIX) else {
+            warnings.push(format!("{word:?} is not a {PREFIX}KEY=VALUE word; ignored"));
+            continue;
+        };
+        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        match param(key) {
+            Some(p) if p.from_drive => {
+                if let Err(e) = (p.set)(settings, value) {
+                    warnings.push(format!("{e}; {}", p.fallback()));
+                }
+            }
+            Some(p) => warnings.push(format!(
+                "{}: only the kernel command line can set this; ignored",
+                p.name()
+            )),
+            None => warnings.push(format!("unknown setting {PREFIX}{key} ignored")),
+        }
+    }
+    warnings
 }
 
 /// Checks, on the host, that the agent will accept every value [`emit`] writes for `settings`:
@@ -654,14 +694,35 @@ mod tests {
             hostname: Some("db-1".into()),
             ..Settings::default()
         };
-        let text: Vec<String> = emit(&s)
-            .into_iter()
-            .filter(|(k, _)| param(k.trim_start_matches(PREFIX)).is_some_and(|p| p.from_meta))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         let mut back = Settings::default();
-        assert!(apply_words(&mut back, &text.join(" ")).is_empty());
+        assert!(apply_words(&mut back, &drive_words(&s)).is_empty());
         assert_eq!(back, s);
+        // The host's scratch disks come from its drive, never from a config drive's metadata.
+        let s = Settings {
+            bootcopy: Some("0b6f1c52-7a8e-4d3b-9c1e-2f4a5b6c7d8e".into()),
+            undo: Some("1b6f1c52-7a8e-4d3b-9c1e-2f4a5b6c7d8e".into()),
+            ..Settings::default()
+        };
+        let words = drive_words(&s);
+        assert!(words.contains("vmrescue.bootcopy=0b6f1c52"), "{words}");
+        let mut back = Settings::default();
+        assert!(apply_words(&mut back, &words).is_empty());
+        assert_eq!(back, s);
+        let mut meta = Settings::default();
+        let w = apply_meta(
+            &mut meta,
+            &[("vmrescue_bootcopy".into(), s.bootcopy.clone().unwrap())],
+        );
+        assert_eq!((meta.bootcopy, w.len()), (None, 1), "{w:?}");
+        // What the drive may not carry, and what is not ours, is refused with a warning.
+        let mut back = Settings::default();
+        let w = apply_words(
+            &mut back,
+            "vmrescue.port=evil vmrescue.bogus=1 quiet vmrescue.mode=x",
+        );
+        assert_eq!(back, Settings::default());
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[0].contains("only the kernel command line"), "{w:?}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!   `openstack/latest/meta_data.json` (`vmrescue_mode`, ... see `vmrescue_protocol::params`),
 //!   for an image booted by `openstack server rescue --image`;
 //! - the settings drive `vmrescue rescue --domain` attaches (label
-//!   `vmrescue_protocol::paths::SETTINGS_LABEL`): `vmrescue.KEY=VALUE` words; it wins.
+//!   `vmrescue_protocol::paths::SETTINGS_LABEL`): `vmrescue.KEY=VALUE` words; it wins. It is
+//!   taken only from a cdrom, and only when exactly one carries that label: a guest can label
+//!   a filesystem on its own disks as it likes, but it cannot add a cdrom to its rescue.
 //!
 //! Each drive is read once, read-only, and set apart from the guest's disks.
 
@@ -28,17 +30,58 @@ const MAX_META: usize = 1 << 20;
 
 /// The drive labelled `label` among the scans: (disk index, volume name, type).
 pub fn find(scans: &[DiskScan], label: &str) -> Option<(usize, String, FsType)> {
-    scans.iter().enumerate().find_map(|(i, s)| {
-        s.volumes.iter().find_map(|v| {
-            let p = v.probe.as_ref()?;
-            let label_ok = p
-                .label
-                .as_deref()
-                .is_some_and(|l| l.eq_ignore_ascii_case(label));
-            (label_ok && matches!(p.fstype, FsType::Iso9660 | FsType::Vfat))
-                .then(|| (i, v.name.clone(), p.fstype))
+    find_all(scans, label).into_iter().next()
+}
+
+/// Every ISO 9660 or FAT volume labelled `label` among the scans, in scan order.
+pub fn find_all(scans: &[DiskScan], label: &str) -> Vec<(usize, String, FsType)> {
+    scans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.volumes.iter().filter_map(move |v| {
+                let p = v.probe.as_ref()?;
+                let label_ok = p
+                    .label
+                    .as_deref()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(label));
+                (label_ok && matches!(p.fstype, FsType::Iso9660 | FsType::Vfat))
+                    .then(|| (i, v.name.clone(), p.fstype))
+            })
         })
-    })
+        .collect()
+}
+
+/// Where the host's settings drive is: the one cdrom labelled `paths::SETTINGS_LABEL`, or why
+/// none is taken (pure).
+pub fn settings_drive(
+    scans: &[DiskScan],
+    cdroms: &[DiskScan],
+) -> (Option<(String, FsType)>, Vec<String>) {
+    let mut warnings: Vec<String> = find_all(scans, paths::SETTINGS_LABEL)
+        .into_iter()
+        .map(|(_, name, _)| {
+            format!(
+                "/dev/{name} is labelled {} but is a disk, not the host's cdrom: it is a guest disk and its settings are ignored",
+                paths::SETTINGS_LABEL
+            )
+        })
+        .collect();
+    let found = find_all(cdroms, paths::SETTINGS_LABEL);
+    match found.as_slice() {
+        [] => (None, warnings),
+        [(_, name, fstype)] => (Some((name.clone(), *fstype)), warnings),
+        many => {
+            let names: Vec<String> = many.iter().map(|(_, n, _)| format!("/dev/{n}")).collect();
+            warnings.push(format!(
+                "{} cdroms are labelled {} ({}): the host attaches one, so none is trusted and their settings are ignored",
+                many.len(),
+                paths::SETTINGS_LABEL,
+                names.join(", ")
+            ));
+            (None, warnings)
+        }
+    }
 }
 
 /// The string values of `meta_data.json`'s `meta` object (pure).
@@ -115,13 +158,19 @@ pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter
             Err(e) => rep.warn(Step::Cmdline, None, format!("config drive: {e}")),
         }
     }
-    if let Some(data) = read_drive(
-        scans,
-        &cdroms,
-        paths::SETTINGS_LABEL,
-        paths::SETTINGS_FILE,
-        rep,
-    ) {
+    let (drive, warnings) = settings_drive(scans, &cdroms);
+    for w in warnings {
+        rep.warn(Step::Cmdline, None, w);
+    }
+    if let Some(data) = drive.and_then(|(name, fstype)| {
+        read_volume(
+            &name,
+            fstype,
+            paths::SETTINGS_LABEL,
+            paths::SETTINGS_FILE,
+            rep,
+        )
+    }) {
         let text = String::from_utf8_lossy(&data);
         for w in params::apply_words(settings, &text) {
             rep.warn(Step::Cmdline, None, format!("settings drive: {w}"));
@@ -155,6 +204,17 @@ fn read_drive(
         }
         None => find(cdroms, label).map(|(_, name, fstype)| (name, fstype))?,
     };
+    read_volume(&name, fstype, label, path, rep)
+}
+
+/// The file `path` on the volume `name` (the drive labelled `label`), mounted read-only.
+fn read_volume(
+    name: &str,
+    fstype: FsType,
+    label: &str,
+    path: &str,
+    rep: &mut Reporter,
+) -> Option<Vec<u8>> {
     let dev = format!("/dev/{name}");
     let driver = if fstype == FsType::Iso9660 {
         "iso9660"
@@ -178,6 +238,71 @@ fn read_drive(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmrescue_discovery::inventory::Volume;
+    use vmrescue_discovery::probe::{Probe, Usage};
+
+    fn drive(name: &str, fstype: FsType, label: &str) -> DiskScan {
+        DiskScan {
+            name: name.into(),
+            size: 1 << 20,
+            table: None,
+            medium: None,
+            volumes: vec![Volume {
+                name: name.into(),
+                offset: 0,
+                size: 1 << 20,
+                partition: None,
+                probe: Some(Probe {
+                    fstype,
+                    uuid: None,
+                    label: Some(label.into()),
+                    usage: Usage::Filesystem,
+                    version: None,
+                    uuid_sub: None,
+                }),
+                ext_backup: None,
+            }],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn the_settings_drive_is_the_one_cdrom_with_its_label_never_a_guest_disk() {
+        let ours = drive("sr1", FsType::Iso9660, paths::SETTINGS_LABEL);
+        let install = drive("sr0", FsType::Iso9660, "Debian 12 amd64");
+        // A guest labels a FAT partition of its own disk like the host's drive.
+        let imitation = drive("vdb", FsType::Vfat, paths::SETTINGS_LABEL);
+
+        let (found, w) = settings_drive(&[], &[install.clone(), ours.clone()]);
+        assert_eq!(found, Some(("sr1".into(), FsType::Iso9660)));
+        assert!(w.is_empty(), "{w:?}");
+
+        let (found, w) = settings_drive(
+            std::slice::from_ref(&imitation),
+            std::slice::from_ref(&ours),
+        );
+        assert_eq!(
+            found,
+            Some(("sr1".into(), FsType::Iso9660)),
+            "the cdrom wins"
+        );
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("/dev/vdb") && w[0].contains("guest disk"),
+            "{w:?}"
+        );
+
+        let (found, w) = settings_drive(&[imitation], std::slice::from_ref(&install));
+        assert_eq!(found, None, "a disk alone is never the settings drive");
+        assert_eq!(w.len(), 1, "{w:?}");
+
+        let twin = drive("sr2", FsType::Iso9660, paths::SETTINGS_LABEL);
+        let (found, w) = settings_drive(&[], &[ours, twin]);
+        assert_eq!(found, None, "two drives: neither is trusted");
+        assert!(w[0].contains("/dev/sr1, /dev/sr2"), "{w:?}");
+
+        assert_eq!(settings_drive(&[], &[install]), (None, vec![]));
+    }
 
     #[test]
     fn meta_strings_only() {

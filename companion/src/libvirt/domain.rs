@@ -299,20 +299,18 @@ fn agent_settings(req: &DomainRequest) -> params::Settings {
 
 /// The settings drive a cdrom boot reads this rescue's settings from (an ISO 9660 labelled
 /// `paths::SETTINGS_LABEL` with `paths::SETTINGS_FILE`).
-fn settings_drive(state: &Path, iso: &Path, req: &DomainRequest) -> Result<(), DomainError> {
+fn settings_drive(
+    state: &Path,
+    iso: &Path,
+    settings: &params::Settings,
+) -> Result<(), DomainError> {
     let tree = state.join("settings-tree");
     let _ = fs::remove_dir_all(&tree);
     let file = tree.join(paths::SETTINGS_FILE.trim_start_matches('/'));
     let parent = file.parent().unwrap_or(&tree);
     fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    let words: Vec<String> = params::emit(&agent_settings(req))
-        .into_iter()
-        .filter(|(k, _)| {
-            params::param(k.trim_start_matches(params::PREFIX)).is_some_and(|p| p.from_meta)
-        })
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    write_synced(&file, format!("{}\n", words.join(" ")).as_bytes())?;
+    let words = params::drive_words(settings);
+    write_synced(&file, format!("{words}\n").as_bytes())?;
     let _ = fs::remove_file(iso);
     let out = std::process::Command::new("xorriso")
         .args([
@@ -392,11 +390,6 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         if !local {
             return Err(DomainError::VerifyUnsupported(
                 "not over a remote connection yet (the domain's disks and the boot copy are on that host)",
-            ));
-        }
-        if !req.kernel_boot {
-            return Err(DomainError::VerifyUnsupported(
-                "needs --boot kernel for now (the rescue's command line names the boot-copy disk; a cdrom boot has none)",
             ));
         }
         if v.rollback {
@@ -575,7 +568,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             .clone()
             .ok_or_else(|| DomainError::NoIso(dir.clone()))?;
         let placed = media.put(&iso, &iso_name, true)?;
-        settings_drive(&state.dir, &settings_iso, req)?;
+        let settings = params::Settings {
+            bootcopy: bootcopy.as_ref().map(|b| b.uuid.clone()),
+            ..agent_settings(req)
+        };
+        settings_drive(&state.dir, &settings_iso, &settings)?;
         let settings_at = if local {
             settings_iso.clone()
         } else {
