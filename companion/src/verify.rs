@@ -248,11 +248,16 @@ pub struct Staged {
     disks: Vec<(GuestDrive, PathBuf)>,
 }
 
+/// Where [`stage`] puts the overlay of the `i`-th disk.
+pub fn staged_overlay(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("repair-disk{i}.qcow2"))
+}
+
 /// Makes one overlay per guest disk in `dir` for the repair to write to.
 pub fn stage(disks: &[GuestDrive], dir: &Path) -> Result<Staged, VerifyError> {
     let mut out = Vec::new();
     for (i, d) in disks.iter().enumerate() {
-        let overlay = dir.join(format!("repair-disk{i}.qcow2"));
+        let overlay = staged_overlay(dir, i);
         let _ = fs::remove_file(&overlay);
         make_overlay(d, &overlay)?;
         out.push((d.clone(), overlay));

@@ -299,13 +299,15 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
         }
     });
     let before = inactive_xml(&d.name);
-    // The default cdrom boot: the boot-copy disk is named on the settings drive.
+    // The default cdrom boot: the boot-copy disk is named on the settings drive. The repair is
+    // staged in overlays the rescue XML points the disk at, and written to it once the guest
+    // boots (--rollback-on-regression implies --verify-before).
     let (code, report, _, err) = rescue_domain(
         &d.name,
         &[
             "--mode",
             "repair",
-            "--verify-before",
+            "--rollback-on-regression",
             "--verify-timeout",
             "75",
         ],
@@ -320,7 +322,50 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
         "the gone volume, before: {v:#}"
     );
     assert_eq!(v["after"]["state"], "booted", "{v:#}");
+    assert_eq!(v["rolled_back"], false, "{v:#}");
+    assert!(
+        err.contains(&format!(
+            "the verified repair is written to {}",
+            d.disk.display()
+        )),
+        "{err}"
+    );
     assert_eq!(inactive_xml(&d.name), before, "the definition changed");
+    // The commit reached the disk: a plain verify of it boots at once.
+    let (code, report, _, err) = rescue_domain(
+        &d.name,
+        &["--mode", "check", "--verify", "--verify-timeout", "75"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["verify"]["after"]["state"], "booted", "{r:#}");
+    assert_eq!(inactive_xml(&d.name), before, "the definition changed");
+}
+
+#[test]
+fn a_disk_that_cannot_be_staged_refuses_rollback_before_anything_changes() {
+    let d = TestDomain::build(
+        "nostage",
+        "pc",
+        "",
+        "    <boot dev='hd'/>\n",
+        "    <disk type='network' device='disk'>\n      <driver name='qemu' type='raw'/>\n      \
+         <source protocol='nbd' name='export'><host name='127.0.0.1' port='10809'/></source>\n      \
+         <target dev='vdb' bus='virtio'/>\n    </disk>\n",
+        true,
+    );
+    let before = inactive_xml(&d.name);
+    let sha = fixture::sha256_file(&d.disk).unwrap();
+    let (code, report, _, err) =
+        rescue_domain(&d.name, &["--mode", "repair", "--rollback-on-regression"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(report.is_none());
+    assert!(
+        err.contains("vdb") && err.contains("cannot be staged") && err.contains(&d.name),
+        "{err}"
+    );
+    assert_eq!(inactive_xml(&d.name), before);
+    assert_eq!(fixture::sha256_file(&d.disk).unwrap(), sha);
 }
 
 #[test]

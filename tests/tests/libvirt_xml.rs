@@ -125,6 +125,7 @@ fn rescue_xml_of_libvirts_own_test_domains() {
             settings_iso: None,
             guest_nvram_exists: true,
             scratch_disk: None,
+            staged: vec![],
         };
         match xml::rescue_xml(&text, &r) {
             Ok(new) => {

@@ -219,7 +219,7 @@ pub fn run(cli: Cli) -> i32 {
             let req = crate::libvirt::domain::DomainRequest {
                 verify: (verify || verify_before || rollback_on_regression).then(|| {
                     crate::verify::VerifyRequest {
-                        before: verify_before,
+                        before: verify_before || rollback_on_regression,
                         rollback: rollback_on_regression,
                         timeout: Duration::from_secs(verify_timeout),
                         memory_mib: memory.max(1024),

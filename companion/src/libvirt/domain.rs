@@ -77,6 +77,8 @@ pub enum DomainError {
     Session(SessionError),
     #[error("--verify with --domain: {0}")]
     VerifyUnsupported(&'static str),
+    #[error("--rollback-on-regression: {domain}'s disk(s) {disks} are not local raw or qcow2 files or block devices, so the repair cannot be staged in overlays of them; rescue without the option (or detach those disks)")]
+    NotStaged { domain: String, disks: String },
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
 }
@@ -386,21 +388,42 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         source,
     })?;
     let local = is_local(&uri);
+    // The disks our own QEMU opens for the verify boots (and, to roll back, stages).
+    let mut drives = Vec::new();
+    let mut skipped = Vec::new();
     if let Some(v) = &req.verify {
         if !local {
             return Err(DomainError::VerifyUnsupported(
                 "not over a remote connection yet (the domain's disks and the boot copy are on that host)",
             ));
         }
-        if v.rollback {
-            return Err(DomainError::VerifyUnsupported(
-                "--rollback-on-regression is for --disk only yet",
-            ));
+        (drives, skipped) = guest_drives(&original).map_err(|e| DomainError::Xml {
+            domain: name.clone(),
+            source: xml::XmlError::Unsupported(e),
+        })?;
+        if v.rollback && req.mode == Mode::Repair && !skipped.is_empty() {
+            return Err(DomainError::NotStaged {
+                domain: name.clone(),
+                disks: skipped
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
         }
     }
-    // --verify-before: a check-mode rescue first, whose verify boot is the boot before.
+    let stage = req
+        .verify
+        .as_ref()
+        .is_some_and(|v| v.rollback && req.mode == Mode::Repair);
+    // --verify-before (implied by --rollback-on-regression): a check-mode rescue first, whose
+    // verify boot is the boot before.
     let mut before = None;
-    if let Some(v) = req.verify.as_ref().filter(|v| v.before && !req.dry_run) {
+    if let Some(v) = req
+        .verify
+        .as_ref()
+        .filter(|v| (v.before || stage) && !req.dry_run)
+    {
         if !persistent {
             return Err(DomainError::VerifyUnsupported(
                 "--verify-before needs a persistent domain (a transient one is re-created after each rescue)",
@@ -412,6 +435,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             start_after: check && req.start_after,
             verify: Some(crate::verify::VerifyRequest {
                 before: false,
+                rollback: false,
                 ..v.clone()
             }),
             ..req.clone()
@@ -423,7 +447,14 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         };
         if check {
             // Nothing changes in check mode: the boot after is the boot before.
-            return Ok(with_before(done, after));
+            let mut done = with_before(done, after);
+            if let (Done::Report(r), true) = (&mut done, v.rollback) {
+                r.warnings.push(host_warning(
+                    "--rollback-on-regression has no effect in check mode: nothing is written"
+                        .into(),
+                ));
+            }
+            return Ok(done);
         }
         before = after;
     }
@@ -445,6 +476,18 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         .unwrap_or_else(|| image.manifest.initramfs_sha256[..16].to_owned());
     let settings_iso = state_dir.join("settings.iso");
     let bootcopy_image = state_dir.join("bootcopy-scratch.img");
+    // --rollback-on-regression: the repair writes to overlays of the disks.
+    let staged_targets: Vec<(String, String)> = match stage {
+        true => drives
+            .iter()
+            .enumerate()
+            .map(|(i, (target, _))| {
+                let overlay = crate::verify::staged_overlay(&state_dir, i);
+                (target.clone(), overlay.display().to_string())
+            })
+            .collect(),
+        false => Vec::new(),
+    };
     let rescue_xml = |boot: BootMethod, settings: Option<&Path>| {
         xml::rescue_xml(
             &original,
@@ -463,6 +506,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                     .verify
                     .as_ref()
                     .map(|_| bootcopy_image.display().to_string()),
+                staged: staged_targets.clone(),
             },
         )
         .map_err(|source| DomainError::Xml {
@@ -546,6 +590,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         pool: &req.pool,
     };
     let mut settings_volume = None;
+    let guest: Vec<crate::verify::GuestDrive> = drives.iter().map(|(_, d)| d.clone()).collect();
+    let mut staged = match stage {
+        true => Some(crate::verify::stage(&guest, &state.dir)?),
+        false => None,
+    };
     let bootcopy = match req.verify {
         Some(_) => Some(
             crate::undo::make_labelled(&bootcopy_image, paths::BOOTCOPY_LABEL, 2 << 30)
@@ -621,8 +670,40 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     }
     let mut outcome = session::run(&mut vm, req.timeout, sink);
     drop(vm);
+    // The state directory stays while it holds a staged repair not in the disks yet.
+    let mut keep = false;
     if let (Ok(report), Some(v), Some(copy)) = (&mut outcome, &req.verify, &bootcopy) {
-        verify_after(report, v, copy, &original, &state.dir, before.take(), sink);
+        for target in &skipped {
+            report.warnings.push(host_warning(format!(
+                "verify: disk {target} is not a local raw or qcow2 file or block device: the verify boot goes without it"
+            )));
+        }
+        let boot_on = match &staged {
+            Some(st) => st.verify_drives(),
+            None => guest.clone(),
+        };
+        let proven = verify_after(report, v, copy, &boot_on, &state.dir, before.take(), sink);
+        if let Some(st) = staged.take() {
+            if proven.is_some_and(|r| r) {
+                st.discard();
+                crate::verify::rolled_back(report);
+            } else if let Err(e) = st.commit(sink) {
+                // The disks may be half-written: the overlays stay, and the report says how
+                // to finish.
+                keep = true;
+                report.outcome = vmrescue_protocol::Outcome::Failed;
+                report.warnings.push(host_warning(e.to_string()));
+            }
+        } else if v.rollback {
+            report.warnings.push(host_warning(
+                "--rollback-on-regression has no effect in check mode: nothing is written".into(),
+            ));
+        }
+        crate::verify::conclude(report);
+    }
+    if let Some(st) = staged {
+        // The rescue did not report: the disks were never written.
+        st.discard();
     }
     if let Some(v) = settings_volume {
         if let Ok(vol) = conn
@@ -665,7 +746,9 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             report
                 .warnings
                 .extend(warnings.into_iter().map(host_warning));
-            let _ = fs::remove_dir_all(&state.dir);
+            if !keep {
+                let _ = fs::remove_dir_all(&state.dir);
+            }
             Ok(Done::Report(Box::new(report)))
         }
         Err(e) => {
@@ -692,34 +775,24 @@ fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done
     }
 }
 
-/// `--verify`: boots the guest's own OS with our own QEMU on overlays of the domain's disks
-/// (the domain is shut off: its definition is back, nothing runs on the disks), and records
-/// what it showed. What cannot be done is a warning: the rescue's report stands.
+/// `--verify`: boots the guest's own OS with our own QEMU on overlays of `disks` (the domain is
+/// shut off: its definition is back, nothing runs on them), and records what it showed. What
+/// cannot be done is a warning: the rescue's report stands. Returns whether the boot showed a
+/// regression (booted before, not after), or `None` when there was no verify boot; the caller
+/// concludes (`verify::conclude`) once it has acted on that.
 fn verify_after(
     report: &mut Report,
     v: &crate::verify::VerifyRequest,
     copy: &crate::undo::Scratch,
-    original: &str,
+    disks: &[crate::verify::GuestDrive],
     dir: &Path,
     before: Option<vmrescue_protocol::BootCheck>,
     sink: &mut dyn Sink,
-) {
+) -> Option<bool> {
     use crate::verify;
-    let (disks, skipped) = match guest_drives(original) {
-        Ok(d) => d,
-        Err(e) => {
-            report.warnings.push(host_warning(format!("verify: {e}")));
-            return;
-        }
-    };
-    for s in skipped {
-        report.warnings.push(host_warning(format!(
-            "verify: disk {s} is not a local raw or qcow2 file or block device: the verify boot goes without it"
-        )));
-    }
     let result = verify::boot_spec(copy, dir, report).and_then(|spec| {
         let accel = crate::accel::choose(crate::accel::Choice::Auto, &crate::qemu::binary(), dir);
-        let after = verify::boot(&spec, &disks, dir, "after", accel, v, sink)?;
+        let after = verify::boot(&spec, disks, dir, "after", accel, v, sink)?;
         Ok((spec, after))
     });
     match result {
@@ -727,19 +800,24 @@ fn verify_after(
             let mut record = verify::record(&spec, report);
             record.before = before;
             record.after = Some(after);
+            let regression = verify::is_regression(&record);
             report.verify = Some(record);
-            verify::conclude(report);
+            Some(regression)
         }
-        Err(e) => report.warnings.push(host_warning(format!(
-            "verify: {e}; the guest's boot is not verified"
-        ))),
+        Err(e) => {
+            report.warnings.push(host_warning(format!(
+                "verify: {e}; the guest's boot is not verified"
+            )));
+            None
+        }
     }
 }
 
 /// The domain's disks as our own QEMU opens them for a verify boot (raw or qcow2 files and
-/// block devices, in definition order; a qcow2's backing chain is the domain's own), and the
-/// targets of those it cannot open.
-fn guest_drives(xml: &str) -> Result<(Vec<crate::verify::GuestDrive>, Vec<String>), String> {
+/// block devices, in definition order; a qcow2's backing chain is the domain's own), each with
+/// its target, and the targets of those it cannot open.
+type Drives = Vec<(String, crate::verify::GuestDrive)>;
+fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
     use crate::qemu::{Drive, Format};
     use std::os::unix::fs::FileTypeExt;
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("the domain XML: {e}"))?;
@@ -777,12 +855,15 @@ fn guest_drives(xml: &str) -> Result<(Vec<crate::verify::GuestDrive>, Vec<String
                 .map(|c| c.virtual_size)
                 .unwrap_or(0),
         };
-        out.push(crate::verify::GuestDrive {
-            drive: Drive::new(path, format)
-                .follow_backing(format == Format::Qcow2)
-                .block_device(meta.file_type().is_block_device()),
-            virtual_size: size,
-        });
+        out.push((
+            target,
+            crate::verify::GuestDrive {
+                drive: Drive::new(path, format)
+                    .follow_backing(format == Format::Qcow2)
+                    .block_device(meta.file_type().is_block_device()),
+                virtual_size: size,
+            },
+        ));
     }
     Ok((out, skipped))
 }

@@ -125,6 +125,7 @@ pub fn rescue_xml_for_file(
             settings_iso: None,
             guest_nvram_exists: true,
             scratch_disk: None,
+            staged: vec![],
         },
     )
     .map_err(xml_err)

@@ -64,6 +64,9 @@ pub struct Rescue {
     pub guest_nvram_exists: bool,
     /// A scratch disk image of our own to attach (the boot copy of `--verify`).
     pub scratch_disk: Option<String>,
+    /// Guest disks the rescue writes through qcow2 overlays instead (`--rollback-on-regression`):
+    /// (target, overlay file). Each overlay names its disk and that disk's format as backing.
+    pub staged: Vec<(String, String)>,
 }
 
 /// The serial of the scratch disk [`Rescue::scratch_disk`] attaches.
@@ -490,6 +493,20 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
         }
     }
 
+    // Staged: the repair writes to an overlay of the disk, the disk beneath it.
+    for (target, overlay) in &r.staged {
+        let disk = children(devices, "disk").find(|d| {
+            d.attribute("device").unwrap_or("disk") == "disk"
+                && child(*d, "target").and_then(|t| t.attribute("dev")) == Some(target.as_str())
+        });
+        let Some(d) = disk else {
+            return Err(XmlError::Unsupported(format!(
+                "no disk {target} to stage the repair of"
+            )));
+        };
+        stage_disk(&mut edits, &mut appends, d, &escape(overlay));
+    }
+
     // Check mode: the guest's disks read-only as well (the agent writes nothing anyway).
     if r.mode == Mode::Check {
         for d in
@@ -501,6 +518,36 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
         }
     }
     Ok(finish(text, edits, appends))
+}
+
+/// Points disk `d` at `overlay` (a qcow2 file whose backing is the disk): its type, source,
+/// driver format and (the chain is the overlay's) any `<backingStore>`.
+fn stage_disk<'a, 'i>(
+    edits: &mut Edits,
+    appends: &mut Vec<(Node<'a, 'i>, String)>,
+    d: Node<'a, 'i>,
+    overlay: &str,
+) {
+    let open_end = d.range().start + "<disk".len();
+    match d.attributes().find(|a| a.name() == "type") {
+        Some(a) => edits.replace(a.range_value(), "file"),
+        None => edits.insert(open_end, " type='file'"),
+    }
+    let source = format!("<source file='{overlay}'/>");
+    match child(d, "source") {
+        Some(src) => edits.replace(src.range(), source),
+        None => appends.push((d, source)),
+    }
+    match child(d, "driver") {
+        Some(dr) => match dr.attributes().find(|a| a.name() == "type") {
+            Some(a) => edits.replace(a.range_value(), "qcow2"),
+            None => edits.insert(dr.range().start + "<driver".len(), " type='qcow2'"),
+        },
+        None => appends.push((d, "<driver name='qemu' type='qcow2'/>".into())),
+    }
+    for b in children(d, "backingStore") {
+        edits.replace(b.range(), "");
+    }
 }
 
 /// Applies the edits and the new children (each parent's in one edit).
@@ -577,7 +624,70 @@ mod tests {
             settings_iso: None,
             guest_nvram_exists: true,
             scratch_disk: None,
+            staged: vec![],
         }
+    }
+
+    #[test]
+    fn staged_disks_point_at_their_overlays_and_keep_the_rest() {
+        let mut r = rescue(cdrom(), Mode::Repair);
+        r.staged = vec![
+            ("vda".into(), "/run/vmrescue/x/repair-disk0.qcow2".into()),
+            ("vdb".into(), "/run/vmrescue/x/repair-disk1.qcow2".into()),
+        ];
+        let out = rescue_xml(NOVA, &r).unwrap();
+        let doc = Document::parse(&out).unwrap();
+        let disk = |target: &str| {
+            doc.descendants()
+                .find(|n| {
+                    n.has_tag_name("disk")
+                        && n.children()
+                            .any(|t| t.has_tag_name("target") && t.attribute("dev") == Some(target))
+                })
+                .unwrap()
+        };
+        for (target, overlay) in [
+            ("vda", "/run/vmrescue/x/repair-disk0.qcow2"),
+            ("vdb", "/run/vmrescue/x/repair-disk1.qcow2"),
+        ] {
+            let d = disk(target);
+            let of = |tag: &str| d.children().find(|n| n.has_tag_name(tag)).unwrap();
+            assert_eq!(d.attribute("type"), Some("file"), "{out}");
+            assert_eq!(of("source").attribute("file"), Some(overlay), "{out}");
+            assert_eq!(of("source").attribute("dev"), None, "{out}");
+            assert_eq!(of("driver").attribute("type"), Some("qcow2"), "{out}");
+        }
+        assert_eq!(
+            disk("vda")
+                .children()
+                .find(|n| n.has_tag_name("driver"))
+                .unwrap()
+                .attribute("cache"),
+            Some("none"),
+            "the driver's other settings stay"
+        );
+        assert!(out.contains("<serial>f00ba4</serial>"), "{out}");
+        assert!(
+            !out.contains("/var/lib/nova/instances/6b4f/disk\""),
+            "{out}"
+        );
+        assert!(!out.contains("/dev/sdb"), "{out}");
+        // A backing chain written in the XML gives way to the overlay's.
+        let chained = NOVA.replace(
+            "<target bus=\"virtio\" dev=\"vda\"/>",
+            "<target bus=\"virtio\" dev=\"vda\"/>\n      <backingStore type='file'><format type='raw'/><source file='/base'/></backingStore>",
+        );
+        let out = rescue_xml(&chained, &r).unwrap();
+        assert!(
+            !out.contains("backingStore") && !out.contains("/base"),
+            "{out}"
+        );
+        let mut missing = r.clone();
+        missing.staged = vec![("vdz".into(), "/o.qcow2".into())];
+        assert!(matches!(
+            rescue_xml(NOVA, &missing),
+            Err(XmlError::Unsupported(m)) if m.contains("vdz")
+        ));
     }
 
     #[test]
