@@ -205,15 +205,35 @@ pub fn boot(
     .memory(req.memory_mib)
     .console_log(&console)
     .drives(drives);
-    sink.event(Event::Note(&format!(
-        "verify boot ({tag} the rescue): the guest's own OS, {}, on overlays of its disks; at most {}s",
-        spec.method(),
-        req.timeout.as_secs()
-    )));
     let mut vm = QemuVm::new(qemu::binary(), config, work.join("qemu.log"));
+    let check = watch(&mut vm, spec, &console, tag, req.timeout, sink)?;
+    // The console is kept for the operator; the overlays (the guest's writes) are not.
+    for i in 0..disks.len() {
+        let _ = fs::remove_file(work.join(format!("disk{i}.qcow2")));
+    }
+    Ok(check)
+}
+
+/// Runs one verify boot on `vm` (any backend: our own QEMU, a libvirt domain) until its console
+/// log `console` shows a verdict, the VM ends or `timeout` passes; then stops it and judges the
+/// whole console.
+pub fn watch(
+    vm: &mut dyn Vm,
+    spec: &BootSpec,
+    console: &Path,
+    tag: &str,
+    timeout: Duration,
+    sink: &mut dyn Sink,
+) -> Result<BootCheck, VerifyError> {
+    sink.event(Event::Note(&format!(
+        "verify boot ({tag} the rescue): the guest's own OS, {}, on overlays of its disks ({}); at most {}s",
+        spec.method(),
+        vm.describe(),
+        timeout.as_secs()
+    )));
     let started = Instant::now();
     vm.start()?;
-    let until = started + req.timeout;
+    let until = started + timeout;
     let state = loop {
         std::thread::sleep(Duration::from_millis(500));
         let text =
@@ -230,16 +250,12 @@ pub fn boot(
     };
     let elapsed = started.elapsed().as_secs_f64();
     vm.stop(Duration::ZERO);
-    let text = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
+    let text = String::from_utf8_lossy(&fs::read(console).unwrap_or_default()).into_owned();
     let check = boot_check(&state, &text, elapsed);
     sink.event(Event::Note(&format!(
         "verify boot ({tag}): {} after {elapsed:.1}s",
         check.state
     )));
-    // The console is kept for the operator; the overlays (the guest's writes) are not.
-    for i in 0..disks.len() {
-        let _ = fs::remove_file(work.join(format!("disk{i}.qcow2")));
-    }
     Ok(check)
 }
 

@@ -498,6 +498,83 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
 }
 
 #[test]
+fn verify_over_a_remote_uri_boots_the_guest_on_that_host_as_a_transient_domain() {
+    let d = TestDomain::build_on(
+        "rverify",
+        "pc",
+        "",
+        "    <boot dev='hd'/>\n",
+        "",
+        true,
+        |p| {
+            vmrescue_tests::guest::disk(p, vmrescue_tests::guest::gone_volume_fstab).unwrap();
+            fixture::Disk {
+                image: p.to_owned(),
+                sums: Default::default(),
+            }
+        },
+    );
+    let before = inactive_xml(&d.name);
+    let pool = TestPool::new("rvpool", 0o755);
+    let uri = "qemu+tcp://127.0.0.1/system";
+    let remote = ["--connect", uri, "--pool", &pool.name];
+    // Staging needs overlays on that host: refused before anything changes.
+    let (code, _, _, err) = rescue_domain(
+        &d.name,
+        &[
+            &remote[..],
+            &["--mode", "repair", "--rollback-on-regression"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("remote connection"), "{err}");
+    let (code, report, _, err) = rescue_domain(
+        &d.name,
+        &[
+            &remote[..],
+            &["--mode", "repair", "--verify", "--verify-timeout", "75"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r:#}");
+    let v = &r["verify"];
+    assert_eq!(v["method"], "direct_kernel", "{v:#}");
+    assert_eq!(v["after"]["state"], "booted", "{v:#}");
+    assert!(
+        !v["after"]["console_tail"].as_array().unwrap().is_empty(),
+        "the console came through the stream: {v:#}"
+    );
+    assert!(err.contains("libvirt domain vmrescue-verify-"), "{err}");
+    // Nothing stays on that host: no verify domain, no uploads but the (reusable) rescue media,
+    // no transient overlay beside the disk.
+    let names = String::from_utf8_lossy(&virsh(&["list", "--all", "--name"]).stdout).into_owned();
+    assert!(!names.contains("vmrescue-verify-"), "{names}");
+    let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        uploaded.iter().all(|n| n.starts_with("vmrescue-")
+            && !n.contains("bootcopy")
+            && !n.contains("verify")),
+        "{uploaded:?}"
+    );
+    let beside: Vec<String> = std::fs::read_dir(d.disk.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("TRANSIENT"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    assert_eq!(fixture::host_e2fsck(&d.disk).unwrap(), 0);
+    assert_eq!(inactive_xml(&d.name), before);
+}
+
+#[test]
 fn uefi_domain_boots_the_rescue_from_a_copy_of_its_nvram_and_a_transient_domain_comes_back() {
     let d = TestDomain::with_os("efi", "q35", " firmware='efi'", "", true);
     let before = inactive_xml(&d.name);

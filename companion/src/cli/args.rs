@@ -150,8 +150,8 @@ pub enum Cmd {
         undo_dir: Option<PathBuf>,
         /// After the rescue, boot the guest's own OS (its kernel and initramfs, copied out by
         /// the rescue, else its boot loader through the firmware) on throw-away overlays of
-        /// its disks: the outcome is `repaired` only when it boots. With --domain: a local
-        /// connection.
+        /// its disks: the outcome is `repaired` only when it boots. With --domain over a remote
+        /// URI, libvirt boots it on that host (uploads to --pool).
         #[arg(long)]
         verify: bool,
         /// Also boot the broken guest before the repair, to show the difference (implies
@@ -160,7 +160,8 @@ pub enum Cmd {
         verify_before: bool,
         /// When the guest booted before the repair and does not after it, discard the repair:
         /// it is written to overlays of the disks and committed to them only otherwise
-        /// (implies --verify-before; repair mode; with --domain, local raw or qcow2 disks).
+        /// (implies --verify-before; repair mode; with --domain, a local connection and raw or
+        /// qcow2 disks).
         #[arg(long)]
         rollback_on_regression: bool,
         /// How long one verify boot may take to reach a login prompt, emergency mode or a

@@ -29,6 +29,10 @@ const XML_SECURE: u32 = 1;
 /// Where local rescue media go: libvirt's image directory, which its security drivers label
 /// for QEMU (never a user's home).
 const LOCAL_MEDIA_DIR: &str = "/var/lib/libvirt/images";
+/// The boot-copy disk (sparse): room for a kernel and a large initramfs. Remote: smaller, as it
+/// comes back whole through a stream.
+const LOCAL_BOOTCOPY_SIZE: u64 = 2 << 30;
+const REMOTE_BOOTCOPY_SIZE: u64 = 512 << 20;
 /// Longest wait for a graceful shutdown (`--stop`) before the domain is destroyed.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 
@@ -216,53 +220,80 @@ impl Media<'_> {
         if self.local {
             return place(src, name, reuse);
         }
-        self.upload(src, name, reuse)
+        self.upload(src, name, reuse, false)
     }
 
-    fn upload(&self, src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
-        let pool_err = |e: virt::error::Error| DomainError::Pool {
+    fn pool_err(&self, message: String) -> DomainError {
+        DomainError::Pool {
             pool: self.pool.to_owned(),
             uri: self.uri.to_owned(),
-            message: e.to_string(),
-        };
-        let data = fs::read(src).map_err(io("reading", src))?;
+            message,
+        }
+    }
+
+    fn volume(&self, name: &str) -> Result<virt::storage_vol::StorageVol, DomainError> {
+        let pool = self
+            .conn
+            .lookup_storage_pool_by_name(self.pool)
+            .map_err(|e| self.pool_err(e.to_string()))?;
+        let _ = pool.refresh(0);
+        pool.lookup_storage_vol_by_name(name)
+            .map_err(|e| self.pool_err(format!("volume {name}: {e}")))
+    }
+
+    /// Uploads `src` into the pool as `name`. `sparse`: a sparse file's data only, where the
+    /// pool's new volumes read as zeros (file-system pools).
+    fn upload(
+        &self,
+        src: &Path,
+        name: &str,
+        reuse: bool,
+        sparse: bool,
+    ) -> Result<PathBuf, DomainError> {
+        let pool_err = |e: virt::error::Error| self.pool_err(e.to_string());
+        let len = fs::metadata(src).map_err(io("reading", src))?.len();
         let pool = self
             .conn
             .lookup_storage_pool_by_name(self.pool)
             .map_err(pool_err)?;
         let _ = pool.refresh(0);
         if let Ok(vol) = pool.lookup_storage_vol_by_name(name) {
-            let same = vol.info().is_ok_and(|i| i.capacity == data.len() as u64);
+            let same = vol.info().is_ok_and(|i| i.capacity == len);
             if reuse && same {
                 return vol.path().map(PathBuf::from).map_err(pool_err);
             }
             vol.delete(0).map_err(pool_err)?;
         }
+        let zeroed = pool.xml_desc(0).is_ok_and(|x| {
+            ["dir", "fs", "netfs"]
+                .iter()
+                .any(|t| x.contains(&format!("type='{t}'")) || x.contains(&format!("type=\"{t}\"")))
+        });
         let xml = format!(
-            "<volume><name>{}</name><capacity unit='bytes'>{}</capacity><target><format type='raw'/></target></volume>",
+            "<volume><name>{}</name><capacity unit='bytes'>{len}</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
             xml::escape(name),
-            data.len()
         );
         let vol = virt::storage_vol::StorageVol::create_xml(&pool, &xml, 0).map_err(pool_err)?;
-        let stream = virt::stream::Stream::new(self.conn, 0).map_err(pool_err)?;
-        vol.upload(&stream, 0, data.len() as u64, 0)
-            .map_err(pool_err)?;
-        let mut rest = &data[..];
-        while !rest.is_empty() {
-            let n = stream
-                .send(&rest[..rest.len().min(256 << 10)])
-                .map_err(pool_err)?;
-            if n <= 0 {
-                return Err(DomainError::Pool {
-                    pool: self.pool.to_owned(),
-                    uri: self.uri.to_owned(),
-                    message: format!("the upload of {name} stopped"),
-                });
-            }
-            rest = &rest[n as usize..];
+        if let Err(m) = super::transfer::upload(self.conn, &vol, src, len, sparse && zeroed) {
+            let _ = vol.delete(0);
+            return Err(self.pool_err(format!("uploading {name}: {m}")));
         }
-        stream.finish().map_err(pool_err)?;
         vol.path().map(PathBuf::from).map_err(pool_err)
+    }
+
+    /// The pool's volume `name`, copied into `dest` (a remote boot-copy disk coming back).
+    fn download(&self, name: &str, dest: &Path) -> Result<(), DomainError> {
+        let vol = self.volume(name)?;
+        super::transfer::download(self.conn, &vol, dest)
+            .map(|_| ())
+            .map_err(|m| self.pool_err(format!("downloading {name}: {m}")))
+    }
+
+    /// Deletes the pool's volume `name`, if it is there.
+    fn remove(&self, name: &str) {
+        if let Ok(vol) = self.volume(name) {
+            let _ = vol.delete(0);
+        }
     }
 }
 
@@ -392,15 +423,17 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let mut drives = Vec::new();
     let mut skipped = Vec::new();
     if let Some(v) = &req.verify {
-        if !local {
+        if !local && v.rollback && req.mode == Mode::Repair {
             return Err(DomainError::VerifyUnsupported(
-                "not over a remote connection yet (the domain's disks and the boot copy are on that host)",
+                "--rollback-on-regression is not available over a remote connection yet (the overlays that stage the repair would have to be on that host)",
             ));
         }
-        (drives, skipped) = guest_drives(&original).map_err(|e| DomainError::Xml {
-            domain: name.clone(),
-            source: xml::XmlError::Unsupported(e),
-        })?;
+        if local {
+            (drives, skipped) = guest_drives(&original).map_err(|e| DomainError::Xml {
+                domain: name.clone(),
+                source: xml::XmlError::Unsupported(e),
+            })?;
+        }
         if v.rollback && req.mode == Mode::Repair && !skipped.is_empty() {
             return Err(DomainError::NotStaged {
                 domain: name.clone(),
@@ -488,7 +521,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             .collect(),
         false => Vec::new(),
     };
-    let rescue_xml = |boot: BootMethod, settings: Option<&Path>| {
+    let scratch_local = req
+        .verify
+        .as_ref()
+        .map(|_| bootcopy_image.display().to_string());
+    let rescue_xml = |boot: BootMethod, settings: Option<&Path>, scratch: Option<String>| {
         xml::rescue_xml(
             &original,
             &xml::Rescue {
@@ -502,10 +539,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 // Remote: assume it is there (libvirt says so if not).
                 guest_nvram_exists: !local
                     || facts.nvram.as_deref().is_none_or(|n| Path::new(n).exists()),
-                scratch_disk: req
-                    .verify
-                    .as_ref()
-                    .map(|_| bootcopy_image.display().to_string()),
+                scratch_disk: scratch,
                 staged: staged_targets.clone(),
             },
         )
@@ -566,9 +600,14 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             rescue_xml(
                 kernel_boot(&at(&kernel_name), &at(&initrd_name), None)?,
                 None,
+                scratch_local.clone(),
             )?
         } else {
-            rescue_xml(cdrom_boot(&at(&iso_name)), Some(&settings_iso))?
+            rescue_xml(
+                cdrom_boot(&at(&iso_name)),
+                Some(&settings_iso),
+                scratch_local.clone(),
+            )?
         };
         return Ok(Done::DryRun(unified_diff(&original, &xml_text)?));
     }
@@ -597,10 +636,30 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     };
     let bootcopy = match req.verify {
         Some(_) => Some(
-            crate::undo::make_labelled(&bootcopy_image, paths::BOOTCOPY_LABEL, 2 << 30)
-                .map_err(crate::verify::VerifyError::from)?,
+            crate::undo::make_labelled(
+                &bootcopy_image,
+                paths::BOOTCOPY_LABEL,
+                if local {
+                    LOCAL_BOOTCOPY_SIZE
+                } else {
+                    REMOTE_BOOTCOPY_SIZE
+                },
+            )
+            .map_err(crate::verify::VerifyError::from)?,
         ),
         None => None,
+    };
+    // Remote: the boot-copy disk goes to the pool (its data only) and comes back after.
+    let bootcopy_volume = format!("vmrescue-bootcopy-{uuid}.img");
+    let scratch_at = match (&bootcopy, local) {
+        (Some(_), true) => scratch_local.clone(),
+        (Some(_), false) => Some(
+            media
+                .upload(&bootcopy_image, &bootcopy_volume, false, true)?
+                .display()
+                .to_string(),
+        ),
+        (None, _) => None,
     };
     let xml_text = if req.kernel_boot {
         rescue_xml(
@@ -610,6 +669,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 bootcopy.as_ref().map(|b| b.uuid.as_str()),
             )?,
             None,
+            scratch_at.clone(),
         )?
     } else {
         let iso = image
@@ -629,7 +689,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             settings_volume = Some(v.clone());
             media.put(&settings_iso, &v, false)?
         };
-        rescue_xml(cdrom_boot(&placed), Some(&settings_at))?
+        rescue_xml(cdrom_boot(&placed), Some(&settings_at), scratch_at.clone())?
     };
     if active {
         if req.stop && !req.force {
@@ -678,11 +738,36 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 "verify: disk {target} is not a local raw or qcow2 file or block device: the verify boot goes without it"
             )));
         }
-        let boot_on = match &staged {
-            Some(st) => st.verify_drives(),
-            None => guest.clone(),
+        let proven = if local {
+            let boot_on = match &staged {
+                Some(st) => st.verify_drives(),
+                None => guest.clone(),
+            };
+            let accel = crate::accel::choose(
+                crate::accel::Choice::Auto,
+                &crate::qemu::binary(),
+                &state.dir,
+            );
+            verify_after(report, copy, &state.dir, before.take(), &mut |spec, _| {
+                crate::verify::boot(spec, &boot_on, &state.dir, "after", accel, v, sink)
+                    .map_err(|e| e.to_string())
+            })
+        } else {
+            // The boot-copy disk back from the pool, over the one made here.
+            let back = media.download(&bootcopy_volume, &bootcopy_image);
+            media.remove(&bootcopy_volume);
+            match back {
+                Ok(()) => verify_after(report, copy, &state.dir, before.take(), &mut |spec, r| {
+                    boot_remote(spec, r, &original, &media, &state.dir, v, sink)
+                }),
+                Err(e) => {
+                    report.warnings.push(host_warning(format!(
+                        "verify: {e}; the guest's boot is not verified"
+                    )));
+                    None
+                }
+            }
         };
-        let proven = verify_after(report, v, copy, &boot_on, &state.dir, before.take(), sink);
         if let Some(st) = staged.take() {
             if proven.is_some_and(|r| r) {
                 st.discard();
@@ -704,6 +789,9 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     if let Some(st) = staged {
         // The rescue did not report: the disks were never written.
         st.discard();
+    }
+    if !local && bootcopy.is_some() {
+        media.remove(&bootcopy_volume);
     }
     if let Some(v) = settings_volume {
         if let Ok(vol) = conn
@@ -775,26 +863,28 @@ fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done
     }
 }
 
-/// `--verify`: boots the guest's own OS with our own QEMU on overlays of `disks` (the domain is
-/// shut off: its definition is back, nothing runs on them), and records what it showed. What
+/// `--verify`: the guest's boot files out of the boot-copy disk, one verify boot of them by
+/// `boot` (our own QEMU here, libvirt on a remote host), and its record on the report. What
 /// cannot be done is a warning: the rescue's report stands. Returns whether the boot showed a
 /// regression (booted before, not after), or `None` when there was no verify boot; the caller
 /// concludes (`verify::conclude`) once it has acted on that.
 fn verify_after(
     report: &mut Report,
-    v: &crate::verify::VerifyRequest,
     copy: &crate::undo::Scratch,
-    disks: &[crate::verify::GuestDrive],
     dir: &Path,
     before: Option<vmrescue_protocol::BootCheck>,
-    sink: &mut dyn Sink,
+    boot: &mut dyn FnMut(
+        &crate::verify::BootSpec,
+        &mut Report,
+    ) -> Result<vmrescue_protocol::BootCheck, String>,
 ) -> Option<bool> {
     use crate::verify;
-    let result = verify::boot_spec(copy, dir, report).and_then(|spec| {
-        let accel = crate::accel::choose(crate::accel::Choice::Auto, &crate::qemu::binary(), dir);
-        let after = verify::boot(&spec, disks, dir, "after", accel, v, sink)?;
-        Ok((spec, after))
-    });
+    let result = verify::boot_spec(copy, dir, report)
+        .map_err(|e| e.to_string())
+        .and_then(|spec| {
+            let after = boot(&spec, report)?;
+            Ok((spec, after))
+        });
     match result {
         Ok((spec, after)) => {
             let mut record = verify::record(&spec, report);
@@ -811,6 +901,76 @@ fn verify_after(
             None
         }
     }
+}
+
+/// One verify boot on the connection's (remote) host: the guest's kernel and initramfs
+/// uploaded to the pool, the guest booted by libvirt as a new transient domain on transient
+/// disks (`verify_xml`), its console read through a stream; the uploads removed after.
+fn boot_remote(
+    spec: &crate::verify::BootSpec,
+    report: &mut Report,
+    original: &str,
+    media: &Media,
+    dir: &Path,
+    v: &crate::verify::VerifyRequest,
+    sink: &mut dyn Sink,
+) -> Result<vmrescue_protocol::BootCheck, String> {
+    use super::verify_xml::{verify_xml, VerifyBoot};
+    let vuuid = crate::undo::random_uuid().map_err(|e| e.to_string())?;
+    let vname = format!("vmrescue-verify-{}", &vuuid[..8]);
+    let mut uploaded = Vec::new();
+    let result = (|| {
+        let kernel = match spec {
+            crate::verify::BootSpec::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                let mut put = |file: &Path, what: &str| {
+                    let name = format!("{vname}-{what}");
+                    let at = media
+                        .upload(file, &name, false, false)
+                        .map_err(|e| e.to_string());
+                    uploaded.push(name);
+                    at.map(|p| p.display().to_string())
+                };
+                let k = put(kernel, "kernel")?;
+                let i = match initrd {
+                    Some(i) => Some(put(i, "initrd")?),
+                    None => None,
+                };
+                Some((k, i, cmdline.clone()))
+            }
+            crate::verify::BootSpec::Firmware => None,
+        };
+        let boot = VerifyBoot {
+            name: vname.clone(),
+            uuid: vuuid.clone(),
+            kernel,
+        };
+        let (xml_text, left_out) = verify_xml(original, &boot).map_err(|e| e.to_string())?;
+        for target in left_out {
+            report.warnings.push(host_warning(format!(
+                "verify: disk {target} cannot be overlaid for the verify boot (a network, pool or shareable disk): the boot goes without it"
+            )));
+        }
+        let console = dir.join("verify-after-console.log");
+        let mut vm = LibvirtVm::new(
+            media.conn.clone(),
+            vname.clone(),
+            vuuid.clone(),
+            xml_text,
+            console.clone(),
+            DEFAULT_PORT_NAME.to_owned(),
+        )
+        .capture_console();
+        crate::verify::watch(&mut vm, spec, &console, "after", v.timeout, sink)
+            .map_err(|e| e.to_string())
+    })();
+    for name in uploaded {
+        media.remove(&name);
+    }
+    result
 }
 
 /// The domain's disks as our own QEMU opens them for a verify boot (raw or qcow2 files and

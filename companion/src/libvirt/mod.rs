@@ -8,6 +8,8 @@ use vmrescue_image_builder::{self as builder, media, Artefacts};
 use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
 
 pub mod domain;
+pub mod transfer;
+pub mod verify_xml;
 pub mod vm;
 pub mod xml;
 

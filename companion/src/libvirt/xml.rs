@@ -99,7 +99,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
+pub(super) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     let mut s = template.to_owned();
     for (k, v) in values {
         s = s.replace(&format!("{{{k}}}"), v);
@@ -109,18 +109,18 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 
 /// Text edits: (range of the original, replacement), applied together.
 #[derive(Default)]
-struct Edits(Vec<(Range<usize>, String)>);
+pub(super) struct Edits(Vec<(Range<usize>, String)>);
 
 impl Edits {
-    fn replace(&mut self, r: Range<usize>, with: impl Into<String>) {
+    pub(super) fn replace(&mut self, r: Range<usize>, with: impl Into<String>) {
         self.0.push((r, with.into()));
     }
 
-    fn insert(&mut self, at: usize, text: impl Into<String>) {
+    pub(super) fn insert(&mut self, at: usize, text: impl Into<String>) {
         self.0.push((at..at, text.into()));
     }
 
-    fn apply(mut self, original: &str) -> String {
+    pub(super) fn apply(mut self, original: &str) -> String {
         // From the end, so earlier offsets stay valid; inserts at one place keep their order.
         self.0.sort_by_key(|e| std::cmp::Reverse(e.0.start));
         let mut s = original.to_owned();
@@ -144,12 +144,15 @@ impl Edits {
     }
 }
 
-fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+pub(super) fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     n.children()
         .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
-fn children<'a, 'i>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+pub(super) fn children<'a, 'i>(
+    n: Node<'a, 'i>,
+    name: &'a str,
+) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
     n.children()
         .filter(move |c| c.is_element() && c.tag_name().name() == name)
 }
@@ -170,7 +173,7 @@ fn insert_point(n: Node, text: &str) -> (usize, Option<String>, String) {
     (close, None, inner_indent)
 }
 
-fn line_indent(text: &str, pos: usize) -> String {
+pub(super) fn line_indent(text: &str, pos: usize) -> String {
     let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
     text[line_start..pos]
         .chars()
@@ -551,7 +554,7 @@ fn stage_disk<'a, 'i>(
 }
 
 /// Applies the edits and the new children (each parent's in one edit).
-fn finish(text: &str, mut edits: Edits, appends: Vec<(Node, String)>) -> String {
+pub(super) fn finish(text: &str, mut edits: Edits, appends: Vec<(Node, String)>) -> String {
     let mut parents: Vec<Node> = Vec::new();
     for (p, _) in &appends {
         if !parents.contains(p) {
