@@ -159,6 +159,94 @@ pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
     crate::fixture::mkfs_ext4_uuid(image, 1536, "guestroot", Some(ROOT_UUID), &tree)
 }
 
+/// A disk of the guest that boots only through its firmware and its own boot loader, as a
+/// BIOS guest of an older image does: an MBR with syslinux's boot code, a FAT partition holding
+/// syslinux, the kernel and initramfs (no fstab line names it), and the root (after `change`)
+/// on the second partition, its /boot empty; syslinux writes to the serial console and boots
+/// with `console=ttyS0`. Made without mounting anything (mtools, `syslinux --offset`).
+pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    const BOOT_START_MIB: u64 = 1;
+    const BOOT_MIB: u64 = 64;
+    const ROOT_MIB: u64 = 1536;
+    let g = debian();
+    let work = tempfile::tempdir()?;
+    let root = work.path().join("root.img");
+    disk(&root, |tree| {
+        for e in fs::read_dir(tree.join("boot"))?.flatten() {
+            fs::remove_file(e.path())?;
+        }
+        for link in ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"] {
+            let _ = fs::remove_file(tree.join(link));
+        }
+        change(tree)
+    })?;
+    let root_start = BOOT_START_MIB + BOOT_MIB;
+    fs::File::create(image)?.set_len((root_start + ROOT_MIB + 1) << 20)?;
+    let run = |cmd: &mut Command| -> Result<()> {
+        let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+        if !out.status.success() {
+            bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let mut sfdisk = Command::new("sfdisk");
+    sfdisk
+        .args(["-q", "--no-reread", "--no-tell-kernel"])
+        .arg(image);
+    sfdisk.stdin(std::process::Stdio::piped());
+    let mut child = sfdisk.spawn()?;
+    std::io::Write::write_all(
+        child.stdin.as_mut().context("sfdisk stdin")?,
+        format!(
+            "label: dos\nstart={}MiB, size={}MiB, type=e, bootable\nstart={}MiB, size={}MiB, type=83\n",
+            BOOT_START_MIB, BOOT_MIB, root_start, ROOT_MIB
+        )
+        .as_bytes(),
+    )?;
+    drop(child.stdin.take());
+    if !child.wait()?.success() {
+        bail!("sfdisk could not partition {}", image.display());
+    }
+    let offset = BOOT_START_MIB << 20;
+    run(Command::new("mkfs.fat")
+        .args(["-F", "16", "-n", "BOOT"])
+        .arg(format!("--offset={}", offset / 512))
+        .arg(image)
+        .arg((BOOT_MIB << 10).to_string()))?;
+    let fat = format!("{}@@{offset}", image.display());
+    let cfg = work.path().join("syslinux.cfg");
+    fs::write(
+        &cfg,
+        format!(
+            "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 1\nDEFAULT debian\nLABEL debian\n  KERNEL vmlinuz\n  \
+             APPEND initrd=initrd.img root=UUID={ROOT_UUID} ro console=ttyS0\n"
+        ),
+    )?;
+    for (src, name) in [
+        (g.kernel.as_path(), "vmlinuz"),
+        (g.initrd.as_path(), "initrd.img"),
+        (cfg.as_path(), "syslinux.cfg"),
+    ] {
+        run(Command::new("mcopy")
+            .args(["-i", &fat])
+            .arg(src)
+            .arg(format!("::{name}")))?;
+    }
+    run(Command::new("syslinux")
+        .args(["--install", "--offset", &offset.to_string()])
+        .arg(image))?;
+    run(Command::new("dd")
+        .arg("if=/usr/lib/syslinux/mbr/mbr.bin")
+        .arg(format!("of={}", image.display()))
+        .args(["bs=440", "count=1", "conv=notrunc", "status=none"]))?;
+    run(Command::new("dd")
+        .arg(format!("if={}", root.display()))
+        .arg(format!("of={}", image.display()))
+        .arg(format!("seek={root_start}"))
+        .args(["bs=1M", "conv=notrunc,sparse", "status=none"]))?;
+    Ok(())
+}
+
 /// The UUID [`gone_volume_fstab`] names: no disk carries it.
 pub const GONE_UUID: &str = "5e1f0c2a-7b3d-4c9e-8f10-2a3b4c5d6e7f";
 

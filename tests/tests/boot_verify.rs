@@ -236,3 +236,30 @@ fn without_a_kernel_to_copy_the_verify_boot_goes_through_the_firmware_and_says_s
         r["warnings"]
     );
 }
+
+#[test]
+fn a_guest_that_boots_only_through_its_boot_loader_is_verified_through_the_firmware() {
+    // syslinux in the MBR and on a FAT partition no fstab line names, the root's /boot empty:
+    // the rescue finds no kernel, so the verify boots go through SeaBIOS and the guest's own
+    // boot loader, which writes to the serial console.
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("syslinux.img");
+    guest::syslinux_disk(&image, guest::gone_volume_fstab).unwrap();
+    let run = harness::rescue(
+        &[&image],
+        "repair",
+        &["--verify-before", "--verify-timeout", "75"],
+    )
+    .unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(r.get("boot_config").is_none(), "{r:#}");
+    let v = &r["verify"];
+    assert_eq!(v["method"], "firmware", "{v:#}");
+    assert_eq!(v["before"]["state"], "hang", "{v:#}");
+    assert_eq!(v["after"]["state"], "booted", "{v:#}");
+    assert_eq!(r["outcome"], "repaired", "{r:#}");
+    assert_eq!(run.code, 0);
+}
