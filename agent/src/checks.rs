@@ -190,6 +190,16 @@ fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> F
     let mut runner = |argv: &[&str]| proc::run(argv, Some(opts.pass_timeout));
     let mut fs = unchecked(job);
     let mode = opts.mode.as_str();
+    // The XFS, btrfs and FAT checkers are in the late archive.
+    let late = match job.checker {
+        Checker::XfsRepair => Some(XFS_REPAIR),
+        Checker::Btrfs => Some(BTRFS),
+        Checker::FsckFat => Some(FSCK_FAT),
+        _ => None,
+    };
+    if let Some(w) = late.and_then(crate::late::need) {
+        say(w);
+    }
     match job.checker {
         Checker::XfsRepair => {
             say(format!("xfs: running xfs_repair ({mode})"));

@@ -12,6 +12,10 @@ const SHELL: &str = "/bin/sh";
 pub fn finish(after: After) -> ! {
     let after = match after {
         After::Shell => {
+            // The operator's tools: xfs_repair, btrfs and fsck.fat too.
+            if let Some(w) = crate::late::ensure() {
+                log::warn!("{w}");
+            }
             log::info!("starting the emergency shell on the console; exit it to power off");
             match crate::proc::run_attached(&[SHELL, "-i"]) {
                 Ok(exit) => log::info!("shell ended ({exit:?})"),

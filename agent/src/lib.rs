@@ -15,6 +15,7 @@ pub mod finish;
 pub mod firmware;
 pub mod fsck;
 pub mod inspect;
+pub mod late;
 pub mod logger;
 pub mod modules;
 pub mod phase;

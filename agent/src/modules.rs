@@ -228,6 +228,9 @@ impl Loader {
             if !self.done.insert(e.name.clone()) {
                 continue;
             }
+            if let Some(w) = crate::late::need(&e.path) {
+                log::warn!("{w}");
+            }
             match load_one(&e.path) {
                 Ok(()) => {
                     out.loaded += 1;

@@ -224,6 +224,10 @@ pub fn kernel_cmdline(settings: &Settings) -> Result<Cmdline, CmdlineError> {
     Ok(c)
 }
 
+/// Guest RAM from which a rescue boots the uncompressed initramfs; below it the gzip one, which
+/// leaves the kernel room to unpack it in 96 MiB.
+pub const CPIO_MIN_MEMORY_MIB: u32 = 160;
+
 /// The kernel QEMU boots: the image's uncompressed PVH kernel where it has one (no real-mode
 /// setup, no self-decompression: the cheapest boot QEMU offers), else the bzImage.
 /// `VMRESCUE_KERNEL_ENTRY=bzimage` forces the bzImage (for comparisons).
@@ -467,11 +471,12 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         }
         _ => None,
     };
-    // Uncompressed where the image has it: the kernel copies it instead of inflating it.
-    let base_initramfs = image
-        .initramfs_cpio
-        .clone()
-        .unwrap_or_else(|| image.initramfs.clone());
+    // Uncompressed where the image has it and the guest has the memory: the kernel copies it
+    // instead of inflating it, but holds the archive and its unpacked files at once.
+    let base_initramfs = match &image.initramfs_cpio {
+        Some(cpio) if req.memory_mib >= CPIO_MIN_MEMORY_MIB => cpio.clone(),
+        _ => image.initramfs.clone(),
+    };
     let initramfs = match &req.policy.reference_etc {
         None => base_initramfs,
         Some(etc) => crate::overlay::combined_initramfs(

@@ -25,10 +25,13 @@ pub enum Item {
         mode: u32,
     },
     /// Like `File`, plus the shared-library closure of the ELF binary `source` (none if static).
+    /// `late`: in the late archive the agent unpacks only when it needs the binary (a trailing
+    /// `late` on the line).
     Bin {
         path: String,
         source: String,
         mode: u32,
+        late: bool,
     },
 }
 
@@ -104,10 +107,11 @@ pub fn parse(text: &str) -> Result<Vec<Item>, ListError> {
                 source: (*s).to_owned(),
                 mode: mode(m, line)?,
             },
-            ["bin", p, s, m] => Item::Bin {
+            ["bin", p, s, m] | ["bin", p, s, m, "late"] => Item::Bin {
                 path: path(p, line)?,
                 source: (*s).to_owned(),
                 mode: mode(m, line)?,
+                late: words.len() == 5,
             },
             _ => {
                 return Err(ListError {
@@ -154,15 +158,26 @@ mod tests {
 
     #[test]
     fn parses_bin() {
-        let items = parse("# dynamic\nbin /sbin/x /usr/sbin/x 0755\n").unwrap();
+        let items =
+            parse("# dynamic\nbin /sbin/x /usr/sbin/x 0755\nbin /sbin/y /sbin/y 0755 late\n").unwrap();
         assert_eq!(
             items,
-            [Item::Bin {
-                path: "/sbin/x".into(),
-                source: "/usr/sbin/x".into(),
-                mode: 0o755
-            }]
+            [
+                Item::Bin {
+                    path: "/sbin/x".into(),
+                    source: "/usr/sbin/x".into(),
+                    mode: 0o755,
+                    late: false,
+                },
+                Item::Bin {
+                    path: "/sbin/y".into(),
+                    source: "/sbin/y".into(),
+                    mode: 0o755,
+                    late: true,
+                }
+            ]
         );
+        assert!(parse("bin /sbin/x /usr/sbin/x 0755 soon").is_err());
         assert_eq!(items[0].path(), "/sbin/x");
         assert!(parse("bin /sbin/x /usr/sbin/x").is_err());
         assert!(parse("bin sbin/x /usr/sbin/x 0755").is_err());

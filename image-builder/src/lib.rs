@@ -115,6 +115,10 @@ pub struct Manifest {
     pub agent_sha256: String,
     /// Modules in load order (paths under /lib/modules/VERSION/).
     pub modules: Vec<String>,
+    /// The files of the late archive (`paths::LATE_ARCHIVE`): checkers, their libraries and
+    /// modules the agent unpacks only when a filesystem needs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<String>,
     /// The boot media, when built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaManifest>,
@@ -230,26 +234,47 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &optional_text("modules.alias"),
         &optional_text("modules.builtin"),
     );
-    // `NAME` or `NAME optional`.
-    let wanted: Vec<(&str, bool)> = MODULES_LIST
+    // `NAME`, `NAME optional`, `NAME late`.
+    let listed_modules: Vec<(&str, bool, bool)> = MODULES_LIST
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| match l.split_once(char::is_whitespace) {
-            Some((name, rest)) => (name, rest.trim() == "optional"),
-            None => (l, false),
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next().unwrap_or(l);
+            let flags: Vec<&str> = words.collect();
+            (name, flags.contains(&"optional"), flags.contains(&"late"))
         })
         .collect();
-    let loads = index
-        .resolve_with(&wanted)
-        .map_err(|source| BuildError::Module {
-            version: version.clone(),
-            source,
-        })?;
+    let resolve = |wanted: Vec<(&str, bool)>| {
+        index
+            .resolve_with(&wanted)
+            .map_err(|source| BuildError::Module {
+                version: version.clone(),
+                source,
+            })
+    };
+    let loads = resolve(listed_modules.iter().map(|(n, o, _)| (*n, *o)).collect())?;
+    // A module is late when only late ones need it.
+    let core_modules: BTreeSet<String> = resolve(
+        listed_modules
+            .iter()
+            .filter(|(_, _, late)| !late)
+            .map(|(n, o, _)| (*n, *o))
+            .collect(),
+    )?
+    .into_iter()
+    .map(|l| l.path)
+    .collect();
 
-    // Every entry by path; a BTreeMap sorts them (parents before children) and dedups.
-    let mut entries: BTreeMap<String, cpio::Entry> = BTreeMap::new();
-    let mut add = |path: &str, mode: u32, kind: cpio::Kind| {
+    // Every entry by path, in the initramfs or the late archive; a BTreeMap sorts them (parents
+    // before children) and dedups.
+    let mut core: BTreeMap<String, cpio::Entry> = BTreeMap::new();
+    let mut late: BTreeMap<String, cpio::Entry> = BTreeMap::new();
+    let add_to = |entries: &mut BTreeMap<String, cpio::Entry>,
+                  path: &str,
+                  mode: u32,
+                  kind: cpio::Kind| {
         let key = path.trim_start_matches('/').to_owned();
         // Parent directories too, so the archive unpacks whatever the list forgot.
         for dir in Path::new(&key).ancestors().skip(1) {
@@ -272,8 +297,12 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             },
         );
     };
-    // Shared libraries of `bin` items, by image path: each once, however many binaries need it.
+    let mut add = |path: &str, mode: u32, kind: cpio::Kind| add_to(&mut core, path, mode, kind);
+    // Shared libraries of `bin` items, by image path: each once, however many binaries need it;
+    // those only late binaries need go late.
     let mut libs: BTreeMap<String, closure::Lib> = BTreeMap::new();
+    let mut core_libs: BTreeSet<String> = BTreeSet::new();
+    let mut late_bins: Vec<(String, u32, Vec<u8>)> = Vec::new();
     let resolver = closure::Resolver::host();
     let source_bytes = |source: &str| {
         if source == layout::AGENT {
@@ -297,34 +326,58 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             layout::Item::File { path, source, mode } => {
                 add(&path, mode, cpio::Kind::File(source_bytes(&source)?));
             }
-            layout::Item::Bin { path, source, mode } => {
+            layout::Item::Bin {
+                path,
+                source,
+                mode,
+                late,
+            } => {
                 let data = source_bytes(&source)?;
                 for lib in resolver.closure(&path, Path::new(&source), &data)? {
+                    if !late {
+                        core_libs.insert(lib.image_path.clone());
+                    }
                     libs.entry(lib.image_path.clone()).or_insert(lib);
                 }
-                add(&path, mode, cpio::Kind::File(data));
+                if late {
+                    late_bins.push((path, mode, data));
+                } else {
+                    add(&path, mode, cpio::Kind::File(data));
+                }
             }
         }
+    }
+    drop(add);
+    for (path, mode, data) in late_bins {
+        add_to(&mut late, &path, mode, cpio::Kind::File(data));
     }
     // What the list names itself wins over a library found for a binary.
     for (path, lib) in libs {
         if !listed.contains(&path) {
-            add(&path, lib.mode, cpio::Kind::File(lib.data));
+            let into = if core_libs.contains(&path) {
+                &mut core
+            } else {
+                &mut late
+            };
+            add_to(into, &path, lib.mode, cpio::Kind::File(lib.data));
         }
     }
+    let mut add = |path: &str, mode: u32, kind: cpio::Kind| add_to(&mut core, path, mode, kind);
     for e in &opts.extra {
         add(&e.path, e.mode, e.kind.clone());
     }
     // `PATH [optional] name=NAME needs=A,B`: in load order, each with what it needs first.
     let carried: BTreeSet<String> = loads.iter().map(|l| modules::name_of(&l.path)).collect();
     let mut load_list = String::from("# Written by vmrescue image build: modules in load order.\n");
+    let mut late_modules = Vec::new();
     for l in &loads {
         let image_path = format!("/lib/modules/{version}/{}", l.path);
-        add(
-            &image_path,
-            0o644,
-            cpio::Kind::File(read(&moddir.join(&l.path))?),
-        );
+        let data = cpio::Kind::File(read(&moddir.join(&l.path))?);
+        if core_modules.contains(&l.path) {
+            add(&image_path, 0o644, data);
+        } else {
+            late_modules.push((image_path.clone(), data));
+        }
         let name = modules::name_of(&l.path);
         let needs = index.needs(&name, &carried).join(",");
         load_list.push_str(&format!(
@@ -348,15 +401,36 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         cpio::Kind::File(alias_list.into_bytes()),
     );
 
+    drop(add);
+    for (path, data) in late_modules {
+        add_to(&mut late, &path, 0o644, data);
+    }
     let mtime = opts.mtime.unwrap_or_else(source_date_epoch);
-    let entries: Vec<cpio::Entry> = entries.into_values().collect();
+    let gzip = |data: &[u8], level: flate2::Compression| -> Result<Vec<u8>, BuildError> {
+        let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), level);
+        io::Write::write_all(&mut gz, data).map_err(io_err(&opts.out))?;
+        gz.finish().map_err(io_err(&opts.out))
+    };
+    // The late archive: the files themselves, not their directories (the agent makes those).
+    let late_files: Vec<cpio::Entry> = late
+        .into_values()
+        .filter(|e| !matches!(e.kind, cpio::Kind::Dir))
+        .collect();
+    if !late_files.is_empty() {
+        let mut archive = Vec::new();
+        cpio::write(&mut archive, &late_files, mtime).map_err(io_err(&opts.out))?;
+        let packed = gzip(&archive, flate2::Compression::best())?;
+        add_to(
+            &mut core,
+            vmrescue_protocol::paths::LATE_ARCHIVE,
+            0o644,
+            cpio::Kind::File(packed),
+        );
+    }
+    let entries: Vec<cpio::Entry> = core.into_values().collect();
     let mut archive = Vec::new();
     cpio::write(&mut archive, &entries, mtime).map_err(io_err(&opts.out))?;
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    io::Write::write_all(&mut gz, &archive).map_err(io_err(&opts.out))?;
-    let initramfs = gz.finish().map_err(io_err(&opts.out))?;
+    let initramfs = gzip(&archive, flate2::Compression::default())?;
 
     let vmlinux = pvh::vmlinux(&kernel_bytes);
     let mut manifest = Manifest {
@@ -370,6 +444,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         vmlinux_missing: vmlinux.as_ref().err().map(|e| e.to_string()),
         agent_sha256: sha256_hex(&agent),
         modules: loads.iter().map(|l| l.path.clone()).collect(),
+        late: late_files.iter().map(|e| format!("/{}", e.path)).collect(),
         media: None,
     };
     publish(

@@ -27,6 +27,12 @@ pub const SETTINGS_LABEL: &str = "VMRESCUE_SETTINGS";
 /// The file on it: `vmrescue.KEY=VALUE` words, as on the kernel command line.
 pub const SETTINGS_FILE: &str = "/vmrescue/settings";
 
+/// In the initramfs: a gzip newc archive of what the rescue needs only for some filesystems
+/// (XFS, btrfs and FAT checkers, their libraries, the XFS module), which the agent unpacks into
+/// its root the first time one of them is needed, so that a rescue of ext4 alone fits in less
+/// guest memory.
+pub const LATE_ARCHIVE: &str = "/lib/vmrescue/late.cpio.gz";
+
 /// `path` without its leading `/`: the form archive entries (newc) take.
 pub fn archive_path(path: &str) -> &str {
     path.trim_start_matches('/')

@@ -79,6 +79,10 @@ $bb mount -t proc proc /proc || die "cannot mount /proc"
 $bb mount -t sysfs sysfs /sys || die "cannot mount /sys"
 $bb mount -t devtmpfs devtmpfs /dev || die "cannot mount /dev"
 mark booted
+# The image's late archive (checkers, the XFS module), as the agent unpacks it when needed.
+if [ -f {late} ]; then
+    (cd / && $bb zcat {late} | $bb cpio -i -d -u 2>/dev/null) || die "cannot unpack {late}"
+fi
 while read -r mod rest; do
     case "$mod" in '' | '#'*) continue ;; esac
     if ! err=$($bb insmod "$mod" 2>&1); then
@@ -90,6 +94,7 @@ done < {load_list}
 mark modules
 "#,
         load_list = builder::MODULES_LOAD_PATH,
+        late = vmrescue_protocol::paths::LATE_ARCHIVE,
     );
     for i in 0..disks {
         s.push_str(&format!("wait_dev {}\n", guest_disk(i)));

@@ -80,20 +80,51 @@ fn module_closure_follows_dep_and_softdep_of_the_real_kernel() {
         "dev/console",
         "etc/vmrescue/modules.load",
         "etc/vmrescue/modules.alias",
-        // Dynamically linked checkers come with their loader and libraries.
-        "sbin/xfs_repair",
-        "sbin/fsck.fat",
         "sbin/fsck.vfat",
-        "sbin/btrfs",
-        "lib64/ld-linux-x86-64.so.2",
-        "lib/x86_64-linux-gnu/libc.so.6",
-        "lib/x86_64-linux-gnu/libuuid.so.1",
+        "lib/vmrescue/late.cpio.gz",
     ] {
         assert!(
             names.lines().any(|l| l == want),
             "{want} missing from the initramfs"
         );
     }
+    let ext4 = a.manifest.modules.iter().find(|m| m.ends_with("/ext4.ko")).unwrap();
+    assert!(
+        names.lines().any(|l| l.ends_with(ext4.as_str())),
+        "ext4 is in the initramfs itself"
+    );
+    // The dynamically linked checkers come with their loader and libraries in the late
+    // archive, with the XFS module: nothing of it is unpacked at boot.
+    let late_listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zcat {} | cpio -i --quiet --to-stdout lib/vmrescue/late.cpio.gz | zcat | cpio -it --quiet",
+            a.initramfs.display()
+        ))
+        .output()
+        .unwrap();
+    let late = String::from_utf8_lossy(&late_listing.stdout);
+    let xfs = a.manifest.modules.iter().find(|m| m.ends_with("/xfs.ko")).unwrap();
+    for want in [
+        "sbin/xfs_repair",
+        "sbin/fsck.fat",
+        "sbin/btrfs",
+        "lib64/ld-linux-x86-64.so.2",
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libuuid.so.1",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([format!("lib/modules/{}/{xfs}", a.manifest.kernel_version)])
+    {
+        assert!(late.lines().any(|l| l == want), "{want} not late:\n{late}");
+        assert!(!names.lines().any(|l| l == want), "{want} unpacked at boot");
+    }
+    assert_eq!(
+        a.manifest.late.len(),
+        late.lines().count(),
+        "the manifest lists the late files"
+    );
     // The agent loads a driver when a device's modalias matches one of these, a filesystem's
     // module at its first mount: the aliases of what is carried are in the image.
     let unpacked = Command::new("sh")

@@ -1,0 +1,262 @@
+//! The late archive (`paths::LATE_ARCHIVE`): what the rescue needs only for some filesystems
+//! (the XFS, btrfs and FAT checkers, their libraries, the XFS module), kept packed in the
+//! initramfs and unpacked into the root the first time one of them is needed. A rescue of ext4
+//! alone never unpacks it, and so boots in less guest memory.
+//!
+//! [`read_newc`] reads the archive (pure over any reader): regular files and symlinks under
+//! relative paths without `..`; anything else is refused. [`ensure`] unpacks it once, then
+//! deletes it (its pages are the memory it frees).
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use vmrescue_protocol::paths;
+
+/// One member of the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    File {
+        path: String,
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+}
+
+/// Largest member accepted (the archive is ours, but a bound keeps a corrupt one harmless).
+const MAX_MEMBER: u64 = 64 << 20;
+
+fn hex(field: &[u8]) -> Result<u64, String> {
+    let s = std::str::from_utf8(field).map_err(|_| "a header field is not ASCII".to_owned())?;
+    u64::from_str_radix(s, 16).map_err(|_| format!("header field {s:?} is not hexadecimal"))
+}
+
+fn skip_pad(r: &mut impl Read, len: u64) -> Result<(), String> {
+    let pad = (4 - len % 4) % 4;
+    let mut b = [0u8; 3];
+    r.read_exact(&mut b[..pad as usize])
+        .map_err(|e| format!("the archive ends early: {e}"))
+}
+
+fn safe(path: &str) -> Result<String, String> {
+    let p = Path::new(path.trim_start_matches('/'));
+    if path.is_empty()
+        || !p
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!("member path {path:?} leaves the root"));
+    }
+    Ok(p.to_string_lossy().into_owned())
+}
+
+/// Reads a newc ("070701") archive, calling `each` per member until the trailer.
+pub fn read_newc(
+    r: &mut impl Read,
+    each: &mut dyn FnMut(Member) -> Result<(), String>,
+) -> Result<usize, String> {
+    let mut count = 0;
+    loop {
+        let mut h = [0u8; 110];
+        r.read_exact(&mut h)
+            .map_err(|e| format!("the archive ends early: {e}"))?;
+        if &h[..6] != b"070701" {
+            return Err("not a newc archive (magic 070701)".into());
+        }
+        let field = |i: usize| hex(&h[6 + i * 8..6 + (i + 1) * 8]);
+        let mode = field(1)? as u32;
+        let filesize = field(6)?;
+        let namesize = field(11)?;
+        if namesize == 0 || namesize > 4096 || filesize > MAX_MEMBER {
+            return Err(format!(
+                "a member's sizes are out of bounds (name {namesize}, data {filesize})"
+            ));
+        }
+        let mut name = vec![0u8; namesize as usize];
+        r.read_exact(&mut name)
+            .map_err(|e| format!("the archive ends early: {e}"))?;
+        skip_pad(r, 110 + namesize)?;
+        let name = String::from_utf8_lossy(&name[..name.len() - 1]).into_owned();
+        let mut data = vec![0u8; filesize as usize];
+        r.read_exact(&mut data)
+            .map_err(|e| format!("{name}: the archive ends early: {e}"))?;
+        skip_pad(r, filesize)?;
+        if name == "TRAILER!!!" {
+            return Ok(count);
+        }
+        let path = safe(&name)?;
+        let member = match mode & 0o170000 {
+            0o100000 => Member::File {
+                path,
+                mode: mode & 0o7777,
+                data,
+            },
+            0o120000 => Member::Symlink {
+                path,
+                target: String::from_utf8(data)
+                    .map_err(|_| format!("{name}: the link target is not UTF-8"))?,
+            },
+            other => return Err(format!("{name}: member type {other:o} is not a file or link")),
+        };
+        each(member)?;
+        count += 1;
+    }
+}
+
+/// Writes `m` under `root`, its directories made as needed; an existing file is replaced.
+fn place(root: &Path, m: Member) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let (rel, write): (String, Box<dyn FnOnce(&Path) -> std::io::Result<()>>) = match m {
+        Member::File { path, mode, data } => (
+            path,
+            Box::new(move |p: &Path| {
+                std::fs::write(p, &data)?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            }),
+        ),
+        Member::Symlink { path, target } => (
+            path,
+            Box::new(move |p: &Path| std::os::unix::fs::symlink(&target, p)),
+        ),
+    };
+    let dest: PathBuf = root.join(&rel);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let _ = std::fs::remove_file(&dest);
+    write(&dest).map_err(|e| format!("{}: {e}", dest.display()))
+}
+
+/// Unpacks the gzip newc archive `archive` under `root`; returns the members written.
+pub fn unpack(archive: &Path, root: &Path) -> Result<usize, String> {
+    let f = std::fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+    let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
+    read_newc(&mut gz, &mut |m| place(root, m))
+}
+
+static DONE: Mutex<bool> = Mutex::new(false);
+
+/// Unpacks the late archive into `/` the first time it is called (later calls do nothing),
+/// then removes it. Returns a warning when it could not.
+pub fn ensure() -> Option<String> {
+    let Ok(mut done) = DONE.lock() else {
+        return None;
+    };
+    if *done {
+        return None;
+    }
+    *done = true;
+    let archive = Path::new(paths::LATE_ARCHIVE);
+    if !archive.exists() {
+        return None;
+    }
+    match unpack(archive, Path::new("/")) {
+        Ok(n) => {
+            log::info!("late tools: {n} file(s) unpacked from {}", paths::LATE_ARCHIVE);
+            let _ = std::fs::remove_file(archive);
+            None
+        }
+        Err(e) => Some(format!(
+            "the late tools in {} did not unpack ({e}): XFS, btrfs and FAT checks may be missing",
+            paths::LATE_ARCHIVE
+        )),
+    }
+}
+
+/// [`ensure`]s that `path` (a checker, a module) is there, unpacking the late archive if not.
+pub fn need(path: &str) -> Option<String> {
+    if Path::new(path).exists() {
+        return None;
+    }
+    ensure()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A newc member as the image builder writes it.
+    fn member(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
+        let namesize = name.len() + 1;
+        out.extend_from_slice(
+            format!(
+                "070701{:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{namesize:08x}{:08x}",
+                1, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, 0
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len() + (4 - (110 + namesize) % 4) % 4, 0);
+        out.extend_from_slice(data);
+        out.resize(out.len() + (4 - data.len() % 4) % 4, 0);
+    }
+
+    fn archive(members: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, m, d) in members {
+            member(&mut out, n, *m, d);
+        }
+        member(&mut out, "TRAILER!!!", 0, b"");
+        out
+    }
+
+    #[test]
+    fn unpacks_files_and_links_with_their_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = archive(&[
+            ("sbin/xfs_repair", 0o100755, b"\x7fELF..."),
+            ("lib/x86_64-linux-gnu/libc.so.6", 0o100644, b"libc"),
+            ("sbin/fsck.vfat", 0o120777, b"fsck.fat"),
+        ]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let packed = dir.path().join("late.cpio.gz");
+        std::fs::write(&packed, gz.finish().unwrap()).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        assert_eq!(unpack(&packed, &root), Ok(3));
+        assert_eq!(
+            std::fs::read(root.join("sbin/xfs_repair")).unwrap(),
+            b"\x7fELF..."
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(root.join("sbin/xfs_repair"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert_eq!(
+            std::fs::read_link(root.join("sbin/fsck.vfat")).unwrap(),
+            Path::new("fsck.fat")
+        );
+        // Again over what is there: replaced, not refused.
+        assert_eq!(unpack(&packed, &root), Ok(3));
+    }
+
+    #[test]
+    fn refuses_what_leaves_the_root_or_is_not_a_file() {
+        let mut none = |_m: Member| Ok(());
+        for (name, mode) in [
+            ("../etc/passwd", 0o100644),
+            ("sbin/../../x", 0o100644),
+            ("dev/sda", 0o060644),
+        ] {
+            let raw = archive(&[(name, mode, b"x")]);
+            assert!(
+                read_newc(&mut raw.as_slice(), &mut none).is_err(),
+                "{name}"
+            );
+        }
+        let raw = archive(&[("sbin/x", 0o100755, b"data")]);
+        assert!(read_newc(&mut &raw[..raw.len() - 8], &mut none).is_err());
+        assert!(read_newc(&mut &b"070702"[..], &mut none).is_err());
+        let mut huge = raw.clone();
+        huge[54..62].copy_from_slice(b"7fffffff");
+        assert!(read_newc(&mut huge.as_slice(), &mut none).is_err());
+    }
+}
