@@ -43,6 +43,10 @@ pub fn list(sys: &Path) -> Vec<Disk> {
             let serial = read_trim(&path.join("serial"))
                 .or_else(|| read_trim(&path.join("device/serial")))
                 .filter(|s| !s.is_empty());
+            // The host's late-archive disk is the rescue's own, never the guest's.
+            if serial.as_deref() == Some(vmrescue_protocol::paths::LATE_SERIAL) {
+                return None;
+            }
             Some(Disk {
                 read_only: read_trim(&path.join("ro")).as_deref() == Some("1"),
                 size_bytes: sectors.saturating_mul(512),
@@ -128,7 +132,10 @@ mod tests {
         disk(t.path(), "loop0", 100, &[]);
         disk(t.path(), "sr0", 100, &[]);
         disk(t.path(), "vdc", 0, &[]);
+        disk(t.path(), "vdd", 9000, &[]);
         fs::write(t.path().join("block/vdb/serial"), "vmrescue-d1\n").unwrap();
+        // The host's late-archive disk is the rescue's own.
+        fs::write(t.path().join("block/vdd/serial"), "vmrescue-late\n").unwrap();
         let disks = list(t.path());
         let names: Vec<_> = disks.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["vda", "vdb"]);

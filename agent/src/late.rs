@@ -3,9 +3,14 @@
 //! initramfs and unpacked into the root the first time one of them is needed. A rescue of ext4
 //! alone never unpacks it, and so boots in less guest memory.
 //!
+//! It comes one of two ways: inside the initramfs (the media, libvirt boots), or, for a core
+//! initramfs, on a read-only disk the host attaches with the serial `paths::LATE_SERIAL`, taken
+//! only when its bytes match the checksum and length the core names (`paths::LATE_SUM`): a
+//! guest disk cannot pass for it.
+//!
 //! [`read_newc`] reads the archive (pure over any reader): regular files and symlinks under
-//! relative paths without `..`; anything else is refused. [`ensure`] unpacks it once, then
-//! deletes it (its pages are the memory it frees).
+//! relative paths without `..`; anything else is refused. [`ensure`] unpacks it once (and
+//! deletes an initramfs copy: its pages are the memory it frees).
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -100,7 +105,11 @@ pub fn read_newc(
                 target: String::from_utf8(data)
                     .map_err(|_| format!("{name}: the link target is not UTF-8"))?,
             },
-            other => return Err(format!("{name}: member type {other:o} is not a file or link")),
+            other => {
+                return Err(format!(
+                    "{name}: member type {other:o} is not a file or link"
+                ))
+            }
         };
         each(member)?;
         count += 1;
@@ -110,25 +119,20 @@ pub fn read_newc(
 /// Writes `m` under `root`, its directories made as needed; an existing file is replaced.
 fn place(root: &Path, m: Member) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let (rel, write): (String, Box<dyn FnOnce(&Path) -> std::io::Result<()>>) = match m {
-        Member::File { path, mode, data } => (
-            path,
-            Box::new(move |p: &Path| {
-                std::fs::write(p, &data)?;
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            }),
-        ),
-        Member::Symlink { path, target } => (
-            path,
-            Box::new(move |p: &Path| std::os::unix::fs::symlink(&target, p)),
-        ),
+    let rel = match &m {
+        Member::File { path, .. } | Member::Symlink { path, .. } => path,
     };
-    let dest: PathBuf = root.join(&rel);
+    let dest: PathBuf = root.join(rel);
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     let _ = std::fs::remove_file(&dest);
-    write(&dest).map_err(|e| format!("{}: {e}", dest.display()))
+    match m {
+        Member::File { mode, data, .. } => std::fs::write(&dest, &data)
+            .and_then(|_| std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))),
+        Member::Symlink { target, .. } => std::os::unix::fs::symlink(&target, &dest),
+    }
+    .map_err(|e| format!("{}: {e}", dest.display()))
 }
 
 /// Unpacks the gzip newc archive `archive` under `root`; returns the members written.
@@ -136,6 +140,64 @@ pub fn unpack(archive: &Path, root: &Path) -> Result<usize, String> {
     let f = std::fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
     let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
     read_newc(&mut gz, &mut |m| place(root, m))
+}
+
+/// `HEX LEN` of `paths::LATE_SUM` (pure).
+pub fn parse_sum(text: &str) -> Option<(String, usize)> {
+    let mut w = text.split_whitespace();
+    let hex = w.next()?;
+    let len = w.next()?.parse().ok()?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && w.next().is_none())
+        .then(|| (hex.to_ascii_lowercase(), len))
+}
+
+/// The first `len` bytes of `dev` when they hash to `sha256` (pure but for the read).
+pub fn read_verified(dev: &mut impl Read, sha256: &str, len: usize) -> Result<Vec<u8>, String> {
+    if len as u64 > MAX_MEMBER {
+        return Err(format!("a late archive of {len} bytes is too large"));
+    }
+    let mut data = vec![0u8; len];
+    dev.read_exact(&mut data)
+        .map_err(|e| format!("reading {len} bytes: {e}"))?;
+    let got = vmrescue_protocol::digest::sha256_hex(&data);
+    if got != sha256 {
+        return Err(format!("its checksum is {got}, not {sha256}"));
+    }
+    Ok(data)
+}
+
+/// The block device with the serial `paths::LATE_SERIAL`, under a sysfs root.
+pub fn late_device(sys: &Path) -> Option<String> {
+    let dir = std::fs::read_dir(sys.join("block")).ok()?;
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("serial"))
+                .is_ok_and(|s| s.trim() == paths::LATE_SERIAL)
+        })
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+/// The late archive from the host's disk, checked against the core's `paths::LATE_SUM`.
+fn from_disk(root: &Path) -> Result<usize, String> {
+    let sum = std::fs::read_to_string(paths::LATE_SUM)
+        .map_err(|e| format!("{}: {e}", paths::LATE_SUM))?;
+    let (sha, len) =
+        parse_sum(&sum).ok_or_else(|| format!("{} is not HEX LEN", paths::LATE_SUM))?;
+    let name = late_device(Path::new("/sys")).ok_or_else(|| {
+        format!(
+            "no disk with the serial {} is attached (the host attaches the image's late.img)",
+            paths::LATE_SERIAL
+        )
+    })?;
+    let dev = format!("/dev/{name}");
+    let mut f = std::fs::File::open(&dev).map_err(|e| format!("{dev}: {e}"))?;
+    let data = read_verified(&mut f, &sha, len).map_err(|e| format!("{dev}: {e}"))?;
+    let mut gz = flate2::read::GzDecoder::new(data.as_slice());
+    read_newc(&mut gz, &mut |m| place(root, m)).map_err(|e| format!("{dev}: {e}"))
 }
 
 static DONE: Mutex<bool> = Mutex::new(false);
@@ -151,18 +213,24 @@ pub fn ensure() -> Option<String> {
     }
     *done = true;
     let archive = Path::new(paths::LATE_ARCHIVE);
-    if !archive.exists() {
-        return None;
-    }
-    match unpack(archive, Path::new("/")) {
-        Ok(n) => {
-            log::info!("late tools: {n} file(s) unpacked from {}", paths::LATE_ARCHIVE);
+    let (from, result) = if archive.exists() {
+        let r = unpack(archive, Path::new("/"));
+        if r.is_ok() {
             let _ = std::fs::remove_file(archive);
+        }
+        (paths::LATE_ARCHIVE, r)
+    } else if Path::new(paths::LATE_SUM).exists() {
+        ("the host's late disk", from_disk(Path::new("/")))
+    } else {
+        return None;
+    };
+    match result {
+        Ok(n) => {
+            log::info!("late tools: {n} file(s) unpacked from {from}");
             None
         }
         Err(e) => Some(format!(
-            "the late tools in {} did not unpack ({e}): XFS, btrfs and FAT checks may be missing",
-            paths::LATE_ARCHIVE
+            "the late tools from {from} did not unpack ({e}): the XFS, btrfs and FAT checkers, SATA and IDE drivers and the shell may be missing"
         )),
     }
 }
@@ -239,6 +307,40 @@ mod tests {
     }
 
     #[test]
+    fn the_late_disk_is_taken_only_when_it_matches_the_cores_checksum() {
+        let data = b"the archive bytes".to_vec();
+        let sha = vmrescue_protocol::digest::sha256_hex(&data);
+        let sum = format!("{sha} {}\n", data.len());
+        assert_eq!(parse_sum(&sum), Some((sha.clone(), data.len())));
+        assert_eq!(parse_sum("abc 12"), None);
+        assert_eq!(parse_sum(&format!("{sha} x")), None);
+        // The disk is padded to whole sectors.
+        let mut disk = data.clone();
+        disk.resize(512, 0);
+        assert_eq!(
+            read_verified(&mut disk.as_slice(), &sha, data.len()).unwrap(),
+            data
+        );
+        // A guest disk labelled or laid out like it does not hash the same.
+        let mut forged = disk.clone();
+        forged[3] ^= 1;
+        let e = read_verified(&mut forged.as_slice(), &sha, data.len()).unwrap_err();
+        assert!(e.contains("checksum"), "{e}");
+        assert!(read_verified(&mut &disk[..4], &sha, data.len()).is_err());
+
+        let sys = tempfile::tempdir().unwrap();
+        for (name, serial) in [("vda", "vol-1"), ("vdc", paths::LATE_SERIAL), ("vdb", "")] {
+            std::fs::create_dir_all(sys.path().join("block").join(name)).unwrap();
+            std::fs::write(
+                sys.path().join("block").join(name).join("serial"),
+                format!("{serial}\n"),
+            )
+            .unwrap();
+        }
+        assert_eq!(late_device(sys.path()).as_deref(), Some("vdc"));
+    }
+
+    #[test]
     fn refuses_what_leaves_the_root_or_is_not_a_file() {
         let mut none = |_m: Member| Ok(());
         for (name, mode) in [
@@ -247,10 +349,7 @@ mod tests {
             ("dev/sda", 0o060644),
         ] {
             let raw = archive(&[(name, mode, b"x")]);
-            assert!(
-                read_newc(&mut raw.as_slice(), &mut none).is_err(),
-                "{name}"
-            );
+            assert!(read_newc(&mut raw.as_slice(), &mut none).is_err(), "{name}");
         }
         let raw = archive(&[("sbin/x", 0o100755, b"data")]);
         assert!(read_newc(&mut &raw[..raw.len() - 8], &mut none).is_err());

@@ -281,6 +281,8 @@ struct Once<'a> {
     guest: &'a [GuestDrive],
     image: &'a vmrescue_image_builder::Artefacts,
     initramfs: PathBuf,
+    /// The image's late archive as a disk, when `initramfs` is its core initramfs.
+    late: Option<PathBuf>,
     dir: &'a std::path::Path,
     accel: crate::accel::Accel,
     qemu_bin: &'a std::path::Path,
@@ -347,6 +349,12 @@ impl Once<'_> {
             }))
             .drives(bootcopy.map(|s| {
                 Drive::new(s.image.clone(), Format::Raw).serial(format!("vmrescue-disk{}", n + 1))
+            }))
+            // Not counted in `vmrescue.disks`: the agent sets it apart by its serial.
+            .drives(self.late.as_ref().map(|p| {
+                Drive::new(p, Format::Raw)
+                    .read_only(true)
+                    .serial(vmrescue_protocol::paths::LATE_SERIAL)
             }));
         sink.event(Event::Note(&format!(
             "booting the rescue ({} mode, accel {}, {}, {} disk(s)); run directory {}",
@@ -471,11 +479,16 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         }
         _ => None,
     };
-    // Uncompressed where the image has it and the guest has the memory: the kernel copies it
-    // instead of inflating it, but holds the archive and its unpacked files at once.
-    let base_initramfs = match &image.initramfs_cpio {
-        Some(cpio) if req.memory_mib >= CPIO_MIN_MEMORY_MIB => cpio.clone(),
-        _ => image.initramfs.clone(),
+    // The core initramfs with the late archive on a disk where the image has them: the kernel
+    // copies only what every rescue needs (uncompressed, nothing to inflate). Else the whole
+    // initramfs, uncompressed where the guest has the memory to hold the archive and its
+    // unpacked files at once.
+    let (base_initramfs, late) = match (&image.initramfs_core, &image.late_disk) {
+        (Some(core), Some(late)) => (core.clone(), Some(late.clone())),
+        _ => match &image.initramfs_cpio {
+            Some(cpio) if req.memory_mib >= CPIO_MIN_MEMORY_MIB => (cpio.clone(), None),
+            _ => (image.initramfs.clone(), None),
+        },
     };
     let initramfs = match &req.policy.reference_etc {
         None => base_initramfs,
@@ -493,6 +506,7 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         })
         .collect();
     let once = Once {
+        late,
         req,
         guest: &guest,
         image: &image,

@@ -19,10 +19,12 @@ pub enum Item {
         path: String,
         target: String,
     },
+    /// `late`: in the late archive (a trailing `late` on the line), as for `Bin`.
     File {
         path: String,
         source: String,
         mode: u32,
+        late: bool,
     },
     /// Like `File`, plus the shared-library closure of the ELF binary `source` (none if static).
     /// `late`: in the late archive the agent unpacks only when it needs the binary (a trailing
@@ -102,10 +104,11 @@ pub fn parse(text: &str) -> Result<Vec<Item>, ListError> {
                 path: path(p, line)?,
                 target: (*t).to_owned(),
             },
-            ["file", p, s, m] => Item::File {
+            ["file", p, s, m] | ["file", p, s, m, "late"] => Item::File {
                 path: path(p, line)?,
                 source: (*s).to_owned(),
                 mode: mode(m, line)?,
+                late: words.len() == 5,
             },
             ["bin", p, s, m] | ["bin", p, s, m, "late"] => Item::Bin {
                 path: path(p, line)?,
@@ -135,7 +138,8 @@ mod tests {
         assert!(items.contains(&Item::File {
             path: "/init".into(),
             source: AGENT.into(),
-            mode: 0o755
+            mode: 0o755,
+            late: false,
         }));
         assert!(items.contains(&Item::Nod {
             path: "/dev/console".into(),
@@ -159,7 +163,8 @@ mod tests {
     #[test]
     fn parses_bin() {
         let items =
-            parse("# dynamic\nbin /sbin/x /usr/sbin/x 0755\nbin /sbin/y /sbin/y 0755 late\n").unwrap();
+            parse("# dynamic\nbin /sbin/x /usr/sbin/x 0755\nbin /sbin/y /sbin/y 0755 late\n")
+                .unwrap();
         assert_eq!(
             items,
             [

@@ -33,6 +33,12 @@ pub const VMLINUX_FILE: &str = "vmlinux";
 /// The initramfs uncompressed, for the boots vmrescue starts itself: the kernel copies it
 /// instead of inflating it (under TCG, most of a second).
 pub const INITRAMFS_CPIO_FILE: &str = "initramfs.cpio";
+/// The initramfs without the late archive (uncompressed), for boots that attach [`LATE_FILE`]
+/// as a disk: what the kernel unpacks at boot is only what every rescue needs.
+pub const INITRAMFS_CORE_FILE: &str = "initramfs-core.cpio";
+/// The late archive as a disk image (the gzip archive padded to whole sectors), attached
+/// read-only with the serial `paths::LATE_SERIAL` next to [`INITRAMFS_CORE_FILE`].
+pub const LATE_FILE: &str = "late.img";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Where the agent finds its module load order.
 pub const MODULES_LOAD_PATH: &str = "/etc/vmrescue/modules.load";
@@ -109,6 +115,12 @@ pub struct Manifest {
     /// The uncompressed initramfs (`initramfs.cpio`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initramfs_cpio_sha256: Option<String>,
+    /// The initramfs without the late archive (`initramfs-core.cpio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs_core_sha256: Option<String>,
+    /// The late archive's disk image (`late.img`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_sha256: Option<String>,
     /// Why there is no `vmlinux`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmlinux_missing: Option<String>,
@@ -145,6 +157,9 @@ pub struct Artefacts {
     pub vmlinux: Option<PathBuf>,
     /// The uncompressed initramfs, when the build made one (the same archive as `initramfs`).
     pub initramfs_cpio: Option<PathBuf>,
+    /// The core initramfs and the late archive's disk, to boot together, when built.
+    pub initramfs_core: Option<PathBuf>,
+    pub late_disk: Option<PathBuf>,
     /// `vmrescue.iso` and `vmrescue-disk.qcow2`, when built.
     pub iso: Option<PathBuf>,
     pub disk_image: Option<PathBuf>,
@@ -168,6 +183,10 @@ impl Artefacts {
                 .filter(|p| manifest.vmlinux_sha256.is_some() && p.is_file()),
             initramfs_cpio: Some(dir.join(INITRAMFS_CPIO_FILE))
                 .filter(|p| manifest.initramfs_cpio_sha256.is_some() && p.is_file()),
+            initramfs_core: Some(dir.join(INITRAMFS_CORE_FILE))
+                .filter(|p| manifest.initramfs_core_sha256.is_some() && p.is_file()),
+            late_disk: Some(dir.join(LATE_FILE))
+                .filter(|p| manifest.late_sha256.is_some() && p.is_file()),
             iso: media(media::ISO_FILE),
             disk_image: media(media::DISK_FILE),
             manifest,
@@ -271,32 +290,30 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     // before children) and dedups.
     let mut core: BTreeMap<String, cpio::Entry> = BTreeMap::new();
     let mut late: BTreeMap<String, cpio::Entry> = BTreeMap::new();
-    let add_to = |entries: &mut BTreeMap<String, cpio::Entry>,
-                  path: &str,
-                  mode: u32,
-                  kind: cpio::Kind| {
-        let key = path.trim_start_matches('/').to_owned();
-        // Parent directories too, so the archive unpacks whatever the list forgot.
-        for dir in Path::new(&key).ancestors().skip(1) {
-            let dir = dir.to_string_lossy().into_owned();
-            if !dir.is_empty() {
-                let entry = cpio::Entry {
-                    path: dir.clone(),
-                    mode: 0o755,
-                    kind: cpio::Kind::Dir,
-                };
-                entries.entry(dir).or_insert(entry);
+    let add_to =
+        |entries: &mut BTreeMap<String, cpio::Entry>, path: &str, mode: u32, kind: cpio::Kind| {
+            let key = path.trim_start_matches('/').to_owned();
+            // Parent directories too, so the archive unpacks whatever the list forgot.
+            for dir in Path::new(&key).ancestors().skip(1) {
+                let dir = dir.to_string_lossy().into_owned();
+                if !dir.is_empty() {
+                    let entry = cpio::Entry {
+                        path: dir.clone(),
+                        mode: 0o755,
+                        kind: cpio::Kind::Dir,
+                    };
+                    entries.entry(dir).or_insert(entry);
+                }
             }
-        }
-        entries.insert(
-            key.clone(),
-            cpio::Entry {
-                path: key,
-                mode,
-                kind,
-            },
-        );
-    };
+            entries.insert(
+                key.clone(),
+                cpio::Entry {
+                    path: key,
+                    mode,
+                    kind,
+                },
+            );
+        };
     let mut add = |path: &str, mode: u32, kind: cpio::Kind| add_to(&mut core, path, mode, kind);
     // Shared libraries of `bin` items, by image path: each once, however many binaries need it;
     // those only late binaries need go late.
@@ -323,8 +340,18 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 minor,
             } => add(&path, mode, cpio::Kind::CharDev { major, minor }),
             layout::Item::Slink { path, target } => add(&path, 0o777, cpio::Kind::Symlink(target)),
-            layout::Item::File { path, source, mode } => {
-                add(&path, mode, cpio::Kind::File(source_bytes(&source)?));
+            layout::Item::File {
+                path,
+                source,
+                mode,
+                late,
+            } => {
+                let data = source_bytes(&source)?;
+                if late {
+                    late_bins.push((path, mode, data));
+                } else {
+                    add(&path, mode, cpio::Kind::File(data));
+                }
             }
             layout::Item::Bin {
                 path,
@@ -347,7 +374,6 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             }
         }
     }
-    drop(add);
     for (path, mode, data) in late_bins {
         add_to(&mut late, &path, mode, cpio::Kind::File(data));
     }
@@ -401,7 +427,6 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         cpio::Kind::File(alias_list.into_bytes()),
     );
 
-    drop(add);
     for (path, data) in late_modules {
         add_to(&mut late, &path, 0o644, data);
     }
@@ -416,10 +441,27 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         .into_values()
         .filter(|e| !matches!(e.kind, cpio::Kind::Dir))
         .collect();
+    let mut packed = Vec::new();
     if !late_files.is_empty() {
         let mut archive = Vec::new();
         cpio::write(&mut archive, &late_files, mtime).map_err(io_err(&opts.out))?;
-        let packed = gzip(&archive, flate2::Compression::best())?;
+        packed = gzip(&archive, flate2::Compression::best())?;
+    }
+    // The core alone, naming the late archive by checksum and length (from a disk, it is
+    // taken only when it matches); then the full initramfs, which carries it.
+    let mut lean = core.clone();
+    add_to(
+        &mut lean,
+        vmrescue_protocol::paths::LATE_SUM,
+        0o644,
+        cpio::Kind::File(format!("{} {}\n", sha256_hex(&packed), packed.len()).into_bytes()),
+    );
+    let lean: Vec<cpio::Entry> = lean.into_values().collect();
+    let mut core_archive = Vec::new();
+    cpio::write(&mut core_archive, &lean, mtime).map_err(io_err(&opts.out))?;
+    let mut late_img = packed.clone();
+    late_img.resize(packed.len().div_ceil(512) * 512, 0);
+    if !packed.is_empty() {
         add_to(
             &mut core,
             vmrescue_protocol::paths::LATE_ARCHIVE,
@@ -441,6 +483,8 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         initramfs_sha256: sha256_hex(&initramfs),
         vmlinux_sha256: vmlinux.as_ref().ok().map(|v| sha256_hex(v)),
         initramfs_cpio_sha256: Some(sha256_hex(&archive)),
+        initramfs_core_sha256: (!late_img.is_empty()).then(|| sha256_hex(&core_archive)),
+        late_sha256: (!late_img.is_empty()).then(|| sha256_hex(&late_img)),
         vmlinux_missing: vmlinux.as_ref().err().map(|e| e.to_string()),
         agent_sha256: sha256_hex(&agent),
         modules: loads.iter().map(|l| l.path.clone()).collect(),
@@ -455,6 +499,15 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             (INITRAMFS_CPIO_FILE, archive.as_slice()),
         ]
         .into_iter()
+        .chain(
+            (!late_img.is_empty())
+                .then_some([
+                    (INITRAMFS_CORE_FILE, core_archive.as_slice()),
+                    (LATE_FILE, late_img.as_slice()),
+                ])
+                .into_iter()
+                .flatten(),
+        )
         .chain(vmlinux.as_deref().ok().map(|v| (VMLINUX_FILE, v)))
         .collect::<Vec<_>>(),
         |tmp| {

@@ -33,6 +33,13 @@ pub const SETTINGS_FILE: &str = "/vmrescue/settings";
 /// guest memory.
 pub const LATE_ARCHIVE: &str = "/lib/vmrescue/late.cpio.gz";
 
+/// In a core initramfs (booted with the late archive on a disk instead): `HEX LEN`, the
+/// SHA-256 and length of the late archive the agent may take from that disk.
+pub const LATE_SUM: &str = "/etc/vmrescue/late.sha256";
+/// Serial of the read-only disk holding the late archive (its bytes, padded to whole sectors).
+/// Never a guest disk; its content is taken only when it matches [`LATE_SUM`].
+pub const LATE_SERIAL: &str = "vmrescue-late";
+
 /// `path` without its leading `/`: the form archive entries (newc) take.
 pub fn archive_path(path: &str) -> &str {
     path.trim_start_matches('/')

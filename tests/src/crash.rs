@@ -180,6 +180,13 @@ fn crash_archive(script: &str, payload: &[(&str, &[u8])]) -> Result<Vec<u8>> {
         0o755,
         cpio::Kind::File(script.as_bytes().to_vec()),
     );
+    // The script's shell: the image keeps busybox in its late archive, which the script
+    // unpacks only once it runs.
+    add(
+        "bin/busybox".into(),
+        0o755,
+        cpio::Kind::File(fs::read("/bin/busybox").context("/bin/busybox (busybox-static)")?),
+    );
     let base = PAYLOAD_DIR.trim_start_matches('/');
     add(base.into(), 0o755, cpio::Kind::Dir);
     for (path, data) in payload {
