@@ -158,10 +158,12 @@ EOF
 
 echo "-- sizes (bytes)"
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
-appliance=$(du -sb /var/tmp/.guestfs-"$(id -u)"/appliance.d 2>/dev/null | cut -f1 || echo 0)
+# Allocated bytes: the appliance's root image is sparse.
+appliance=$(du -s -B1 /var/tmp/.guestfs-"$(id -u)"/appliance.d 2>/dev/null | cut -f1 || echo 0)
 ours=$(($(size "$work/image/vmlinuz") + $(size "$work/image/initramfs.img")))
 echo "  agent $(size "$agent"), initramfs $(size "$work/image/initramfs.img"), vmlinuz $(size "$work/image/vmlinuz"), vmlinux $(size "$work/image/vmlinux")"
 echo "  ISO $(size "$work/image/vmrescue.iso"), disk image $(size "$work/image/vmrescue-disk.qcow2")"
+echo "  rescue --disk boots: initramfs-core.cpio $(size "$work/image/initramfs-core.cpio") and late.img $(size "$work/image/late.img") (a disk, read only when needed)"
 echo "  kernel + initramfs $ours against the libguestfs appliance (kernel included) $appliance: 1/$((appliance / (ours > 0 ? ours : 1)))"
 
 echo "-- smallest guest RAM that completes"

@@ -187,12 +187,22 @@ fn from_disk(root: &Path) -> Result<usize, String> {
         .map_err(|e| format!("{}: {e}", paths::LATE_SUM))?;
     let (sha, len) =
         parse_sum(&sum).ok_or_else(|| format!("{} is not HEX LEN", paths::LATE_SUM))?;
-    let name = late_device(Path::new("/sys")).ok_or_else(|| {
-        format!(
-            "no disk with the serial {} is attached (the host attaches the image's late.img)",
-            paths::LATE_SERIAL
-        )
-    })?;
+    // Needed early (a driver for a device found at boot), the disk may still be probing.
+    let until = std::time::Instant::now() + DISK_WAIT;
+    let name = loop {
+        match late_device(Path::new("/sys")) {
+            Some(n) => break n,
+            None if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => {
+                return Err(format!(
+                "no disk with the serial {} is attached (the host attaches the image's late.img)",
+                paths::LATE_SERIAL
+            ))
+            }
+        }
+    };
     let dev = format!("/dev/{name}");
     let mut f = std::fs::File::open(&dev).map_err(|e| format!("{dev}: {e}"))?;
     let data = read_verified(&mut f, &sha, len).map_err(|e| format!("{dev}: {e}"))?;
@@ -200,18 +210,24 @@ fn from_disk(root: &Path) -> Result<usize, String> {
     read_newc(&mut gz, &mut |m| place(root, m)).map_err(|e| format!("{dev}: {e}"))
 }
 
-static DONE: Mutex<bool> = Mutex::new(false);
+/// Whether it is unpacked (or there is nothing to unpack), and how many attempts failed.
+static STATE: Mutex<(bool, u32)> = Mutex::new((false, 0));
+/// Attempts before giving up (each may wait [`DISK_WAIT`]).
+const TRIES: u32 = 2;
+/// How long the late disk may take to show up.
+const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Unpacks the late archive into `/` the first time it is called (later calls do nothing),
-/// then removes it. Returns a warning when it could not.
+/// Unpacks the late archive into `/` the first time it is called (later calls do nothing; a
+/// failed attempt is tried again at the next, [`TRIES`] times in all), then removes an
+/// initramfs copy. Returns a warning when it could not.
 pub fn ensure() -> Option<String> {
-    let Ok(mut done) = DONE.lock() else {
+    let Ok(mut state) = STATE.lock() else {
         return None;
     };
-    if *done {
+    if state.0 || state.1 >= TRIES {
         return None;
     }
-    *done = true;
+    state.0 = true;
     let archive = Path::new(paths::LATE_ARCHIVE);
     let (from, result) = if archive.exists() {
         let r = unpack(archive, Path::new("/"));
@@ -229,9 +245,12 @@ pub fn ensure() -> Option<String> {
             log::info!("late tools: {n} file(s) unpacked from {from}");
             None
         }
-        Err(e) => Some(format!(
-            "the late tools from {from} did not unpack ({e}): the XFS, btrfs and FAT checkers, SATA and IDE drivers and the shell may be missing"
-        )),
+        Err(e) => Some({
+            *state = (false, state.1 + 1);
+            format!(
+                "the late tools from {from} did not unpack ({e}): the XFS, btrfs and FAT checkers, cdrom and FAT drivers and the shell may be missing"
+            )
+        }),
     }
 }
 
