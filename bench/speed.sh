@@ -169,7 +169,7 @@ echo "  kernel + initramfs $ours against the libguestfs appliance (kernel includ
 echo "-- smallest guest RAM that completes"
 for m in 64 96 128; do
     fresh "$work/seed"
-    t=$(rescue --memory "$m")
+    t=$(rescue --memory "$m" --timeout 60)
     echo "  ${m} MiB: $(outcome) in ${t}s"
 done
 

@@ -182,7 +182,13 @@ pub struct Loader {
     entries: Vec<Entry>,
     aliases: Vec<(String, String)>,
     done: BTreeSet<String>,
+    /// Never loaded for the devices present (see [`Loader::skip_for_devices`]).
+    skip: BTreeSet<String>,
 }
+
+/// The SATA and IDE controllers' drivers: not loaded when the host says no disk is on them
+/// (`vmrescue.ata=0`).
+pub const ATA_DRIVERS: &[&str] = &["ahci", "ata_piix"];
 
 impl Loader {
     pub fn new(entries: Vec<Entry>, aliases: Vec<(String, String)>) -> Loader {
@@ -190,7 +196,14 @@ impl Loader {
             entries,
             aliases,
             done: BTreeSet::new(),
+            skip: BTreeSet::new(),
         }
+    }
+
+    /// Leaves `names` out of what [`Loader::for_devices`] loads (their devices stay without
+    /// a driver, and their own dependencies are not loaded for them).
+    pub fn skip_for_devices(&mut self, names: &[&str]) {
+        self.skip.extend(names.iter().map(|n| n.to_string()));
     }
 
     /// Whether the image came with aliases (else everything is loaded, as before them).
@@ -261,9 +274,16 @@ impl Loader {
             .collect()
     }
 
+    /// The drivers [`Loader::for_devices`] loads for `modaliases` (pure).
+    pub fn wanted_for(&self, modaliases: &[String]) -> BTreeSet<String> {
+        let mut names = self.matching(modaliases);
+        names.retain(|n| !self.skip.contains(n));
+        names
+    }
+
     /// Loads the drivers of `modaliases`.
     pub fn for_devices(&mut self, modaliases: &[String]) -> Loaded {
-        let names = self.matching(modaliases);
+        let names = self.wanted_for(modaliases);
         self.load(&names)
     }
 
@@ -450,6 +470,20 @@ mod tests {
         assert_eq!(order, ["scsi_mod", "libata", "ahci", "sd_mod"]);
         let virtio: BTreeSet<String> = ["virtio_blk".to_owned()].into();
         assert_eq!(l.closure(&virtio).len(), 1, "no SCSI, no sd_mod");
+    }
+
+    #[test]
+    fn without_ata_disks_the_machines_built_in_controllers_get_no_driver() {
+        let mut l = loader();
+        let present = [
+            "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01".to_owned(),
+            "virtio:d00000002v00001AF4".to_owned(),
+        ];
+        let all: Vec<String> = l.wanted_for(&present).into_iter().collect();
+        assert_eq!(all, ["ahci", "virtio_blk"]);
+        l.skip_for_devices(ATA_DRIVERS);
+        let some: Vec<String> = l.wanted_for(&present).into_iter().collect();
+        assert_eq!(some, ["virtio_blk"]);
     }
 
     #[test]

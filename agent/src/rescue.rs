@@ -81,7 +81,7 @@ pub fn run(started: Instant) -> After {
 /// The phases after set-up, each filling its part of `report`. A stop request (signal) ends
 /// the work after the checks or the inspection, with what was found so far.
 fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
-    let modules = setup::load_modules(rep);
+    let modules = setup::load_modules(rep, settings.ata);
     rep.mark("modules");
     // After the modules: efivarfs is one.
     let fw = crate::firmware::detect();

@@ -191,6 +191,8 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
         hostname: req.policy.hostname.clone(),
         errors_remount_ro: !req.policy.keep_root_error_behaviour,
         xfs_zero_log: req.policy.xfs_zero_log,
+        // Every disk of a rescue here is on virtio.
+        ata: false,
         // One checker pass may use most of the time, leaving room to report.
         fsck_timeout_secs: (req.timeout.as_secs() * 3 / 4).max(1),
         undo: undo.map(str::to_owned),

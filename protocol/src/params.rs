@@ -66,6 +66,10 @@ pub struct Settings {
     /// How many disks the host attached: the agent scans as soon as that many are there,
     /// instead of waiting for the set of disks to stay quiet.
     pub disks: Option<u32>,
+    /// Load the SATA and IDE controllers' drivers (`ahci`, `ata_piix`) for the devices present.
+    /// The host turns it off when every disk it attached is on virtio: probing the machine's
+    /// built-in ports costs boot time and memory for nothing.
+    pub ata: bool,
 }
 
 impl Default for Settings {
@@ -84,6 +88,7 @@ impl Default for Settings {
             undo: None,
             bootcopy: None,
             disks: None,
+            ata: true,
         }
     }
 }
@@ -369,6 +374,20 @@ pub const PARAMS: &[Param] = &[
         },
     },
     Param {
+        key: "ata",
+        kind: Kind::Flag,
+        default: "1",
+        always: false,
+        invalid: None,
+        from_meta: false,
+        from_drive: false,
+        set: |s, v| {
+            s.ata = flag(v).ok_or_else(|| format!("vmrescue.ata={v:?} is not 0 or 1"))?;
+            Ok(())
+        },
+        get: |s| (!s.ata).then(|| flag_text(s.ata)),
+    },
+    Param {
         key: "disks",
         kind: Kind::Count {
             min: 1,
@@ -594,6 +613,7 @@ mod tests {
             undo: Some("2c309045-caea-4e02-8bc7-cf04b2b71566".into()),
             bootcopy: Some("7d0f3b4e-9a1c-4e2b-8f60-1c2d3e4f5a6b".into()),
             disks: Some(3),
+            ata: false,
         };
         let text = format!("console=ttyS0 {} quiet", line(&emit(&s)));
         let (back, w) = parse(&text);

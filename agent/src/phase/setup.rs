@@ -36,7 +36,8 @@ pub fn settings(rep: &mut Reporter) -> Settings {
 
 /// Loads the modules this VM's devices need (filesystem modules come at their first mount,
 /// see [`modules::ensure_fs`]); returns their names.
-pub fn load_modules(rep: &mut Reporter) -> Vec<String> {
+/// `ata`: also the SATA and IDE controllers' drivers (`vmrescue.ata`).
+pub fn load_modules(rep: &mut Reporter, ata: bool) -> Vec<String> {
     let list = match std::fs::read_to_string(modules::LOAD_LIST) {
         Ok(l) => l,
         Err(e) => {
@@ -53,6 +54,10 @@ pub fn load_modules(rep: &mut Reporter) -> Vec<String> {
         modules::parse_load_list(&list),
         modules::parse_aliases(&aliases),
     );
+    if !ata {
+        log::info!("modules: no disk on SATA or IDE (vmrescue.ata=0): their drivers stay out");
+        loader.skip_for_devices(modules::ATA_DRIVERS);
+    }
     let mut loaded = modules::Loaded::default();
     if loader.has_aliases() {
         // Bus drivers bring their devices (virtio_pci the virtio ones): match again until
