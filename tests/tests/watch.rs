@@ -239,16 +239,32 @@ fn kind<'a>(k: &'a str) -> impl Fn(&Value) -> bool + 'a {
 }
 
 fn restart_libvirtd() {
+    let running = || {
+        Command::new("pgrep")
+            .args(["-x", "libvirtd"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // Asked to stop, libvirtd may take long to close its connections; then it is killed
+    // (its domains keep running, and it finds them again when it starts).
     let _ = Command::new("pkill").args(["-x", "libvirtd"]).status();
-    let until = Instant::now() + Duration::from_secs(20);
-    while Command::new("pgrep")
-        .args(["-x", "libvirtd"])
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(Instant::now() < until, "libvirtd does not stop");
+    let polite = Instant::now() + Duration::from_secs(30);
+    while running() && Instant::now() < polite {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if running() {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-x", "libvirtd"])
+            .status();
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while running() {
+        assert!(
+            Instant::now() < until,
+            "libvirtd does not stop, even killed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let st = Command::new("bash")
