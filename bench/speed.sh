@@ -10,6 +10,10 @@
 # disk's size and its number of files; 8 rescues at once; `rescue --domain` when libvirtd runs;
 # and a boot of the ISO.
 #
+# The image carries the purpose-made rescue kernel (`image build --rescue-kernel`, built once
+# into the cache), which `rescue --disk` boots; the same runs with the host's kernel
+# (VMRESCUE_KERNEL=host) are measured beside it.
+#
 # Usage: bench/speed.sh [RUNS]   (default 5)
 # Env:   VMRESCUE_BIN  a vmrescue binary to use instead of building the release one
 #        BENCH_DIR     where to make the scratch directory (default: $TMPDIR or /var/tmp)
@@ -44,7 +48,7 @@ trap 'rm -rf "$work"' EXIT
 # libvirt's QEMU runs as its own user: it must reach the disks and media in here.
 chmod 0755 "$work"
 log "== vmrescue image build (with media) into $work/image"
-"$bin" image build --out "$work/image" --agent "$agent" >/dev/null
+"$bin" image build --out "$work/image" --agent "$agent" --rescue-kernel >/dev/null
 
 export LIBGUESTFS_BACKEND=direct
 if ! grep -qw -e vmx -e svm /proc/cpuinfo || ! [[ -w /dev/kvm ]]; then
@@ -119,6 +123,7 @@ outcome() { python3 -c "import json; print(json.load(open('$work/report.json')).
 log "== seed disks"
 seed "$work/seed" 512 200
 : >"$work/a.times"
+: >"$work/h.times"
 : >"$work/b.times"
 for ((r = 1; r <= runs; r++)); do
     fresh "$work/seed"
@@ -126,16 +131,24 @@ for ((r = 1; r <= runs; r++)); do
     echo "$t" >>"$work/a.times"
     o=$(outcome)
     fresh "$work/seed"
+    h=$(VMRESCUE_KERNEL=host rescue)
+    echo "$h" >>"$work/h.times"
+    oh=$(outcome)
+    fresh "$work/seed"
     g=$(gfish)
     echo "$g" >>"$work/b.times"
-    log "run $r: vmrescue ${t}s ($o), guestfish ${g}s"
+    log "run $r: vmrescue ${t}s ($o), with the host's kernel ${h}s ($oh), guestfish ${g}s"
 done
+fresh "$work/seed"
+rescue >/dev/null
 read -r am amin amax < <(stats <"$work/a.times")
+read -r hm hmin hmax < <(stats <"$work/h.times")
 read -r bm bmin bmax < <(stats <"$work/b.times")
-echo "vmrescue rescue (repair, 2 disks): median ${am}s  min ${amin}s  max ${amax}s"
+echo "vmrescue rescue (repair, 2 disks): median ${am}s  min ${amin}s  max ${amax}s  (rescue kernel)"
+echo "  the same, host's kernel:         median ${hm}s  min ${hmin}s  max ${hmax}s"
 echo "guestfish run + 2 fsck:            median ${bm}s  min ${bmin}s  max ${bmax}s"
 if [[ $gf == yes ]]; then
-    echo "ratio a/b (medians): $(echo "scale=2; $am / $bm" | bc)"
+    echo "ratio a/b (medians): $(echo "scale=2; $am / $bm" | bc) (host's kernel: $(echo "scale=2; $hm / $bm" | bc))"
 else
     echo "(guestfish skipped: BENCH_NO_GUESTFISH)"
 fi
@@ -161,9 +174,12 @@ size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # Allocated bytes: the appliance's root image is sparse.
 appliance=$(du -s -B1 /var/tmp/.guestfs-"$(id -u)"/appliance.d 2>/dev/null | cut -f1 || echo 0)
 ours=$(($(size "$work/image/vmlinuz") + $(size "$work/image/initramfs.img")))
+rk=$(python3 -c "import json; print(json.load(open('$work/image/manifest.json'))['rescue_kernel']['release'])" 2>/dev/null || echo none)
+rkb=$(size "$(ls -d "${XDG_CACHE_HOME:-$HOME/.cache}"/vmrescue/rescue-kernel-*/bzImage 2>/dev/null | head -n 1)")
 echo "  agent $(size "$agent"), initramfs $(size "$work/image/initramfs.img"), vmlinuz $(size "$work/image/vmlinuz"), vmlinux $(size "$work/image/vmlinux")"
 echo "  ISO $(size "$work/image/vmrescue.iso"), disk image $(size "$work/image/vmrescue-disk.qcow2")"
 echo "  rescue --disk boots: initramfs-core.cpio $(size "$work/image/initramfs-core.cpio") and late.img $(size "$work/image/late.img") (a disk, read only when needed)"
+echo "  rescue kernel $rk: bzImage $rkb, vmlinux-rescue $(size "$work/image/vmlinux-rescue"); with the core initramfs $((rkb + $(size "$work/image/initramfs-core.cpio")))"
 echo "  kernel + initramfs $ours against the libguestfs appliance (kernel included) $appliance: 1/$((appliance / (ours > 0 ? ours : 1)))"
 
 echo "-- smallest guest RAM that completes"

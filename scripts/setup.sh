@@ -12,11 +12,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-# Packages from bookworm itself.
+# Packages from bookworm itself (linux-source and the compiler for the rescue kernel).
 base_pkgs=(
   linux-image-amd64 e2fsprogs e2fsck-static busybox-static xfsprogs dosfstools btrfs-progs
   xorriso isolinux syslinux syslinux-common mtools shim-signed grub-efi-amd64-signed ovmf
   cpio zstd file fdisk xz-utils libxml2-utils debootstrap
+  linux-source-6.1 make gcc flex bison bc libelf-dev
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -30,11 +31,14 @@ need_paths=(
   /usr/bin/syslinux /usr/bin/mformat /usr/lib/shim/shimx64.efi.signed
   /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed /usr/share/OVMF/OVMF_CODE_4M.ms.fd
   /usr/bin/xmllint /usr/sbin/debootstrap
+  /usr/bin/make /usr/bin/gcc /usr/bin/flex /usr/bin/bison /usr/bin/bc /usr/include/libelf.h
 )
 
 missing=()
 for p in "${need_paths[@]}"; do [ -e "$p" ] || missing+=("$p"); done
 if ! ls /boot/vmlinuz-* >/dev/null 2>&1; then missing+=("/boot/vmlinuz-*"); fi
+# The source of the purpose-made rescue kernel (`vmrescue image build --rescue-kernel`).
+if ! ls /usr/src/linux-source-*.tar.* >/dev/null 2>&1; then missing+=("/usr/src/linux-source-*.tar.*"); fi
 rust_ok=1
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
   rust_ok=0

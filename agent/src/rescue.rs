@@ -94,7 +94,10 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     rep.progress(
         Step::Modules,
         None,
-        format!("loaded for the devices present: {}", modules.join(" ")),
+        match &modules {
+            Some(names) => format!("loaded for the devices present: {}", names.join(" ")),
+            None => "none to load: the kernel has its drivers built in".to_owned(),
+        },
     );
 
     let mut found = scan::run(

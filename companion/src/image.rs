@@ -18,6 +18,8 @@ pub enum ImageError {
     NoAgent { tried: String },
     #[error(transparent)]
     ReferenceEtc(#[from] crate::overlay::OverlayError),
+    #[error(transparent)]
+    RescueKernel(#[from] builder::rescue_kernel::KernelError),
     #[error("building the rescue image in {} (agent {}): {source}", out.display(), agent.display())]
     Build {
         out: PathBuf,
@@ -77,12 +79,52 @@ pub struct BuildRequest {
     pub reference_etc: Option<PathBuf>,
     /// The boot media's baked settings; `None`: kernel and initramfs only.
     pub media: Option<Settings>,
+    /// Whether to carry the purpose-made rescue kernel (built once, then taken from the cache).
+    pub rescue_kernel: RescueKernel,
+    /// The linux-source archive for it (default: the newest in /usr/src).
+    pub kernel_source: Option<PathBuf>,
 }
 
-/// Builds the image.
-pub fn build(req: &BuildRequest) -> Result<Artefacts> {
+/// Whether an image carries the purpose-made rescue kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RescueKernel {
+    /// When a linux-source archive is installed (or named); a failed build leaves the image
+    /// with the host's kernel only, and says why.
+    #[default]
+    Auto,
+    /// Always; a failed build fails the image build.
+    Yes,
+    /// Never: the host's kernel only.
+    No,
+}
+
+/// Builds the image; `note` hears of the steps that take minutes.
+pub fn build(req: &BuildRequest, note: &mut dyn FnMut(&str)) -> Result<Artefacts> {
     let out = req.out.clone().unwrap_or_else(builder::default_dir);
     let agent = locate_agent(req.agent.as_deref())?;
+    let source = req.kernel_source.clone().or_else(|| {
+        builder::rescue_kernel::find_source(Path::new(builder::rescue_kernel::SOURCE_DIR))
+    });
+    let cache = builder::rescue_kernel::default_cache();
+    let rescue_kernel = match (req.rescue_kernel, &source) {
+        (RescueKernel::No, _) | (RescueKernel::Auto, None) => None,
+        (RescueKernel::Yes, _) => Some(builder::rescue_kernel::ensure(
+            source.as_deref(),
+            &cache,
+            note,
+        )?),
+        (RescueKernel::Auto, Some(src)) => {
+            match builder::rescue_kernel::ensure(Some(src), &cache, note) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    note(&format!(
+                        "{e}; the image carries the host's kernel only (--no-rescue-kernel skips this)"
+                    ));
+                    None
+                }
+            }
+        }
+    };
     let extra = match &req.reference_etc {
         Some(dir) => crate::overlay::reference_entries(dir)?,
         None => Vec::new(),
@@ -95,6 +137,7 @@ pub fn build(req: &BuildRequest) -> Result<Artefacts> {
         mtime: None,
         extra,
         media: req.media.clone(),
+        rescue_kernel,
     })
     .map_err(|source| ImageError::Build {
         out,
@@ -111,16 +154,34 @@ pub fn ensure(
     sink: &mut dyn Sink,
 ) -> Result<Artefacts> {
     let dir = dir.unwrap_or_else(builder::default_dir);
-    if let Some(a) = Artefacts::open(&dir) {
-        return Ok(a);
+    match Artefacts::open(&dir) {
+        Some(a) if a.manifest.format >= builder::MANIFEST_FORMAT => return Ok(a),
+        // Its media may have been built with settings a rebuild would not know: kept.
+        Some(a) if a.manifest.media.is_some() => {
+            sink.event(Event::Note(&format!(
+                "the rescue image in {} was built by an older vmrescue (format {}); \
+                 `vmrescue image build` rebuilds it for the faster boot",
+                dir.display(),
+                a.manifest.format
+            )));
+            return Ok(a);
+        }
+        Some(a) => sink.event(Event::Note(&format!(
+            "the rescue image in {} was built by an older vmrescue (format {}); rebuilding it",
+            dir.display(),
+            a.manifest.format
+        ))),
+        None => sink.event(Event::Note(&format!(
+            "no rescue image in {}; building it",
+            dir.display()
+        ))),
     }
-    sink.event(Event::Note(&format!(
-        "no rescue image in {}; building it",
-        dir.display()
-    )));
-    build(&BuildRequest {
-        out: Some(dir),
-        agent: agent.map(Path::to_owned),
-        ..BuildRequest::default()
-    })
+    build(
+        &BuildRequest {
+            out: Some(dir),
+            agent: agent.map(Path::to_owned),
+            ..BuildRequest::default()
+        },
+        &mut |n| sink.event(Event::Note(n)),
+    )
 }

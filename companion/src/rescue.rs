@@ -241,6 +241,62 @@ pub fn boot_kernel(image: &vmrescue_image_builder::Artefacts) -> PathBuf {
     }
 }
 
+/// What a rescue VM vmrescue starts itself boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnBoot {
+    pub kernel: PathBuf,
+    /// How the boot line names the kernel and its entry.
+    pub how: &'static str,
+    pub initramfs: PathBuf,
+    /// The late archive's disk, attached read-only beside the initramfs.
+    pub late: Option<PathBuf>,
+}
+
+/// The boot of a rescue VM vmrescue starts itself: the image's purpose-made rescue kernel
+/// where it carries one (everything built in: no module to load) with its module-free core
+/// initramfs, else [`boot_kernel`] with the core initramfs; each with the late archive on a
+/// disk. The kernel copies only what every rescue needs (uncompressed, nothing to inflate).
+/// Without a core: the whole initramfs, uncompressed where the guest has the memory to hold
+/// the archive and its unpacked files at once. `VMRESCUE_KERNEL=host` takes the host's kernel
+/// (for comparisons), as does `VMRESCUE_KERNEL_ENTRY=bzimage` (the rescue kernel is carried as
+/// an ELF only).
+pub fn own_vm_boot(image: &vmrescue_image_builder::Artefacts, memory_mib: u32) -> OwnBoot {
+    let host = std::env::var("VMRESCUE_KERNEL").is_ok_and(|v| v == "host")
+        || std::env::var("VMRESCUE_KERNEL_ENTRY").is_ok_and(|v| v == "bzimage");
+    if let (false, Some(k), Some(i), Some(late)) = (
+        host,
+        &image.rescue_vmlinux,
+        &image.rescue_initramfs,
+        &image.late_disk,
+    ) {
+        return OwnBoot {
+            kernel: k.clone(),
+            how: "rescue kernel, PVH entry",
+            initramfs: i.clone(),
+            late: Some(late.clone()),
+        };
+    }
+    let kernel = boot_kernel(image);
+    let how = if kernel == image.kernel {
+        "bzImage"
+    } else {
+        "PVH entry"
+    };
+    let (initramfs, late) = match (&image.initramfs_core, &image.late_disk) {
+        (Some(core), Some(late)) => (core.clone(), Some(late.clone())),
+        _ => match &image.initramfs_cpio {
+            Some(cpio) if memory_mib >= CPIO_MIN_MEMORY_MIB => (cpio.clone(), None),
+            _ => (image.initramfs.clone(), None),
+        },
+    };
+    OwnBoot {
+        kernel,
+        how,
+        initramfs,
+        late,
+    }
+}
+
 fn run_base() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
@@ -281,9 +337,11 @@ fn left_behind(base: &std::path::Path, disks: &[GuestDisk]) -> Result<Vec<String
 struct Once<'a> {
     req: &'a Request,
     guest: &'a [GuestDrive],
-    image: &'a vmrescue_image_builder::Artefacts,
+    /// The kernel and how the boot line names it (see [`own_vm_boot`]).
+    kernel: PathBuf,
+    how: &'static str,
     initramfs: PathBuf,
-    /// The image's late archive as a disk, when `initramfs` is its core initramfs.
+    /// The image's late archive as a disk, when `initramfs` is a core initramfs.
     late: Option<PathBuf>,
     dir: &'a std::path::Path,
     accel: crate::accel::Accel,
@@ -327,7 +385,7 @@ impl Once<'_> {
         }
         let _ = fs::remove_file(&socket);
         let n = guest.len();
-        let kernel = boot_kernel(self.image);
+        let (kernel, how) = (&self.kernel, self.how);
         let config =
             qemu::Config::new(
                 format!("vmrescue-{}", std::process::id()),
@@ -362,11 +420,7 @@ impl Once<'_> {
             "booting the rescue ({} mode, accel {}, {}, {} disk(s)); run directory {}",
             mode.as_str(),
             self.accel.as_str(),
-            if kernel == self.image.kernel {
-                "bzImage"
-            } else {
-                "PVH entry"
-            },
+            how,
             config.drives.len(),
             self.dir.display()
         )));
@@ -481,21 +535,11 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         }
         _ => None,
     };
-    // The core initramfs with the late archive on a disk where the image has them: the kernel
-    // copies only what every rescue needs (uncompressed, nothing to inflate). Else the whole
-    // initramfs, uncompressed where the guest has the memory to hold the archive and its
-    // unpacked files at once.
-    let (base_initramfs, late) = match (&image.initramfs_core, &image.late_disk) {
-        (Some(core), Some(late)) => (core.clone(), Some(late.clone())),
-        _ => match &image.initramfs_cpio {
-            Some(cpio) if req.memory_mib >= CPIO_MIN_MEMORY_MIB => (cpio.clone(), None),
-            _ => (image.initramfs.clone(), None),
-        },
-    };
+    let own = own_vm_boot(&image, req.memory_mib);
     let initramfs = match &req.policy.reference_etc {
-        None => base_initramfs,
+        None => own.initramfs.clone(),
         Some(etc) => crate::overlay::combined_initramfs(
-            &base_initramfs,
+            &own.initramfs,
             &crate::overlay::reference_entries_at(etc, crate::overlay::reference_etc_run())?,
             &dir.join("initramfs-with-reference-etc.img"),
         )?,
@@ -508,10 +552,11 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         })
         .collect();
     let once = Once {
-        late,
+        kernel: own.kernel,
+        how: own.how,
+        late: own.late,
         req,
         guest: &guest,
-        image: &image,
         initramfs,
         dir: &dir,
         accel,

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod media;
 pub mod modules;
 pub mod pvh;
+pub mod rescue_kernel;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -39,7 +40,15 @@ pub const INITRAMFS_CORE_FILE: &str = "initramfs-core.cpio";
 /// The late archive as a disk image (the gzip archive padded to whole sectors), attached
 /// read-only with the serial `paths::LATE_SERIAL` next to [`INITRAMFS_CORE_FILE`].
 pub const LATE_FILE: &str = "late.img";
+/// The purpose-made rescue kernel (see [`rescue_kernel`]) for QEMU's PVH entry, when the
+/// build was given one: the VMs vmrescue starts itself boot it with [`INITRAMFS_CORE_FILE`].
+pub const RESCUE_VMLINUX_FILE: &str = "vmlinux-rescue";
+/// [`INITRAMFS_CORE_FILE`] without the host kernel's modules, for the rescue kernel.
+pub const RESCUE_INITRAMFS_FILE: &str = "initramfs-rescue.cpio";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The manifest's `format` this builder writes: 2 added the core initramfs, the late archive
+/// and the rescue kernel. An image of an older format still boots, the slower way.
+pub const MANIFEST_FORMAT: u32 = 2;
 /// Where the agent finds its module load order.
 pub const MODULES_LOAD_PATH: &str = "/etc/vmrescue/modules.load";
 /// The aliases of the modules carried (device patterns, `fs-TYPE`), for the agent to load only
@@ -62,6 +71,8 @@ pub enum BuildError {
     Closure(#[from] closure::ClosureError),
     #[error(transparent)]
     Media(#[from] media::MediaError),
+    #[error("rescue kernel {path}: {reason}")]
+    RescueKernel { path: PathBuf, reason: String },
     #[error("kernel {version}: {source}")]
     Module {
         version: String,
@@ -99,6 +110,9 @@ pub struct Options {
     /// The settings the media's boot menu passes by default (they have no per-rescue command
     /// line); `None` builds only the kernel and initramfs.
     pub media: Option<vmrescue_protocol::params::Settings>,
+    /// A purpose-made rescue kernel (a bzImage [`rescue_kernel::ensure`] built, everything
+    /// built in), carried beside the host's kernel for the VMs vmrescue starts itself.
+    pub rescue_kernel: Option<rescue_kernel::Built>,
 }
 
 /// What a build wrote, recorded in `manifest.json` next to the artefacts.
@@ -134,6 +148,22 @@ pub struct Manifest {
     /// The boot media, when built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaManifest>,
+    /// The purpose-made rescue kernel (`vmlinux-rescue`), when built with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescue_kernel: Option<RescueKernelManifest>,
+}
+
+/// What the purpose-made rescue kernel is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescueKernelManifest {
+    /// Its `uname -r`.
+    pub release: String,
+    /// The source archive it was built from.
+    pub source: String,
+    pub vmlinux_sha256: String,
+    /// `initramfs-rescue.cpio`, when the image has a late archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs_sha256: Option<String>,
 }
 
 /// What the boot media are.
@@ -160,6 +190,9 @@ pub struct Artefacts {
     /// The core initramfs and the late archive's disk, to boot together, when built.
     pub initramfs_core: Option<PathBuf>,
     pub late_disk: Option<PathBuf>,
+    /// The purpose-made rescue kernel (PVH) and its initramfs, when built with one.
+    pub rescue_vmlinux: Option<PathBuf>,
+    pub rescue_initramfs: Option<PathBuf>,
     /// `vmrescue.iso` and `vmrescue-disk.qcow2`, when built.
     pub iso: Option<PathBuf>,
     pub disk_image: Option<PathBuf>,
@@ -187,6 +220,15 @@ impl Artefacts {
                 .filter(|p| manifest.initramfs_core_sha256.is_some() && p.is_file()),
             late_disk: Some(dir.join(LATE_FILE))
                 .filter(|p| manifest.late_sha256.is_some() && p.is_file()),
+            rescue_vmlinux: Some(dir.join(RESCUE_VMLINUX_FILE))
+                .filter(|p| manifest.rescue_kernel.is_some() && p.is_file()),
+            rescue_initramfs: Some(dir.join(RESCUE_INITRAMFS_FILE)).filter(|p| {
+                manifest
+                    .rescue_kernel
+                    .as_ref()
+                    .is_some_and(|k| k.initramfs_sha256.is_some())
+                    && p.is_file()
+            }),
             iso: media(media::ISO_FILE),
             disk_image: media(media::DISK_FILE),
             manifest,
@@ -459,6 +501,16 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     let lean: Vec<cpio::Entry> = lean.into_values().collect();
     let mut core_archive = Vec::new();
     cpio::write(&mut core_archive, &lean, mtime).map_err(io_err(&opts.out))?;
+    // The rescue kernel's: the core without the host kernel's modules (it takes none).
+    let mut rescue_archive = Vec::new();
+    if opts.rescue_kernel.is_some() && !packed.is_empty() {
+        let no_modules: Vec<cpio::Entry> = lean
+            .iter()
+            .filter(|e| !Path::new(&e.path).starts_with("lib/modules"))
+            .cloned()
+            .collect();
+        cpio::write(&mut rescue_archive, &no_modules, mtime).map_err(io_err(&opts.out))?;
+    }
     let mut late_img = packed.clone();
     late_img.resize(packed.len().div_ceil(512) * 512, 0);
     if !packed.is_empty() {
@@ -475,8 +527,24 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     let initramfs = gzip(&archive, flate2::Compression::default())?;
 
     let vmlinux = pvh::vmlinux(&kernel_bytes);
+    let rescue = match &opts.rescue_kernel {
+        None => None,
+        Some(k) => {
+            let elf = pvh::vmlinux(&read(&k.bzimage)?).map_err(|e| BuildError::RescueKernel {
+                path: k.bzimage.clone(),
+                reason: e.to_string(),
+            })?;
+            let m = RescueKernelManifest {
+                release: k.release.clone(),
+                source: k.source.clone(),
+                vmlinux_sha256: sha256_hex(&elf),
+                initramfs_sha256: (!rescue_archive.is_empty()).then(|| sha256_hex(&rescue_archive)),
+            };
+            Some((elf, m))
+        }
+    };
     let mut manifest = Manifest {
-        format: 1,
+        format: MANIFEST_FORMAT,
         builder_version: env!("CARGO_PKG_VERSION").to_owned(),
         kernel_version: version,
         kernel_sha256: sha256_hex(&kernel_bytes),
@@ -490,6 +558,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         modules: loads.iter().map(|l| l.path.clone()).collect(),
         late: late_files.iter().map(|e| format!("/{}", e.path)).collect(),
         media: None,
+        rescue_kernel: rescue.as_ref().map(|(_, m)| m.clone()),
     };
     publish(
         &opts.out,
@@ -509,6 +578,15 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 .flatten(),
         )
         .chain(vmlinux.as_deref().ok().map(|v| (VMLINUX_FILE, v)))
+        .chain(
+            rescue
+                .as_ref()
+                .map(|(elf, _)| (RESCUE_VMLINUX_FILE, elf.as_slice())),
+        )
+        .chain(
+            (rescue.is_some() && !rescue_archive.is_empty())
+                .then_some((RESCUE_INITRAMFS_FILE, rescue_archive.as_slice())),
+        )
         .collect::<Vec<_>>(),
         |tmp| {
             if let Some(baked) = &opts.media {

@@ -89,7 +89,18 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The rescue image, built once per test process from the current agent.
+/// The purpose-made rescue kernel (scripts/setup.sh installs its source), built once into the
+/// cache and reused by every later run.
+pub fn rescue_kernel() -> Result<builder::rescue_kernel::Built> {
+    Ok(builder::rescue_kernel::ensure(
+        None,
+        &builder::rescue_kernel::default_cache(),
+        &mut |n| eprintln!("{n}"),
+    )?)
+}
+
+/// The rescue image, built once per test process from the current agent, with the rescue
+/// kernel.
 pub fn image() -> &'static Artefacts {
     static IMAGE: OnceLock<Artefacts> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -102,6 +113,7 @@ pub fn image() -> &'static Artefacts {
                 mtime: None,
                 extra: Vec::new(),
                 media: None,
+                rescue_kernel: Some(rescue_kernel()?),
             })?)
         };
         match build() {
@@ -133,6 +145,7 @@ pub fn media_image(mode: vmrescue_protocol::Mode) -> &'static Artefacts {
                     mode,
                     ..Default::default()
                 }),
+                rescue_kernel: None,
             })?)
         };
         match build() {

@@ -60,21 +60,27 @@ fn check_mode_reports_and_writes_nothing() {
     let before = fixture::sha256_file(&disk.image).unwrap();
     let run = harness::rescue(&[&disk.image], "check", &[]).unwrap();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("PVH entry"), "{}", run.stderr);
-    // Only the drivers of the devices present; filesystem modules at their first mount.
-    let modules = run
-        .stderr
-        .lines()
-        .find(|l| l.contains("loaded for the devices present:"))
-        .unwrap_or_else(|| panic!("{}", run.stderr));
+    // The purpose-made rescue kernel: its drivers are built in, so no module is loaded.
     assert!(
-        modules.contains(" virtio_blk") && modules.contains(" virtio_console"),
-        "{modules}"
+        run.stderr.contains("rescue kernel, PVH entry"),
+        "{}",
+        run.stderr
     );
+    let release = &harness::image()
+        .manifest
+        .rescue_kernel
+        .as_ref()
+        .expect("the test image carries the rescue kernel")
+        .release;
+    assert_eq!(&run.field("/kernel"), release);
+    assert!(release.ends_with("-vmrescue"), "{release}");
     assert!(
-        !modules.contains(" xfs") && !modules.contains(" ext4"),
-        "{modules}"
+        run.stderr
+            .contains("none to load: the kernel has its drivers built in"),
+        "no module loaded: {}",
+        run.stderr
     );
+    assert!(!run.stderr.contains("did not load"), "{}", run.stderr);
     assert_eq!(run.field("/outcome"), "unrepaired");
     assert_eq!(run.field("/mode"), "check");
     assert_eq!(run.field("/filesystems/0/state_before"), "errors");
@@ -172,6 +178,43 @@ fn missing_disk_is_a_usage_error() {
         run.stderr
     );
     assert!(run.report.is_none());
+}
+
+#[test]
+fn the_hosts_kernel_loads_only_the_modules_of_the_devices_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
+    let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
+        .env("VMRESCUE_KERNEL", "host")
+        .args(["rescue", "--json", "--mode", "check", "--image"])
+        .arg(&harness::image().dir)
+        .arg("--disk")
+        .arg(&disk.image)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(
+        stderr.contains("(check mode, accel") && stderr.contains(", PVH entry,"),
+        "{stderr}"
+    );
+    assert_eq!(report["kernel"], harness::image().manifest.kernel_version);
+    // Only the drivers of the devices present; filesystem modules at their first mount.
+    let modules = stderr
+        .lines()
+        .find(|l| l.contains("loaded for the devices present:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        modules.contains(" virtio_blk") && modules.contains(" virtio_console"),
+        "{modules}"
+    );
+    assert!(
+        !modules.contains(" xfs") && !modules.contains(" ext4"),
+        "{modules}"
+    );
+    assert_eq!(report["outcome"], "unrepaired");
+    assert_eq!(report["filesystems"][0]["fsck"]["status"], "uncorrected");
 }
 
 #[test]

@@ -274,6 +274,7 @@ fn build_image(
         mtime: Some(mtime),
         extra,
         media,
+        rescue_kernel: None,
     })
     .unwrap()
 }
@@ -303,4 +304,42 @@ fn the_image_has_the_kernel_for_qemus_pvh_entry() {
     // The bzImage stays, for boot loaders and libvirt's direct kernel boot.
     let bz = std::fs::read(&a.kernel).unwrap();
     assert_eq!(&bz[0x202..0x206], b"HdrS");
+}
+
+#[test]
+fn the_rescue_kernel_has_its_drivers_built_in_and_its_own_initramfs() {
+    let a = harness::image();
+    let m = a.manifest.rescue_kernel.as_ref().expect("rescue kernel");
+    let vmlinux = a.rescue_vmlinux.as_ref().expect("vmlinux-rescue");
+    let elf = std::fs::read(vmlinux).unwrap();
+    assert!(vmrescue_image_builder::pvh::has_pvh_note(&elf));
+    assert_eq!(m.vmlinux_sha256, vmrescue_image_builder::sha256_hex(&elf));
+    assert!(m.release.ends_with("-vmrescue"), "{}", m.release);
+    // Built from the options: no module support, and every driver a rescue needs built in.
+    let built = harness::rescue_kernel().unwrap();
+    let config =
+        std::fs::read_to_string(built.bzimage.with_file_name(".config")).expect("its .config");
+    assert!(config.contains("# CONFIG_MODULES is not set"));
+    assert_eq!(
+        vmrescue_image_builder::rescue_kernel::missing_options(
+            vmrescue_image_builder::rescue_kernel::CONFIG,
+            &config
+        ),
+        Vec::<String>::new()
+    );
+    // Its initramfs is the core without the host kernel's modules, and names the late archive.
+    let list = Command::new("cpio")
+        .args(["-it", "--quiet", "-F"])
+        .arg(a.rescue_initramfs.as_ref().expect("initramfs-rescue.cpio"))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(names.lines().any(|l| l == "init"), "{names}");
+    assert!(names.lines().any(|l| l == "sbin/e2fsck"), "{names}");
+    assert!(
+        names.lines().any(|l| l == "etc/vmrescue/late.sha256"),
+        "{names}"
+    );
+    assert!(!names.contains(".ko"), "{names}");
+    assert!(!names.contains("late.cpio.gz"), "{names}");
 }

@@ -35,9 +35,17 @@ pub fn settings(rep: &mut Reporter) -> Settings {
 }
 
 /// Loads the modules this VM's devices need (filesystem modules come at their first mount,
-/// see [`modules::ensure_fs`]); returns their names.
-/// `ata`: also the SATA and IDE controllers' drivers (`vmrescue.ata`).
-pub fn load_modules(rep: &mut Reporter, ata: bool) -> Vec<String> {
+/// see [`modules::ensure_fs`]); returns their names, `None` when the kernel takes no modules
+/// (everything built in). `ata`: also the SATA and IDE controllers' drivers (`vmrescue.ata`).
+pub fn load_modules(rep: &mut Reporter, ata: bool) -> Option<Vec<String>> {
+    if !takes_modules(Path::new("/proc")) {
+        log::info!("modules: this kernel has its drivers built in (no module support)");
+        return None;
+    }
+    Some(load_listed(rep, ata))
+}
+
+fn load_listed(rep: &mut Reporter, ata: bool) -> Vec<String> {
     let list = match std::fs::read_to_string(modules::LOAD_LIST) {
         Ok(l) => l,
         Err(e) => {
@@ -95,6 +103,12 @@ pub fn load_modules(rep: &mut Reporter, ata: bool) -> Vec<String> {
     loaded.names
 }
 
+/// Whether the running kernel loads modules at all: one built without module support (the
+/// purpose-made rescue kernel, everything built in) has no `/proc/modules`.
+fn takes_modules(proc: &Path) -> bool {
+    !proc.join("self").exists() || proc.join("modules").exists()
+}
+
 fn add(into: &mut modules::Loaded, more: modules::Loaded) {
     into.loaded += more.loaded;
     into.names.extend(more.names);
@@ -141,5 +155,23 @@ pub fn connect_port(settings: &Settings, rep: &mut Reporter) {
                 path.display()
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_proc_modules_takes_none() {
+        let proc = tempfile::tempdir().expect("tempdir");
+        assert!(
+            takes_modules(proc.path()),
+            "/proc not mounted: try as before"
+        );
+        std::fs::create_dir(proc.path().join("self")).expect("self");
+        assert!(!takes_modules(proc.path()), "mounted, no /proc/modules");
+        std::fs::write(proc.path().join("modules"), "").expect("modules");
+        assert!(takes_modules(proc.path()));
     }
 }

@@ -327,6 +327,20 @@ pub enum ImageCmd {
         /// Build only the kernel and initramfs (no vmrescue.iso or vmrescue-disk.qcow2).
         #[arg(long)]
         no_media: bool,
+        /// Carry the purpose-made rescue kernel, built from Debian's linux-source with only
+        /// the drivers a rescue needs, all built in (minutes, once: it is kept in the cache
+        /// directory by its inputs). `rescue --disk` boots it; the media and libvirt boots keep
+        /// the host's kernel. Default: when a linux-source archive is installed, and a failed
+        /// build then leaves the host's kernel only; with this flag a failed build is an error.
+        #[arg(long, conflicts_with = "no_rescue_kernel")]
+        rescue_kernel: bool,
+        /// Do not carry the rescue kernel: the host's kernel only.
+        #[arg(long)]
+        no_rescue_kernel: bool,
+        /// The linux-source archive for the rescue kernel (default: the newest
+        /// /usr/src/linux-source-*.tar.*).
+        #[arg(long, value_name = "ARCHIVE", conflicts_with = "no_rescue_kernel")]
+        kernel_source: Option<PathBuf>,
     },
     /// Print the `openstack` commands that upload the media for `openstack server rescue`.
     Nova {

@@ -399,6 +399,9 @@ pub fn run(cli: Cli) -> i32 {
                     keep_root_error_behaviour,
                     fsck_timeout,
                     no_media,
+                    rescue_kernel,
+                    no_rescue_kernel,
+                    kernel_source,
                 },
         } => {
             let defaults = vmrescue_protocol::params::Settings::default();
@@ -420,6 +423,12 @@ pub fn run(cli: Cli) -> i32 {
                 agent,
                 reference_etc,
                 media: (!no_media).then_some(baked),
+                rescue_kernel: match (rescue_kernel, no_rescue_kernel) {
+                    (true, _) => crate::image::RescueKernel::Yes,
+                    (_, true) => crate::image::RescueKernel::No,
+                    _ => crate::image::RescueKernel::Auto,
+                },
+                kernel_source,
             })
         }
         Cmd::Image {
@@ -429,7 +438,7 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn image_build(req: &crate::image::BuildRequest) -> i32 {
-    match crate::image::build(req) {
+    match crate::image::build(req, &mut |n| eprintln!("vmrescue: {n}")) {
         Ok(a) => {
             println!(
                 "rescue image for kernel {} in {}",
@@ -443,6 +452,14 @@ fn image_build(req: &crate::image::BuildRequest) -> i32 {
                 a.manifest.initramfs_sha256
             );
             println!("  modules    {}", a.manifest.modules.len());
+            if let (Some(k), Some(m)) = (&a.rescue_vmlinux, &a.manifest.rescue_kernel) {
+                println!(
+                    "  rescue kernel {} ({}, from {})",
+                    k.display(),
+                    m.release,
+                    m.source
+                );
+            }
             if let (Some(iso), Some(disk), Some(m)) = (&a.iso, &a.disk_image, &a.manifest.media) {
                 println!("  iso        {} (sha256 {})", iso.display(), m.iso_sha256);
                 println!("  disk image {} (sha256 {})", disk.display(), m.disk_sha256);
