@@ -37,7 +37,7 @@ command -v bc >/dev/null || missing+=(bc)
 command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
     log "== installing ${missing[*]} (for the benchmark only)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 bin=$(bench_bin)
 bash scripts/build-agent.sh >/dev/null
@@ -175,11 +175,13 @@ size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 appliance=$(du -s -B1 /var/tmp/.guestfs-"$(id -u)"/appliance.d 2>/dev/null | cut -f1 || echo 0)
 ours=$(($(size "$work/image/vmlinuz") + $(size "$work/image/initramfs.img")))
 rk=$(python3 -c "import json; print(json.load(open('$work/image/manifest.json'))['rescue_kernel']['release'])" 2>/dev/null || echo none)
-rkb=$(size "$(ls -d "${XDG_CACHE_HOME:-$HOME/.cache}"/vmrescue/rescue-kernel-*/bzImage 2>/dev/null | head -n 1)")
+rkb=$(size "$(ls -td "${XDG_CACHE_HOME:-$HOME/.cache}"/vmrescue/rescue-kernel-*/bzImage 2>/dev/null | head -n 1)")
 echo "  agent $(size "$agent"), initramfs $(size "$work/image/initramfs.img"), vmlinuz $(size "$work/image/vmlinuz"), vmlinux $(size "$work/image/vmlinux")"
 echo "  ISO $(size "$work/image/vmrescue.iso"), disk image $(size "$work/image/vmrescue-disk.qcow2")"
 echo "  rescue --disk boots: initramfs-core.cpio $(size "$work/image/initramfs-core.cpio") and late.img $(size "$work/image/late.img") (a disk, read only when needed)"
-echo "  rescue kernel $rk: bzImage $rkb, vmlinux-rescue $(size "$work/image/vmlinux-rescue"); with the core initramfs $((rkb + $(size "$work/image/initramfs-core.cpio")))"
+rki=$((rkb + $(size "$work/image/initramfs-rescue.cpio")))
+echo "  rescue kernel $rk: bzImage $rkb, vmlinux-rescue $(size "$work/image/vmlinux-rescue"), initramfs-rescue.cpio $(size "$work/image/initramfs-rescue.cpio")"
+echo "  rescue kernel bzImage + initramfs-rescue.cpio $rki against the appliance: 1/$((appliance / (rki > 0 ? rki : 1)))"
 echo "  kernel + initramfs $ours against the libguestfs appliance (kernel included) $appliance: 1/$((appliance / (ours > 0 ? ours : 1)))"
 
 echo "-- smallest guest RAM that completes"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job, end to end and without libvirt: build the rescue image from this host's kernel,
-# make a broken guest disk (ext4 root in the error state a journal abort leaves, a damaged inode,
-# /proc and /run gone, an fstab naming a kernel device and a detached volume), check it, rescue
-# it under QEMU and print the reports.
+# The main job, end to end and without libvirt: build the rescue image from this host's kernel
+# (and, once, the rescue kernel from linux-source, then cached), make a broken guest disk (ext4
+# root in the error state a journal abort leaves, a damaged inode, /proc and /run gone, an fstab
+# naming a kernel device and a detached volume), check it, rescue it under QEMU and print the
+# reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

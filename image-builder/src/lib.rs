@@ -241,21 +241,10 @@ impl Artefacts {
 /// `$XDG_CACHE_HOME/vmrescue/image`, else `$HOME/.cache/vmrescue/image`, else
 /// `/var/cache/vmrescue/image`.
 pub fn default_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = env("VMRESCUE_IMAGE_DIR") {
-        return d;
+    match std::env::var_os("VMRESCUE_IMAGE_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => rescue_kernel::default_cache().join("image"),
     }
-    if let Some(d) = env("XDG_CACHE_HOME") {
-        return d.join("vmrescue/image");
-    }
-    if let Some(h) = env("HOME") {
-        return h.join(".cache/vmrescue/image");
-    }
-    PathBuf::from("/var/cache/vmrescue/image")
 }
 
 pub use vmrescue_protocol::digest::sha256_hex;
@@ -373,6 +362,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     let items = layout::parse(IMAGE_LIST)?;
     let listed: BTreeSet<String> = items.iter().map(|i| i.path().to_owned()).collect();
     for item in items {
+        let is_bin = matches!(item, layout::Item::Bin { .. });
         match item {
             layout::Item::Dir { path, mode } => add(&path, mode, cpio::Kind::Dir),
             layout::Item::Nod {
@@ -382,31 +372,27 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 minor,
             } => add(&path, mode, cpio::Kind::CharDev { major, minor }),
             layout::Item::Slink { path, target } => add(&path, 0o777, cpio::Kind::Symlink(target)),
+            // A file is taken as it is; a binary also brings its shared libraries.
             layout::Item::File {
                 path,
                 source,
                 mode,
                 late,
-            } => {
-                let data = source_bytes(&source)?;
-                if late {
-                    late_bins.push((path, mode, data));
-                } else {
-                    add(&path, mode, cpio::Kind::File(data));
-                }
             }
-            layout::Item::Bin {
+            | layout::Item::Bin {
                 path,
                 source,
                 mode,
                 late,
             } => {
                 let data = source_bytes(&source)?;
-                for lib in resolver.closure(&path, Path::new(&source), &data)? {
-                    if !late {
-                        core_libs.insert(lib.image_path.clone());
+                if is_bin {
+                    for lib in resolver.closure(&path, Path::new(&source), &data)? {
+                        if !late {
+                            core_libs.insert(lib.image_path.clone());
+                        }
+                        libs.entry(lib.image_path.clone()).or_insert(lib);
                     }
-                    libs.entry(lib.image_path.clone()).or_insert(lib);
                 }
                 if late {
                     late_bins.push((path, mode, data));

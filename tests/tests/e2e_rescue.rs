@@ -180,21 +180,27 @@ fn missing_disk_is_a_usage_error() {
     assert!(run.report.is_none());
 }
 
-#[test]
-fn the_hosts_kernel_loads_only_the_modules_of_the_devices_present() {
+/// A check-mode rescue of a broken root with `var=value` in the environment: the report and
+/// the companion's stderr.
+fn check_with_env(var: &str, value: &str) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
     let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
-        .env("VMRESCUE_KERNEL", "host")
+        .env(var, value)
         .args(["rescue", "--json", "--mode", "check", "--image"])
         .arg(&harness::image().dir)
         .arg("--disk")
         .arg(&disk.image)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (report, stderr)
+}
+
+#[test]
+fn the_hosts_kernel_loads_only_the_modules_of_the_devices_present() {
+    let (report, stderr) = check_with_env("VMRESCUE_KERNEL", "host");
     assert!(
         stderr.contains("(check mode, accel") && stderr.contains(", PVH entry,"),
         "{stderr}"
@@ -219,19 +225,9 @@ fn the_hosts_kernel_loads_only_the_modules_of_the_devices_present() {
 
 #[test]
 fn the_bzimage_still_boots_when_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
-    let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
-        .env("VMRESCUE_KERNEL_ENTRY", "bzimage")
-        .args(["rescue", "--json", "--mode", "check", "--image"])
-        .arg(&harness::image().dir)
-        .arg("--disk")
-        .arg(&disk.image)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bzImage"));
+    let (report, stderr) = check_with_env("VMRESCUE_KERNEL_ENTRY", "bzimage");
+    assert!(stderr.contains("bzImage"), "{stderr}");
+    assert_eq!(report["kernel"], harness::image().manifest.kernel_version);
     assert_eq!(report["outcome"], "unrepaired");
     assert_eq!(report["filesystems"][0]["fsck"]["status"], "uncorrected");
 }
