@@ -41,7 +41,7 @@ pub const INITRAMFS_CORE_FILE: &str = "initramfs-core.cpio";
 /// read-only with the serial `paths::LATE_SERIAL` next to [`INITRAMFS_CORE_FILE`].
 pub const LATE_FILE: &str = "late.img";
 /// The purpose-made rescue kernel (see [`rescue_kernel`]) for QEMU's PVH entry, when the
-/// build was given one: the VMs vmrescue starts itself boot it with [`INITRAMFS_CORE_FILE`].
+/// build was given one: the VMs vmrescue starts itself boot it with [`RESCUE_INITRAMFS_FILE`].
 pub const RESCUE_VMLINUX_FILE: &str = "vmlinux-rescue";
 /// [`INITRAMFS_CORE_FILE`] without the host kernel's modules, for the rescue kernel.
 pub const RESCUE_INITRAMFS_FILE: &str = "initramfs-rescue.cpio";
