@@ -48,12 +48,7 @@ pub fn run(started: Instant) -> After {
             "internal error (see the console log); the rescue stopped early".into(),
         );
     }
-    report.outcome = verdict::with_guest_fixes(
-        verdict::outcome(settings.mode, &report.filesystems, fatal),
-        settings.mode,
-        report.plan.len(),
-        fixes.failed,
-    );
+    report.outcome = verdict::decide(settings.mode, &mut report, fatal, fixes.failed, &mut rep);
     if let Some(sig) = signals::requested() {
         rep.warn(
             Step::Agent,

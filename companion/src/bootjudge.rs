@@ -23,6 +23,11 @@ pub enum BootState {
     },
     /// Nothing on the console at all.
     NoOutput,
+    /// The VM ended on its own before any verdict: the guest rebooted or reset (the verify VM
+    /// does not restart, so a reboot ends it), e.g. a boot loop or a triple fault.
+    Reboot,
+    /// The VM ended on its own before any verdict, the guest having powered itself off.
+    PowerOff,
 }
 
 impl BootState {
@@ -33,7 +38,35 @@ impl BootState {
             BootState::Panic => "panic",
             BootState::Hang { .. } => "hang",
             BootState::NoOutput => "no_output",
+            BootState::Reboot => "reboot",
+            BootState::PowerOff => "power_off",
         }
+    }
+}
+
+/// What the guest kernel prints when it powers off (not when it restarts).
+const POWER_OFF: &[&str] = &[
+    "reboot: Power down",
+    "System halted",
+    "reboot: System halted",
+];
+
+/// The verdict on a boot whose VM ended on its own: a verdict the console already shows stands
+/// (a panic that then reset the VM is a panic); otherwise the guest rebooted or powered off.
+/// A hang is only what reaches the time limit without a verdict.
+pub fn judge_ended(console: &str) -> BootState {
+    match judge(console) {
+        BootState::Hang { .. } | BootState::NoOutput => {
+            if console
+                .lines()
+                .any(|l| POWER_OFF.iter().any(|p| l.contains(p)))
+            {
+                BootState::PowerOff
+            } else {
+                BootState::Reboot
+            }
+        }
+        s => s,
     }
 }
 
@@ -311,6 +344,30 @@ debian login: ";
         );
         assert_eq!(judge(&later), BootState::Emergency);
         assert_eq!(BootState::Booted.as_str(), "booted");
+    }
+
+    #[test]
+    fn a_vm_that_ends_before_a_verdict_rebooted_or_powered_off() {
+        let reboot = "Linux version 6.1.0-27-amd64\n[    2.1] reboot: Restarting system\n";
+        assert_eq!(judge_ended(reboot), BootState::Reboot);
+        assert_eq!(
+            judge_ended(""),
+            BootState::Reboot,
+            "a reset before any output"
+        );
+        assert_eq!(
+            judge_ended("Linux version 6.1.0\n[    3.0] reboot: Power down\n"),
+            BootState::PowerOff
+        );
+        // A verdict the console shows stands, even when the VM then ended.
+        let panic =
+            "Linux version 6.1.0\nKernel panic - not syncing: VFS: Unable to mount root fs\n";
+        assert_eq!(judge_ended(panic), BootState::Panic);
+        assert_eq!(judge_ended(DEBIAN_LOGIN), BootState::Booted);
+        assert_eq!(BootState::Reboot.as_str(), "reboot");
+        assert_eq!(BootState::PowerOff.as_str(), "power_off");
+        // The same console while the VM still runs is a hang, not a reboot.
+        assert!(matches!(judge(reboot), BootState::Hang { .. }));
     }
 
     #[test]

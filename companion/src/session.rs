@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vmrescue_protocol::{console, Message, Report, Step, Warning};
+use vmrescue_protocol::{console, verdict, Message, Report, Step, Warning};
 
 use crate::collector::{Collector, Event};
 use crate::progress::{self, Sink};
@@ -43,6 +43,15 @@ pub fn host_warning(message: String) -> Warning {
     }
 }
 
+/// The guest's report held to the outcome rule ([`verdict::hold`]): a `clean` or `repaired`
+/// its own findings do not bear out is lowered, with a warning saying why.
+pub fn held(mut report: Report) -> Report {
+    if let Some(why) = verdict::hold(&mut report) {
+        report.warnings.push(host_warning(why));
+    }
+    report
+}
+
 /// Runs the rescue on `vm` until it reports or `timeout` passes, then stops it.
 pub fn run(
     vm: &mut dyn Vm,
@@ -64,7 +73,7 @@ pub fn run(
     };
     vm.stop(grace);
     match collected {
-        Collected::Report(r) => Ok(*r),
+        Collected::Report(r) => Ok(held(*r)),
         Collected::Nothing(mut reason) => {
             let recovered = vm
                 .console_tail(CONSOLE_TAIL)
@@ -74,7 +83,7 @@ pub fn run(
                     r.warnings.push(host_warning(format!(
                         "no report on the virtio-serial channel ({reason}); recovered it from the console log"
                     )));
-                    return Ok(*r);
+                    return Ok(held(*r));
                 }
                 Some(console::Recovered::Summary(s)) => {
                     reason.push_str(&format!(
@@ -267,6 +276,29 @@ mod tests {
             mode,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_report_claiming_more_than_its_findings_is_held_to_them() {
+        use vmrescue_protocol::{OsInfo, Outcome};
+        // No root identified, yet "repaired": a broken or hostile agent.
+        let claim = Report {
+            outcome: Outcome::Repaired,
+            os: Some(OsInfo::default()),
+            ..report(Mode::Repair)
+        };
+        let bytes = frame::encode(&Message::report(claim)).unwrap();
+        let mut vm = FakeVm::new(Some(bytes), Vec::new());
+        let r = run(&mut vm, Duration::from_secs(5), &mut progress::Quiet).unwrap();
+        assert_eq!(r.outcome, Outcome::NoOs);
+        let w = r.warnings.last().unwrap();
+        assert_eq!(w.step, Step::Host);
+        assert!(
+            w.message
+                .contains("the rescue reported repaired but no OS root was identified"),
+            "{}",
+            w.message
+        );
     }
 
     #[test]

@@ -242,9 +242,17 @@ pub fn watch(
         if matches!(
             s,
             BootState::Booted | BootState::Emergency | BootState::Panic
-        ) || vm.exited().is_some()
-            || Instant::now() >= until
-        {
+        ) {
+            break s;
+        }
+        if vm.exited().is_some() {
+            // Ended on its own: QEMU runs -no-reboot and libvirt's verify domain destroys on
+            // reboot, so a rebooting guest ends here. The whole console decides below.
+            let text =
+                String::from_utf8_lossy(&vm.console_tail(4 << 20).unwrap_or_default()).into_owned();
+            break bootjudge::judge_ended(&text);
+        }
+        if Instant::now() >= until {
             break s;
         }
     };
@@ -449,6 +457,14 @@ pub fn conclude(report: &mut Report) {
                 describe(b)
             )));
         }
+        // A gate, never a substitute: the guest's own boot may have mended on the throw-away
+        // overlays what the rescue did not reach; its disks are as the rescue left them.
+        if !matches!(report.outcome, Outcome::Repaired | Outcome::Clean) {
+            report.warnings.push(host_warning(format!(
+                "verify: the guest boots, but the rescue did not finish its work (outcome {}): the guest's own boot-time fsck would have to finish the job; the verify boot ran on throw-away overlays, so nothing it mended was kept",
+                report.outcome.as_str()
+            )));
+        }
         return;
     }
     if v.method == "firmware" && after.state == "no_output" {
@@ -566,6 +582,93 @@ mod tests {
         conclude(&mut r);
         assert_eq!(r.outcome, Outcome::Repaired);
         assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_boot_never_raises_what_the_rescue_did_not_reach() {
+        for was in [Outcome::Unrepaired, Outcome::NoOs, Outcome::Failed] {
+            let mut r = report(was, Some("hang"), "booted", "direct_kernel");
+            conclude(&mut r);
+            assert_eq!(r.outcome, was);
+            let w = r.warnings.last().unwrap();
+            assert!(
+                w.message
+                    .contains("boot-time fsck would have to finish the job")
+                    && w.message.contains(was.as_str()),
+                "{}",
+                w.message
+            );
+        }
+        // A reboot is not a boot.
+        let mut r = report(Outcome::Repaired, None, "reboot", "direct_kernel");
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Unrepaired);
+        assert!(r.warnings[0]
+            .message
+            .contains("does not boot after the rescue: reboot"));
+    }
+
+    /// A VM that prints `console` and ends by itself after `polls` looks.
+    struct EndingVm {
+        console: Vec<u8>,
+        polls: u32,
+    }
+
+    impl crate::vm::Vm for EndingVm {
+        fn describe(&self) -> String {
+            "ending VM".into()
+        }
+        fn start(&mut self) -> Result<(), crate::vm::VmError> {
+            Ok(())
+        }
+        fn open_channel(&mut self) -> Result<Option<crate::vm::Channel>, crate::vm::VmError> {
+            Ok(None)
+        }
+        fn console_tail(&mut self, _: u64) -> Option<Vec<u8>> {
+            Some(self.console.clone())
+        }
+        fn console_log(&self) -> Option<PathBuf> {
+            None
+        }
+        fn exited(&mut self) -> Option<crate::vm::Exit> {
+            self.polls = self.polls.saturating_sub(1);
+            (self.polls == 0).then(|| crate::vm::Exit {
+                success: true,
+                description: "exit status: 0".into(),
+            })
+        }
+        fn stop(&mut self, _: Duration) {}
+        fn start_failure(&mut self) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_verify_boot_that_reboots_is_a_reboot_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = dir.path().join("console.log");
+        let text = "Linux version 6.1.0-27-amd64\nA start job is running for /dev/vda1 (3s / 1min 30s)\nreboot: Restarting system\n";
+        std::fs::write(&console, text).unwrap();
+        let mut vm = EndingVm {
+            console: text.as_bytes().to_vec(),
+            polls: 2,
+        };
+        let started = Instant::now();
+        let c = watch(
+            &mut vm,
+            &BootSpec::Firmware,
+            &console,
+            "after",
+            Duration::from_secs(600),
+            &mut crate::progress::Quiet,
+        )
+        .unwrap();
+        assert_eq!(c.state, "reboot");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "ended with the VM, not at the limit"
+        );
+        assert_eq!(c.milestones, ["kernel"]);
     }
 
     #[test]

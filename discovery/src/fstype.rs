@@ -24,6 +24,8 @@ pub enum FsType {
     Lvm2Member,
     /// A LUKS container (`crypto_LUKS`).
     CryptoLuks,
+    /// A member of a Linux MD RAID array (`linux_raid_member`).
+    LinuxRaidMember,
     Iso9660,
     /// Nothing known, or a type name this crate does not know (`unknown`).
     Unknown,
@@ -53,7 +55,7 @@ pub struct InspectMount {
 
 impl FsType {
     /// Every known type (all but [`FsType::Unknown`]).
-    pub const KNOWN: [FsType; 12] = [
+    pub const KNOWN: [FsType; 13] = [
         FsType::Ext2,
         FsType::Ext3,
         FsType::Ext4,
@@ -65,6 +67,7 @@ impl FsType {
         FsType::Swap,
         FsType::Lvm2Member,
         FsType::CryptoLuks,
+        FsType::LinuxRaidMember,
         FsType::Iso9660,
     ];
 
@@ -82,6 +85,7 @@ impl FsType {
             FsType::Swap => "swap",
             FsType::Lvm2Member => "LVM2_member",
             FsType::CryptoLuks => "crypto_LUKS",
+            FsType::LinuxRaidMember => "linux_raid_member",
             FsType::Iso9660 => "iso9660",
             FsType::Unknown => "unknown",
         }
@@ -108,6 +112,15 @@ impl FsType {
             FsType::Ext4 | FsType::Ext4dev => Some(4),
             _ => None,
         }
+    }
+
+    /// A volume that holds other volumes (an LVM physical volume, a LUKS container, an MD RAID
+    /// member): what is inside is reached only once it is activated, unlocked or assembled.
+    pub fn is_container(self) -> bool {
+        matches!(
+            self,
+            FsType::Lvm2Member | FsType::CryptoLuks | FsType::LinuxRaidMember
+        )
     }
 
     /// The checker for this type; `None`: not checked (swap, containers, journals, media).
@@ -217,11 +230,21 @@ mod tests {
             FsType::Swap,
             FsType::Lvm2Member,
             FsType::CryptoLuks,
+            FsType::LinuxRaidMember,
             FsType::Iso9660,
             FsType::Unknown,
         ] {
             assert_eq!(t.checker(), None, "{t}");
         }
+        let containers: Vec<_> = FsType::KNOWN
+            .into_iter()
+            .filter(|t| t.is_container())
+            .map(FsType::as_str)
+            .collect();
+        assert_eq!(
+            containers,
+            ["LVM2_member", "crypto_LUKS", "linux_raid_member"]
+        );
     }
 
     #[test]

@@ -456,7 +456,7 @@ fn samples_are_valid() {
         ("luks2", Some("crypto_LUKS")),
         ("iso9660", Some("iso9660")),
         ("udf", None),
-        ("md-raid", None),
+        ("md-raid", Some("linux_raid_member")),
         ("bitlocker", None),
     ];
     for (s, (name, fstype)) in samples().iter().zip(want) {

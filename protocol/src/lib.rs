@@ -16,6 +16,7 @@ pub mod params;
 pub mod paths;
 pub mod report;
 pub mod utc;
+pub mod verdict;
 
 pub use frame::{FrameError, LineReader, MAX_LINE};
 pub use message::{Message, Progress, PROTOCOL_VERSION};

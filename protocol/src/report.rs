@@ -10,13 +10,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// Every filesystem checked clean; nothing needed doing.
+    /// The OS root was identified, every volume the guest needs was reached and checked clean;
+    /// nothing needed doing.
     Clean,
-    /// Problems were found and all were fixed.
+    /// As `clean`, after problems were found and all were fixed.
     Repaired,
-    /// Problems remain (always the case for problems found in check mode).
+    /// Problems remain (always the case for problems found in check mode), or a volume the
+    /// guest needs was not reached (see each filesystem's `reached`).
     Unrepaired,
-    /// No filesystem of the guest was found.
+    /// No OS root was identified (none found, several found and none named, or the root is
+    /// inside a volume this rescue did not open).
     NoOs,
     /// The rescue itself could not do its work (see `warnings`). Also what a report that was
     /// never decided says.
@@ -160,6 +163,17 @@ pub struct Filesystem {
     #[serde(default)]
     pub error_count_before: u32,
     pub fsck: Fsck,
+    /// Why the guest needs it (`the OS root`, `fstab line 3 (/home)`, or a container that
+    /// `may hold` what fstab names and was not found); absent when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needed_by: Option<String>,
+    /// For a needed volume: whether the rescue reached it (opened and checked it). A needed
+    /// volume not reached makes the outcome `unrepaired` ([`crate::verdict`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<bool>,
+    /// Why a needed volume was not reached, and what the operator can do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_reached: Option<String>,
 }
 
 /// One write the agent made to a guest disk.

@@ -26,7 +26,7 @@ use crate::harness;
 pub const PAYLOAD_DIR: &str = "/crash-payload";
 
 /// How long a crash guest may run (TCG boots it in seconds).
-pub const TIMEOUT: Duration = Duration::from_secs(300);
+pub const TIMEOUT: Duration = crate::budgets::RESCUE;
 
 /// Size of the images [`xfs_with_dirty_log`] makes: recent xfsprogs refuse smaller ones.
 pub const XFS_SIZE_MIB: u64 = 300;

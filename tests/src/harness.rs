@@ -99,28 +99,102 @@ pub fn rescue_kernel() -> Result<builder::rescue_kernel::Built> {
     )?)
 }
 
-/// The rescue image, built once per test process from the current agent, with the rescue
-/// kernel.
-pub fn image() -> &'static Artefacts {
-    static IMAGE: OnceLock<Artefacts> = OnceLock::new();
-    IMAGE.get_or_init(|| {
+/// What an image for the tests is built from.
+struct Recipe {
+    /// Its directory under the test target's `vmrescue-test/`.
+    name: &'static str,
+    /// `None`: the current agent.
+    init: Option<&'static str>,
+    /// Boot media whose menu defaults to this mode.
+    media: Option<vmrescue_protocol::Mode>,
+    rescue_kernel: bool,
+}
+
+/// Builds `recipe` once per test process into `cell`; a failure fails the test that needed it.
+fn built_once(cell: &'static OnceLock<Artefacts>, recipe: Recipe) -> &'static Artefacts {
+    cell.get_or_init(|| {
         let build = || -> Result<Artefacts> {
             Ok(builder::build(&builder::Options {
                 kernel: None,
                 modules_dir: None,
-                agent: agent()?,
-                out: target_dir().join("vmrescue-test/image"),
+                agent: match recipe.init {
+                    Some(p) => PathBuf::from(p),
+                    None => agent()?,
+                },
+                out: target_dir().join("vmrescue-test").join(recipe.name),
                 mtime: None,
                 extra: Vec::new(),
-                media: None,
-                rescue_kernel: Some(rescue_kernel()?),
+                media: recipe
+                    .media
+                    .map(|mode| vmrescue_protocol::params::Settings {
+                        mode,
+                        ..Default::default()
+                    }),
+                rescue_kernel: if recipe.rescue_kernel {
+                    Some(rescue_kernel()?)
+                } else {
+                    None
+                },
             })?)
         };
         match build() {
+            Ok(a) if recipe.media.is_some() && (a.iso.is_none() || a.disk_image.is_none()) => {
+                panic!("the image in {} has no media", a.dir.display())
+            }
             Ok(a) => a,
-            Err(e) => panic!("cannot build the rescue image for the tests: {e:#}"),
+            Err(e) => panic!(
+                "cannot build the {} image for the tests: {e:#}",
+                recipe.name
+            ),
         }
     })
+}
+
+/// The rescue image, built once per test process from the current agent, with the rescue
+/// kernel.
+pub fn image() -> &'static Artefacts {
+    static IMAGE: OnceLock<Artefacts> = OnceLock::new();
+    built_once(
+        &IMAGE,
+        Recipe {
+            name: "image",
+            init: None,
+            media: None,
+            rescue_kernel: true,
+        },
+    )
+}
+
+/// busybox (static): as `/init` it runs busybox's `init`, which never starts the agent.
+const SILENT_INIT: &str = "/bin/busybox";
+
+/// An image whose `/init` is busybox's `init` instead of the agent: a rescue booted from it
+/// never reports, however fast or slow the machine is. With the rescue kernel.
+pub fn silent_image() -> &'static Artefacts {
+    static IMAGE: OnceLock<Artefacts> = OnceLock::new();
+    built_once(
+        &IMAGE,
+        Recipe {
+            name: "silent-image",
+            init: Some(SILENT_INIT),
+            media: None,
+            rescue_kernel: true,
+        },
+    )
+}
+
+/// [`silent_image`] with boot media (check mode), for `rescue --domain`.
+pub fn silent_media_image() -> &'static Artefacts {
+    static IMAGE: OnceLock<Artefacts> = OnceLock::new();
+    built_once(
+        &IMAGE,
+        Recipe {
+            name: "silent-media",
+            init: Some(SILENT_INIT),
+            media: Some(vmrescue_protocol::Mode::Check),
+            rescue_kernel: false,
+        },
+    )
 }
 
 /// An image with boot media whose menu defaults to `mode` (`check` or `repair`), built once
@@ -132,28 +206,18 @@ pub fn media_image(mode: vmrescue_protocol::Mode) -> &'static Artefacts {
         vmrescue_protocol::Mode::Check => &CHECK,
         vmrescue_protocol::Mode::Repair => &REPAIR,
     };
-    cell.get_or_init(|| {
-        let build = || -> Result<Artefacts> {
-            Ok(builder::build(&builder::Options {
-                kernel: None,
-                modules_dir: None,
-                agent: agent()?,
-                out: target_dir().join(format!("vmrescue-test/media-{}", mode.as_str())),
-                mtime: None,
-                extra: Vec::new(),
-                media: Some(vmrescue_protocol::params::Settings {
-                    mode,
-                    ..Default::default()
-                }),
-                rescue_kernel: None,
-            })?)
-        };
-        match build() {
-            Ok(a) if a.iso.is_some() && a.disk_image.is_some() => a,
-            Ok(a) => panic!("the image in {} has no media", a.dir.display()),
-            Err(e) => panic!("cannot build the media image for the tests: {e:#}"),
-        }
-    })
+    built_once(
+        cell,
+        Recipe {
+            name: match mode {
+                vmrescue_protocol::Mode::Check => "media-check",
+                vmrescue_protocol::Mode::Repair => "media-repair",
+            },
+            init: None,
+            media: Some(mode),
+            rescue_kernel: false,
+        },
+    )
 }
 
 /// What a `vmrescue rescue --json` run gave.
@@ -182,9 +246,19 @@ impl Run {
 
 /// Runs `vmrescue rescue --json --image IMAGE --mode MODE --disk ...` plus `extra` arguments.
 pub fn rescue(disks: &[&Path], mode: &str, extra: &[&str]) -> Result<Run> {
+    rescue_with_image(&image().dir, disks, mode, extra)
+}
+
+/// [`rescue`] booting the image in `image_dir`.
+pub fn rescue_with_image(
+    image_dir: &Path,
+    disks: &[&Path],
+    mode: &str,
+    extra: &[&str],
+) -> Result<Run> {
     let mut cmd = Command::new(vmrescue_bin()?);
     cmd.args(["rescue", "--json", "--mode", mode, "--image"])
-        .arg(&image().dir)
+        .arg(image_dir)
         .args(extra);
     for d in disks {
         cmd.arg("--disk").arg(d);

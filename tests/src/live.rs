@@ -23,9 +23,19 @@ pub struct Live {
 impl Live {
     /// Starts `vmrescue rescue --json --image IMAGE --mode MODE --disk ...` plus `extra`.
     pub fn start(disks: &[&Path], mode: &str, extra: &[&str]) -> Result<Live> {
+        Live::start_with_image(&harness::image().dir, disks, mode, extra)
+    }
+
+    /// [`Live::start`] booting the image in `image_dir`.
+    pub fn start_with_image(
+        image_dir: &Path,
+        disks: &[&Path],
+        mode: &str,
+        extra: &[&str],
+    ) -> Result<Live> {
         let mut cmd = Command::new(harness::vmrescue_bin()?);
         cmd.args(["rescue", "--json", "--mode", mode, "--image"])
-            .arg(&harness::image().dir)
+            .arg(image_dir)
             .args(extra);
         for d in disks {
             cmd.arg("--disk").arg(d);
@@ -110,6 +120,24 @@ impl Live {
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
             })
             .collect()
+    }
+
+    /// Waits until vmrescue's QEMU child runs; its pids.
+    pub fn wait_qemu(&self, limit: Duration) -> Result<Vec<u32>> {
+        let until = Instant::now() + limit;
+        loop {
+            let pids = self.qemu_pids();
+            if !pids.is_empty() {
+                return Ok(pids);
+            }
+            if Instant::now() >= until {
+                bail!(
+                    "no QEMU child of vmrescue (pid {}) within {limit:?}",
+                    self.pid()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Sends `sig` to vmrescue itself.

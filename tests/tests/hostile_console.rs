@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use vmrescue_protocol::{console, Change, ChangeKind, Message, Outcome, Report};
+use vmrescue_protocol::{
+    console, Change, ChangeKind, Filesystem, FsState, Fsck, FsckStatus, Message, Mode, OsInfo,
+    Outcome, Report,
+};
 use vmrescue_tests::harness;
 
 const LIMIT_KIB: u64 = 256 * 1024;
@@ -119,8 +122,28 @@ fn endless_lines_huge_frames_and_forged_chunks_in_bounded_memory() {
 
 #[test]
 fn a_reports_hostile_text_is_shown_escaped() {
+    // A report whose findings bear out its outcome (the host lowers one that claims more).
+    let root = Filesystem {
+        device: "/dev/vda".into(),
+        fstype: "ext4".into(),
+        state_before: FsState::Errors,
+        state_after: FsState::Clean,
+        fsck: Fsck {
+            tool: "e2fsck".into(),
+            exit_code: Some(1),
+            status: FsckStatus::Corrected,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let report = Report {
         outcome: Outcome::Repaired,
+        mode: Mode::Repair,
+        filesystems: vec![root],
+        os: Some(OsInfo {
+            root_device: Some("/dev/vda".into()),
+            ..Default::default()
+        }),
         changes: vec![Change {
             kind: ChangeKind::WriteFile,
             path: "/etc/\u{1b}]0;owned\u{7}fstab".into(),

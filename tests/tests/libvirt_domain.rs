@@ -9,8 +9,8 @@ use std::process::Command;
 
 use vmrescue_protocol::Mode;
 use vmrescue_tests::fixture;
-use vmrescue_tests::harness;
 use vmrescue_tests::virsh::{virsh, URI};
+use vmrescue_tests::{budgets, harness};
 
 fn inactive_xml(name: &str) -> String {
     let o = virsh(&["dumpxml", "--inactive", name]);
@@ -143,9 +143,9 @@ impl Drop for TestPool {
     }
 }
 
-/// Waits (at most a minute) for the domain to run its rescue, and two seconds more.
+/// Waits (at most [`budgets::SETTLE`]) for the domain to run its rescue.
 fn wait_running(name: &str) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let until = std::time::Instant::now() + budgets::SETTLE;
     while !String::from_utf8_lossy(&virsh(&["domstate", name]).stdout).contains("running") {
         assert!(
             std::time::Instant::now() < until,
@@ -153,7 +153,6 @@ fn wait_running(name: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    std::thread::sleep(std::time::Duration::from_secs(2));
 }
 
 fn vmrescue(args: &[&str]) -> (i32, Option<serde_json::Value>, String, String) {
@@ -176,6 +175,7 @@ fn image_dir() -> String {
 
 fn rescue_domain(name: &str, extra: &[&str]) -> (i32, Option<serde_json::Value>, String, String) {
     let dir = image_dir();
+    let limit = budgets::secs(budgets::RESCUE);
     let mut args = vec![
         "rescue",
         "--json",
@@ -184,7 +184,7 @@ fn rescue_domain(name: &str, extra: &[&str]) -> (i32, Option<serde_json::Value>,
         "--image",
         &dir,
         "--timeout",
-        "300",
+        &limit,
     ];
     args.extend_from_slice(extra);
     vmrescue(&args)
@@ -309,7 +309,7 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
             "repair",
             "--rollback-on-regression",
             "--verify-timeout",
-            "75",
+            &budgets::secs(budgets::GUEST_BOOT),
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -334,7 +334,13 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
     // The commit reached the disk: a plain verify of it boots at once.
     let (code, report, _, err) = rescue_domain(
         &d.name,
-        &["--mode", "check", "--verify", "--verify-timeout", "75"],
+        &[
+            "--mode",
+            "check",
+            "--verify",
+            "--verify-timeout",
+            &budgets::secs(budgets::GUEST_BOOT),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let r = report.unwrap();
@@ -533,7 +539,13 @@ fn verify_over_a_remote_uri_boots_the_guest_on_that_host_as_a_transient_domain()
         &d.name,
         &[
             &remote[..],
-            &["--mode", "repair", "--verify", "--verify-timeout", "75"],
+            &[
+                "--mode",
+                "repair",
+                "--verify",
+                "--verify-timeout",
+                &budgets::secs(budgets::GUEST_BOOT),
+            ],
         ]
         .concat(),
     );
@@ -615,18 +627,20 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
     let d = TestDomain::new("kill", "pc", "    <boot dev='hd'/>\n");
     let before = inactive_xml(&d.name);
 
-    // No report within the time limit: exit 3, the console log named, the run stopped.
-    let dir = image_dir();
+    // No report within the time limit: exit 3, the console log named, the run stopped. The
+    // rescue media's init is not the agent, so no report can come whatever the limit, and the
+    // signals below always land mid-rescue.
+    let silent = harness::silent_media_image().dir.display().to_string();
     let (code, _, _, err) = vmrescue(&[
         "rescue",
         "--domain",
         &d.name,
         "--image",
-        &dir,
+        &silent,
         "--mode",
         "check",
         "--timeout",
-        "3",
+        "20",
     ]);
     assert_eq!(code, 3, "{err}");
     let log = err
@@ -645,7 +659,7 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
     // nothing stale is left (the next rescue is not refused).
     let child = Command::new(harness::vmrescue_bin().unwrap())
         .args([
-            "rescue", "--domain", &d.name, "--image", &dir, "--mode", "check",
+            "rescue", "--domain", &d.name, "--image", &silent, "--mode", "check",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -667,7 +681,7 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
     // SIGKILL while the rescue runs.
     let mut child = Command::new(harness::vmrescue_bin().unwrap())
         .args([
-            "rescue", "--domain", &d.name, "--image", &dir, "--mode", "repair",
+            "rescue", "--domain", &d.name, "--image", &silent, "--mode", "repair",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -677,7 +691,7 @@ fn a_guest_that_never_reports_and_vmrescue_killed_mid_rescue_leave_the_definitio
     child.kill().unwrap();
     child.wait().unwrap();
     // The run dies with vmrescue's connection; the definition never changed.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let until = std::time::Instant::now() + budgets::SETTLE;
     while String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running") {
         assert!(
             std::time::Instant::now() < until,

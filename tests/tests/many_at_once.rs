@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::Duration;
 
-use vmrescue_tests::fixture;
 use vmrescue_tests::live::Live;
+use vmrescue_tests::{budgets, fixture};
 
 /// 8, or `VMRESCUE_SOAK_RESCUES` (the soak script's).
 fn rescues() -> usize {
@@ -39,13 +38,16 @@ fn eight_rescues_at_once_each_on_its_own_disk() {
         })
         .collect();
     // Started together; 8 TCG guests share the host's cores, so each gets a long timeout.
+    let limit = budgets::secs(budgets::MANY_RESCUES);
     let runs: Vec<Live> = disks
         .iter()
-        .map(|d| Live::start(&[&d.image], "repair", &["--timeout", "900"]).unwrap())
+        .map(|d| Live::start(&[&d.image], "repair", &["--timeout", &limit]).unwrap())
         .collect();
     let mut run_dirs = BTreeSet::new();
     for (i, live) in runs.into_iter().enumerate() {
-        let run = live.finish(Duration::from_secs(1000)).unwrap();
+        let run = live
+            .finish(budgets::MANY_RESCUES + budgets::SETTLE)
+            .unwrap();
         assert_eq!(run.code, 0, "rescue {i}: {}", run.stderr);
         assert_eq!(run.field("/outcome"), "repaired", "rescue {i}");
         assert_eq!(

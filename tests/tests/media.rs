@@ -17,7 +17,7 @@ use vmrescue_protocol::{console, Mode, Outcome, Report};
 use vmrescue_tests::fixture;
 use vmrescue_tests::harness;
 
-const TIMEOUT: Duration = Duration::from_secs(300);
+const TIMEOUT: Duration = vmrescue_tests::budgets::RESCUE;
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const OVMF_CODE_SB: &str = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";

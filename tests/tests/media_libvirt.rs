@@ -13,7 +13,7 @@ use vmrescue_protocol::{console, Mode, Outcome, Report};
 use vmrescue_tests::fixture;
 use vmrescue_tests::harness;
 use vmrescue_tests::virsh::{virsh, URI};
-const TIMEOUT: Duration = Duration::from_secs(300);
+const TIMEOUT: Duration = vmrescue_tests::budgets::RESCUE;
 
 fn require_libvirtd() {
     let out = virsh(&["version"]);

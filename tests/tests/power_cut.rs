@@ -14,7 +14,7 @@ use vmrescue_tests::fixture::{self, Disk};
 use vmrescue_tests::harness;
 use vmrescue_tests::live::{self, Live};
 
-const LIMIT: Duration = Duration::from_secs(300);
+const LIMIT: Duration = vmrescue_tests::budgets::RESCUE;
 /// Files the repair writes: their content after a cut must be the old or the new one.
 const WRITTEN: &[&str] = &["/etc/fstab", "/etc/shadow", "/etc/gshadow", "/etc/hosts"];
 /// A temporary file "left by an earlier stopped run", planted in the broken disk.

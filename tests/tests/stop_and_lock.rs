@@ -11,7 +11,7 @@ use vmrescue_tests::fixture;
 use vmrescue_tests::harness;
 use vmrescue_tests::live::{self, Live};
 
-const BOOT: Duration = Duration::from_secs(240);
+const SETTLE: Duration = vmrescue_tests::budgets::SETTLE;
 
 /// The console log path an exit-3 message names.
 fn console_log(stderr: &str) -> PathBuf {
@@ -25,10 +25,12 @@ fn console_log(stderr: &str) -> PathBuf {
 fn a_busy_disk_is_refused_and_a_signal_stops_the_rescue_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let disk = fixture::field_failure(&dir.path().join("guest.img")).unwrap();
+    // The rescues that are refused beside, signalled or killed boot an image whose init is not
+    // the agent: they never finish by themselves, so each step below lands while they run.
+    let silent = &harness::silent_image().dir;
     for sig in [Signal::INT, Signal::TERM] {
-        let mut first = Live::start(&[&disk.image], "repair", &[]).unwrap();
-        first.wait_for("agent", 1, BOOT).unwrap();
-        let qemu = first.qemu_pids();
+        let first = Live::start_with_image(silent, &[&disk.image], "repair", &[]).unwrap();
+        let qemu = first.wait_qemu(SETTLE).unwrap();
         assert_eq!(qemu.len(), 1, "one QEMU: {qemu:?}");
 
         // The same disk, named another way, while the first rescue runs.
@@ -48,7 +50,7 @@ fn a_busy_disk_is_refused_and_a_signal_stops_the_rescue_cleanly() {
         );
 
         first.signal(sig).unwrap();
-        let run = first.finish(Duration::from_secs(30)).unwrap();
+        let run = first.finish(SETTLE).unwrap();
         assert_eq!(run.code, 3, "{}", run.stderr);
         let name = if sig == Signal::INT {
             "SIGINT"
@@ -74,12 +76,11 @@ fn a_busy_disk_is_refused_and_a_signal_stops_the_rescue_cleanly() {
     }
     // vmrescue itself killed: its rescue VM goes on alone, and the next rescue of that disk is
     // refused, naming it.
-    let mut killed = Live::start(&[&disk.image], "check", &[]).unwrap();
-    killed.wait_for(" up on kernel", 1, BOOT).unwrap();
-    let orphan = killed.qemu_pids();
+    let killed = Live::start_with_image(silent, &[&disk.image], "check", &[]).unwrap();
+    let orphan = killed.wait_qemu(SETTLE).unwrap();
     assert_eq!(orphan.len(), 1);
     killed.signal(Signal::KILL).unwrap();
-    let _ = killed.finish(Duration::from_secs(10));
+    let _ = killed.finish(SETTLE);
     assert!(
         live::alive(orphan[0]),
         "the rescue VM outlives its killed vmrescue"

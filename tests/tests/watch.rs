@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vmrescue_tests::virsh::{virsh, URI};
-use vmrescue_tests::{crash, fixture, harness};
+use vmrescue_tests::{budgets, crash, fixture, harness};
 
 /// Tests that restart libvirtd take it for writing; the others for reading.
 static LIBVIRTD: RwLock<()> = RwLock::new(());
@@ -161,7 +161,7 @@ impl Watcher {
             incidents: Vec::new(),
             stderr: Vec::new(),
         };
-        w.wait_stderr("watching", Duration::from_secs(30));
+        w.wait_stderr("watching", budgets::SETTLE);
         w
     }
 
@@ -223,9 +223,18 @@ impl Watcher {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         let _ = rustix::process::kill_process(pid, sig);
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        std::thread::sleep(Duration::from_millis(200));
-        self.drain();
+        self.drain_to_end();
         (code, self.incidents, self.stderr)
+    }
+
+    /// Everything the ended watch wrote: its readers end with its pipes.
+    fn drain_to_end(&mut self) {
+        self.stderr.extend(self.err.iter());
+        for l in self.out.iter() {
+            let v: Value =
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            self.incidents.push(v);
+        }
     }
 }
 
@@ -282,25 +291,34 @@ fn a_guest_filling_its_thin_disk_is_reported_paused_on_enospc_across_a_libvirtd_
     let _lock = LIBVIRTD.write().unwrap_or_else(|e| e.into_inner());
     let mut tmpfs = None;
     let mut disk = PathBuf::new();
-    // Long enough a pause before writing for libvirtd to be restarted under the watch.
-    let script = "mark waiting\n$bb sleep 25\nmark writing\n\
+    // The guest writes only once the test says so: when "GO" is on its gate disk (vdb, read
+    // past its own cache), which the test writes once the watch has reconnected.
+    let script = "mark waiting\n\
+                  until [ \"$($bb dd if=/dev/vdb bs=512 count=1 iflag=direct 2>/dev/null | $bb tr -d '\\000')\" = GO ]; do $bb sleep 1; done\n\
+                  mark writing\n\
                   $bb dd if=/dev/zero of=/dev/vda bs=1M count=900 oflag=direct\nmark written\n$bb sleep 600\n";
+    let mut gate = PathBuf::new();
     let mut g = Guest::define("thin", script, |g| {
         disk = thin_disk(g, &mut tmpfs);
+        gate = g.path("gate.img");
+        std::fs::write(&gate, vec![0u8; 1 << 20]).unwrap();
         (
             format!(
                 "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' error_policy='stop'/>\n      \
-                 <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n",
-                disk.display()
+                 <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n\
+                 \x20   <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      \
+                 <source file='{}'/>\n      <target dev='vdb' bus='virtio'/>\n    </disk>\n",
+                disk.display(),
+                gate.display()
             ),
-            1,
+            2,
         )
     });
     g.tmpfs = tmpfs;
     let mut w = Watcher::start(&["--json", "--domain", &g.name, "--for", "600"]);
     g.start();
     // libvirtd goes away and comes back while the guest runs.
-    let until = Instant::now() + Duration::from_secs(120);
+    let until = Instant::now() + budgets::RESCUE;
     while !g.console_text().contains("VMRESCUE-CRASH waiting") {
         assert!(
             Instant::now() < until,
@@ -310,10 +328,20 @@ fn a_guest_filling_its_thin_disk_is_reported_paused_on_enospc_across_a_libvirtd_
         std::thread::sleep(Duration::from_millis(200));
     }
     restart_libvirtd();
-    w.wait_stderr("lost the connection", Duration::from_secs(30));
-    w.wait_stderr("reconnected", Duration::from_secs(60));
+    w.wait_stderr("lost the connection", budgets::SETTLE);
+    w.wait_stderr("reconnected", budgets::SETTLE);
+    assert!(
+        !g.console_text().contains("VMRESCUE-CRASH writing"),
+        "the guest wrote before the gate opened"
+    );
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new().write(true).open(&gate).unwrap(),
+        b"GO",
+        0,
+    )
+    .unwrap();
 
-    let limit = Duration::from_secs(240);
+    let limit = budgets::RESCUE;
     let paused = w.wait_incident("paused", limit, kind("paused"), &g);
     assert_eq!(paused["domain"], g.name.as_str());
     assert_eq!(paused["reason"], "enospc", "{paused}");
@@ -376,7 +404,7 @@ fn a_guest_filling_its_thin_disk_is_reported_paused_on_enospc_across_a_libvirtd_
 impl Watcher {
     /// Waits for a watch started with `--for` to end by itself.
     fn stop_after_for(mut self) -> (i32, Vec<Value>, Vec<String>) {
-        let until = Instant::now() + Duration::from_secs(60);
+        let until = Instant::now() + budgets::SETTLE;
         let code = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 break st.code().unwrap_or(-1);
@@ -384,8 +412,7 @@ impl Watcher {
             assert!(Instant::now() < until, "--for did not end the watch");
             std::thread::sleep(Duration::from_millis(100));
         };
-        std::thread::sleep(Duration::from_millis(200));
-        self.drain();
+        self.drain_to_end();
         (code, self.incidents, self.stderr)
     }
 }
@@ -416,7 +443,7 @@ fn ext4_remounted_read_only_in_the_guest_is_reported_from_its_console() {
     });
     let mut w = Watcher::start(&["--json", "--domain", &g.name, "--for", "600"]);
     g.start();
-    let limit = Duration::from_secs(180);
+    let limit = budgets::RESCUE;
     let ro = w.wait_incident("fs_read_only", limit, kind("fs_read_only"), &g);
     assert_eq!(ro["source"], "console", "{ro}");
     assert_eq!(ro["disk"], "vda", "{ro}");
@@ -440,7 +467,7 @@ fn ext4_remounted_read_only_in_the_guest_is_reported_from_its_console() {
 
     // The console log deleted under the watch: said, and the watch goes on.
     std::fs::remove_file(g.console()).unwrap();
-    w.wait_stderr("is not there", Duration::from_secs(10));
+    w.wait_stderr("is not there", budgets::SETTLE);
     let (code, incidents, stderr) = w.stop(rustix::process::Signal::TERM);
     assert_eq!(code, 1, "{stderr:#?}");
     assert!(

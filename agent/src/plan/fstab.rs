@@ -102,6 +102,13 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
         ctx.partitions,
     );
     let root_fs = by_device(ctx, ctx.root_device);
+    // Volumes this rescue does not open: what fstab names and was not found may be inside.
+    let unopened: Vec<&str> = ctx
+        .filesystems
+        .iter()
+        .filter(|f| fstype(f).is_container())
+        .map(|f| f.device.as_str())
+        .collect();
     let mut out = Fixed::default();
     let mut lines = tab.lines.clone();
     for (e, r) in tab.entries.iter().zip(&resolved.entries) {
@@ -135,6 +142,15 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
                 }
             }
             (Resolution::Missing, _) if device_like && !verifiable(e, r.kernel_name) => {}
+            (Resolution::Missing, _) if device_like && e.file != "/" && !unopened.is_empty() => {
+                out.notes.push(format!(
+                    "fstab line {}: {} ({}) was not found, but it may be inside {}, which this rescue did not open; left as it is",
+                    e.line,
+                    r.spec,
+                    e.file,
+                    unopened.join(", ")
+                ))
+            }
             (Resolution::Missing, _) if device_like => {
                 let root_uuid = root_fs.and_then(|f| f.uuid.as_deref());
                 match (e.file.as_str(), root_uuid) {
@@ -442,6 +458,35 @@ mod tests {
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy,
         }
+    }
+
+    #[test]
+    fn an_entry_not_found_beside_an_unopened_volume_is_not_called_absent() {
+        let mut fss = filesystems();
+        fss.push(Filesystem {
+            device: "/dev/vdc".into(),
+            fstype: "LVM2_member".into(),
+            ..Default::default()
+        });
+        let c = ctx(&fss, Policy::default());
+        let text = format!(
+            "UUID={R} / ext4 errors=remount-ro 0 1\nUUID=dead-beef /home ext4 defaults 0 2\n"
+        );
+        let f = fix(text.as_bytes(), &c);
+        assert!(f.edits.is_empty(), "{:?}", f.edits);
+        assert!(
+            f.notes[0].contains("may be inside /dev/vdc, which this rescue did not open"),
+            "{:?}",
+            f.notes
+        );
+        // Without the container, the same entry is absent: nofail.
+        let fss = filesystems();
+        let f = fix(text.as_bytes(), &ctx(&fss, Policy::default()));
+        assert!(
+            f.edits[0].contains("is absent: nofail added"),
+            "{:?}",
+            f.edits
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
 fn report_from_log(path: &std::path::Path, json: bool) -> i32 {
     use crate::consolelog::{self, ConsoleLogError, FromLog};
     match consolelog::read(path) {
-        Ok(FromLog::Report(r)) => finish(json, Ok::<_, String>(*r), |r| {
+        Ok(FromLog::Report(r)) => finish(json, Ok::<_, String>(crate::session::held(*r)), |r| {
             (crate::render::report(r), exit_code(r.outcome))
         }),
         Ok(FromLog::Summary(s)) => {

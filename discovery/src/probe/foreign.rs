@@ -10,48 +10,6 @@ use std::io;
 use super::swap::{HEADER_LEN, HEADER_OFFSET, SIGNATURE_OFFSETS, TOI_MAGIC};
 use super::{byte, le16, le32, le64, slice, Dev, Hit};
 
-const MD_RESERVED_BYTES: u64 = 0x10000;
-const MD_SB_MAGIC: u32 = 0xa92b_4efc;
-
-/// MD RAID metadata 0.90 at `off` (`probe_raid0`), checked in either byte order.
-fn md0(dev: &mut Dev<'_>, off: u64) -> io::Result<bool> {
-    let Some(sb) = dev.get(off, 64)? else {
-        return Ok(false);
-    };
-    let size_kib = match (le32(&sb, 0), le32(&sb, 32)) {
-        (Some(MD_SB_MAGIC), Some(size)) => size,
-        _ => match (super::be32(&sb, 0), super::be32(&sb, 32)) {
-            (Some(MD_SB_MAGIC), Some(size)) => size,
-            _ => return Ok(false),
-        },
-    };
-    let size = u64::from(size_kib) << 10;
-    Ok(dev.size() >= size + MD_RESERVED_BYTES && off >= size)
-}
-
-/// MD RAID metadata 1.x at `off` (`probe_raid1`).
-fn md1(dev: &mut Dev<'_>, off: u64) -> io::Result<bool> {
-    let Some(sb) = dev.get(off, 256)? else {
-        return Ok(false);
-    };
-    Ok(le32(&sb, 0) == Some(MD_SB_MAGIC)
-        && le32(&sb, 4) == Some(1)
-        && le64(&sb, 144) == Some(off >> 9))
-}
-
-/// blkid's `linux_raid_member`: MD metadata 0.90 or 1.0 at the end of the device, 1.1 at
-/// its start or 1.2 at 4 KiB. (blkid also ignores an end-of-device superblock that a
-/// partition table covers; this check does not, so it may say "foreign" where blkid goes on.)
-pub(super) fn linux_raid(dev: &mut Dev<'_>) -> io::Result<Option<Hit>> {
-    let size = dev.size();
-    let found = (size > MD_RESERVED_BYTES
-        && (md0(dev, (size & !(MD_RESERVED_BYTES - 1)) - MD_RESERVED_BYTES)?
-            || md1(dev, (size & !0xfff) - 0x2000)?))
-        || md1(dev, 0)?
-        || md1(dev, 0x1000)?;
-    Ok(found.then_some(Hit::Foreign))
-}
-
 /// blkid's `LVM1_member`: "HM" and a version of 1 or 2.
 pub(super) fn lvm1(dev: &mut Dev<'_>) -> io::Result<Option<Hit>> {
     if !dev.has_magic(0, 0, 0, b"HM")? {
@@ -250,36 +208,6 @@ mod tests {
     #[test]
     fn ext2_alone_is_found() {
         assert_eq!(ext2_plus(|_| {}), Some("ext2"));
-    }
-
-    #[test]
-    fn md_raid_metadata_wins() {
-        // 0.90 at the end, either byte order.
-        for be in [false, true] {
-            let got = ext2_plus(|img| {
-                let off = img.len() - 0x10000;
-                let word = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
-                img[off..off + 4].copy_from_slice(&word(MD_SB_MAGIC));
-                img[off + 32..off + 36].copy_from_slice(&word(1024));
-            });
-            assert_eq!(got, None);
-        }
-        // 1.0 at the end (8 KiB before it) and 1.2 at 4 KiB.
-        for at_end in [true, false] {
-            let got = ext2_plus(|img| {
-                let off = if at_end { img.len() - 0x2000 } else { 0x1000 };
-                img[off..off + 4].copy_from_slice(&MD_SB_MAGIC.to_le_bytes());
-                img[off + 4..off + 8].copy_from_slice(&1u32.to_le_bytes());
-                img[off + 144..off + 152].copy_from_slice(&(off as u64 >> 9).to_le_bytes());
-            });
-            assert_eq!(got, None);
-        }
-        // A 1.x superblock that is not where it says is ignored.
-        let got = ext2_plus(|img| {
-            img[0x1000..0x1004].copy_from_slice(&MD_SB_MAGIC.to_le_bytes());
-            img[0x1004] = 1;
-        });
-        assert_eq!(got, Some("ext2"));
     }
 
     #[test]

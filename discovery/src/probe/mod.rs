@@ -31,6 +31,7 @@ mod foreign;
 mod iso9660;
 mod luks;
 pub mod lvm;
+mod md;
 mod swap;
 mod vfat;
 mod xfs;
@@ -135,7 +136,7 @@ const fn id(usage: Usage, run: fn(&mut Dev<'_>) -> io::Result<Option<Hit>>) -> I
 /// The probers, in blkid's order (`libblkid/src/superblocks/superblocks.c`), restricted to
 /// the ones implemented here.
 const IDINFOS: &[IdInfo] = &[
-    id(Usage::Raid, foreign::linux_raid),
+    id(Usage::Raid, md::probe),
     id(Usage::Raid, lvm::probe),
     id(Usage::Raid, foreign::lvm1),
     id(Usage::Other, foreign::snapcow),
