@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rustix::mount::{mount, MountFlags};
-use vmrescue_protocol::Firmware;
+use vmrescue_protocol::{Firmware, FirmwareKind};
 
 const EFI: &str = "/sys/firmware/efi";
 const EFIVARS: &str = "/sys/firmware/efi/efivars";
@@ -19,7 +19,7 @@ pub fn secure_boot_from_var(bytes: &[u8]) -> bool {
 pub fn detect() -> Firmware {
     if !Path::new(EFI).is_dir() {
         return Firmware {
-            kind: "bios".into(),
+            kind: FirmwareKind::Bios,
             secure_boot: false,
         };
     }
@@ -32,7 +32,7 @@ pub fn detect() -> Firmware {
         }
     }
     Firmware {
-        kind: "uefi".into(),
+        kind: FirmwareKind::Uefi,
         secure_boot: std::fs::read(&var).is_ok_and(|b| secure_boot_from_var(&b)),
     }
 }

@@ -3,6 +3,7 @@
 //! job), or printed nothing. The console is hostile text: only matched, never interpreted.
 
 use serde::Serialize;
+use vmrescue_protocol::BootVerdict;
 
 /// How a boot went, as its console shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,15 +32,29 @@ pub enum BootState {
 }
 
 impl BootState {
-    pub fn as_str(&self) -> &'static str {
+    /// The report's name for it.
+    pub fn verdict(&self) -> BootVerdict {
         match self {
-            BootState::Booted => "booted",
-            BootState::Emergency => "emergency",
-            BootState::Panic => "panic",
-            BootState::Hang { .. } => "hang",
-            BootState::NoOutput => "no_output",
-            BootState::Reboot => "reboot",
-            BootState::PowerOff => "power_off",
+            BootState::Booted => BootVerdict::Booted,
+            BootState::Emergency => BootVerdict::Emergency,
+            BootState::Panic => BootVerdict::Panic,
+            BootState::Hang { .. } => BootVerdict::Hang,
+            BootState::NoOutput => BootVerdict::NoOutput,
+            BootState::Reboot => BootVerdict::Reboot,
+            BootState::PowerOff => BootVerdict::PowerOff,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self.verdict() {
+            BootVerdict::Booted => "booted",
+            BootVerdict::Emergency => "emergency",
+            BootVerdict::Panic => "panic",
+            BootVerdict::Hang => "hang",
+            BootVerdict::NoOutput => "no_output",
+            BootVerdict::Reboot => "reboot",
+            BootVerdict::PowerOff => "power_off",
+            BootVerdict::Other(_) | BootVerdict::Unset => "",
         }
     }
 }

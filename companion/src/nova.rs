@@ -177,14 +177,14 @@ pub fn print(image: Option<PathBuf>, json: bool) -> i32 {
     };
     if json {
         match serde_json::to_string_pretty(&c) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::cli::out::println(&j),
             Err(e) => {
                 eprintln!("vmrescue: {e}");
                 return crate::cli::EXIT_HOST;
             }
         }
     } else {
-        print!("{}", render(&c));
+        crate::cli::out::print(&render(&c));
     }
     crate::cli::EXIT_OK
 }

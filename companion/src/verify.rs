@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmrescue_protocol::paths::{BOOTCOPY_DIR, BOOTCOPY_INITRD, BOOTCOPY_KERNEL, BOOTCOPY_LABEL};
-use vmrescue_protocol::{BootCheck, Outcome, Report, Verify};
+use vmrescue_protocol::{BootCheck, BootVerdict, Outcome, Report, Verify, VerifyMethod};
 
 use crate::accel::Accel;
 use crate::bootjudge::{self, BootState};
@@ -92,10 +92,10 @@ pub enum BootSpec {
 }
 
 impl BootSpec {
-    pub fn method(&self) -> &'static str {
+    pub fn method(&self) -> VerifyMethod {
         match self {
-            BootSpec::Kernel { .. } => "direct_kernel",
-            BootSpec::Firmware => "firmware",
+            BootSpec::Kernel { .. } => VerifyMethod::DirectKernel,
+            BootSpec::Firmware => VerifyMethod::Firmware,
         }
     }
 }
@@ -354,8 +354,12 @@ impl Staged {
 
 /// The guest booted before the rescue and does not after.
 pub fn is_regression(v: &Verify) -> bool {
-    v.before.as_ref().is_some_and(|b| b.state == "booted")
-        && v.after.as_ref().is_some_and(|a| a.state != "booted")
+    v.before
+        .as_ref()
+        .is_some_and(|b| b.state == BootVerdict::Booted)
+        && v.after
+            .as_ref()
+            .is_some_and(|a| a.state != BootVerdict::Booted)
 }
 
 /// Records that the repair was rolled back (pure): nothing of it is on the disks, so its
@@ -406,7 +410,7 @@ pub fn boot_check(state: &BootState, console: &str, elapsed_s: f64) -> BootCheck
         _ => (None, None),
     };
     BootCheck {
-        state: state.as_str().to_owned(),
+        state: state.verdict(),
         elapsed_s,
         milestones: bootjudge::milestones(console)
             .into_iter()
@@ -428,7 +432,7 @@ pub fn record(spec: &BootSpec, report: &Report) -> Verify {
         .as_ref()
         .filter(|_| matches!(spec, BootSpec::Kernel { .. }));
     Verify {
-        method: spec.method().to_owned(),
+        method: spec.method(),
         kernel: cfg.map(|c| clean(&c.kernel)),
         initrd: cfg.and_then(|c| c.initrd.as_deref().map(clean)),
         cmdline: match spec {
@@ -449,9 +453,12 @@ pub fn conclude(report: &mut Report) {
         return;
     };
     let Some(after) = &v.after else { return };
-    let before_booted = v.before.as_ref().is_some_and(|b| b.state == "booted");
-    if after.state == "booted" {
-        if let Some(b) = v.before.as_ref().filter(|b| b.state != "booted") {
+    let before_booted = v
+        .before
+        .as_ref()
+        .is_some_and(|b| b.state == BootVerdict::Booted);
+    if after.state == BootVerdict::Booted {
+        if let Some(b) = v.before.as_ref().filter(|b| b.state != BootVerdict::Booted) {
             report.warnings.push(host_warning(format!(
                 "verify: the guest did not boot before the rescue ({}) and boots after it",
                 describe(b)
@@ -467,7 +474,7 @@ pub fn conclude(report: &mut Report) {
         }
         return;
     }
-    if v.method == "firmware" && after.state == "no_output" {
+    if v.method == VerifyMethod::Firmware && after.state == BootVerdict::NoOutput {
         report.warnings.push(host_warning(
             "verify: the boot through the firmware showed nothing on the serial console (the guest's boot loader and kernel do not write to ttyS0): the repair is not verified".into(),
         ));
@@ -496,7 +503,7 @@ pub fn conclude(report: &mut Report) {
 
 /// `hang (last start job: X)`, `panic: <last console line>`.
 fn describe(b: &BootCheck) -> String {
-    let mut s = b.state.clone();
+    let mut s = b.state.to_string();
     if let Some(j) = &b.last_job {
         s.push_str(&format!(" (last start job: {j})"));
     }
@@ -663,7 +670,7 @@ mod tests {
             &mut crate::progress::Quiet,
         )
         .unwrap();
-        assert_eq!(c.state, "reboot");
+        assert_eq!(c.state, BootVerdict::Reboot);
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "ended with the VM, not at the limit"
@@ -712,7 +719,7 @@ mod tests {
     fn a_boot_check_names_the_hang_and_escapes_the_console() {
         let console = "[ 0.0] Linux version 6.1\n[ ***  ] A start job is running for dev-disk-by\\x2duuid-5e1f.device (1min / 1min 30s)\n\u{1b}[31mred\u{7}\n";
         let c = boot_check(&bootjudge::judge(console), console, 60.0);
-        assert_eq!(c.state, "hang");
+        assert_eq!(c.state, BootVerdict::Hang);
         assert_eq!(
             c.last_job.as_deref(),
             Some("dev-disk-by\\x2duuid-5e1f.device")

@@ -6,6 +6,7 @@
 
 use crate::osroot::Tree;
 use crate::path::clamp_at_root;
+use vmrescue_protocol::BootMethod;
 
 /// Bytes of a boot configuration read at most.
 const MAX_CONFIG: usize = 1 << 20;
@@ -18,7 +19,7 @@ const MAX_CMDLINE: usize = 2048;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootEntry {
     /// Where it was found: `grub`, `bls` or `newest_kernel`.
-    pub method: &'static str,
+    pub method: BootMethod,
     /// The entry's title, when it has one.
     pub title: Option<String>,
     /// The kernel, as a path in the root's tree (`/boot/vmlinuz-6.1.0-27-amd64`).
@@ -75,7 +76,7 @@ fn resolve(tree: &dyn Tree, mut e: BootEntry) -> Result<BootEntry, BootCfgError>
     };
     let Some(kernel) = find(&e.kernel) else {
         return Err(BootCfgError::KernelMissing {
-            entry: e.title.clone().unwrap_or_else(|| e.method.to_owned()),
+            entry: e.title.clone().unwrap_or_else(|| e.method.to_string()),
             kernel: e.kernel,
         });
     };
@@ -298,7 +299,7 @@ fn grub_default(menu: &[Item], text: &str, grubenv: &[(String, String)]) -> Opti
                 ..
             } if i + 1 == parts.len() => {
                 return Some(BootEntry {
-                    method: "grub",
+                    method: BootMethod::Grub,
                     title: Some(title.clone()),
                     kernel: kernel.clone(),
                     initrd: initrd.clone(),
@@ -408,7 +409,7 @@ fn from_bls(tree: &dyn Tree, grubenv: &[(String, String)]) -> Option<BootEntry> 
         })
         .collect();
     Some(BootEntry {
-        method: "bls",
+        method: BootMethod::Bls,
         title: chosen.title,
         kernel: chosen.linux?,
         initrd: chosen.initrd.and_then(|i| {
@@ -474,7 +475,7 @@ fn newest_kernel(tree: &dyn Tree, root_uuid: Option<&str>) -> Option<BootEntry> 
         cmdline = format!("root=UUID={u} ro");
     }
     Some(BootEntry {
-        method: "newest_kernel",
+        method: BootMethod::NewestKernel,
         title: None,
         kernel: format!("/boot/vmlinuz-{version}"),
         initrd,
@@ -548,7 +549,7 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
     #[test]
     fn debians_default_grub_entry() {
         let e = find(&debian_tree(&[]), None).unwrap();
-        assert_eq!(e.method, "grub");
+        assert_eq!(e.method, BootMethod::Grub);
         assert_eq!(e.title.as_deref(), Some("Debian GNU/Linux"));
         assert_eq!(e.kernel, "/boot/vmlinuz-6.1.0-27-amd64");
         assert_eq!(e.initrd.as_deref(), Some("/boot/initrd.img-6.1.0-27-amd64"));
@@ -609,7 +610,7 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
             ("/boot/initramfs-5.14.0-70.13.1.el9_0.x86_64.img", Some("i")),
         ]);
         let e = find(&t, None).unwrap();
-        assert_eq!(e.method, "bls");
+        assert_eq!(e.method, BootMethod::Bls);
         assert_eq!(
             e.kernel, "/boot/vmlinuz-5.14.0-162.6.1.el9_1.x86_64",
             "the newest"
@@ -641,7 +642,7 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
             ("/boot/vmlinuz-lts", Some("k")),
         ]);
         let e = find(&t, Some("3c2a6a3e-1f0b-4d5e-9b7a-0123456789ab")).unwrap();
-        assert_eq!(e.method, "newest_kernel");
+        assert_eq!(e.method, BootMethod::NewestKernel);
         assert_eq!(
             e.kernel, "/boot/vmlinuz-lts",
             "letters after digits, as sort -V"

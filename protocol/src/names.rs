@@ -120,6 +120,57 @@ wire_names! {
     }
 }
 
+wire_names! {
+    /// How a verify boot went, as its console showed it (`verify.before.state`,
+    /// `verify.after.state`).
+    BootVerdict {
+        /// A getty login prompt, or systemd's multi-user or graphical target.
+        Booted => "booted",
+        /// Emergency or rescue mode, an initramfs or dracut shell.
+        Emergency => "emergency",
+        /// A kernel panic, or no init.
+        Panic => "panic",
+        /// No verdict within the time limit.
+        Hang => "hang",
+        /// Nothing on the console at all.
+        NoOutput => "no_output",
+        /// The VM ended on its own before a verdict: the guest rebooted or reset.
+        Reboot => "reboot",
+        /// The VM ended on its own before a verdict, the guest having powered off.
+        PowerOff => "power_off",
+    }
+}
+
+wire_names! {
+    /// How a verify boot started the guest (`verify.method`).
+    VerifyMethod {
+        /// The guest's kernel and initramfs, copied out by the agent, booted by QEMU.
+        DirectKernel => "direct_kernel",
+        /// The guest's disks through the firmware and its own boot loader.
+        Firmware => "firmware",
+    }
+}
+
+wire_names! {
+    /// Where the guest's boot entry was found (`boot_config.method`).
+    BootMethod {
+        /// grub.cfg's default entry.
+        Grub => "grub",
+        /// Boot Loader Specification entries.
+        Bls => "bls",
+        /// The newest vmlinuz-* in /boot.
+        NewestKernel => "newest_kernel",
+    }
+}
+
+wire_names! {
+    /// The rescue VM's firmware (`firmware.type`).
+    FirmwareKind {
+        Bios => "bios",
+        Uefi => "uefi",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +191,20 @@ mod tests {
             assert_eq!(&serde_json::from_str::<ChangeKind>(&json).unwrap(), k);
         }
         assert_eq!(ChangeKind::WriteFile.as_str(), "write_file");
+        for (v, text) in [
+            (BootVerdict::Booted, "booted"),
+            (BootVerdict::NoOutput, "no_output"),
+            (BootVerdict::Reboot, "reboot"),
+            (BootVerdict::PowerOff, "power_off"),
+        ] {
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{text}\""));
+        }
+        assert_eq!(
+            VerifyMethod::from("direct_kernel"),
+            VerifyMethod::DirectKernel
+        );
+        assert_eq!(BootMethod::NewestKernel.as_str(), "newest_kernel");
+        assert_eq!(FirmwareKind::from("uefi"), FirmwareKind::Uefi);
         assert_eq!(Step::ALL.len(), 15);
     }
 

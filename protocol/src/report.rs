@@ -382,7 +382,7 @@ pub struct Verify {
     /// `direct_kernel` (the guest's kernel and initramfs, copied out by the agent, booted by
     /// QEMU with `console=ttyS0` added) or `firmware` (the guest's disks through the firmware
     /// and its own boot loader).
-    pub method: String,
+    pub method: crate::VerifyMethod,
     #[serde(default)]
     pub kernel: Option<String>,
     #[serde(default)]
@@ -404,8 +404,8 @@ pub struct Verify {
 /// One verify boot.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BootCheck {
-    /// `booted`, `emergency`, `panic`, `hang` or `no_output`.
-    pub state: String,
+    /// `booted`, `emergency`, `panic`, `hang`, `no_output`, `reboot` or `power_off`.
+    pub state: crate::BootVerdict,
     /// From QEMU's start to the verdict (or the time limit).
     pub elapsed_s: f64,
     /// The boot's stages seen on the console, in order (`kernel`, `initramfs`, `init`,
@@ -428,7 +428,7 @@ pub struct BootCheck {
 pub struct BootConfig {
     /// Where it was found: `grub` (grub.cfg's default entry), `bls` (Boot Loader
     /// Specification entries) or `newest_kernel` (the newest vmlinuz-* in /boot).
-    pub method: String,
+    pub method: crate::BootMethod,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// The kernel's path on the guest's root (`/boot/vmlinuz-6.1.0-27-amd64`).
@@ -456,7 +456,7 @@ pub struct Timing {
 pub struct Firmware {
     /// `bios` or `uefi`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: crate::FirmwareKind,
     /// UEFI Secure Boot was enforcing (the kernel runs locked down).
     pub secure_boot: bool,
 }

@@ -22,6 +22,10 @@ pub const GUEST_BOOT: Duration = Duration::from_secs(180);
 /// process ending after a signal, a watch event (idle: well under a second to a few seconds).
 pub const SETTLE: Duration = Duration::from_secs(120);
 
+/// A host command on hostile input that must end rather than hang or spin (idle: well under
+/// ten seconds): the guard against an endless loop, not a measure of speed.
+pub const MUST_END: Duration = Duration::from_secs(600);
+
 /// `d` in whole seconds, for a command-line flag.
 pub fn secs(d: Duration) -> String {
     d.as_secs().to_string()

@@ -183,7 +183,7 @@ fn firmware_of(b: &Booted) -> (String, bool) {
         .firmware
         .clone()
         .expect("the report says how it booted");
-    (fw.kind, fw.secure_boot)
+    (fw.kind.to_string(), fw.secure_boot)
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use vmrescue_companion::salvage::{
     self, Action, GroupKind, Options, OwnerMap, OwnerSpec, Report, TargetKind,
 };
-use vmrescue_tests::fixture;
+use vmrescue_tests::{budgets, fixture};
 
 const MIB: u64 = 1 << 20;
 
@@ -53,7 +53,7 @@ fn sha256_of(path: &Path) -> String {
 
 /// Waits until `pid` has `paths` open.
 fn wait_open(pid: u32, paths: &[&Path]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + budgets::SETTLE;
     loop {
         let targets: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| {

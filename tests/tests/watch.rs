@@ -268,7 +268,7 @@ fn restart_libvirtd() {
             .args(["-KILL", "-x", "libvirtd"])
             .status();
     }
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + budgets::SETTLE;
     while running() {
         assert!(
             Instant::now() < until,

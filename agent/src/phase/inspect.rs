@@ -94,7 +94,7 @@ fn boot_config(report: &Report, rep: &mut Reporter) -> Option<BootConfig> {
                 format!("boots {} ({})", e.kernel, e.method),
             );
             Some(BootConfig {
-                method: e.method.to_owned(),
+                method: e.method,
                 title: e.title,
                 kernel: e.kernel,
                 initrd: e.initrd,

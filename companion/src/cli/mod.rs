@@ -5,6 +5,7 @@
 //! error; 3 the rescue did not report (the message names the console log).
 
 mod args;
+pub mod out;
 
 pub use args::*;
 
@@ -74,14 +75,14 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
     let (text, code) = render_and_code(&report);
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => out::println(&j),
             Err(e) => {
                 eprintln!("vmrescue: cannot print the report: {e}");
                 return EXIT_HOST;
             }
         }
     } else {
-        print!("{text}");
+        out::print(&text);
     }
     code
 }
@@ -240,7 +241,7 @@ pub fn run(cli: Cli) -> i32 {
             use crate::libvirt::domain::Done;
             match crate::libvirt::domain::rescue(&req, &mut crate::progress::Stderr::default()) {
                 Ok(Done::DryRun(diff)) => {
-                    print!("{diff}");
+                    out::print(&diff);
                     EXIT_OK
                 }
                 Ok(Done::Report(r)) => finish(json, Ok::<_, String>(*r), |r| {
@@ -260,7 +261,7 @@ pub fn run(cli: Cli) -> i32 {
             match crate::libvirt::domain::unrescue(&domain, connect.as_deref()) {
                 Ok(done) => {
                     for d in done {
-                        println!("{d}");
+                        out::println(&d);
                     }
                     EXIT_OK
                 }
@@ -355,6 +356,8 @@ pub fn run(cli: Cli) -> i32 {
             };
             match crate::watch::run(&opts, &mut std::io::stdout()) {
                 Ok(n) => status(n == 0),
+                // The reader of the incidents went away: the watch ends quietly.
+                Err(crate::watch::WatchError::Output(e)) if out::reader_gone(&e) => EXIT_OK,
                 Err(e) => {
                     eprintln!("vmrescue watch: {e}");
                     EXIT_HOST
@@ -378,7 +381,7 @@ pub fn run(cli: Cli) -> i32 {
             image,
         ) {
             Ok(xml) => {
-                print!("{xml}");
+                out::print(&xml);
                 EXIT_OK
             }
             Err(e) => {
@@ -440,31 +443,42 @@ pub fn run(cli: Cli) -> i32 {
 fn image_build(req: &crate::image::BuildRequest) -> i32 {
     match crate::image::build(req, &mut |n| eprintln!("vmrescue: {n}")) {
         Ok(a) => {
-            println!(
+            let mut lines = Vec::new();
+            lines.push(format!(
                 "rescue image for kernel {} in {}",
                 a.manifest.kernel_version,
                 a.dir.display()
-            );
-            println!("  kernel     {}", a.kernel.display());
-            println!(
+            ));
+            lines.push(format!("  kernel     {}", a.kernel.display()));
+            lines.push(format!(
                 "  initramfs  {} (sha256 {})",
                 a.initramfs.display(),
                 a.manifest.initramfs_sha256
-            );
-            println!("  modules    {}", a.manifest.modules.len());
+            ));
+            lines.push(format!("  modules    {}", a.manifest.modules.len()));
             if let (Some(k), Some(m)) = (&a.rescue_vmlinux, &a.manifest.rescue_kernel) {
-                println!(
+                lines.push(format!(
                     "  rescue kernel {} ({}, from {})",
                     k.display(),
                     m.release,
                     m.source
-                );
+                ));
             }
             if let (Some(iso), Some(disk), Some(m)) = (&a.iso, &a.disk_image, &a.manifest.media) {
-                println!("  iso        {} (sha256 {})", iso.display(), m.iso_sha256);
-                println!("  disk image {} (sha256 {})", disk.display(), m.disk_sha256);
-                println!("  default    {}", m.default_cmdline);
+                lines.push(format!(
+                    "  iso        {} (sha256 {})",
+                    iso.display(),
+                    m.iso_sha256
+                ));
+                lines.push(format!(
+                    "  disk image {} (sha256 {})",
+                    disk.display(),
+                    m.disk_sha256
+                ));
+                lines.push(format!("  default    {}", m.default_cmdline));
             }
+            lines.push(String::new());
+            out::print(&lines.join("\n"));
             EXIT_OK
         }
         Err(e) => {

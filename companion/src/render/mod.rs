@@ -269,15 +269,15 @@ pub fn report(r: &Report) -> String {
 /// The verify boots: how, and what each showed.
 fn verify(s: &mut String, v: &p::Verify) {
     let what = match (&v.kernel, &v.cmdline) {
-        (Some(k), Some(c)) => format!("{} {} ({})", clean(&v.method), clean(k), clean(c)),
-        _ => clean(&v.method),
+        (Some(k), Some(c)) => format!("{} {} ({})", clean(v.method.as_str()), clean(k), clean(c)),
+        _ => clean(v.method.as_str()),
     };
     let _ = writeln!(s, "verify boot of the guest's own OS: {what}");
     for (when, b) in [("before", &v.before), ("after", &v.after)] {
         let Some(b) = b else { continue };
         let mut line = format!(
             "  {when} the rescue: {} after {:.1} s",
-            clean(&b.state),
+            clean(b.state.as_str()),
             b.elapsed_s
         );
         if let Some(j) = &b.last_job {
