@@ -12,7 +12,7 @@ use vmrescue_discovery::inventory::{self, Volume};
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol as p;
 
-use crate::diskimage::Format;
+use crate::host::diskimage::Format;
 
 /// The JSON `inspect --json` prints: the same sections as a rescue report.
 #[derive(Debug, Serialize)]
@@ -33,7 +33,7 @@ pub enum InspectError {
     #[error("no image given: vmrescue inspect IMG [IMG...]")]
     NoImage,
     #[error(transparent)]
-    DiskImage(#[from] crate::diskimage::DiskImageError),
+    DiskImage(#[from] crate::host::diskimage::DiskImageError),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -62,7 +62,7 @@ struct Raw {
 /// `format` is the operator's `--format` (`None`: detected, and a qcow2 naming another file is
 /// refused, see `diskimage`).
 fn raw_view(image: &Path, format: Option<Format>) -> Result<Raw> {
-    match crate::diskimage::check(image, format)?.format {
+    match crate::host::diskimage::check(image, format)?.format {
         Format::Raw => Ok(Raw {
             path: image.to_owned(),
             _tmp: None,

@@ -1,29 +1,26 @@
-//! The `vmrescue` host CLI as a library: QEMU launcher, channel collector, image handling and
-//! output, each in its own module.
+//! The `vmrescue` host CLI as a library, a folder per concern:
+//!
+//! - [`cli`]: the commands, what they print and their exit statuses;
+//! - [`session`]: one rescue over any VM (the channel collector, the console log, progress,
+//!   stopping signals); [`vm`]: the VMs a session drives;
+//! - [`qemu`]: the typed builder of every QEMU the project starts, and the accelerator;
+//! - [`boot`]: the rescue image, initramfs overlays, the kernel command line;
+//! - [`host`]: disk image sniffing, disk locks, run directories, scratch disks;
+//! - [`rescue`]: `rescue --disk`; [`libvirt`]: `rescue --domain`, `unrescue`, the rescue XML;
+//! - [`verify`]: boots of the guest's own OS and what their consoles say;
+//! - [`inspect`], [`render`], [`salvage`], [`fix_owners`], [`watch`]: the other commands.
 
-pub mod accel;
-pub mod bootjudge;
+pub mod boot;
 pub mod cli;
-pub mod collector;
-pub mod consolelog;
-pub mod diskimage;
-pub mod disklock;
 pub mod fix_owners;
-pub mod image;
+pub mod host;
 pub mod inspect;
-pub mod interrupt;
-pub mod kcmdline;
 pub mod libvirt;
-pub mod nova;
-pub mod overlay;
-pub mod progress;
 pub mod qemu;
 pub mod render;
 pub mod rescue;
-pub mod rundir;
 pub mod salvage;
 pub mod session;
-pub mod undo;
 pub mod verify;
 pub mod vm;
 pub mod watch;

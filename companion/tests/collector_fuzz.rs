@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use proptest::prelude::*;
-use vmrescue_companion::collector::{Collector, Event};
+use vmrescue_companion::session::collector::{Collector, Event};
 use vmrescue_protocol::{frame, Message, Mode, Outcome, Report};
 
 fn hello() -> Vec<u8> {

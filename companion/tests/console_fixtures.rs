@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vmrescue_companion::bootjudge::{self, BootState};
+use vmrescue_companion::verify::bootjudge::{self, BootState};
 
 fn judge(name: &str) -> (BootState, Vec<&'static str>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

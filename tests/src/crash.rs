@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use vmrescue_companion::accel::Accel;
+use vmrescue_companion::qemu::accel::Accel;
 use vmrescue_companion::qemu::{self, Drive, Format};
 use vmrescue_companion::vm::{QemuVm, Vm};
 use vmrescue_image_builder::{self as builder, cpio};

@@ -2,7 +2,7 @@
 //! debootstrap from Debian's packages (the mirror the machine's own apt uses), cached under a
 //! directory keyed by its inputs, turned into ext4 disks with `mkfs.ext4 -d`, and booted with
 //! its own kernel and initramfs on a throw-away overlay (nothing written to the disk) while its
-//! console is judged (`vmrescue_companion::bootjudge`). Shared with the boot-verify tests.
+//! console is judged (`vmrescue_companion::verify::bootjudge`). Shared with the boot-verify tests.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use vmrescue_companion::accel::Accel;
-use vmrescue_companion::bootjudge::{self, BootState};
+use vmrescue_companion::qemu::accel::Accel;
 use vmrescue_companion::qemu::{self, Boot, Config, Drive, Format};
+use vmrescue_companion::verify::bootjudge::{self, BootState};
 use vmrescue_companion::vm::{QemuVm, Vm};
 
 /// What the guest is built from: changing any of it builds a new one.

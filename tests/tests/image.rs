@@ -170,7 +170,7 @@ fn module_closure_follows_dep_and_softdep_of_the_real_kernel() {
 fn accel_probe_boots_its_firmware_under_tcg() {
     // Auto-detection boots this firmware to decide whether KVM works; under TCG it must always
     // run to its exit, or detection could never say yes.
-    use vmrescue_companion::accel::{works, Accel};
+    use vmrescue_companion::qemu::accel::{works, Accel};
     let dir = tempfile::tempdir().unwrap();
     assert!(works(
         &vmrescue_companion::qemu::binary(),
@@ -189,7 +189,7 @@ fn a_reference_etc_is_baked_where_the_agent_looks() {
     let a = build_image(
         &dir.path().join("img"),
         0,
-        vmrescue_companion::overlay::reference_entries(&etc).unwrap(),
+        vmrescue_companion::boot::overlay::reference_entries(&etc).unwrap(),
         None,
     );
     let out = Command::new("sh")

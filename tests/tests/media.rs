@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vmrescue_companion::accel::Accel;
-use vmrescue_companion::progress::Quiet;
+use vmrescue_companion::qemu::accel::Accel;
 use vmrescue_companion::qemu::{self, Boot, Bus, Config, Drive, Firmware, Format, Machine};
 use vmrescue_companion::session;
+use vmrescue_companion::session::progress::Quiet;
 use vmrescue_companion::vm::QemuVm;
 use vmrescue_protocol::{console, Mode, Outcome, Report};
 use vmrescue_tests::fixture;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vmrescue_companion::bootjudge::BootState;
+use vmrescue_companion::verify::bootjudge::BootState;
 use vmrescue_tests::fixture;
 use vmrescue_tests::guest::{self, ROOT_UUID};
 use vmrescue_tests::harness;
@@ -15,7 +15,7 @@ fn assert_boots(image: &Path) {
         b.state,
         BootState::Booted,
         "the guest did not reach its login prompt; console tail:\n{}",
-        vmrescue_companion::bootjudge::tail(&b.console, 40).join("\n")
+        vmrescue_companion::verify::bootjudge::tail(&b.console, 40).join("\n")
     );
 }
 

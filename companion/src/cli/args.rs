@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use vmrescue_protocol::Mode;
 
-use crate::accel::Choice;
+use crate::qemu::accel::Choice;
 use crate::qemu::Format;
 
 #[derive(Debug, Parser)]

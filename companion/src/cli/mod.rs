@@ -5,6 +5,7 @@
 //! error; 3 the rescue did not report (the message names the console log).
 
 mod args;
+pub mod nova;
 pub mod out;
 
 pub use args::*;
@@ -90,7 +91,7 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
 /// `vmrescue report --console-log`: the exit status of the rescue it reports on, 3 when the log
 /// holds no valid report, 2 when it cannot be read.
 fn report_from_log(path: &std::path::Path, json: bool) -> i32 {
-    use crate::consolelog::{self, ConsoleLogError, FromLog};
+    use crate::session::consolelog::{self, ConsoleLogError, FromLog};
     match consolelog::read(path) {
         Ok(FromLog::Report(r)) => finish(json, Ok::<_, String>(crate::session::held(*r)), |r| {
             (crate::render::report(r), exit_code(r.outcome))
@@ -239,7 +240,10 @@ pub fn run(cli: Cli) -> i32 {
                 pool,
             };
             use crate::libvirt::domain::Done;
-            match crate::libvirt::domain::rescue(&req, &mut crate::progress::Stderr::default()) {
+            match crate::libvirt::domain::rescue(
+                &req,
+                &mut crate::session::progress::Stderr::default(),
+            ) {
                 Ok(Done::DryRun(diff)) => {
                     out::print(&diff);
                     EXIT_OK
@@ -329,7 +333,7 @@ pub fn run(cli: Cli) -> i32 {
                     }
                 }),
             };
-            match rescue::run(&req, &mut crate::progress::Stderr::default()) {
+            match rescue::run(&req, &mut crate::session::progress::Stderr::default()) {
                 Err(e) if e.is_no_report() => {
                     eprintln!("vmrescue: {e}");
                     EXIT_NO_REPORT
@@ -420,28 +424,28 @@ pub fn run(cli: Cli) -> i32 {
                 fsck_timeout_secs: fsck_timeout.unwrap_or(defaults.fsck_timeout_secs),
                 ..defaults
             };
-            image_build(&crate::image::BuildRequest {
+            image_build(&crate::boot::image::BuildRequest {
                 kernel,
                 out,
                 agent,
                 reference_etc,
                 media: (!no_media).then_some(baked),
                 rescue_kernel: match (rescue_kernel, no_rescue_kernel) {
-                    (true, _) => crate::image::RescueKernel::Yes,
-                    (_, true) => crate::image::RescueKernel::No,
-                    _ => crate::image::RescueKernel::Auto,
+                    (true, _) => crate::boot::image::RescueKernel::Yes,
+                    (_, true) => crate::boot::image::RescueKernel::No,
+                    _ => crate::boot::image::RescueKernel::Auto,
                 },
                 kernel_source,
             })
         }
         Cmd::Image {
             command: ImageCmd::Nova { image, json },
-        } => crate::nova::print(image, json),
+        } => crate::cli::nova::print(image, json),
     }
 }
 
-fn image_build(req: &crate::image::BuildRequest) -> i32 {
-    match crate::image::build(req, &mut |n| eprintln!("vmrescue: {n}")) {
+fn image_build(req: &crate::boot::image::BuildRequest) -> i32 {
+    match crate::boot::image::build(req, &mut |n| eprintln!("vmrescue: {n}")) {
         Ok(a) => {
             let mut lines = Vec::new();
             lines.push(format!(

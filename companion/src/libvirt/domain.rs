@@ -20,7 +20,7 @@ use vmrescue_protocol::{params, paths, Mode, Report, DEFAULT_PORT_NAME};
 
 use super::vm::LibvirtVm;
 use super::xml::{self, BootMethod};
-use crate::progress::{Event, Sink};
+use crate::session::progress::{Event, Sink};
 use crate::session::{self, host_warning, SessionError};
 
 /// `VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE`.
@@ -618,7 +618,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let state = lock_state(&name, &state_dir)?;
     // From here on the definition may change: a stopping signal ends the session instead, and
     // the domain gets its definition back.
-    crate::interrupt::arm();
+    crate::session::interrupt::arm();
     write_synced(&state.dir.join("original.xml"), original.as_bytes())?;
     let _ = fs::remove_file(&console_log);
     // Where the media go: libvirt's image directory here, or a storage pool on a remote host.
@@ -636,7 +636,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     };
     let bootcopy = match req.verify {
         Some(_) => Some(
-            crate::undo::make_labelled(
+            crate::host::undo::make_labelled(
                 &bootcopy_image,
                 paths::BOOTCOPY_LABEL,
                 if local {
@@ -743,8 +743,8 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 Some(st) => st.verify_drives(),
                 None => guest.clone(),
             };
-            let accel = crate::accel::choose(
-                crate::accel::Choice::Auto,
+            let accel = crate::qemu::accel::choose(
+                crate::qemu::accel::Choice::Auto,
                 &crate::qemu::binary(),
                 &state.dir,
             );
@@ -870,7 +870,7 @@ fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done
 /// concludes (`verify::conclude`) once it has acted on that.
 fn verify_after(
     report: &mut Report,
-    copy: &crate::undo::Scratch,
+    copy: &crate::host::undo::Scratch,
     dir: &Path,
     before: Option<vmrescue_protocol::BootCheck>,
     boot: &mut dyn FnMut(
@@ -916,7 +916,7 @@ fn boot_remote(
     sink: &mut dyn Sink,
 ) -> Result<vmrescue_protocol::BootCheck, String> {
     use super::verify_xml::{verify_xml, VerifyBoot};
-    let vuuid = crate::undo::random_uuid().map_err(|e| e.to_string())?;
+    let vuuid = crate::host::undo::random_uuid().map_err(|e| e.to_string())?;
     let vname = format!("vmrescue-verify-{}", &vuuid[..8]);
     let mut uploaded = Vec::new();
     let result = (|| {
@@ -1011,7 +1011,7 @@ fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
                 .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
                 .unwrap_or(0),
             Format::Raw => meta.len(),
-            Format::Qcow2 => crate::diskimage::check(Path::new(path), Some(Format::Qcow2))
+            Format::Qcow2 => crate::host::diskimage::check(Path::new(path), Some(Format::Qcow2))
                 .map(|c| c.virtual_size)
                 .unwrap_or(0),
         };

@@ -4,9 +4,6 @@
 //! This module renders rescue reports, progress and discovery; the host-side commands have
 //! their own: [`salvage`] and [`fix_owners`].
 
-pub mod fix_owners;
-pub mod salvage;
-
 use std::fmt::Write;
 
 use vmrescue_protocol::{self as p, Progress, Report};

@@ -6,7 +6,9 @@
 //! domains ([`suspend`]), recover each file ([`recover`]: into directories opened without
 //! following symlinks, [`dest`]; copied sparse-aware with verification, [`copy`]; given the
 //! owner and mode nova expects, [`owners`]) and say what happened ([`report`], rendered by
-//! [`crate::render::salvage`]).
+//! [`crate::salvage::render`]).
+
+pub mod render;
 
 pub mod copy;
 pub mod dest;

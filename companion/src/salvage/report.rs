@@ -1,6 +1,6 @@
 //! What salvage reports: each file (grouped by instance or base image), the domains paused,
 //! and a summary. Serialised as `--json` (the field names are a contract) and rendered for a
-//! terminal by [`crate::render::salvage`].
+//! terminal by [`crate::salvage::render`].
 
 use std::path::PathBuf;
 
@@ -189,7 +189,7 @@ impl Report {
 
     /// The report for a terminal.
     pub fn render(&self) -> String {
-        crate::render::salvage::report(self)
+        crate::salvage::render::report(self)
     }
 }
 

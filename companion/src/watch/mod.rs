@@ -102,7 +102,7 @@ struct Watch<'a> {
 /// Watches until `--for` runs out or SIGINT / SIGTERM / SIGHUP; returns how many incidents
 /// were printed.
 pub fn run(opts: &Options, out: &mut dyn Write) -> Result<u64, WatchError> {
-    crate::interrupt::arm();
+    crate::session::interrupt::arm();
     events::start_loop().map_err(|e| WatchError::EventLoop(e.to_string()))?;
     let uri = opts
         .connect
@@ -383,7 +383,7 @@ impl Watch<'_> {
         let mut last_try = Instant::now();
         let mut last_refresh = Instant::now();
         loop {
-            if let Some(sig) = crate::interrupt::pending() {
+            if let Some(sig) = crate::session::interrupt::pending() {
                 eprintln!("vmrescue watch: {sig}: stopping");
                 return Ok(());
             }

@@ -10,11 +10,11 @@ use std::time::Duration;
 use vmrescue_protocol::params::{self, After, Settings};
 use vmrescue_protocol::{Mode, Report, DEFAULT_PORT_NAME};
 
-use crate::accel::{self, Choice};
-use crate::diskimage::DiskImageError;
-use crate::kcmdline::Cmdline;
-use crate::progress::{Event, Sink};
+use crate::boot::kcmdline::Cmdline;
+use crate::host::diskimage::DiskImageError;
+use crate::qemu::accel::{self, Choice};
 use crate::qemu::{self, Drive, Format};
+use crate::session::progress::{Event, Sink};
 use crate::session::{self, host_warning, SessionError};
 use crate::verify::{self, GuestDrive, VerifyRequest};
 use crate::vm::QemuVm;
@@ -74,13 +74,13 @@ pub enum RescueError {
     #[error(transparent)]
     DiskImage(#[from] DiskImageError),
     #[error(transparent)]
-    DiskLock(#[from] crate::disklock::DiskLockError),
+    DiskLock(#[from] crate::host::disklock::DiskLockError),
     #[error("VMRESCUE_ACCEL={0:?} is not auto, kvm or tcg")]
     Accel(String),
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(#[from] crate::boot::image::ImageError),
     #[error(transparent)]
-    RunDir(#[from] crate::rundir::RunDirError),
+    RunDir(#[from] crate::host::rundir::RunDirError),
     #[error(
         "disk {} is still attached to the rescue VM of an earlier vmrescue that was killed (QEMU pid {pid}, run directory {}): it powers off when its rescue ends; wait for it or kill it, then try again",
         disk.display(),
@@ -96,9 +96,9 @@ pub enum RescueError {
     #[error("--root or --hostname: {0}")]
     Cmdline(#[from] CmdlineError),
     #[error(transparent)]
-    ReferenceEtc(#[from] crate::overlay::OverlayError),
+    ReferenceEtc(#[from] crate::boot::overlay::OverlayError),
     #[error(transparent)]
-    Undo(#[from] crate::undo::UndoError),
+    Undo(#[from] crate::host::undo::UndoError),
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
@@ -163,7 +163,7 @@ pub fn check_disks(req: &Request) -> Result<Vec<GuestDisk>, RescueError> {
         if out.iter().any(|d| d.drive.path == path) {
             return Err(RescueError::DiskTwice(path));
         }
-        let checked = crate::diskimage::check(&path, req.format)?;
+        let checked = crate::host::diskimage::check(&path, req.format)?;
         out.push(GuestDisk {
             drive: Drive::new(path, checked.format)
                 .read_only(read_only)
@@ -206,7 +206,7 @@ pub enum CmdlineError {
     #[error("{0}")]
     Setting(String),
     #[error(transparent)]
-    Syntax(#[from] crate::kcmdline::CmdlineError),
+    Syntax(#[from] crate::boot::kcmdline::CmdlineError),
 }
 
 /// The kernel command line of a rescue boot: the kernel's own parameters, then the agent's
@@ -309,7 +309,7 @@ fn run_base() -> PathBuf {
 /// left a rescue VM running on one of `disks`.
 fn left_behind(base: &std::path::Path, disks: &[GuestDisk]) -> Result<Vec<String>, RescueError> {
     let mut notes = Vec::new();
-    for s in crate::rundir::stale(base) {
+    for s in crate::host::rundir::stale(base) {
         match s.qemu {
             Some(pid) => {
                 if let Some(d) = disks.iter().find(|d| s.disks.contains(&d.drive.path)) {
@@ -344,7 +344,7 @@ struct Once<'a> {
     /// The image's late archive as a disk, when `initramfs` is a core initramfs.
     late: Option<PathBuf>,
     dir: &'a std::path::Path,
-    accel: crate::accel::Accel,
+    accel: crate::qemu::accel::Accel,
     qemu_bin: &'a std::path::Path,
     /// The run directory must stay (it holds a staged repair not yet in the disks).
     keep: std::cell::Cell<bool>,
@@ -367,8 +367,8 @@ impl Once<'_> {
         &self,
         mode: Mode,
         guest: &[GuestDrive],
-        undo: Option<&crate::undo::Scratch>,
-        bootcopy: Option<&crate::undo::Scratch>,
+        undo: Option<&crate::host::undo::Scratch>,
+        bootcopy: Option<&crate::host::undo::Scratch>,
         sink: &mut dyn Sink,
     ) -> Result<Report, RescueError> {
         let mut req = self.req.clone();
@@ -438,7 +438,7 @@ impl Once<'_> {
     fn verified(
         &self,
         v: &VerifyRequest,
-        undo: Option<&crate::undo::Scratch>,
+        undo: Option<&crate::host::undo::Scratch>,
         sink: &mut dyn Sink,
     ) -> Result<Report, RescueError> {
         let repair = self.req.mode == Mode::Repair;
@@ -516,13 +516,13 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
     // Held until the rescue is over: a second rescue of the same disk is refused.
     let _locks = disks
         .iter()
-        .map(|d| crate::disklock::lock(&d.drive.path))
+        .map(|d| crate::host::disklock::lock(&d.drive.path))
         .collect::<Result<Vec<_>, _>>()?;
     let base = run_base();
     let left_behind = left_behind(&base, &disks)?;
-    let image = crate::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
+    let image = crate::boot::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
     let paths: Vec<&std::path::Path> = disks.iter().map(|d| d.drive.path.as_path()).collect();
-    let run_dir = crate::rundir::RunDir::create(&base, &paths)?;
+    let run_dir = crate::host::rundir::RunDir::create(&base, &paths)?;
     let dir = run_dir.path().to_owned();
     let qemu_bin = qemu::binary();
     let accel = accel::choose(req.accel, &qemu_bin, &dir);
@@ -531,16 +531,19 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
             let bytes = disks
                 .iter()
                 .fold(0u64, |n, d| n.saturating_add(d.virtual_size));
-            Some(crate::undo::make(&dir, bytes)?)
+            Some(crate::host::undo::make(&dir, bytes)?)
         }
         _ => None,
     };
     let own = own_vm_boot(&image, req.memory_mib);
     let initramfs = match &req.policy.reference_etc {
         None => own.initramfs.clone(),
-        Some(etc) => crate::overlay::combined_initramfs(
+        Some(etc) => crate::boot::overlay::combined_initramfs(
             &own.initramfs,
-            &crate::overlay::reference_entries_at(etc, crate::overlay::reference_etc_run())?,
+            &crate::boot::overlay::reference_entries_at(
+                etc,
+                crate::boot::overlay::reference_etc_run(),
+            )?,
             &dir.join("initramfs-with-reference-etc.img"),
         )?,
     };
@@ -571,7 +574,7 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
     let mut undo_lost = false;
     if let (Ok(report), Some(s), Some(base)) = (&mut outcome, &scratch, &req.undo_dir) {
         let dest = base.join(dir.file_name().unwrap_or_default());
-        match crate::undo::collect(s, &dest, report) {
+        match crate::host::undo::collect(s, &dest, report) {
             Ok(files) if !files.is_empty() => sink.event(Event::Kept {
                 what: "e2fsck undo files (e2undo FILE DEVICE, newest first)",
                 path: &dest,

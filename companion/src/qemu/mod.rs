@@ -1,14 +1,16 @@
 //! Every QEMU the project starts, described by a typed builder and turned into an argument list
 //! (pure). Disks go in through `-blockdev` JSON, so no path needs QEMU's comma escaping.
 
+pub mod accel;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::accel::Accel;
+use crate::qemu::accel::Accel;
 
-pub use crate::diskimage::Format;
+pub use crate::host::diskimage::Format;
 
 /// The QEMU binary: `$VMRESCUE_QEMU`, else `qemu-system-x86_64` from `PATH`.
 pub fn binary() -> PathBuf {

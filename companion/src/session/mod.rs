@@ -2,14 +2,19 @@
 //! the hostile-input collector, fall back to the framed report on its console, and stop it.
 //! Which VM runs the rescue (our own QEMU, a libvirt domain) is the caller's business.
 
+pub mod collector;
+pub mod consolelog;
+pub mod interrupt;
+pub mod progress;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use vmrescue_protocol::{console, verdict, Message, Report, Step, Warning};
 
-use crate::collector::{Collector, Event};
-use crate::progress::{self, Sink};
+use crate::session::collector::{Collector, Event};
 use crate::vm::{Vm, VmError};
+use progress::Sink;
 
 /// Longest wait for the guest to power off after it reported.
 pub const POWEROFF_WAIT: Duration = Duration::from_secs(20);
@@ -58,8 +63,8 @@ pub fn run(
     timeout: Duration,
     sink: &mut dyn Sink,
 ) -> Result<Report, SessionError> {
-    crate::interrupt::arm();
-    if let Some(sig) = crate::interrupt::pending() {
+    crate::session::interrupt::arm();
+    if let Some(sig) = crate::session::interrupt::pending() {
         return Err(SessionError::NoReport {
             reason: format!("interrupted by {sig} before the rescue VM started"),
             console_log: None,
@@ -114,7 +119,7 @@ enum Collected {
 
 /// Why the session must end now: the VM exited, or the operator stopped vmrescue.
 fn ended(vm: &mut dyn Vm, what: &str) -> Option<String> {
-    if let Some(sig) = crate::interrupt::pending() {
+    if let Some(sig) = crate::session::interrupt::pending() {
         return Some(format!(
             "interrupted by {sig}: {} stopped {what}",
             vm.describe()
@@ -159,7 +164,7 @@ fn collect(
             Event::Message(Message::Progress { progress, .. }) => {
                 sink.event(progress::Event::Agent(&progress));
                 // Only a stop request here: an exited VM may still have its report buffered.
-                if let Some(sig) = crate::interrupt::pending() {
+                if let Some(sig) = crate::session::interrupt::pending() {
                     return Collected::Nothing(format!(
                         "interrupted by {sig}: {} stopped before it reported",
                         vm.describe()

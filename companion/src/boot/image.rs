@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use vmrescue_image_builder::{self as builder, Artefacts};
 use vmrescue_protocol::params::Settings;
 
-use crate::progress::{Event, Sink};
+use crate::session::progress::{Event, Sink};
 
 /// Why there is no rescue image.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,7 @@ pub enum ImageError {
     )]
     NoAgent { tried: String },
     #[error(transparent)]
-    ReferenceEtc(#[from] crate::overlay::OverlayError),
+    ReferenceEtc(#[from] crate::boot::overlay::OverlayError),
     #[error(transparent)]
     RescueKernel(#[from] builder::rescue_kernel::KernelError),
     #[error("building the rescue image in {} (agent {}): {source}", out.display(), agent.display())]
@@ -126,7 +126,7 @@ pub fn build(req: &BuildRequest, note: &mut dyn FnMut(&str)) -> Result<Artefacts
         }
     };
     let extra = match &req.reference_etc {
-        Some(dir) => crate::overlay::reference_entries(dir)?,
+        Some(dir) => crate::boot::overlay::reference_entries(dir)?,
         None => Vec::new(),
     };
     builder::build(&builder::Options {

@@ -3,6 +3,8 @@
 //! tree. Never follows symlinks (they are changed themselves) and never crosses into another
 //! file system.
 
+pub mod render;
+
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -101,7 +103,7 @@ impl FixOwnersReport {
 
     /// The report for a terminal.
     pub fn render(&self) -> String {
-        crate::render::fix_owners::report(self)
+        crate::fix_owners::render::report(self)
     }
 }
 

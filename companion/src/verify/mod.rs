@@ -2,9 +2,11 @@
 //! fsck exits 0. The agent copies the guest's kernel and initramfs (its default boot entry,
 //! `boot_config`) to a scratch disk; the host takes them out with debugfs (it never mounts a
 //! guest filesystem), boots them on qcow2 overlays of the guest's disks (nothing written to
-//! them) with the console to a file, and judges the console with [`crate::bootjudge`]. Without
+//! them) with the console to a file, and judges the console with [`crate::verify::bootjudge`]. Without
 //! the files it boots the disks through the firmware and the guest's boot loader. The report's
 //! outcome is `repaired` only when the guest boots afterwards.
+
+pub mod bootjudge;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,14 +16,14 @@ use std::time::{Duration, Instant};
 use vmrescue_protocol::paths::{BOOTCOPY_DIR, BOOTCOPY_INITRD, BOOTCOPY_KERNEL, BOOTCOPY_LABEL};
 use vmrescue_protocol::{BootCheck, BootVerdict, Outcome, Report, Verify, VerifyMethod};
 
-use crate::accel::Accel;
-use crate::bootjudge::{self, BootState};
-use crate::progress::{Event, Sink};
+use crate::host::undo::{self, Scratch};
+use crate::qemu::accel::Accel;
 use crate::qemu::{self, Drive, Firmware};
 use crate::render::clean;
 use crate::session::host_warning;
-use crate::undo::{self, Scratch};
+use crate::session::progress::{Event, Sink};
 use crate::vm::{QemuVm, Vm};
+use bootjudge::BootState;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -667,7 +669,7 @@ mod tests {
             &console,
             "after",
             Duration::from_secs(600),
-            &mut crate::progress::Quiet,
+            &mut crate::session::progress::Quiet,
         )
         .unwrap();
         assert_eq!(c.state, BootVerdict::Reboot);
