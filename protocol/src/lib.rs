@@ -7,6 +7,7 @@
 //! The host treats every byte from the guest as hostile: [`frame`] caps line length and rejects
 //! what does not parse, [`console`] extracts framed messages from a console log.
 
+pub mod cmdline;
 pub mod console;
 pub mod digest;
 pub mod frame;

@@ -550,10 +550,12 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     };
     let kernel_boot =
         |kernel: &Path, initrd: &Path, bootcopy: Option<&str>| -> Result<BootMethod, DomainError> {
-            let mut cmdline = super::kernel_cmdline(req.mode).map_err(DomainError::Cmdline)?;
-            if let Some(uuid) = bootcopy {
-                cmdline.push_str(&format!(" {}bootcopy={uuid}", params::PREFIX));
-            }
+            let cmdline = super::kernel_cmdline(&params::Settings {
+                mode: req.mode,
+                bootcopy: bootcopy.map(str::to_owned),
+                ..params::Settings::default()
+            })
+            .map_err(DomainError::Cmdline)?;
             Ok(BootMethod::Kernel {
                 kernel: kernel.display().to_string(),
                 initrd: initrd.display().to_string(),

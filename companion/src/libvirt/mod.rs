@@ -44,24 +44,12 @@ pub fn state_dir(domain: &str) -> PathBuf {
     base.join("vmrescue/domains").join(domain)
 }
 
-/// The kernel command line of a direct-kernel rescue boot in `mode` (the media's, with that
-/// mode).
-pub fn kernel_cmdline(mode: Mode) -> Result<String, LibvirtError> {
-    let settings = params::Settings {
-        mode,
-        ..params::Settings::default()
-    };
-    let (entries, _) = media::bootcfg::menu(&settings).map_err(LibvirtError::Cmdline)?;
-    let want = if mode == Mode::Repair {
-        "repair"
-    } else {
-        "check"
-    };
-    Ok(entries
-        .into_iter()
-        .find(|e| e.label == want)
-        .map(|e| e.cmdline)
-        .unwrap_or_default())
+/// The kernel command line of a direct-kernel rescue boot with the agent's `settings` (the
+/// media's own line).
+pub fn kernel_cmdline(settings: &params::Settings) -> Result<String, LibvirtError> {
+    media::bootcfg::media_cmdline(settings)
+        .map(|c| c.to_string())
+        .map_err(|e| LibvirtError::Cmdline(e.to_string()))
 }
 
 /// `vmrescue xml rescue FILE`: the rescue XML for a domain XML file (`-`: stdin).
@@ -100,7 +88,10 @@ pub fn rescue_xml_for_file(
         xml::BootMethod::Kernel {
             kernel: a.kernel.display().to_string(),
             initrd: a.initramfs.display().to_string(),
-            cmdline: kernel_cmdline(mode)?,
+            cmdline: kernel_cmdline(&params::Settings {
+                mode,
+                ..params::Settings::default()
+            })?,
         }
     } else {
         let iso = match iso {

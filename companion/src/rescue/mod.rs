@@ -10,7 +10,6 @@ use std::time::Duration;
 use vmrescue_protocol::params::{self, After, Settings};
 use vmrescue_protocol::{Mode, Report, DEFAULT_PORT_NAME};
 
-use crate::boot::kcmdline::Cmdline;
 use crate::host::diskimage::DiskImageError;
 use crate::qemu::accel::{self, Choice};
 use crate::qemu::{self, Drive, Format};
@@ -18,6 +17,7 @@ use crate::session::progress::{Event, Sink};
 use crate::session::{self, host_warning, SessionError};
 use crate::verify::{self, GuestDrive, VerifyRequest};
 use crate::vm::QemuVm;
+use vmrescue_protocol::cmdline::{Cmdline, CmdlineError};
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -200,29 +200,17 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
     }
 }
 
-/// Why a kernel command line cannot be made.
-#[derive(Debug, thiserror::Error)]
-pub enum CmdlineError {
-    #[error("{0}")]
-    Setting(String),
-    #[error(transparent)]
-    Syntax(#[from] crate::boot::kcmdline::CmdlineError),
-}
-
 /// The kernel command line of a rescue boot: the kernel's own parameters, then the agent's
 /// settings as the protocol's table writes them (validated by the agent's own rules first).
 pub fn kernel_cmdline(settings: &Settings) -> Result<Cmdline, CmdlineError> {
-    params::validate(settings).map_err(CmdlineError::Setting)?;
     let mut c = Cmdline::new();
     c.set("console", "ttyS0")?
         .flag("quiet")?
         .set("panic", "-1")?
         .set("8250.nr_uarts", "1")?
         .set("random.trust_cpu", "on")?
-        .flag("cryptomgr.notests")?;
-    for (key, value) in params::emit(settings) {
-        c.set(&key, &value)?;
-    }
+        .flag("cryptomgr.notests")?
+        .settings(settings)?;
     Ok(c)
 }
 

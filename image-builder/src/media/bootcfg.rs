@@ -2,7 +2,8 @@
 //! kernel command line that tells the agent its settings, the image's baked default chosen
 //! after a short timeout (unattended boots must not wait).
 
-use vmrescue_protocol::params::{self, After, Settings};
+use vmrescue_protocol::cmdline::{Cmdline, CmdlineError};
+use vmrescue_protocol::params::{After, Settings};
 use vmrescue_protocol::Mode;
 
 /// Seconds the menu waits before booting the default.
@@ -10,9 +11,18 @@ pub const MENU_TIMEOUT_SECS: u32 = 3;
 /// Where the kernel and initramfs sit on the media.
 pub const KERNEL_PATH: &str = "/vmrescue/vmlinuz";
 pub const INITRD_PATH: &str = "/vmrescue/initrd.img";
-/// The kernel's own parameters on the media: every console, the serial one last (it becomes
-/// `/dev/console`, and it is what nova and libvirt log).
-const KERNEL_BASE: &str = "console=tty0 console=ttyS0,115200 quiet panic=-1";
+/// The kernel command line the media boot with `settings`: the kernel's own parameters
+/// (every console, the serial one last: it becomes `/dev/console`, and it is what nova and
+/// libvirt log), then the agent's settings.
+pub fn media_cmdline(settings: &Settings) -> Result<Cmdline, CmdlineError> {
+    let mut c = Cmdline::new();
+    c.set("console", "tty0")?
+        .set("console", "ttyS0,115200")?
+        .flag("quiet")?
+        .set("panic", "-1")?
+        .settings(settings)?;
+    Ok(c)
+}
 
 /// One menu entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +59,11 @@ pub fn menu(baked: &Settings) -> Result<(Vec<Entry>, usize), String> {
     ];
     let mut out = Vec::new();
     for (label, title, settings) in entries {
-        params::validate(&settings)?;
-        let mut cmdline = KERNEL_BASE.to_owned();
-        for (k, v) in params::emit(&settings) {
-            cmdline.push_str(&format!(" {k}={v}"));
-        }
+        let cmdline = media_cmdline(&settings).map_err(|e| e.to_string())?;
         out.push(Entry {
             label,
             title,
-            cmdline,
+            cmdline: cmdline.to_string(),
         });
     }
     let default = match (baked.mode, baked.after) {
@@ -113,6 +119,7 @@ pub fn grub(entries: &[Entry], default: usize, marker: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmrescue_protocol::params;
 
     #[test]
     fn the_baked_default_is_chosen_and_every_entry_parses_back() {

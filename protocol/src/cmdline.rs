@@ -1,7 +1,12 @@
-//! A kernel command line built by checked inserts: every key and value is printable ASCII
-//! without spaces, quotes or stray `=`, and the whole fits the kernel's limit.
+//! The one kernel command line builder: checked inserts (every key and value printable ASCII
+//! without spaces, quotes or stray `=`, the whole within the kernel's limit), and the agent's
+//! settings written by the parameter table ([`crate::params`]) after its own validation. Every
+//! line that boots the agent is made here: `rescue --disk`, libvirt kernel boots, the media's
+//! boot menus and the boot copy.
 
 use std::fmt;
+
+use crate::params::{self, Settings};
 
 /// x86's COMMAND_LINE_SIZE, terminating NUL included.
 pub const MAX_LEN: usize = 2047;
@@ -16,6 +21,9 @@ pub enum CmdlineError {
     BadKey(String),
     #[error("kernel command line longer than {MAX_LEN} bytes")]
     TooLong,
+    /// A setting the agent would refuse.
+    #[error("{0}")]
+    Setting(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +74,16 @@ impl Cmdline {
             return Err(CmdlineError::BadKey(key.to_owned()));
         }
         self.append(&format!("{key}={value}"))?;
+        Ok(self)
+    }
+
+    /// Adds the agent's `settings` (validated first), each `vmrescue.KEY=VALUE` as the
+    /// parameter table writes it.
+    pub fn settings(&mut self, settings: &Settings) -> Result<&mut Self, CmdlineError> {
+        params::validate(settings).map_err(CmdlineError::Setting)?;
+        for (key, value) in params::emit(settings) {
+            self.set(&key, &value)?;
+        }
         Ok(self)
     }
 
