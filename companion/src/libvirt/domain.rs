@@ -22,6 +22,7 @@ use super::vm::LibvirtVm;
 use super::xml::{self, BootMethod};
 use crate::session::progress::{Event, Sink};
 use crate::session::{self, host_warning, SessionError};
+use crate::verify::flow;
 
 /// `VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE`.
 const XML_INACTIVE_SECURE: u32 = 1 | 2;
@@ -482,10 +483,8 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             // Nothing changes in check mode: the boot after is the boot before.
             let mut done = with_before(done, after);
             if let (Done::Report(r), true) = (&mut done, v.rollback) {
-                r.warnings.push(host_warning(
-                    "--rollback-on-regression has no effect in check mode: nothing is written"
-                        .into(),
-                ));
+                r.warnings
+                    .push(host_warning(flow::ROLLBACK_IN_CHECK_MODE.into()));
             }
             return Ok(done);
         }
@@ -750,18 +749,28 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 &crate::qemu::binary(),
                 &state.dir,
             );
-            verify_after(report, copy, &state.dir, before.take(), &mut |spec, _| {
-                crate::verify::boot(spec, &boot_on, &state.dir, "after", accel, v, sink)
-                    .map_err(|e| e.to_string())
-            })
+            flow::boot_after(
+                report,
+                copy,
+                &state.dir,
+                before_boot(before.take()),
+                &mut |spec, _| {
+                    crate::verify::boot(spec, &boot_on, &state.dir, "after", accel, v, sink)
+                        .map_err(|e| e.to_string())
+                },
+            )
         } else {
             // The boot-copy disk back from the pool, over the one made here.
             let back = media.download(&bootcopy_volume, &bootcopy_image);
             media.remove(&bootcopy_volume);
             match back {
-                Ok(()) => verify_after(report, copy, &state.dir, before.take(), &mut |spec, r| {
-                    boot_remote(spec, r, &original, &media, &state.dir, v, sink)
-                }),
+                Ok(()) => flow::boot_after(
+                    report,
+                    copy,
+                    &state.dir,
+                    before_boot(before.take()),
+                    &mut |spec, r| boot_remote(spec, r, &original, &media, &state.dir, v, sink),
+                ),
                 Err(e) => {
                     report.warnings.push(host_warning(format!(
                         "verify: {e}; the guest's boot is not verified"
@@ -770,23 +779,9 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 }
             }
         };
-        if let Some(st) = staged.take() {
-            if proven.is_some_and(|r| r) {
-                st.discard();
-                crate::verify::rolled_back(report);
-            } else if let Err(e) = st.commit(sink) {
-                // The disks may be half-written: the overlays stay, and the report says how
-                // to finish.
-                keep = true;
-                report.outcome = vmrescue_protocol::Outcome::Failed;
-                report.warnings.push(host_warning(e.to_string()));
-            }
-        } else if v.rollback {
-            report.warnings.push(host_warning(
-                "--rollback-on-regression has no effect in check mode: nothing is written".into(),
-            ));
-        }
-        crate::verify::conclude(report);
+        // A commit that failed keeps the state directory: the overlays hold the repair.
+        let rollback_in_check_mode = v.rollback && staged.is_none();
+        keep = flow::settle(report, staged.take(), proven, rollback_in_check_mode, sink);
     }
     if let Some(st) = staged {
         // The rescue did not report: the disks were never written.
@@ -865,44 +860,9 @@ fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done
     }
 }
 
-/// `--verify`: the guest's boot files out of the boot-copy disk, one verify boot of them by
-/// `boot` (our own QEMU here, libvirt on a remote host), and its record on the report. What
-/// cannot be done is a warning: the rescue's report stands. Returns whether the boot showed a
-/// regression (booted before, not after), or `None` when there was no verify boot; the caller
-/// concludes (`verify::conclude`) once it has acted on that.
-fn verify_after(
-    report: &mut Report,
-    copy: &crate::host::undo::Scratch,
-    dir: &Path,
-    before: Option<vmrescue_protocol::BootCheck>,
-    boot: &mut dyn FnMut(
-        &crate::verify::BootSpec,
-        &mut Report,
-    ) -> Result<vmrescue_protocol::BootCheck, String>,
-) -> Option<bool> {
-    use crate::verify;
-    let result = verify::boot_spec(copy, dir, report)
-        .map_err(|e| e.to_string())
-        .and_then(|spec| {
-            let after = boot(&spec, report)?;
-            Ok((spec, after))
-        });
-    match result {
-        Ok((spec, after)) => {
-            let mut record = verify::record(&spec, report);
-            record.before = before;
-            record.after = Some(after);
-            let regression = verify::is_regression(&record);
-            report.verify = Some(record);
-            Some(regression)
-        }
-        Err(e) => {
-            report.warnings.push(host_warning(format!(
-                "verify: {e}; the guest's boot is not verified"
-            )));
-            None
-        }
-    }
+/// The boot before, as the flow records it.
+fn before_boot(b: Option<vmrescue_protocol::BootCheck>) -> flow::Before {
+    b.map_or(flow::Before::None, flow::Before::Boot)
 }
 
 /// One verify boot on the connection's (remote) host: the guest's kernel and initramfs

@@ -15,6 +15,7 @@ use crate::qemu::accel::{self, Choice};
 use crate::qemu::{self, Drive, Format};
 use crate::session::progress::{Event, Sink};
 use crate::session::{self, host_warning, SessionError};
+use crate::verify::flow::{self, Before};
 use crate::verify::{self, GuestDrive, VerifyRequest};
 use crate::vm::QemuVm;
 use vmrescue_protocol::cmdline::{Cmdline, CmdlineError};
@@ -339,16 +340,6 @@ struct Once<'a> {
 }
 
 impl Once<'_> {
-    /// Writes a staged repair into the disks; a failure keeps the run directory with the
-    /// overlays, and the report says how to finish (the disks may be half-written).
-    fn commit(&self, staged: verify::Staged, report: &mut Report, sink: &mut dyn Sink) {
-        if let Err(e) = staged.commit(sink) {
-            self.keep.set(true);
-            report.outcome = vmrescue_protocol::Outcome::Failed;
-            report.warnings.push(host_warning(e.to_string()));
-        }
-    }
-
     /// Boots the rescue once in `mode` (check mode attaches the disks read-only) with the undo
     /// and boot-copy scratch disks given, and collects its report.
     fn boot(
@@ -453,47 +444,26 @@ impl Once<'_> {
         let mut report = self.boot(self.req.mode, &target, undo, Some(&copy), sink)?;
         // From here on the rescue has reported (and maybe repaired): a verify boot that cannot
         // run is a warning on that report, never its loss.
-        let verified = verify::boot_spec(&copy, self.dir, &report).and_then(|spec| {
-            let after = verify::boot(&spec, &after_disks, self.dir, "after", self.accel, v, sink)?;
-            Ok((spec, after))
+        let before = match before {
+            Some(b) => Before::Boot(b),
+            None if !repair && v.before => Before::SameAsAfter,
+            None => Before::None,
+        };
+        let regression = flow::boot_after(&mut report, &copy, self.dir, before, &mut |spec, _| {
+            verify::boot(spec, &after_disks, self.dir, "after", self.accel, v, sink)
+                .map_err(|e| e.to_string())
         });
         let _ = fs::remove_file(&copy.image);
-        let (spec, after) = match verified {
-            Ok(done) => done,
-            Err(e) => {
-                report.warnings.push(host_warning(format!(
-                    "verify: {e}; the guest's boot is not verified"
-                )));
-                if let Some(st) = staged {
-                    // No regression is proven: the repair stands, as without the option.
-                    self.commit(st, &mut report, sink);
-                }
-                return Ok(report);
-            }
-        };
-        let mut record = verify::record(&spec, &report);
-        // In check mode nothing changed: the boot after is the boot before.
-        record.before = if !repair && v.before {
-            Some(after.clone())
-        } else {
-            before
-        };
-        record.after = Some(after);
-        let regression = verify::is_regression(&record);
-        report.verify = Some(record);
-        if let Some(st) = staged {
-            if regression {
-                st.discard();
-                verify::rolled_back(&mut report);
-            } else {
-                self.commit(st, &mut report, sink);
-            }
-        } else if v.rollback && !repair {
-            report.warnings.push(host_warning(
-                "--rollback-on-regression has no effect in check mode: nothing is written".into(),
-            ));
+        let rollback_in_check_mode = v.rollback && !repair;
+        if flow::settle(
+            &mut report,
+            staged,
+            regression,
+            rollback_in_check_mode,
+            sink,
+        ) {
+            self.keep.set(true);
         }
-        verify::conclude(&mut report);
         Ok(report)
     }
 }

@@ -7,6 +7,7 @@
 //! outcome is `repaired` only when the guest boots afterwards.
 
 pub mod bootjudge;
+pub mod flow;
 
 use std::fs;
 use std::path::{Path, PathBuf};
