@@ -469,7 +469,9 @@ pub fn conclude(report: &mut Report) {
         }
         // A gate, never a substitute: the guest's own boot may have mended on the throw-away
         // overlays what the rescue did not reach; its disks are as the rescue left them.
-        if !matches!(report.outcome, Outcome::Repaired | Outcome::Clean) {
+        let unreached = report.os.as_ref().is_some_and(|o| o.root_device.is_none())
+            || !vmrescue_protocol::verdict::gaps(report).is_empty();
+        if unreached && !matches!(report.outcome, Outcome::Repaired | Outcome::Clean) {
             report.warnings.push(host_warning(format!(
                 "verify: the guest boots, but the rescue did not finish its work (outcome {}): the guest's own boot-time fsck would have to finish the job; the verify boot ran on throw-away overlays, so nothing it mended was kept",
                 report.outcome.as_str()
@@ -596,19 +598,60 @@ mod tests {
 
     #[test]
     fn a_boot_never_raises_what_the_rescue_did_not_reach() {
-        for was in [Outcome::Unrepaired, Outcome::NoOs, Outcome::Failed] {
-            let mut r = report(was, Some("hang"), "booted", "direct_kernel");
-            conclude(&mut r);
-            assert_eq!(r.outcome, was);
-            let w = r.warnings.last().unwrap();
-            assert!(
-                w.message
-                    .contains("boot-time fsck would have to finish the job")
-                    && w.message.contains(was.as_str()),
-                "{}",
-                w.message
-            );
-        }
+        use vmrescue_protocol::{Filesystem, FstabEntry, FstabReport, OsInfo, Resolution};
+        let gate = "boot-time fsck would have to finish the job";
+        // No root identified.
+        let mut r = report(Outcome::NoOs, Some("hang"), "booted", "direct_kernel");
+        r.os = Some(OsInfo::default());
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::NoOs);
+        let w = &r.warnings.last().unwrap().message;
+        assert!(w.contains(gate) && w.contains("no_os"), "{w}");
+        // A needed /home inside an LVM volume group the rescue did not open.
+        let mut r = report(Outcome::Unrepaired, None, "booted", "direct_kernel");
+        r.os = Some(OsInfo {
+            root_device: Some("/dev/vda1".into()),
+            ..Default::default()
+        });
+        r.filesystems = vec![Filesystem {
+            device: "/dev/vdb".into(),
+            fstype: "LVM2_member".into(),
+            ..Default::default()
+        }];
+        r.fstab = Some(FstabReport {
+            entries: vec![FstabEntry {
+                line: 2,
+                spec: "/dev/mapper/vg0-home".into(),
+                file: "/home".into(),
+                vfstype: "ext4".into(),
+                resolution: Resolution::Missing,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let plain = r.clone();
+        conclude(&mut r);
+        assert_eq!(r.outcome, Outcome::Unrepaired);
+        let w = &r.warnings.last().unwrap().message;
+        assert!(w.contains(gate) && w.contains("unrepaired"), "{w}");
+        // Unrepaired for what check mode plans, everything reached: no such warning.
+        let root = Filesystem {
+            device: "/dev/vda1".into(),
+            fstype: "ext4".into(),
+            fsck: vmrescue_protocol::Fsck {
+                status: vmrescue_protocol::FsckStatus::Clean,
+                exit_code: Some(0),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut r = Report {
+            filesystems: vec![root],
+            fstab: None,
+            ..plain
+        };
+        conclude(&mut r);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         // A reboot is not a boot.
         let mut r = report(Outcome::Repaired, None, "reboot", "direct_kernel");
         conclude(&mut r);
