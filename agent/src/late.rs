@@ -35,26 +35,84 @@ pub enum Member {
 /// Largest member accepted (the archive is ours, but a bound keeps a corrupt one harmless).
 const MAX_MEMBER: u64 = 64 << 20;
 
-fn hex(field: &[u8]) -> Result<u64, String> {
-    let s = std::str::from_utf8(field).map_err(|_| "a header field is not ASCII".to_owned())?;
-    u64::from_str_radix(s, 16).map_err(|_| format!("header field {s:?} is not hexadecimal"))
+/// Why the late archive could not be read or unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum LateError {
+    #[error("the archive ends early{}: {source}", at.as_ref().map(|n| format!(" in {n}")).unwrap_or_default())]
+    Truncated {
+        at: Option<String>,
+        source: std::io::Error,
+    },
+    #[error("not a newc archive (magic 070701)")]
+    NotNewc,
+    #[error("header field {0:?} is not hexadecimal")]
+    BadField(String),
+    #[error("a member's sizes are out of bounds (name {name}, data {data})")]
+    OutOfBounds { name: u64, data: u64 },
+    #[error("member path {0:?} leaves the root")]
+    LeavesRoot(String),
+    #[error("{0}: the link target is not UTF-8")]
+    LinkTarget(String),
+    #[error("{name}: member type {kind:o} is not a file or link")]
+    NotAFile { name: String, kind: u32 },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a late archive of {0} bytes is too large")]
+    TooLarge(usize),
+    #[error("reading {len} bytes: {source}")]
+    Read { len: usize, source: std::io::Error },
+    #[error("its checksum is {got}, not {want}")]
+    Checksum { got: String, want: String },
+    #[error("{} is not HEX LEN", paths::LATE_SUM)]
+    BadSum,
+    #[error(
+        "no disk with the serial {} is attached (the host attaches the image's late.img)",
+        paths::LATE_SERIAL
+    )]
+    NoDisk,
+    #[error("{dev}: {source}")]
+    OnDisk { dev: String, source: Box<LateError> },
 }
 
-fn skip_pad(r: &mut impl Read, len: u64) -> Result<(), String> {
+impl LateError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LateError + '_ {
+        move |source| LateError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn truncated(at: Option<&str>) -> impl FnOnce(std::io::Error) -> LateError + '_ {
+        move |source| LateError::Truncated {
+            at: at.map(str::to_owned),
+            source,
+        }
+    }
+}
+
+fn hex(field: &[u8]) -> Result<u64, LateError> {
+    let s = String::from_utf8_lossy(field);
+    u64::from_str_radix(&s, 16).map_err(|_| LateError::BadField(s.into_owned()))
+}
+
+fn skip_pad(r: &mut impl Read, len: u64) -> Result<(), LateError> {
     let pad = (4 - len % 4) % 4;
     let mut b = [0u8; 3];
     r.read_exact(&mut b[..pad as usize])
-        .map_err(|e| format!("the archive ends early: {e}"))
+        .map_err(LateError::truncated(None))
 }
 
-fn safe(path: &str) -> Result<String, String> {
+fn safe(path: &str) -> Result<String, LateError> {
     let p = Path::new(path.trim_start_matches('/'));
     if path.is_empty()
         || !p
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
     {
-        return Err(format!("member path {path:?} leaves the root"));
+        return Err(LateError::LeavesRoot(path.to_owned()));
     }
     Ok(p.to_string_lossy().into_owned())
 }
@@ -62,33 +120,33 @@ fn safe(path: &str) -> Result<String, String> {
 /// Reads a newc ("070701") archive, calling `each` per member until the trailer.
 pub fn read_newc(
     r: &mut impl Read,
-    each: &mut dyn FnMut(Member) -> Result<(), String>,
-) -> Result<usize, String> {
+    each: &mut dyn FnMut(Member) -> Result<(), LateError>,
+) -> Result<usize, LateError> {
     let mut count = 0;
     loop {
         let mut h = [0u8; 110];
-        r.read_exact(&mut h)
-            .map_err(|e| format!("the archive ends early: {e}"))?;
+        r.read_exact(&mut h).map_err(LateError::truncated(None))?;
         if &h[..6] != b"070701" {
-            return Err("not a newc archive (magic 070701)".into());
+            return Err(LateError::NotNewc);
         }
         let field = |i: usize| hex(&h[6 + i * 8..6 + (i + 1) * 8]);
         let mode = field(1)? as u32;
         let filesize = field(6)?;
         let namesize = field(11)?;
         if namesize == 0 || namesize > 4096 || filesize > MAX_MEMBER {
-            return Err(format!(
-                "a member's sizes are out of bounds (name {namesize}, data {filesize})"
-            ));
+            return Err(LateError::OutOfBounds {
+                name: namesize,
+                data: filesize,
+            });
         }
         let mut name = vec![0u8; namesize as usize];
         r.read_exact(&mut name)
-            .map_err(|e| format!("the archive ends early: {e}"))?;
+            .map_err(LateError::truncated(None))?;
         skip_pad(r, 110 + namesize)?;
         let name = String::from_utf8_lossy(&name[..name.len() - 1]).into_owned();
         let mut data = vec![0u8; filesize as usize];
         r.read_exact(&mut data)
-            .map_err(|e| format!("{name}: the archive ends early: {e}"))?;
+            .map_err(LateError::truncated(Some(&name)))?;
         skip_pad(r, filesize)?;
         if name == "TRAILER!!!" {
             return Ok(count);
@@ -102,14 +160,9 @@ pub fn read_newc(
             },
             0o120000 => Member::Symlink {
                 path,
-                target: String::from_utf8(data)
-                    .map_err(|_| format!("{name}: the link target is not UTF-8"))?,
+                target: String::from_utf8(data).map_err(|_| LateError::LinkTarget(name.clone()))?,
             },
-            other => {
-                return Err(format!(
-                    "{name}: member type {other:o} is not a file or link"
-                ))
-            }
+            kind => return Err(LateError::NotAFile { name, kind }),
         };
         each(member)?;
         count += 1;
@@ -117,14 +170,14 @@ pub fn read_newc(
 }
 
 /// Writes `m` under `root`, its directories made as needed; an existing file is replaced.
-fn place(root: &Path, m: Member) -> Result<(), String> {
+fn place(root: &Path, m: Member) -> Result<(), LateError> {
     use std::os::unix::fs::PermissionsExt;
     let rel = match &m {
         Member::File { path, .. } | Member::Symlink { path, .. } => path,
     };
     let dest: PathBuf = root.join(rel);
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(LateError::io(parent))?;
     }
     let _ = std::fs::remove_file(&dest);
     match m {
@@ -132,12 +185,12 @@ fn place(root: &Path, m: Member) -> Result<(), String> {
             .and_then(|_| std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))),
         Member::Symlink { target, .. } => std::os::unix::fs::symlink(&target, &dest),
     }
-    .map_err(|e| format!("{}: {e}", dest.display()))
+    .map_err(LateError::io(&dest))
 }
 
 /// Unpacks the gzip newc archive `archive` under `root`; returns the members written.
-pub fn unpack(archive: &Path, root: &Path) -> Result<usize, String> {
-    let f = std::fs::File::open(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+pub fn unpack(archive: &Path, root: &Path) -> Result<usize, LateError> {
+    let f = std::fs::File::open(archive).map_err(LateError::io(archive))?;
     let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(f));
     read_newc(&mut gz, &mut |m| place(root, m))
 }
@@ -152,16 +205,19 @@ pub fn parse_sum(text: &str) -> Option<(String, usize)> {
 }
 
 /// The first `len` bytes of `dev` when they hash to `sha256` (pure but for the read).
-pub fn read_verified(dev: &mut impl Read, sha256: &str, len: usize) -> Result<Vec<u8>, String> {
+pub fn read_verified(dev: &mut impl Read, sha256: &str, len: usize) -> Result<Vec<u8>, LateError> {
     if len as u64 > MAX_MEMBER {
-        return Err(format!("a late archive of {len} bytes is too large"));
+        return Err(LateError::TooLarge(len));
     }
     let mut data = vec![0u8; len];
     dev.read_exact(&mut data)
-        .map_err(|e| format!("reading {len} bytes: {e}"))?;
+        .map_err(|source| LateError::Read { len, source })?;
     let got = vmrescue_protocol::digest::sha256_hex(&data);
     if got != sha256 {
-        return Err(format!("its checksum is {got}, not {sha256}"));
+        return Err(LateError::Checksum {
+            got,
+            want: sha256.to_owned(),
+        });
     }
     Ok(data)
 }
@@ -182,11 +238,10 @@ pub fn late_device(sys: &Path) -> Option<String> {
 }
 
 /// The late archive from the host's disk, checked against the core's `paths::LATE_SUM`.
-fn from_disk(root: &Path) -> Result<usize, String> {
+fn from_disk(root: &Path) -> Result<usize, LateError> {
     let sum = std::fs::read_to_string(paths::LATE_SUM)
-        .map_err(|e| format!("{}: {e}", paths::LATE_SUM))?;
-    let (sha, len) =
-        parse_sum(&sum).ok_or_else(|| format!("{} is not HEX LEN", paths::LATE_SUM))?;
+        .map_err(LateError::io(Path::new(paths::LATE_SUM)))?;
+    let (sha, len) = parse_sum(&sum).ok_or(LateError::BadSum)?;
     // Needed early (a driver for a device found at boot), the disk may still be probing.
     let until = std::time::Instant::now() + DISK_WAIT;
     let name = loop {
@@ -195,19 +250,19 @@ fn from_disk(root: &Path) -> Result<usize, String> {
             None if std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(50))
             }
-            None => {
-                return Err(format!(
-                "no disk with the serial {} is attached (the host attaches the image's late.img)",
-                paths::LATE_SERIAL
-            ))
-            }
+            None => return Err(LateError::NoDisk),
         }
     };
     let dev = format!("/dev/{name}");
-    let mut f = std::fs::File::open(&dev).map_err(|e| format!("{dev}: {e}"))?;
-    let data = read_verified(&mut f, &sha, len).map_err(|e| format!("{dev}: {e}"))?;
+    let on_disk = |source: LateError| LateError::OnDisk {
+        dev: dev.clone(),
+        source: Box::new(source),
+    };
+    let mut f =
+        std::fs::File::open(&dev).map_err(|e| on_disk(LateError::io(Path::new(&dev))(e)))?;
+    let data = read_verified(&mut f, &sha, len).map_err(on_disk)?;
     let mut gz = flate2::read::GzDecoder::new(data.as_slice());
-    read_newc(&mut gz, &mut |m| place(root, m)).map_err(|e| format!("{dev}: {e}"))
+    read_newc(&mut gz, &mut |m| place(root, m)).map_err(on_disk)
 }
 
 /// Whether it is unpacked (or there is nothing to unpack), and how many attempts failed.
@@ -306,7 +361,7 @@ mod tests {
         std::fs::write(&packed, gz.finish().unwrap()).unwrap();
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        assert_eq!(unpack(&packed, &root), Ok(3));
+        assert_eq!(unpack(&packed, &root).unwrap(), 3);
         assert_eq!(
             std::fs::read(root.join("sbin/xfs_repair")).unwrap(),
             b"\x7fELF..."
@@ -322,7 +377,7 @@ mod tests {
             Path::new("fsck.fat")
         );
         // Again over what is there: replaced, not refused.
-        assert_eq!(unpack(&packed, &root), Ok(3));
+        assert_eq!(unpack(&packed, &root).unwrap(), 3);
     }
 
     #[test]
@@ -344,7 +399,8 @@ mod tests {
         let mut forged = disk.clone();
         forged[3] ^= 1;
         let e = read_verified(&mut forged.as_slice(), &sha, data.len()).unwrap_err();
-        assert!(e.contains("checksum"), "{e}");
+        assert!(matches!(e, LateError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("checksum"), "{e}");
         assert!(read_verified(&mut &disk[..4], &sha, data.len()).is_err());
 
         let sys = tempfile::tempdir().unwrap();
@@ -368,7 +424,11 @@ mod tests {
             ("dev/sda", 0o060644),
         ] {
             let raw = archive(&[(name, mode, b"x")]);
-            assert!(read_newc(&mut raw.as_slice(), &mut none).is_err(), "{name}");
+            let e = read_newc(&mut raw.as_slice(), &mut none).unwrap_err();
+            assert!(
+                matches!(e, LateError::LeavesRoot(_) | LateError::NotAFile { .. }),
+                "{name}: {e}"
+            );
         }
         let raw = archive(&[("sbin/x", 0o100755, b"data")]);
         assert!(read_newc(&mut &raw[..raw.len() - 8], &mut none).is_err());

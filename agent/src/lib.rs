@@ -1,4 +1,4 @@
-//! The rescue agent as a library: pure policy and planning (`fsck`, `verdict`, `cmdline`, the
+//! The rescue agent as a library: pure policy and planning (`fsck`, `verdict`, the
 //! repair planners) beside the side effects that apply them (`boot`, `disks`, `inspect`,
 //! `apply`, `proc`). [`rescue`] runs the rescue as a sequence of [`phase`]s. The
 //! `vmrescue-agent` binary is PID 1 and only wires these together; host tests drive the pure
