@@ -66,6 +66,9 @@ pub fn assemble(
             ));
             continue;
         }
+        if let Some(w) = blank(s) {
+            f.warnings.push(w);
+        }
         for v in &s.volumes {
             if let Some(part) = &v.partition {
                 f.partitions.push(p::Partition {
@@ -203,6 +206,20 @@ pub fn assemble(
     f
 }
 
+/// What to say of a disk with nothing on it: empty, or no partition table and no filesystem
+/// this rescue knows (blank, wiped, or a format it does not read).
+fn blank(s: &DiskScan) -> Option<String> {
+    if s.size == 0 {
+        return Some(format!("{} is empty (0 bytes)", s.name));
+    }
+    (s.table.is_none() && s.volumes.iter().all(|v| v.probe.is_none())).then(|| {
+        format!(
+            "{} holds no partition table and no filesystem this rescue knows ({} bytes: blank, wiped, or a format it does not read)",
+            s.name, s.size
+        )
+    })
+}
+
 fn set_role(filesystems: &mut [p::Filesystem], device: &str, role: &str) {
     if let Some(fs) = filesystems.iter_mut().find(|fs| fs.device == device) {
         fs.role = Some(role.to_owned());
@@ -336,5 +353,41 @@ pub fn resolve_fstab(
                 reason: m.reason.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::scan_disk;
+    use std::io::Cursor;
+
+    fn found(disks: &[(&str, Vec<u8>)]) -> Found {
+        let scans: Vec<DiskScan> = disks
+            .iter()
+            .map(|(n, b)| scan_disk(n, &mut Cursor::new(b), b.len() as u64))
+            .collect();
+        assemble(&scans, "/dev/", &mut |_| None, None)
+    }
+
+    #[test]
+    fn an_empty_or_blank_disk_is_said_to_be_so() {
+        let f = found(&[("vda", vec![]), ("vdb", vec![0u8; 1 << 20])]);
+        assert_eq!(
+            f.warnings,
+            [
+                "vda is empty (0 bytes)".to_owned(),
+                "vdb holds no partition table and no filesystem this rescue knows (1048576 bytes: blank, wiped, or a format it does not read)".to_owned(),
+            ]
+        );
+        assert!(f.os.root_device.is_none());
+        // A disk with a filesystem says nothing of the kind.
+        let mut swap = vec![0u8; 1 << 20];
+        swap[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        swap[1024] = 1;
+        swap[1028..1032].copy_from_slice(&255u32.to_le_bytes());
+        let f = found(&[("vda", swap)]);
+        assert_eq!(f.filesystems.len(), 1, "{:?}", f.filesystems);
+        assert!(f.warnings.is_empty(), "{:?}", f.warnings);
     }
 }
