@@ -7,8 +7,7 @@ use vmrescue_protocol::{Change, ChangeKind, Report};
 use crate::atomic::{AtomicError, Perm, Root};
 use crate::plan::{Action, Step};
 
-/// Where reports go on the repaired root.
-pub const REPORT_DIR: &str = "/var/log/vmrescue";
+use vmrescue_protocol::paths::REPORT_DIR;
 
 /// Why the report could not be saved on the root.
 #[derive(Debug, thiserror::Error)]

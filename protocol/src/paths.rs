@@ -21,6 +21,10 @@ pub const BOOTCOPY_KERNEL: &str = "kernel";
 /// The guest's initramfs, as copied (absent when its entry has none).
 pub const BOOTCOPY_INITRD: &str = "initrd";
 
+/// Where the agent saves each report on the repaired root (the report's `report_file`), and
+/// where it looks for what an earlier, stopped rescue left.
+pub const REPORT_DIR: &str = "/var/log/vmrescue";
+
 /// Volume label of the per-rescue settings drive the host attaches to a boot through the
 /// rescue media (a cdrom boot has no per-rescue kernel command line).
 pub const SETTINGS_LABEL: &str = "VMRESCUE_SETTINGS";

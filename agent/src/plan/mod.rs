@@ -184,7 +184,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context) -> Plan {
         .or(fstab_text);
     mountpoints::plan(root, ctx, fstab_for_mounts.as_deref(), &mut p);
     selinux_relabel(root, &mut p);
-    leftovers::plan(root, crate::apply::REPORT_DIR, &mut p);
+    leftovers::plan(root, vmrescue_protocol::paths::REPORT_DIR, &mut p);
     // Leftovers first, then directories before the files that go in them.
     p.steps.sort_by_key(|s| match s.action {
         Action::RemoveTemp { .. } => 0,
