@@ -9,7 +9,6 @@
 //! cleans up after a crash.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,10 @@ use virt::domain::Domain;
 use vmrescue_image_builder::{self as builder, Artefacts};
 use vmrescue_protocol::{params, paths, Mode, Report, DEFAULT_PORT_NAME};
 
+use super::placement::{settings_drive, Media, LOCAL_MEDIA_DIR};
+use super::remote_verify::boot_remote;
+pub use super::state::unrescue;
+use super::state::{lock_state, write_synced};
 use super::vm::LibvirtVm;
 use super::xml::{self, BootMethod};
 use crate::session::progress::{Event, Sink};
@@ -27,9 +30,6 @@ use crate::verify::flow;
 /// `VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE`.
 const XML_INACTIVE_SECURE: u32 = 1 | 2;
 const XML_SECURE: u32 = 1;
-/// Where local rescue media go: libvirt's image directory, which its security drivers label
-/// for QEMU (never a user's home).
-const LOCAL_MEDIA_DIR: &str = "/var/lib/libvirt/images";
 /// The boot-copy disk (sparse): room for a kernel and a large initramfs. Remote: smaller, as it
 /// comes back whole through a stream.
 const LOCAL_BOOTCOPY_SIZE: u64 = 2 << 30;
@@ -95,7 +95,7 @@ impl DomainError {
     }
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DomainError {
+pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DomainError {
     let path = path.to_owned();
     move |source| DomainError::Io { what, path, source }
 }
@@ -138,7 +138,10 @@ pub fn connect(uri: Option<&str>) -> Result<Connect, DomainError> {
     })
 }
 
-fn lv(what: &'static str, domain: &str) -> impl FnOnce(virt::error::Error) -> DomainError {
+pub(super) fn lv(
+    what: &'static str,
+    domain: &str,
+) -> impl FnOnce(virt::error::Error) -> DomainError {
     let domain = domain.to_owned();
     move |e| DomainError::Libvirt {
         what,
@@ -169,205 +172,9 @@ fn is_local(uri: &str) -> bool {
     }
 }
 
-/// A file written and fsynced.
-fn write_synced(path: &Path, data: &[u8]) -> Result<(), DomainError> {
-    let mut f = File::create(path).map_err(io("creating", path))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(io("writing", path))
-}
-
-/// The per-domain state: its directory and the lock held for the run.
-struct State {
-    dir: PathBuf,
-    _lock: File,
-}
-
-fn lock_state(domain: &str, dir: &Path) -> Result<State, DomainError> {
-    fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    let lock_path = dir.join("lock");
-    let lock = File::create(&lock_path).map_err(io("creating", &lock_path))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-        |_| DomainError::Busy {
-            domain: domain.to_owned(),
-            dir: dir.to_owned(),
-        },
-    )?;
-    if dir.join("original.xml").exists() {
-        return Err(DomainError::Stale {
-            domain: domain.to_owned(),
-            dir: dir.to_owned(),
-        });
-    }
-    Ok(State {
-        dir: dir.to_owned(),
-        _lock: lock,
-    })
-}
-
-/// Where rescue media go for a connection.
-struct Media<'a> {
-    conn: &'a Connect,
-    uri: &'a str,
-    local: bool,
-    pool: &'a str,
-}
-
-impl Media<'_> {
-    /// `src` where the connection's QEMU can read it, as `name`: in libvirt's image directory
-    /// (a local connection) or uploaded into the storage pool (a remote one). `reuse`: one of
-    /// that name (which carries the content's checksum) and size is used as it is.
-    fn put(&self, src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
-        if self.local {
-            return place(src, name, reuse);
-        }
-        self.upload(src, name, reuse, false)
-    }
-
-    fn pool_err(&self, message: String) -> DomainError {
-        DomainError::Pool {
-            pool: self.pool.to_owned(),
-            uri: self.uri.to_owned(),
-            message,
-        }
-    }
-
-    fn volume(&self, name: &str) -> Result<virt::storage_vol::StorageVol, DomainError> {
-        let pool = self
-            .conn
-            .lookup_storage_pool_by_name(self.pool)
-            .map_err(|e| self.pool_err(e.to_string()))?;
-        let _ = pool.refresh(0);
-        pool.lookup_storage_vol_by_name(name)
-            .map_err(|e| self.pool_err(format!("volume {name}: {e}")))
-    }
-
-    /// Uploads `src` into the pool as `name`. `sparse`: a sparse file's data only, where the
-    /// pool's new volumes read as zeros (file-system pools).
-    fn upload(
-        &self,
-        src: &Path,
-        name: &str,
-        reuse: bool,
-        sparse: bool,
-    ) -> Result<PathBuf, DomainError> {
-        let pool_err = |e: virt::error::Error| self.pool_err(e.to_string());
-        let len = fs::metadata(src).map_err(io("reading", src))?.len();
-        let pool = self
-            .conn
-            .lookup_storage_pool_by_name(self.pool)
-            .map_err(pool_err)?;
-        let _ = pool.refresh(0);
-        if let Ok(vol) = pool.lookup_storage_vol_by_name(name) {
-            let same = vol.info().is_ok_and(|i| i.capacity == len);
-            if reuse && same {
-                return vol.path().map(PathBuf::from).map_err(pool_err);
-            }
-            vol.delete(0).map_err(pool_err)?;
-        }
-        let zeroed = pool.xml_desc(0).is_ok_and(|x| {
-            ["dir", "fs", "netfs"]
-                .iter()
-                .any(|t| x.contains(&format!("type='{t}'")) || x.contains(&format!("type=\"{t}\"")))
-        });
-        let xml = format!(
-            "<volume><name>{}</name><capacity unit='bytes'>{len}</capacity><allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
-            xml::escape(name),
-        );
-        let vol = virt::storage_vol::StorageVol::create_xml(&pool, &xml, 0).map_err(pool_err)?;
-        if let Err(m) = super::transfer::upload(self.conn, &vol, src, len, sparse && zeroed) {
-            let _ = vol.delete(0);
-            return Err(self.pool_err(format!("uploading {name}: {m}")));
-        }
-        vol.path().map(PathBuf::from).map_err(pool_err)
-    }
-
-    /// The pool's volume `name`, copied into `dest` (a remote boot-copy disk coming back).
-    fn download(&self, name: &str, dest: &Path) -> Result<(), DomainError> {
-        let vol = self.volume(name)?;
-        super::transfer::download(self.conn, &vol, dest)
-            .map(|_| ())
-            .map_err(|m| self.pool_err(format!("downloading {name}: {m}")))
-    }
-
-    /// Deletes the pool's volume `name`, if it is there.
-    fn remove(&self, name: &str) {
-        if let Ok(vol) = self.volume(name) {
-            let _ = vol.delete(0);
-        }
-    }
-}
-
-/// A local medium placed in libvirt's image directory, where its security drivers label it for
-/// QEMU (reused when one of that name and size is there).
-fn place(src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
-    let dest = Path::new(LOCAL_MEDIA_DIR).join(name);
-    let same = fs::metadata(&dest)
-        .ok()
-        .zip(fs::metadata(src).ok())
-        .is_some_and(|(a, b)| a.len() == b.len());
-    if !(reuse && same) {
-        // Unique per process: rescues running at once may place the same medium.
-        let tmp = dest.with_extension(format!("vmrescue-tmp-{}", std::process::id()));
-        fs::copy(src, &tmp).map_err(io("copying the rescue medium to", &tmp))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io("syncing", &tmp))?;
-        fs::rename(&tmp, &dest).map_err(io("placing", &dest))?;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
-        .map_err(io("making readable", &dest))?;
-    Ok(dest)
-}
-
 /// This rescue's settings for the agent.
 fn agent_settings(req: &DomainRequest) -> params::Settings {
-    params::Settings {
-        mode: req.mode,
-        // One checker pass may use most of the time, leaving room to report.
-        fsck_timeout_secs: (req.timeout.as_secs() * 3 / 4).max(1),
-        ..params::Settings::default()
-    }
-}
-
-/// The settings drive a cdrom boot reads this rescue's settings from (an ISO 9660 labelled
-/// `paths::SETTINGS_LABEL` with `paths::SETTINGS_FILE`).
-fn settings_drive(
-    state: &Path,
-    iso: &Path,
-    settings: &params::Settings,
-) -> Result<(), DomainError> {
-    let tree = state.join("settings-tree");
-    let _ = fs::remove_dir_all(&tree);
-    let file = tree.join(paths::SETTINGS_FILE.trim_start_matches('/'));
-    let parent = file.parent().unwrap_or(&tree);
-    fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    let words = params::drive_words(settings);
-    write_synced(&file, format!("{words}\n").as_bytes())?;
-    let _ = fs::remove_file(iso);
-    let out = std::process::Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-R",
-            "-V",
-            paths::SETTINGS_LABEL,
-            "-o",
-        ])
-        .arg(iso)
-        .arg(&tree)
-        .output()
-        .map_err(io("running xorriso (scripts/setup.sh) to make", iso))?;
-    if !out.status.success() {
-        return Err(DomainError::Io {
-            what: "making the settings drive",
-            path: iso.to_owned(),
-            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        });
-    }
-    Ok(())
+    crate::boot::settings::for_rescue(req.mode, req.timeout)
 }
 
 fn unified_diff(a: &str, b: &str) -> Result<String, DomainError> {
@@ -865,76 +672,6 @@ fn before_boot(b: Option<vmrescue_protocol::BootCheck>) -> flow::Before {
     b.map_or(flow::Before::None, flow::Before::Boot)
 }
 
-/// One verify boot on the connection's (remote) host: the guest's kernel and initramfs
-/// uploaded to the pool, the guest booted by libvirt as a new transient domain on transient
-/// disks (`verify_xml`), its console read through a stream; the uploads removed after.
-fn boot_remote(
-    spec: &crate::verify::BootSpec,
-    report: &mut Report,
-    original: &str,
-    media: &Media,
-    dir: &Path,
-    v: &crate::verify::VerifyRequest,
-    sink: &mut dyn Sink,
-) -> Result<vmrescue_protocol::BootCheck, String> {
-    use super::verify_xml::{verify_xml, VerifyBoot};
-    let vuuid = crate::host::undo::random_uuid().map_err(|e| e.to_string())?;
-    let vname = format!("vmrescue-verify-{}", &vuuid[..8]);
-    let mut uploaded = Vec::new();
-    let result = (|| {
-        let kernel = match spec {
-            crate::verify::BootSpec::Kernel {
-                kernel,
-                initrd,
-                cmdline,
-            } => {
-                let mut put = |file: &Path, what: &str| {
-                    let name = format!("{vname}-{what}");
-                    let at = media
-                        .upload(file, &name, false, false)
-                        .map_err(|e| e.to_string());
-                    uploaded.push(name);
-                    at.map(|p| p.display().to_string())
-                };
-                let k = put(kernel, "kernel")?;
-                let i = match initrd {
-                    Some(i) => Some(put(i, "initrd")?),
-                    None => None,
-                };
-                Some((k, i, cmdline.clone()))
-            }
-            crate::verify::BootSpec::Firmware => None,
-        };
-        let boot = VerifyBoot {
-            name: vname.clone(),
-            uuid: vuuid.clone(),
-            kernel,
-        };
-        let (xml_text, left_out) = verify_xml(original, &boot).map_err(|e| e.to_string())?;
-        for target in left_out {
-            report.warnings.push(host_warning(format!(
-                "verify: disk {target} cannot be overlaid for the verify boot (a network, pool or shareable disk): the boot goes without it"
-            )));
-        }
-        let console = dir.join("verify-after-console.log");
-        let mut vm = LibvirtVm::new(
-            media.conn.clone(),
-            vname.clone(),
-            vuuid.clone(),
-            xml_text,
-            console.clone(),
-            DEFAULT_PORT_NAME.to_owned(),
-        )
-        .capture_console();
-        crate::verify::watch(&mut vm, spec, &console, "after", v.timeout, sink)
-            .map_err(|e| e.to_string())
-    })();
-    for name in uploaded {
-        media.remove(&name);
-    }
-    result
-}
-
 /// The domain's disks as our own QEMU opens them for a verify boot (raw or qcow2 files and
 /// block devices, in definition order; a qcow2's backing chain is the domain's own), each with
 /// its target, and the targets of those it cannot open.
@@ -988,45 +725,6 @@ fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
         ));
     }
     Ok((out, skipped))
-}
-
-/// `vmrescue unrescue --domain NAME`: after a crash, ends a leftover rescue run of the domain
-/// and removes its state; the persistent definition was never changed. Idempotent. Returns
-/// what it did.
-pub fn unrescue(domain: &str, uri: Option<&str>) -> Result<Vec<String>, DomainError> {
-    let conn = connect(uri)?;
-    let dom = lookup(&conn, domain)?;
-    let name = dom.name().map_err(lv("reading the name", domain))?;
-    let uuid = dom.uuid_string().map_err(lv("reading the UUID", &name))?;
-    let mut done = Vec::new();
-    if dom.is_active().unwrap_or(false) {
-        let live = dom.xml_desc(0).unwrap_or_default();
-        if live.contains(&format!("name='{DEFAULT_PORT_NAME}'"))
-            || live.contains(&format!("name=\"{DEFAULT_PORT_NAME}\""))
-        {
-            dom.destroy()
-                .map_err(lv("destroying the rescue run", &name))?;
-            done.push(format!("destroyed the leftover rescue run of {name}"));
-        }
-    }
-    let dir = super::state_dir(&uuid);
-    if dir.exists() {
-        let lock = File::open(dir.join("lock")).ok();
-        if let Some(l) = &lock {
-            rustix::fs::flock(l, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-                |_| DomainError::Busy {
-                    domain: name.clone(),
-                    dir: dir.clone(),
-                },
-            )?;
-        }
-        fs::remove_dir_all(&dir).map_err(io("removing", &dir))?;
-        done.push(format!("removed the rescue state in {}", dir.display()));
-    }
-    if done.is_empty() {
-        done.push(format!("nothing to undo for {name}"));
-    }
-    Ok(done)
 }
 
 #[cfg(test)]

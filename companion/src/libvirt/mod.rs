@@ -8,6 +8,9 @@ use vmrescue_image_builder::{self as builder, media, Artefacts};
 use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
 
 pub mod domain;
+mod placement;
+mod remote_verify;
+mod state;
 pub mod transfer;
 pub mod verify_xml;
 pub mod vm;

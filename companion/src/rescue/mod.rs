@@ -185,7 +185,6 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
         disks: u32::try_from(req.disks.len() + scratch)
             .ok()
             .filter(|n| (1..=params::DISKS_MAX).contains(&u64::from(*n))),
-        mode: req.mode,
         port: DEFAULT_PORT_NAME.to_owned(),
         after: After::PowerOff,
         root: req.root.clone(),
@@ -194,10 +193,8 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
         xfs_zero_log: req.policy.xfs_zero_log,
         // Every disk of a rescue here is on virtio.
         ata: false,
-        // One checker pass may use most of the time, leaving room to report.
-        fsck_timeout_secs: (req.timeout.as_secs() * 3 / 4).max(1),
         undo: undo.map(str::to_owned),
-        ..Settings::default()
+        ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }
 
