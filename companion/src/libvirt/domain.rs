@@ -8,23 +8,26 @@
 //! directory holding a lock: two rescues of one domain cannot run at once, and `unrescue`
 //! cleans up after a crash.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
 use virt::domain::Domain;
 use vmrescue_image_builder::{self as builder, Artefacts};
-use vmrescue_protocol::{params, paths, Mode, Report, DEFAULT_PORT_NAME};
+use vmrescue_protocol::{params, paths, Mode, DEFAULT_PORT_NAME};
 
-use super::placement::{settings_drive, Media, LOCAL_MEDIA_DIR};
+use super::disks::guest_drives;
+use super::placement::{settings_drive, Media, MediaFiles, LOCAL_MEDIA_DIR};
 use super::remote_verify::boot_remote;
+pub use super::request::{connect, lookup, DomainError, DomainRequest, Done};
+use super::request::{io, is_local, lv};
 pub use super::state::unrescue;
 use super::state::{lock_state, write_synced};
 use super::vm::LibvirtVm;
 use super::xml::{self, BootMethod};
 use crate::session::progress::{Event, Sink};
-use crate::session::{self, host_warning, SessionError};
+use crate::session::{self, host_warning};
 use crate::verify::flow;
 
 /// `VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE`.
@@ -36,141 +39,6 @@ const LOCAL_BOOTCOPY_SIZE: u64 = 2 << 30;
 const REMOTE_BOOTCOPY_SIZE: u64 = 512 << 20;
 /// Longest wait for a graceful shutdown (`--stop`) before the domain is destroyed.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum DomainError {
-    #[error("cannot connect to libvirt at {uri}: {message}; is libvirtd running and the URI right (--connect, LIBVIRT_DEFAULT_URI)?")]
-    Connect { uri: String, message: String },
-    #[error("no domain {0:?} on {1} (by name or UUID); list them with `virsh list --all`")]
-    NotFound(String, String),
-    #[error("domain {0} is running: stop it first, or pass --stop (graceful shutdown, then destroy) or --force (destroy at once)")]
-    Running(String),
-    #[error("another rescue of domain {domain} holds {}; wait for it, or if it crashed run `vmrescue unrescue --domain {domain}`", dir.display())]
-    Busy { domain: String, dir: PathBuf },
-    #[error("a stale rescue state for domain {domain} is in {}; run `vmrescue unrescue --domain {domain}` first", dir.display())]
-    Stale { domain: String, dir: PathBuf },
-    #[error("storage pool {pool:?} on {uri}: {message}; name an active pool with --pool (virsh pool-list)")]
-    Pool {
-        pool: String,
-        uri: String,
-        message: String,
-    },
-    #[error("libvirt: {what} of domain {domain}: {message}")]
-    Libvirt {
-        what: &'static str,
-        domain: String,
-        message: String,
-    },
-    #[error("domain {domain}: {source}")]
-    Xml {
-        domain: String,
-        source: xml::XmlError,
-    },
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("no rescue image in {}: build it with `vmrescue image build --out {}`", .0.display(), .0.display())]
-    NoImage(PathBuf),
-    #[error("the rescue image in {} has no ISO: rebuild it without --no-media (or use --boot kernel)", .0.display())]
-    NoIso(PathBuf),
-    #[error(transparent)]
-    Cmdline(super::LibvirtError),
-    #[error(transparent)]
-    Session(SessionError),
-    #[error("--verify with --domain: {0}")]
-    VerifyUnsupported(&'static str),
-    #[error("--rollback-on-regression: {domain}'s disk(s) {disks} are not local raw or qcow2 files or block devices, so the repair cannot be staged in overlays of them; rescue without the option (or detach those disks)")]
-    NotStaged { domain: String, disks: String },
-    #[error("verify: {0}")]
-    Verify(#[from] crate::verify::VerifyError),
-}
-
-impl DomainError {
-    /// The rescue ran but did not report (exit 3).
-    pub fn is_no_report(&self) -> bool {
-        matches!(self, DomainError::Session(SessionError::NoReport { .. }))
-    }
-}
-
-pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DomainError {
-    let path = path.to_owned();
-    move |source| DomainError::Io { what, path, source }
-}
-
-/// What the operator asked for.
-#[derive(Debug, Clone)]
-pub struct DomainRequest {
-    pub domain: String,
-    pub connect: Option<String>,
-    pub kernel_boot: bool,
-    pub mode: Mode,
-    pub stop: bool,
-    pub force: bool,
-    pub start_after: bool,
-    pub timeout: Duration,
-    pub dry_run: bool,
-    pub image: Option<PathBuf>,
-    /// For a remote connection: the storage pool the rescue media are uploaded to.
-    pub pool: String,
-    /// Boot the guest's own OS after the rescue (`--verify`).
-    pub verify: Option<crate::verify::VerifyRequest>,
-}
-
-/// What came of it.
-pub enum Done {
-    Report(Box<Report>),
-    /// `--dry-run`: the unified diff from the inactive XML to the rescue XML.
-    DryRun(String),
-}
-
-/// A connection with libvirt's own error printing off.
-pub fn connect(uri: Option<&str>) -> Result<Connect, DomainError> {
-    virt::error::clear_error_callback();
-    Connect::open(uri).map_err(|e| DomainError::Connect {
-        uri: uri
-            .map(str::to_owned)
-            .or_else(|| std::env::var("LIBVIRT_DEFAULT_URI").ok())
-            .unwrap_or_else(|| "libvirt's default URI".into()),
-        message: e.to_string(),
-    })
-}
-
-pub(super) fn lv(
-    what: &'static str,
-    domain: &str,
-) -> impl FnOnce(virt::error::Error) -> DomainError {
-    let domain = domain.to_owned();
-    move |e| DomainError::Libvirt {
-        what,
-        domain,
-        message: e.to_string(),
-    }
-}
-
-/// The domain by name, else by UUID.
-pub fn lookup(conn: &Connect, name_or_uuid: &str) -> Result<Domain, DomainError> {
-    conn.lookup_domain_by_name(name_or_uuid)
-        .or_else(|_| conn.lookup_domain_by_uuid_string(name_or_uuid))
-        .map_err(|_| {
-            DomainError::NotFound(
-                crate::render::clean(name_or_uuid),
-                conn.uri().unwrap_or_default(),
-            )
-        })
-}
-
-fn is_local(uri: &str) -> bool {
-    // qemu:///system, qemu:///session, qemu+unix:///system: no host part.
-    match uri.split_once("://") {
-        Some((scheme, rest)) => {
-            rest.starts_with('/') && (!scheme.contains('+') || scheme.ends_with("+unix"))
-        }
-        None => true,
-    }
-}
 
 /// This rescue's settings for the agent.
 fn agent_settings(req: &DomainRequest) -> params::Settings {
@@ -257,46 +125,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         .verify
         .as_ref()
         .is_some_and(|v| v.rollback && req.mode == Mode::Repair);
-    // --verify-before (implied by --rollback-on-regression): a check-mode rescue first, whose
-    // verify boot is the boot before.
-    let mut before = None;
-    if let Some(v) = req
-        .verify
-        .as_ref()
-        .filter(|v| (v.before || stage) && !req.dry_run)
-    {
-        if !persistent {
-            return Err(DomainError::VerifyUnsupported(
-                "--verify-before needs a persistent domain (a transient one is re-created after each rescue)",
-            ));
-        }
-        let check = req.mode == Mode::Check;
-        let first = DomainRequest {
-            mode: Mode::Check,
-            start_after: check && req.start_after,
-            verify: Some(crate::verify::VerifyRequest {
-                before: false,
-                rollback: false,
-                ..v.clone()
-            }),
-            ..req.clone()
-        };
-        let done = rescue(&first, sink)?;
-        let after = match &done {
-            Done::Report(r) => r.verify.as_ref().and_then(|v| v.after.clone()),
-            Done::DryRun(_) => None,
-        };
-        if check {
-            // Nothing changes in check mode: the boot after is the boot before.
-            let mut done = with_before(done, after);
-            if let (Done::Report(r), true) = (&mut done, v.rollback) {
-                r.warnings
-                    .push(host_warning(flow::ROLLBACK_IN_CHECK_MODE.into()));
-            }
-            return Ok(done);
-        }
-        before = after;
-    }
+    let mut before = match verify_before(req, persistent, stage, sink)? {
+        First::Before(b) => b,
+        First::Done(done) => return Ok(done),
+    };
     let dir = req.image.clone().unwrap_or_else(builder::default_dir);
     let image = Artefacts::open(&dir).ok_or_else(|| DomainError::NoImage(dir.clone()))?;
     let state_dir = super::state_dir(&uuid);
@@ -307,12 +139,6 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let nvram = PathBuf::from(format!(
         "/var/lib/libvirt/qemu/nvram/vmrescue-{uuid}_VARS.fd"
     ));
-    let build_id = image
-        .manifest
-        .media
-        .as_ref()
-        .map(|m| m.build_id.clone())
-        .unwrap_or_else(|| image.manifest.initramfs_sha256[..16].to_owned());
     let settings_iso = state_dir.join("settings.iso");
     let bootcopy_image = state_dir.join("bootcopy-scratch.img");
     // --rollback-on-regression: the repair writes to overlays of the disks.
@@ -371,37 +197,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let cdrom_boot = |iso: &Path| BootMethod::Cdrom {
         iso: iso.display().to_string(),
     };
-    // Media names carry their content's checksum, so a medium of that name is reused.
-    let iso_name = match &image.manifest.media {
-        Some(m) => format!("vmrescue-{}.iso", &m.iso_sha256[..16]),
-        None => format!("vmrescue-{build_id}.iso"),
-    };
-    // Here: the uncompressed PVH kernel and initramfs where the image has them (nothing to
-    // decompress, seconds under TCG); remote: the compressed ones (less to upload). UEFI
-    // firmware loads only the bzImage (its EFI stub), not the ELF.
-    let pvh = crate::rescue::boot_kernel(&image);
-    let (kernel_file, kernel_name) = match &image.manifest.vmlinux_sha256 {
-        Some(sum) if local && !facts.uefi && pvh != image.kernel => {
-            (pvh, format!("vmrescue-{}-vmlinux", &sum[..16]))
-        }
-        _ => (
-            image.kernel.clone(),
-            format!("vmrescue-{}-vmlinuz", &image.manifest.kernel_sha256[..16]),
-        ),
-    };
-    let (initrd_file, initrd_name) =
-        match (&image.initramfs_cpio, &image.manifest.initramfs_cpio_sha256) {
-            (Some(cpio), Some(sum)) if local => {
-                (cpio.clone(), format!("vmrescue-{}-initrd.cpio", &sum[..16]))
-            }
-            _ => (
-                image.initramfs.clone(),
-                format!(
-                    "vmrescue-{}-initrd.img",
-                    &image.manifest.initramfs_sha256[..16]
-                ),
-            ),
-        };
+    let MediaFiles {
+        iso_name,
+        kernel: (kernel_file, kernel_name),
+        initrd: (initrd_file, initrd_name),
+    } = MediaFiles::choose(&image, local, facts.uefi);
     if req.dry_run {
         let at = |n: &str| Path::new(LOCAL_MEDIA_DIR).join(n);
         let xml_text = if req.kernel_boot {
@@ -605,34 +405,9 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             let _ = vol.delete(0);
         }
     }
-    let mut warnings = Vec::new();
-    if persistent {
-        match lookup(&conn, &uuid).and_then(|d| {
-            d.xml_desc(XML_INACTIVE_SECURE)
-                .map_err(lv("reading the definition", &name))
-        }) {
-            Ok(after) if after == original => {}
-            Ok(_) => warnings.push(format!(
-                "the persistent definition of {name} differs from the one saved before the rescue ({}); compare with `virsh dumpxml --inactive {name}`",
-                state.dir.join("original.xml").display()
-            )),
-            Err(e) => warnings.push(format!("cannot read {name}'s definition back: {e}")),
-        }
-    }
-    let restart = (!persistent && active) || (req.start_after && persistent);
-    if restart {
-        let started = if persistent {
-            lookup(&conn, &uuid).and_then(|d| d.create().map_err(lv("starting", &name)))
-        } else {
-            // A transient domain exists only while it runs: bring it back as it was.
-            conn.create_domain_xml(&original, 0)
-                .map(|_| ())
-                .map_err(lv("re-creating", &name))
-        };
-        if let Err(e) = started {
-            warnings.push(format!("{e}"));
-        }
-    }
+    let warnings = give_back(
+        &conn, &uuid, &name, &original, persistent, active, req, &state.dir,
+    );
     match outcome {
         Ok(mut report) => {
             report
@@ -654,6 +429,108 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     }
 }
 
+/// After the run: the persistent definition checked against the one saved before (a
+/// difference is said, never silently kept), and the domain started again when it ran before
+/// (a transient one is re-created from its XML) or `--start-after` asks. What went wrong is
+/// returned as warnings.
+#[allow(clippy::too_many_arguments)]
+fn give_back(
+    conn: &Connect,
+    uuid: &str,
+    name: &str,
+    original: &str,
+    persistent: bool,
+    active: bool,
+    req: &DomainRequest,
+    state_dir: &Path,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if persistent {
+        match lookup(conn, uuid).and_then(|d| {
+            d.xml_desc(XML_INACTIVE_SECURE)
+                .map_err(lv("reading the definition", name))
+        }) {
+            Ok(after) if after == original => {}
+            Ok(_) => warnings.push(format!(
+                "the persistent definition of {name} differs from the one saved before the rescue ({}); compare with `virsh dumpxml --inactive {name}`",
+                state_dir.join("original.xml").display()
+            )),
+            Err(e) => warnings.push(format!("cannot read {name}'s definition back: {e}")),
+        }
+    }
+    let restart = (!persistent && active) || (req.start_after && persistent);
+    if restart {
+        let started = if persistent {
+            lookup(conn, uuid).and_then(|d| d.create().map_err(lv("starting", name)))
+        } else {
+            // A transient domain exists only while it runs: bring it back as it was.
+            conn.create_domain_xml(original, 0)
+                .map(|_| ())
+                .map_err(lv("re-creating", name))
+        };
+        if let Err(e) = started {
+            warnings.push(format!("{e}"));
+        }
+    }
+    warnings
+}
+
+/// What the rescue before the rescue gave.
+enum First {
+    /// The boot before (if a verify boot ran), for the record of the repair's verify boots.
+    Before(Option<vmrescue_protocol::BootCheck>),
+    /// In check mode that rescue is the whole answer.
+    Done(Done),
+}
+
+/// `--verify-before` (implied by `--rollback-on-regression`): a check-mode rescue first, whose
+/// verify boot is the boot before.
+fn verify_before(
+    req: &DomainRequest,
+    persistent: bool,
+    stage: bool,
+    sink: &mut dyn Sink,
+) -> Result<First, DomainError> {
+    if let Some(v) = req
+        .verify
+        .as_ref()
+        .filter(|v| (v.before || stage) && !req.dry_run)
+    {
+        if !persistent {
+            return Err(DomainError::VerifyUnsupported(
+                "--verify-before needs a persistent domain (a transient one is re-created after each rescue)",
+            ));
+        }
+        let check = req.mode == Mode::Check;
+        let first = DomainRequest {
+            mode: Mode::Check,
+            start_after: check && req.start_after,
+            verify: Some(crate::verify::VerifyRequest {
+                before: false,
+                rollback: false,
+                ..v.clone()
+            }),
+            ..req.clone()
+        };
+        let done = rescue(&first, sink)?;
+        let after = match &done {
+            Done::Report(r) => r.verify.as_ref().and_then(|v| v.after.clone()),
+            Done::DryRun(_) => None,
+        };
+        if check {
+            // Nothing changes in check mode: the boot after is the boot before.
+            let mut done = with_before(done, after);
+            if let (Done::Report(r), true) = (&mut done, v.rollback) {
+                r.warnings
+                    .push(host_warning(flow::ROLLBACK_IN_CHECK_MODE.into()));
+            }
+            return Ok(First::Done(done));
+        }
+        return Ok(First::Before(after));
+    }
+    Ok(First::Before(None))
+}
+
 /// A report with the boot before set (check mode: the same guest, booted before).
 fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done {
     match done {
@@ -670,61 +547,6 @@ fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done
 /// The boot before, as the flow records it.
 fn before_boot(b: Option<vmrescue_protocol::BootCheck>) -> flow::Before {
     b.map_or(flow::Before::None, flow::Before::Boot)
-}
-
-/// The domain's disks as our own QEMU opens them for a verify boot (raw or qcow2 files and
-/// block devices, in definition order; a qcow2's backing chain is the domain's own), each with
-/// its target, and the targets of those it cannot open.
-type Drives = Vec<(String, crate::verify::GuestDrive)>;
-fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
-    use crate::qemu::{Drive, Format};
-    use std::os::unix::fs::FileTypeExt;
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("the domain XML: {e}"))?;
-    let mut out = Vec::new();
-    let mut skipped = Vec::new();
-    for d in doc
-        .descendants()
-        .filter(|n| n.has_tag_name("disk") && n.attribute("device").unwrap_or("disk") == "disk")
-    {
-        let child = |name: &str| d.children().find(|n| n.has_tag_name(name));
-        let target = child("target")
-            .and_then(|t| t.attribute("dev"))
-            .unwrap_or("?")
-            .to_owned();
-        let source = child("source").and_then(|s| s.attribute("file").or(s.attribute("dev")));
-        let format = match child("driver").and_then(|dr| dr.attribute("type")) {
-            Some("qcow2") => Some(Format::Qcow2),
-            Some("raw") | None => Some(Format::Raw),
-            _ => None,
-        };
-        let (Some(path), Some(format)) = (source, format) else {
-            skipped.push(target);
-            continue;
-        };
-        let Ok(meta) = fs::metadata(path) else {
-            skipped.push(target);
-            continue;
-        };
-        let size = match format {
-            Format::Raw if meta.file_type().is_block_device() => File::open(path)
-                .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
-                .unwrap_or(0),
-            Format::Raw => meta.len(),
-            Format::Qcow2 => crate::host::diskimage::check(Path::new(path), Some(Format::Qcow2))
-                .map(|c| c.virtual_size)
-                .unwrap_or(0),
-        };
-        out.push((
-            target,
-            crate::verify::GuestDrive {
-                drive: Drive::new(path, format)
-                    .follow_backing(format == Format::Qcow2)
-                    .block_device(meta.file_type().is_block_device()),
-                virtual_size: size,
-            },
-        ));
-    }
-    Ok((out, skipped))
 }
 
 #[cfg(test)]

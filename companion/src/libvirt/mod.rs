@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use vmrescue_image_builder::{self as builder, media, Artefacts};
 use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
 
+mod disks;
 pub mod domain;
 mod placement;
 mod remote_verify;
+mod request;
 mod state;
 pub mod transfer;
 pub mod verify_xml;

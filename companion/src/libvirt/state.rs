@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use vmrescue_protocol::DEFAULT_PORT_NAME;
 
-use super::domain::{connect, io, lookup, lv, DomainError};
+use super::request::{connect, io, lookup, lv, DomainError};
 
 /// A file written and fsynced.
 pub(super) fn write_synced(path: &Path, data: &[u8]) -> Result<(), DomainError> {
