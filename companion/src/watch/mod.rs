@@ -9,14 +9,13 @@
 
 pub mod domains;
 pub mod events;
+pub mod exec;
 pub mod follow;
 pub mod incident;
 pub mod kernel_lines;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,10 +66,6 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 /// How often the domain list is read again (events cover the rest; this catches what a
 /// reconnect missed).
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
-/// How long `--exec` commands may still run when the watch ends.
-const EXEC_GRACE: Duration = Duration::from_secs(10);
-/// `--exec` commands running at once at most (more incidents wait for one to end).
-const EXEC_MAX: usize = 16;
 
 /// A running domain being watched.
 struct Watched {
@@ -94,7 +89,7 @@ struct Watch<'a> {
     start: Instant,
     out: &'a mut dyn Write,
     printed: u64,
-    children: Vec<(Child, String)>,
+    runner: exec::Runner,
     /// Named domains not found (said once each).
     missing: BTreeSet<String>,
 }
@@ -122,7 +117,7 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<u64, WatchError> {
         start: Instant::now(),
         out,
         printed: 0,
-        children: Vec::new(),
+        runner: exec::Runner::default(),
         missing: BTreeSet::new(),
     };
     w.connect()?;
@@ -421,7 +416,7 @@ impl Watch<'_> {
             for inc in self.dedup.due(now) {
                 self.emit(&inc)?;
             }
-            self.reap(false);
+            self.runner.reap(false);
         }
     }
 
@@ -615,87 +610,9 @@ impl Watch<'_> {
         self.out.flush().map_err(WatchError::Output)?;
         self.printed += 1;
         if let Some(cmd) = &self.opts.exec {
-            self.exec(cmd.clone(), inc);
+            self.runner.run(cmd, inc);
         }
         Ok(())
-    }
-
-    /// Runs `--exec` for `inc`: `sh -c CMD`, the incident as JSON on stdin and in
-    /// `VMRESCUE_INCIDENT`, its fields in `VMRESCUE_*`; its output goes to stderr.
-    fn exec(&mut self, cmd: String, inc: &Incident) {
-        while self.children.len() >= EXEC_MAX {
-            self.reap(false);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let json = serde_json::to_string(inc).unwrap_or_default();
-        let stdout = std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map(Stdio::from)
-            .unwrap_or_else(|_| Stdio::null());
-        let spawned = Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .env("VMRESCUE_INCIDENT", &json)
-            .env("VMRESCUE_DOMAIN", &inc.domain)
-            .env("VMRESCUE_UUID", &inc.uuid)
-            .env("VMRESCUE_KIND", inc.kind.as_str())
-            .env("VMRESCUE_DISK", inc.disk.as_deref().unwrap_or(""))
-            .env(
-                "VMRESCUE_SOURCE_FILE",
-                inc.source_file.as_deref().unwrap_or(""),
-            )
-            .env("VMRESCUE_REASON", inc.reason.as_deref().unwrap_or(""))
-            .env("VMRESCUE_SOURCE", inc.source.as_str())
-            .env("VMRESCUE_SUGGEST", &inc.suggest)
-            .stdin(Stdio::piped())
-            .stdout(stdout)
-            .spawn();
-        match spawned {
-            Ok(mut child) => {
-                if let Some(mut stdin) = child.stdin.take() {
-                    // One line, far below a pipe's buffer; a command that does not read it
-                    // just closes it.
-                    let _ = writeln!(stdin, "{json}");
-                }
-                self.children
-                    .push((child, format!("{} {}", inc.domain, inc.kind.as_str())));
-            }
-            Err(e) => eprintln!("vmrescue watch: cannot run --exec {cmd:?}: {e}"),
-        }
-    }
-
-    /// Collects ended `--exec` commands (all of them, up to EXEC_GRACE, when `wait`).
-    fn reap(&mut self, wait: bool) {
-        let until = Instant::now() + EXEC_GRACE;
-        loop {
-            self.children.retain_mut(|(c, what)| match c.try_wait() {
-                Ok(Some(st)) => {
-                    if !st.success() {
-                        eprintln!("vmrescue watch: --exec for {what} ended with {st}");
-                    }
-                    false
-                }
-                Ok(None) => true,
-                Err(_) => false,
-            });
-            if !wait || self.children.is_empty() {
-                return;
-            }
-            if Instant::now() >= until {
-                for (c, what) in &mut self.children {
-                    eprintln!(
-                        "vmrescue watch: --exec for {what} still runs after {}s; killed",
-                        EXEC_GRACE.as_secs()
-                    );
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                self.children.clear();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// The end: the last console lines, everything not printed yet, the commands' ends.
@@ -707,7 +624,7 @@ impl Watch<'_> {
                 break;
             }
         }
-        self.reap(true);
+        self.runner.reap(true);
         self.disconnect();
     }
 }
