@@ -5,8 +5,10 @@
 //! `repaired` and `clean` claim that the guest's OS root was identified and that every volume
 //! the guest needs was reached and checked: the root, every device its fstab mounts (swap
 //! aside), and every container (LVM physical volume, LUKS container, MD RAID member) that may
-//! hold an fstab entry this rescue could not find. A root not identified is `no_os`; a needed
-//! volume not reached makes the rescue `unrepaired`, whatever else went well.
+//! hold an fstab entry this rescue could not find. A problem left in a checked filesystem is
+//! `unrepaired` (a damaged root may be why no root could be looked into); otherwise a root not
+//! identified is `no_os`, and a needed volume not reached makes the rescue `unrepaired`,
+//! whatever else went well.
 
 use crate::report::{Filesystem, FsState, FsckStatus, Mode, Outcome, Report, Resolution};
 
@@ -208,6 +210,15 @@ pub fn outcome(mode: Mode, report: &Report, fatal: bool) -> Outcome {
     {
         return Outcome::Failed;
     }
+    let problem_left = checked.iter().any(|f| {
+        matches!(f.fsck.status, FsckStatus::Uncorrected | FsckStatus::Error)
+            || (mode == Mode::Check && f.state_before != FsState::Clean)
+            || (mode == Mode::Repair && f.state_after != FsState::Clean)
+    });
+    // A problem left is said first: a damaged root may be why no root could be looked into.
+    if problem_left {
+        return Outcome::Unrepaired;
+    }
     match &report.os {
         // Stopped before the inspection: what was checked is known, the rest is not.
         None if !checked.is_empty() => return Outcome::Unrepaired,
@@ -215,12 +226,7 @@ pub fn outcome(mode: Mode, report: &Report, fatal: bool) -> Outcome {
         Some(os) if os.root_device.is_none() => return Outcome::NoOs,
         Some(_) => {}
     }
-    let problem_left = checked.iter().any(|f| {
-        matches!(f.fsck.status, FsckStatus::Uncorrected | FsckStatus::Error)
-            || (mode == Mode::Check && f.state_before != FsState::Clean)
-            || (mode == Mode::Repair && f.state_after != FsState::Clean)
-    });
-    if problem_left || !gaps(report).is_empty() {
+    if !gaps(report).is_empty() {
         Outcome::Unrepaired
     } else if checked
         .iter()
@@ -441,6 +447,10 @@ mod tests {
             None,
         );
         assert_eq!(outcome(Mode::Repair, &r, false), Outcome::NoOs);
+        // A problem left comes first: in check mode a damaged root may be why no root could
+        // be looked into (it does not mount until repaired).
+        let damaged = report(vec![fs("/dev/vda", S::Uncorrected, E, E, Some(4))], None);
+        assert_eq!(outcome(Mode::Check, &damaged, false), Outcome::Unrepaired);
         assert_eq!(
             unopened_containers(&r),
             [format!("/dev/vda3 is {}", Container::Lvm.unreached())]
