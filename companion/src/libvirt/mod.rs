@@ -40,13 +40,14 @@ pub enum LibvirtError {
 }
 
 /// The per-domain state directory (the saved definition, the lock, the console log, the NVRAM
-/// copy): `$XDG_RUNTIME_DIR/vmrescue/domains/NAME`, else `/run/vmrescue/domains/NAME`.
-pub fn state_dir(domain: &str) -> PathBuf {
+/// copy), keyed by the domain's UUID (`key`; a definition without one, its name):
+/// `$XDG_RUNTIME_DIR/vmrescue/domains/KEY`, else `/run/vmrescue/domains/KEY`.
+pub fn state_dir(key: &str) -> PathBuf {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/run"));
-    base.join("vmrescue/domains").join(domain)
+    base.join("vmrescue/domains").join(key)
 }
 
 /// The kernel command line of a direct-kernel rescue boot with the agent's `settings` (the
@@ -109,7 +110,8 @@ pub fn rescue_xml_for_file(
             iso: iso.display().to_string(),
         }
     };
-    let state = state_dir(&facts.name);
+    // Keyed as `rescue --domain` keys it: by UUID.
+    let state = state_dir(facts.uuid.as_deref().unwrap_or(&facts.name));
     xml::rescue_xml(
         &text,
         &xml::Rescue {
