@@ -1,34 +1,93 @@
-//! A domain's disks as our own QEMU opens them (for verify boots and staged repairs).
+//! A domain's disks: the one typed reader of a domain XML's `<disk>` elements (pure; used by
+//! `rescue --domain` and `vmrescue watch`), and the disks as our own QEMU opens them (for
+//! verify boots and staged repairs).
 
 use std::fs::{self, File};
 use std::path::Path;
 
+/// One `<disk>` of a domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainDisk {
+    /// `<target dev>` (`vda`), when given.
+    pub target: Option<String>,
+    /// The `type` attribute: `file`, `block`, `network`, `volume`...
+    pub kind: String,
+    /// The `device` attribute: `disk` (the default), `cdrom`, `floppy`, `lun`.
+    pub device: String,
+    /// A file's or block device's path (`<source file>` / `<source dev>`).
+    pub path: Option<String>,
+    /// What names any other source: `POOL/VOLUME`, or a network disk's `name`.
+    pub name: Option<String>,
+    /// `<driver type>` (`raw`, `qcow2`), when given.
+    pub format: Option<String>,
+    pub shareable: bool,
+    pub readonly: bool,
+    /// `<alias name>` (live XML only).
+    pub alias: Option<String>,
+}
+
+impl DomainDisk {
+    /// The source as a path, else its name.
+    pub fn source(&self) -> Option<&str> {
+        self.path.as_deref().or(self.name.as_deref())
+    }
+}
+
+/// Every `<disk>` under the domain's `<devices>`, in definition order.
+pub fn read(xml: &str) -> Result<Vec<DomainDisk>, String> {
+    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed domain XML: {e}"))?;
+    let Some(devices) = doc
+        .root_element()
+        .children()
+        .find(|n| n.has_tag_name("devices"))
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(devices
+        .children()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|d| {
+            let child = |name: &str| d.children().find(|n| n.has_tag_name(name));
+            let attr =
+                |name: &str, a: &str| child(name).and_then(|n| n.attribute(a)).map(str::to_owned);
+            let source = child("source");
+            DomainDisk {
+                target: attr("target", "dev"),
+                kind: d.attribute("type").unwrap_or("file").to_owned(),
+                device: d.attribute("device").unwrap_or("disk").to_owned(),
+                path: source
+                    .and_then(|s| s.attribute("file").or_else(|| s.attribute("dev")))
+                    .map(str::to_owned),
+                name: source.and_then(|s| match (s.attribute("pool"), s.attribute("volume")) {
+                    (Some(p), Some(v)) => Some(format!("{p}/{v}")),
+                    _ => s.attribute("name").map(str::to_owned),
+                }),
+                format: attr("driver", "type"),
+                shareable: child("shareable").is_some(),
+                readonly: child("readonly").is_some(),
+                alias: attr("alias", "name"),
+            }
+        })
+        .collect())
+}
+
 /// The domain's disks as our own QEMU opens them for a verify boot (raw or qcow2 files and
 /// block devices, in definition order; a qcow2's backing chain is the domain's own), each with
 /// its target, and the targets of those it cannot open.
-pub(super) type Drives = Vec<(String, crate::verify::GuestDrive)>;
-pub(super) fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
+pub type Drives = Vec<(String, crate::verify::GuestDrive)>;
+pub fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
     use crate::qemu::{Drive, Format};
     use std::os::unix::fs::FileTypeExt;
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("the domain XML: {e}"))?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for d in doc
-        .descendants()
-        .filter(|n| n.has_tag_name("disk") && n.attribute("device").unwrap_or("disk") == "disk")
-    {
-        let child = |name: &str| d.children().find(|n| n.has_tag_name(name));
-        let target = child("target")
-            .and_then(|t| t.attribute("dev"))
-            .unwrap_or("?")
-            .to_owned();
-        let source = child("source").and_then(|s| s.attribute("file").or(s.attribute("dev")));
-        let format = match child("driver").and_then(|dr| dr.attribute("type")) {
+    for d in read(xml)?.into_iter().filter(|d| d.device == "disk") {
+        let target = d.target.clone().unwrap_or_else(|| "?".to_owned());
+        let format = match d.format.as_deref() {
             Some("qcow2") => Some(Format::Qcow2),
             Some("raw") | None => Some(Format::Raw),
             _ => None,
         };
-        let (Some(path), Some(format)) = (source, format) else {
+        let (Some(path), Some(format)) = (d.path.as_deref(), format) else {
             skipped.push(target);
             continue;
         };
@@ -56,4 +115,35 @@ pub(super) fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
         ));
     }
     Ok((out, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_disk_with_its_source_format_and_flags() {
+        let xml = "<domain type='kvm'><name>d</name><devices>\
+            <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/nova/instances/x/disk'/><target dev='vda' bus='virtio'/><alias name='virtio-disk0'/></disk>\
+            <disk type='block' device='disk'><source dev='/dev/vg/data'/><target dev='vdb' bus='virtio'/><shareable/></disk>\
+            <disk type='network' device='disk'><source protocol='rbd' name='volumes/volume-1'/><target dev='vdc' bus='virtio'/></disk>\
+            <disk type='volume' device='disk'><source pool='default' volume='v1'/><target dev='vdd'/></disk>\
+            <disk type='file' device='cdrom'><source file='/x/disk.config'/><target dev='sda' bus='sata'/><readonly/></disk>\
+            <interface type='bridge'/></devices></domain>";
+        let d = read(xml).unwrap();
+        assert_eq!(d.len(), 5);
+        assert_eq!(d[0].target.as_deref(), Some("vda"));
+        assert_eq!(d[0].format.as_deref(), Some("qcow2"));
+        assert_eq!(d[0].alias.as_deref(), Some("virtio-disk0"));
+        assert_eq!(d[0].source(), Some("/var/lib/nova/instances/x/disk"));
+        assert_eq!((d[1].kind.as_str(), d[1].shareable), ("block", true));
+        assert_eq!(
+            (d[2].path.as_deref(), d[2].source()),
+            (None, Some("volumes/volume-1"))
+        );
+        assert_eq!(d[3].source(), Some("default/v1"));
+        assert_eq!((d[4].device.as_str(), d[4].readonly), ("cdrom", true));
+        assert!(read("<domain/>").unwrap().is_empty());
+        assert!(read("<domain").is_err());
+    }
 }

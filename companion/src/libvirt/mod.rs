@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use vmrescue_image_builder::{self as builder, media, Artefacts};
 use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
 
-mod disks;
+pub mod disks;
 pub mod domain;
 mod placement;
 mod remote_verify;

@@ -43,7 +43,19 @@ impl Facts {
 /// Reads a live domain XML.
 pub fn facts(xml: &str) -> Result<Facts, String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed domain XML: {e}"))?;
-    let mut out = Facts::default();
+    let mut out = Facts {
+        disks: crate::libvirt::disks::read(xml)?
+            .into_iter()
+            .filter_map(|d| {
+                Some(DiskFact {
+                    source: d.source().map(str::to_owned),
+                    target: d.target?,
+                    alias: d.alias,
+                })
+            })
+            .collect(),
+        ..Facts::default()
+    };
     let Some(devices) = doc
         .root_element()
         .children()
@@ -54,27 +66,6 @@ pub fn facts(xml: &str) -> Result<Facts, String> {
     for dev in devices.children().filter(|n| n.is_element()) {
         let child = |name: &str| dev.children().find(|n| n.has_tag_name(name));
         match dev.tag_name().name() {
-            "disk" => {
-                let Some(target) = child("target").and_then(|t| t.attribute("dev")) else {
-                    continue;
-                };
-                let source = child("source").and_then(|s| {
-                    s.attribute("file")
-                        .or_else(|| s.attribute("dev"))
-                        .map(str::to_owned)
-                        .or_else(|| match (s.attribute("pool"), s.attribute("volume")) {
-                            (Some(p), Some(v)) => Some(format!("{p}/{v}")),
-                            _ => s.attribute("name").map(str::to_owned),
-                        })
-                });
-                out.disks.push(DiskFact {
-                    target: target.to_owned(),
-                    alias: child("alias")
-                        .and_then(|a| a.attribute("name"))
-                        .map(str::to_owned),
-                    source,
-                });
-            }
             "serial" | "console" => {
                 let mut paths = Vec::new();
                 if dev.attribute("type") == Some("file") {
