@@ -46,6 +46,20 @@ pub(super) fn lock_state(domain: &str, dir: &Path) -> Result<State, DomainError>
     })
 }
 
+/// Whether a running domain's live XML is one of our rescue runs: it has the agent's
+/// virtio-serial channel (`<channel><target type='virtio' name=PORT/></channel>`).
+pub(super) fn is_rescue_run(live: &str) -> bool {
+    let Ok(doc) = roxmltree::Document::parse(live) else {
+        return false;
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("channel"))
+        .flat_map(|c| c.children().filter(|n| n.has_tag_name("target")))
+        .any(|t| {
+            t.attribute("type") == Some("virtio") && t.attribute("name") == Some(DEFAULT_PORT_NAME)
+        })
+}
+
 /// `vmrescue unrescue --domain NAME`: after a crash, ends a leftover rescue run of the domain
 /// and removes its state; the persistent definition was never changed. Idempotent. Returns
 /// what it did.
@@ -57,9 +71,7 @@ pub fn unrescue(domain: &str, uri: Option<&str>) -> Result<Vec<String>, DomainEr
     let mut done = Vec::new();
     if dom.is_active().unwrap_or(false) {
         let live = dom.xml_desc(0).unwrap_or_default();
-        if live.contains(&format!("name='{DEFAULT_PORT_NAME}'"))
-            || live.contains(&format!("name=\"{DEFAULT_PORT_NAME}\""))
-        {
+        if is_rescue_run(&live) {
             dom.destroy()
                 .map_err(lv("destroying the rescue run", &name))?;
             done.push(format!("destroyed the leftover rescue run of {name}"));
@@ -83,4 +95,23 @@ pub fn unrescue(domain: &str, uri: Option<&str>) -> Result<Vec<String>, DomainEr
         done.push(format!("nothing to undo for {name}"));
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rescue_run_is_known_by_the_agents_channel_not_by_a_substring() {
+        let run = format!(
+            "<domain><name>d</name><devices><channel type='unix'><target type='virtio' name='{DEFAULT_PORT_NAME}'/></channel></devices></domain>"
+        );
+        assert!(is_rescue_run(&run));
+        // The port's name elsewhere (a description, another element) is not a rescue run.
+        let decoy = format!(
+            "<domain><name>d</name><description>name='{DEFAULT_PORT_NAME}'</description><devices><channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices></domain>"
+        );
+        assert!(!is_rescue_run(&decoy));
+        assert!(!is_rescue_run("not xml"));
+    }
 }
