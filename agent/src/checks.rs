@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use vmrescue_discovery::ext::{self, Backup};
 use vmrescue_discovery::fstype::{Checker, FsType};
 use vmrescue_discovery::inventory::DiskScan;
-use vmrescue_protocol::{Filesystem, FsState, FsckStatus, FstabReport, Mode, Step};
+use vmrescue_protocol::{Filesystem, FsState, FsckStatus, FstabReport, Mode, Phase, Step};
 
 use crate::fsck::{self, order};
 use crate::inspect::MountedTree;
@@ -132,7 +132,7 @@ pub fn run_all(
             match ev {
                 Event::Progress(dev, msg) => rep.progress(Step::Fsck, Some(&dev), msg),
                 Event::Done(fs) => {
-                    rep.mark(format!("fsck {}", fs.device));
+                    rep.mark(Phase::Fsck(fs.device.clone()));
                     out.push(*fs)
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vmrescue_protocol::{console, frame, Message, Progress, Step, Timing, Warning};
+use vmrescue_protocol::{console, frame, Message, Phase, Progress, Step, Timing, Warning};
 
 use crate::consoles::{self, Consoles};
 use crate::port::Port;
@@ -38,17 +38,17 @@ impl Reporter {
             degraded: false,
             warnings: Vec::new(),
             timings: vec![Timing {
-                phase: "agent".into(),
+                phase: Phase::Agent,
                 uptime_s: (crate::clock::uptime_secs() - started.elapsed().as_secs_f64()).max(0.0),
             }],
         }
     }
 
     /// Notes that `phase` ended now (bounded: a report never carries more than 200).
-    pub fn mark(&mut self, phase: impl Into<String>) {
+    pub fn mark(&mut self, phase: Phase) {
         if self.timings.len() < 200 {
             self.timings.push(Timing {
-                phase: phase.into(),
+                phase,
                 uptime_s: crate::clock::uptime_secs(),
             });
         }

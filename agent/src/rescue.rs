@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use vmrescue_protocol::params::{After, Settings};
-use vmrescue_protocol::{Message, Report, Step};
+use vmrescue_protocol::{Message, Phase, Report, Step};
 
 use crate::phase::fixes::Fixes;
 use crate::phase::{bootcopy, check, configdrive, fixes, inspect, report, scan, setup, undo};
@@ -57,7 +57,7 @@ pub fn run(started: Instant) -> After {
         );
     }
     // The copy saved on the root carries them too.
-    rep.mark("report");
+    rep.mark(Phase::Report);
     report.timings = std::mem::take(&mut rep.timings);
     if let Some(root) = fixes.root.take() {
         report::save(root, &mut report, &mut rep);
@@ -77,7 +77,7 @@ pub fn run(started: Instant) -> After {
 /// the work after the checks or the inspection, with what was found so far.
 fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut Report) -> Fixes {
     let modules = setup::load_modules(rep, settings.ata);
-    rep.mark("modules");
+    rep.mark(Phase::Modules);
     // After the modules: efivarfs is one.
     let fw = crate::firmware::detect();
     let sb = if fw.secure_boot { "on" } else { "off" };
@@ -85,7 +85,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     report.firmware = Some(fw);
     setup::connect_port(settings, rep);
     rep.hello(&Message::hello(AGENT_VERSION, settings.mode, kernel));
-    rep.mark("port");
+    rep.mark(Phase::Port);
     rep.progress(
         Step::Modules,
         None,
@@ -100,7 +100,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         settings.disks,
         rep,
     );
-    rep.mark("disks");
+    rep.mark(Phase::Disks);
     configdrive::apply(&mut found.scans, settings, rep);
     report.mode = settings.mode;
     let settings = &*settings;
@@ -121,7 +121,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     if let Some(u) = undo {
         u.release(rep);
     }
-    rep.mark("checks");
+    rep.mark(Phase::Checks);
     if signals::requested().is_some() {
         // Stopping: report what was checked (and changed) so far, skip the inspection.
         report.filesystems = checked;
@@ -130,7 +130,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     }
 
     inspect::run(&found.scans, &found.disks, &checked, settings, report, rep);
-    rep.mark("inspect");
+    rep.mark(Phase::Inspect);
     report.changes = report::fsck_changes(settings.mode, &report.filesystems);
     if signals::requested().is_some() {
         return Fixes::default();
@@ -140,10 +140,10 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         return Fixes::default();
     };
     let fixes = fixes::run(settings, &root, report, rep);
-    rep.mark("fixes");
+    rep.mark(Phase::Fixes);
     if let Some(dev) = bootcopy {
         bootcopy::copy(&dev, report, fixes.root.as_ref().map(|r| &r.tree), rep);
-        rep.mark("boot_copy");
+        rep.mark(Phase::BootCopy);
     }
     fixes
 }

@@ -171,6 +171,89 @@ wire_names! {
     }
 }
 
+/// A point of the report's `timings`: the agent's phase that had just ended. On the wire the
+/// names the report has always had (`agent`, `modules`, ..., `fsck DEV`); a name this side does
+/// not know is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Phase {
+    /// PID 1 started.
+    Agent,
+    Modules,
+    Port,
+    /// Block devices settled.
+    Disks,
+    /// A filesystem's checks done (its device).
+    Fsck(String),
+    Checks,
+    Inspect,
+    Fixes,
+    /// The guest's kernel and initramfs copied for the host's verify boot.
+    BootCopy,
+    /// The report ready to be saved and sent.
+    Report,
+    /// A name this side does not know, kept as it came.
+    Other(String),
+    /// Never sent: what a defaulted value holds until it is set.
+    #[default]
+    Unset,
+}
+
+impl Phase {
+    const PLAIN: [(Phase, &'static str); 9] = [
+        (Phase::Agent, "agent"),
+        (Phase::Modules, "modules"),
+        (Phase::Port, "port"),
+        (Phase::Disks, "disks"),
+        (Phase::Checks, "checks"),
+        (Phase::Inspect, "inspect"),
+        (Phase::Fixes, "fixes"),
+        (Phase::BootCopy, "boot_copy"),
+        (Phase::Report, "report"),
+    ];
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Fsck(dev) => write!(f, "fsck {dev}"),
+            Phase::Other(s) => f.write_str(s),
+            Phase::Unset => Ok(()),
+            p => f.write_str(
+                Phase::PLAIN
+                    .iter()
+                    .find(|(k, _)| k == p)
+                    .map_or("", |(_, t)| t),
+            ),
+        }
+    }
+}
+
+impl From<&str> for Phase {
+    fn from(s: &str) -> Self {
+        if let Some((p, _)) = Phase::PLAIN.iter().find(|(_, t)| *t == s) {
+            return p.clone();
+        }
+        match s.strip_prefix("fsck ") {
+            Some(dev) if !dev.is_empty() => Phase::Fsck(dev.to_owned()),
+            _ if s.is_empty() => Phase::Unset,
+            _ => Phase::Other(s.to_owned()),
+        }
+    }
+}
+
+impl Serialize for Phase {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Phase {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Phase::from(s.as_str()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +289,24 @@ mod tests {
         assert_eq!(BootMethod::NewestKernel.as_str(), "newest_kernel");
         assert_eq!(FirmwareKind::from("uefi"), FirmwareKind::Uefi);
         assert_eq!(Step::ALL.len(), 15);
+    }
+
+    #[test]
+    fn phases_keep_the_strings_timings_always_had() {
+        for (p, text) in [
+            (Phase::Agent, "agent"),
+            (Phase::BootCopy, "boot_copy"),
+            (Phase::Fsck("/dev/vda1".into()), "fsck /dev/vda1"),
+            (Phase::Other("selinux".into()), "selinux"),
+        ] {
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<Phase>(&format!("\"{text}\"")).unwrap(),
+                p
+            );
+        }
+        assert_eq!(Phase::from(""), Phase::Unset);
+        assert_eq!(Phase::from("fsck "), Phase::Other("fsck ".into()));
     }
 
     #[test]

@@ -446,7 +446,7 @@ pub struct Timing {
     /// `agent` (PID 1 started), `modules`, `port`, `disks` (block devices settled), `fsck DEV`
     /// (a filesystem's checks done), `checks`, `inspect`, `fixes`, `report` (ready to be saved
     /// and sent).
-    pub phase: String,
+    pub phase: crate::Phase,
     /// Seconds since the guest's kernel started (CLOCK_BOOTTIME).
     pub uptime_s: f64,
 }
