@@ -39,9 +39,7 @@ pub fn verify_xml(text: &str, v: &VerifyBoot) -> Result<(String, Vec<String>), X
         ));
     }
     let doc = Document::parse(text).map_err(|e| XmlError::Parse(e.to_string()))?;
-    let dom = doc.root_element();
-    let os = child(dom, "os").ok_or(XmlError::Missing("os"))?;
-    let devices = child(dom, "devices").ok_or(XmlError::Missing("devices"))?;
+    let (dom, os, devices) = super::xml::domain_parts(&doc)?;
     let mut edits = Edits::default();
     let mut appends: Vec<(Node, String)> = Vec::new();
     let mut left_out = Vec::new();

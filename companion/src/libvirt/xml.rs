@@ -287,13 +287,21 @@ pub fn cdrom_bus(machine: &str) -> &'static str {
     }
 }
 
+/// A parsed domain's element, its `<os>` and its `<devices>`.
+pub(super) fn domain_parts<'a, 'i>(
+    doc: &'a Document<'i>,
+) -> Result<(Node<'a, 'i>, Node<'a, 'i>, Node<'a, 'i>), XmlError> {
+    let dom = doc.root_element();
+    let os = child(dom, "os").ok_or(XmlError::Missing("os"))?;
+    let devices = child(dom, "devices").ok_or(XmlError::Missing("devices"))?;
+    Ok((dom, os, devices))
+}
+
 /// The rescue XML for `text` (a domain's inactive XML).
 pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
     let f = facts(text)?;
     let doc = Document::parse(text).map_err(|e| XmlError::Parse(e.to_string()))?;
-    let dom = doc.root_element();
-    let os = child(dom, "os").ok_or(XmlError::Missing("os"))?;
-    let devices = child(dom, "devices").ok_or(XmlError::Missing("devices"))?;
+    let (dom, os, devices) = domain_parts(&doc)?;
     let mut edits = Edits::default();
     // New children, per parent, added in one edit each (a `<devices/>` gets them all at once).
     let mut appends: Vec<(Node, String)> = Vec::new();
