@@ -12,6 +12,8 @@ use rustix::fs::{flock, FlockOperation};
 
 pub const PREFIX: &str = "vmrescue-run-";
 const LOCK: &str = ".lock";
+/// The lock file while it is being made (never looked at by `stale`).
+const LOCK_NEW: &str = ".lock-new";
 const DISKS: &str = "disks";
 /// Run directories looked at, at most.
 const MAX_SCAN: usize = 1000;
@@ -48,10 +50,15 @@ impl RunDir {
                 source,
             })?;
         let io = |what, path: PathBuf| move |source| RunDirError::Io { what, path, source };
+        // Locked before it is named `.lock`: another rescue looking for killed runs (`stale`)
+        // briefly locks every `.lock` it finds, and must never find this one unlocked (it would
+        // take this run for a killed one, and its lock would make ours fail).
         let lock_path = dir.path().join(LOCK);
-        let lock = File::create(&lock_path).map_err(io("creating the lock", lock_path.clone()))?;
+        let new_path = dir.path().join(LOCK_NEW);
+        let lock = File::create(&new_path).map_err(io("creating the lock", new_path.clone()))?;
         flock(&lock, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| io("locking", lock_path)(e.into()))?;
+            .map_err(|e| io("locking", new_path.clone())(e.into()))?;
+        fs::rename(&new_path, &lock_path).map_err(io("naming the lock", lock_path))?;
         let list: String = disks.iter().map(|d| format!("{}\n", d.display())).collect();
         let disks_path = dir.path().join(DISKS);
         fs::write(&disks_path, list).map_err(io("writing", disks_path))?;
@@ -104,6 +111,17 @@ pub fn stale(base: &Path) -> Vec<Stale> {
         if flock(&lock, FlockOperation::NonBlockingLockShared).is_err() {
             continue; // its vmrescue is alive
         }
+        // A run that just ended (its directory removed, then its lock released) is gone, not
+        // killed: the lock must still be the run's `.lock`.
+        let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+        let still_there = lock
+            .metadata()
+            .ok()
+            .zip(fs::metadata(path.join(LOCK)).ok())
+            .is_some_and(|(a, b)| same(&a, &b));
+        if !still_there {
+            continue;
+        }
         let disks = fs::read(path.join(DISKS))
             .map(|b| {
                 String::from_utf8_lossy(&b[..b.len().min(64 << 10)])
@@ -133,6 +151,45 @@ fn qemu_using(dir: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_made_while_others_look_for_killed_ones_are_never_taken_for_them() {
+        let base = tempfile::tempdir().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let lookers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = Vec::new();
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            seen.extend(stale(base.path()));
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            let makers: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..150 {
+                            let run = RunDir::create(base.path(), &[]);
+                            assert!(run.is_ok(), "{:?}", run.err());
+                        }
+                    })
+                })
+                .collect();
+            // Every maker ends (a failed one too) before the lookers are stopped.
+            let made: Vec<_> = makers.into_iter().map(|m| m.join()).collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for m in made {
+                m.unwrap_or_else(|e| std::panic::resume_unwind(e));
+            }
+            for l in lookers {
+                let seen = l.join().unwrap();
+                assert!(seen.is_empty(), "live runs taken for killed ones: {seen:?}");
+            }
+        });
+    }
 
     #[test]
     fn a_live_run_is_not_stale_and_a_dead_one_is() {
