@@ -117,10 +117,8 @@ impl FsType {
     /// A volume that holds other volumes (an LVM physical volume, a LUKS container, an MD RAID
     /// member): what is inside is reached only once it is activated, unlocked or assembled.
     pub fn is_container(self) -> bool {
-        matches!(
-            self,
-            FsType::Lvm2Member | FsType::CryptoLuks | FsType::LinuxRaidMember
-        )
+        // One list of them: the outcome rule's (`protocol::verdict::Container`).
+        vmrescue_protocol::verdict::Container::of(self.as_str()).is_some()
     }
 
     /// The checker for this type; `None`: not checked (swap, containers, journals, media).
