@@ -148,26 +148,8 @@ pub enum Cmd {
         /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
         #[arg(long, value_name = "DIR")]
         undo_dir: Option<PathBuf>,
-        /// After the rescue, boot the guest's own OS (its kernel and initramfs, copied out by
-        /// the rescue, else its boot loader through the firmware) on throw-away overlays of
-        /// its disks: the outcome is `repaired` only when it boots. With --domain over a remote
-        /// URI, libvirt boots it on that host (uploads to --pool).
-        #[arg(long)]
-        verify: bool,
-        /// Also boot the broken guest before the repair, to show the difference (implies
-        /// --verify; with --domain, a persistent one).
-        #[arg(long)]
-        verify_before: bool,
-        /// When the guest booted before the repair and does not after it, discard the repair:
-        /// it is written to overlays of the disks and committed to them only otherwise
-        /// (implies --verify-before; repair mode; with --domain, a local connection and raw or
-        /// qcow2 disks).
-        #[arg(long)]
-        rollback_on_regression: bool,
-        /// How long one verify boot may take to reach a login prompt, emergency mode or a
-        /// panic; past it, the boot hung.
-        #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]
-        verify_timeout: u64,
+        #[command(flatten)]
+        boots: VerifyArgs,
     },
     /// Discover disks, partitions, filesystems, the OS root and its fstab on image files,
     /// without booting anything. Disks are named vda, vdb... in the order given.
@@ -188,37 +170,7 @@ pub enum Cmd {
     },
     /// Recover instance files that were deleted while their VMs still run, copying them
     /// through the qemu processes' open file descriptors (sparse-aware, verified).
-    Salvage {
-        /// Where the files were deleted from.
-        #[arg(long, value_name = "DIR", default_value = crate::salvage::DEFAULT_INSTANCES_DIR)]
-        instances_dir: PathBuf,
-        /// Copy into this directory, mirroring the instances layout.
-        #[arg(long, value_name = "DIR", conflicts_with = "restore")]
-        dest: Option<PathBuf>,
-        /// Pause the owning libvirt domains while copying.
-        #[arg(long)]
-        suspend: bool,
-        /// Resume the paused domains afterwards (without it they stay paused, ready for a hard
-        /// reboot onto the restored files).
-        #[arg(long, requires = "suspend")]
-        resume: bool,
-        /// libvirt URI for --suspend (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
-        #[arg(long, value_name = "URI", requires = "suspend")]
-        connect: Option<String>,
-        /// Copy back to the original paths.
-        #[arg(long)]
-        restore: bool,
-        /// Show what would be done; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print the report as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Owner and mode for a kind of file: ROLE=USER:GROUP:MODE with ROLE one of base-image,
-        /// disk, console-log, other-file, directory (default: nova's layout). Repeatable.
-        #[arg(long, value_name = "ROLE=USER:GROUP:MODE")]
-        owner: Vec<String>,
-    },
+    Salvage(SalvageArgs),
     /// Change the owner of files from one uid/gid to another (compute hosts whose nova or
     /// libvirt-qemu ids differ), without following symlinks or crossing filesystems.
     FixOwners {
@@ -386,4 +338,77 @@ pub enum AfterArg {
     Poweroff,
     Reboot,
     Shell,
+}
+
+/// `vmrescue salvage`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct SalvageArgs {
+    /// Where the files were deleted from.
+    #[arg(long, value_name = "DIR", default_value = crate::salvage::DEFAULT_INSTANCES_DIR)]
+    pub instances_dir: PathBuf,
+    /// Copy into this directory, mirroring the instances layout.
+    #[arg(long, value_name = "DIR", conflicts_with = "restore")]
+    pub dest: Option<PathBuf>,
+    /// Pause the owning libvirt domains while copying.
+    #[arg(long)]
+    pub suspend: bool,
+    /// Resume the paused domains afterwards (without it they stay paused, ready for a hard
+    /// reboot onto the restored files).
+    #[arg(long, requires = "suspend")]
+    pub resume: bool,
+    /// libvirt URI for --suspend (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
+    #[arg(long, value_name = "URI", requires = "suspend")]
+    pub connect: Option<String>,
+    /// Copy back to the original paths.
+    #[arg(long)]
+    pub restore: bool,
+    /// Show what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Owner and mode for a kind of file: ROLE=USER:GROUP:MODE with ROLE one of base-image,
+    /// disk, console-log, other-file, directory (default: nova's layout). Repeatable.
+    #[arg(long, value_name = "ROLE=USER:GROUP:MODE")]
+    pub owner: Vec<String>,
+}
+
+/// The verify boots of `vmrescue rescue` (`--disk` and `--domain` alike).
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// After the rescue, boot the guest's own OS (its kernel and initramfs, copied out by
+    /// the rescue, else its boot loader through the firmware) on throw-away overlays of
+    /// its disks: the outcome is `repaired` only when it boots. With --domain over a remote
+    /// URI, libvirt boots it on that host (uploads to --pool).
+    #[arg(long)]
+    pub verify: bool,
+    /// Also boot the broken guest before the repair, to show the difference (implies
+    /// --verify; with --domain, a persistent one).
+    #[arg(long)]
+    pub verify_before: bool,
+    /// When the guest booted before the repair and does not after it, discard the repair:
+    /// it is written to overlays of the disks and committed to them only otherwise
+    /// (implies --verify-before; repair mode; with --domain, a local connection and raw or
+    /// qcow2 disks).
+    #[arg(long)]
+    pub rollback_on_regression: bool,
+    /// How long one verify boot may take to reach a login prompt, emergency mode or a
+    /// panic; past it, the boot hung.
+    #[arg(long, value_name = "SECS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub verify_timeout: u64,
+}
+
+impl VerifyArgs {
+    /// The verify boots these flags ask for (none when no flag does).
+    pub fn request(&self, memory_mib: u32) -> Option<crate::verify::VerifyRequest> {
+        let before = self.verify_before || self.rollback_on_regression;
+        (self.verify || before).then(|| crate::verify::VerifyRequest {
+            before,
+            rollback: self.rollback_on_regression,
+            timeout: std::time::Duration::from_secs(self.verify_timeout),
+            // The guest's own OS needs more than the rescue.
+            memory_mib: memory_mib.max(1024),
+        })
+    }
 }

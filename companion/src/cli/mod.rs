@@ -137,6 +137,31 @@ fn inspect(images: &[PathBuf], json: bool, root: Option<&str>, format: Option<Fo
     })
 }
 
+/// `vmrescue salvage`: the flags become the run's options (an `--owner` that does not parse
+/// stops it before anything is touched).
+fn salvage(args: SalvageArgs) -> i32 {
+    let mut owners = crate::salvage::OwnerMap::default();
+    for o in &args.owner {
+        if let Err(e) = set_owner(&mut owners, o) {
+            eprintln!("vmrescue: --owner {o}: {e}");
+            return EXIT_HOST;
+        }
+    }
+    let opts = crate::salvage::Options {
+        instances_dir: args.instances_dir,
+        dest: args.dest,
+        suspend: args.suspend,
+        resume: args.resume,
+        connect: args.connect,
+        restore: args.restore,
+        dry_run: args.dry_run,
+        owners,
+        ..Default::default()
+    };
+    let result = crate::salvage::run(&opts);
+    finish(args.json, result, |r| (r.render(), status(r.ok())))
+}
+
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -146,38 +171,7 @@ pub fn run(cli: Cli) -> i32 {
             root,
             format,
         } => inspect(&images, json, root.as_deref(), format.named()),
-        Cmd::Salvage {
-            instances_dir,
-            dest,
-            suspend,
-            resume,
-            connect,
-            restore,
-            dry_run,
-            json,
-            owner,
-        } => {
-            let mut owners = crate::salvage::OwnerMap::default();
-            for o in &owner {
-                if let Err(e) = set_owner(&mut owners, o) {
-                    eprintln!("vmrescue: --owner {o}: {e}");
-                    return EXIT_HOST;
-                }
-            }
-            let opts = crate::salvage::Options {
-                instances_dir,
-                dest,
-                suspend,
-                resume,
-                connect,
-                restore,
-                dry_run,
-                owners,
-                ..Default::default()
-            };
-            let result = crate::salvage::run(&opts);
-            finish(json, result, |r| (r.render(), status(r.ok())))
-        }
+        Cmd::Salvage(args) => salvage(args),
         Cmd::FixOwners {
             from_uid,
             to_uid,
@@ -212,21 +206,11 @@ pub fn run(cli: Cli) -> i32 {
             timeout,
             image,
             memory,
-            verify,
-            verify_before,
-            verify_timeout,
-            rollback_on_regression,
+            boots,
             ..
         } => {
             let req = crate::libvirt::domain::DomainRequest {
-                verify: (verify || verify_before || rollback_on_regression).then(|| {
-                    crate::verify::VerifyRequest {
-                        before: verify_before || rollback_on_regression,
-                        rollback: rollback_on_regression,
-                        timeout: Duration::from_secs(verify_timeout),
-                        memory_mib: memory.max(1024),
-                    }
-                }),
+                verify: boots.request(memory),
                 domain,
                 connect,
                 kernel_boot: boot == BootArg::Kernel,
@@ -292,10 +276,7 @@ pub fn run(cli: Cli) -> i32 {
             xfs_zero_log,
             reference_etc,
             undo_dir,
-            verify,
-            verify_before,
-            verify_timeout,
-            rollback_on_regression,
+            boots,
             ..
         } => {
             let accel = match rescue::accel_choice(accel) {
@@ -323,15 +304,7 @@ pub fn run(cli: Cli) -> i32 {
                     reference_etc,
                 },
                 undo_dir,
-                verify: (verify || verify_before || rollback_on_regression).then(|| {
-                    crate::verify::VerifyRequest {
-                        before: verify_before || rollback_on_regression,
-                        rollback: rollback_on_regression,
-                        timeout: Duration::from_secs(verify_timeout),
-                        // The guest's own OS needs more than the rescue.
-                        memory_mib: memory.max(1024),
-                    }
-                }),
+                verify: boots.request(memory),
             };
             match rescue::run(&req, &mut crate::session::progress::Stderr::default()) {
                 Err(e) if e.is_no_report() => {
@@ -529,12 +502,12 @@ mod tests {
         .unwrap();
         assert!(matches!(
             cli.command,
-            Cmd::Salvage {
+            Cmd::Salvage(SalvageArgs {
                 suspend: true,
                 resume: true,
                 dry_run: true,
                 ..
-            }
+            })
         ));
         assert!(Cli::try_parse_from(["vmrescue", "salvage", "--dest", "/x", "--restore"]).is_err());
         assert!(
@@ -590,11 +563,11 @@ mod tests {
         .unwrap();
         match cli.command {
             Cmd::Rescue {
+                memory,
+                timeout,
                 disks,
                 mode,
                 json,
-                memory,
-                timeout,
                 ..
             } => {
                 assert_eq!(disks.len(), 2);

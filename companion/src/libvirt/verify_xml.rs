@@ -136,49 +136,7 @@ pub fn verify_xml(text: &str, v: &VerifyBoot) -> Result<(String, Vec<String>), X
 mod tests {
     use super::*;
 
-    const GUEST: &str = r#"<domain type="kvm">
-  <name>instance-00000002</name>
-  <uuid>6b4f6d0e-1c52-4b8e-9a37-0c6f2f1d2a11</uuid>
-  <metadata>
-    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1"><nova:name>db-1</nova:name></nova:instance>
-  </metadata>
-  <memory unit="KiB">2097152</memory>
-  <os firmware="efi">
-    <type arch="x86_64" machine="q35">hvm</type>
-    <loader readonly="yes" type="pflash">/usr/share/OVMF/OVMF_CODE_4M.fd</loader>
-    <nvram>/var/lib/libvirt/qemu/nvram/instance-00000002_VARS.fd</nvram>
-    <boot dev="hd"/>
-  </os>
-  <on_reboot>restart</on_reboot>
-  <devices>
-    <disk type="file" device="disk">
-      <driver name="qemu" type="qcow2"/>
-      <source file="/var/lib/nova/instances/6b4f/disk"/>
-      <target dev="vda" bus="virtio"/>
-    </disk>
-    <disk type="block" device="disk">
-      <source dev="/dev/vg/data"/>
-      <target dev="vdb" bus="virtio"/>
-      <shareable/>
-    </disk>
-    <disk type="network" device="disk">
-      <source protocol="rbd" name="volumes/volume-1"><host name="ceph" port="6789"/></source>
-      <target dev="vdc" bus="virtio"/>
-    </disk>
-    <disk type="file" device="cdrom">
-      <source file="/var/lib/nova/instances/6b4f/disk.config"/>
-      <target dev="sda" bus="sata"/>
-      <readonly/>
-    </disk>
-    <interface type="bridge"><mac address="fa:16:3e:00:00:01"/><source bridge="br-int"/></interface>
-    <filesystem type="mount"><source dir="/srv/share"/><target dir="share"/></filesystem>
-    <tpm model="tpm-crb"><backend type="emulator" version="2.0"/></tpm>
-    <channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>
-    <serial type="pty"><log file="/var/lib/nova/instances/6b4f/console.log" append="off"/></serial>
-    <console type="pty"><target type="serial" port="0"/></console>
-  </devices>
-</domain>
-"#;
+    const GUEST: &str = include_str!("testdata/nova-uefi-mixed-disks.xml");
 
     fn boot(kernel: bool) -> VerifyBoot {
         VerifyBoot {

@@ -588,42 +588,7 @@ fn ty_start(os: Node) -> usize {
 mod tests {
     use super::*;
 
-    const NOVA: &str = r#"<domain type="kvm">
-  <uuid>6b4f6d0e-1c52-4b8e-9a37-0c6f2f1d2a11</uuid>
-  <name>instance-00000001</name>
-  <memory>524288</memory>
-  <metadata>
-    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
-      <nova:name>web-1</nova:name>
-    </nova:instance>
-  </metadata>
-  <sysinfo type="smbios">
-    <system><entry name="serial">6b4f6d0e</entry></system>
-  </sysinfo>
-  <os>
-    <type machine="pc-i440fx-8.2">hvm</type>
-    <boot dev="hd"/>
-    <smbios mode="sysinfo"/>
-  </os>
-  <!-- a comment nova never writes, but an operator might -->
-  <on_reboot>restart</on_reboot>
-  <devices>
-    <disk type="file" device="disk">
-      <driver name="qemu" type="qcow2" cache="none"/>
-      <source file="/var/lib/nova/instances/6b4f/disk"/>
-      <target bus="virtio" dev="vda"/>
-    </disk>
-    <disk type="block" device="disk">
-      <source dev="/dev/sdb"/>
-      <target bus="virtio" dev="vdb"/>
-      <serial>f00ba4</serial>
-    </disk>
-    <serial type="pty">
-      <log file="/var/lib/nova/instances/6b4f/console.log" append="off"/>
-    </serial>
-  </devices>
-</domain>
-"#;
+    const NOVA: &str = include_str!("testdata/nova-bios-two-disks.xml");
 
     fn rescue(boot: BootMethod, mode: Mode) -> Rescue {
         Rescue {
