@@ -18,8 +18,10 @@ base_pkgs=(
   xorriso isolinux syslinux syslinux-common mtools shim-signed grub-efi-amd64-signed ovmf
   cpio zstd file fdisk xz-utils libxml2-utils debootstrap
   linux-source-6.1 make gcc flex bison bc libelf-dev
-  # The tests' LVM layouts: pvcreate / vgcreate on a loop device, nothing activated.
-  lvm2
+  # The layouts under guest filesystems: the rescue image carries lvm, mdadm, cryptsetup and
+  # thin_check (late archive); the tests lay out LVM disks with lvm's no-activation modes and
+  # LUKS headers with cryptsetup, on loop devices and image files, nothing activated.
+  lvm2 mdadm cryptsetup-bin thin-provisioning-tools
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -34,7 +36,7 @@ need_paths=(
   /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed /usr/share/OVMF/OVMF_CODE_4M.ms.fd
   /usr/bin/xmllint /usr/sbin/debootstrap
   /usr/bin/make /usr/bin/gcc /usr/bin/flex /usr/bin/bison /usr/bin/bc /usr/include/libelf.h
-  /usr/sbin/pvcreate /usr/sbin/losetup
+  /usr/sbin/pvcreate /usr/sbin/losetup /sbin/mdadm /sbin/cryptsetup /usr/sbin/thin_check
 )
 
 missing=()

@@ -16,6 +16,7 @@ pub mod firmware;
 pub mod fsck;
 pub mod inspect;
 pub mod late;
+pub mod layers;
 pub mod logger;
 pub mod modules;
 pub mod phase;

@@ -1,6 +1,6 @@
 //! The rescue from boot to report, as the sequence of its [phases](crate::phase): set-up,
-//! scan, undo disk, checks, inspection, guest fixes, report. Every failure becomes a report
-//! entry; nothing here ends PID 1.
+//! scan, undo disk, layers (LVM), checks, inspection, guest fixes, report. Every failure
+//! becomes a report entry; nothing here ends PID 1.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use vmrescue_protocol::{Message, Phase, Report, Step};
 use crate::phase::fixes::Fixes;
 use crate::phase::{bootcopy, check, configdrive, fixes, inspect, report, scan, setup, undo};
 use crate::reporter::Reporter;
-use crate::{boot, proc, signals, verdict};
+use crate::{boot, layers, proc, signals, verdict};
 
 const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -112,6 +112,10 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         .bootcopy
         .as_deref()
         .and_then(|uuid| bootcopy::reserve(&mut found.scans, uuid, rep));
+    let opened = layers::open(&mut found.scans, settings.mode, rep);
+    if !opened.layers.is_empty() {
+        rep.mark(Phase::Layers);
+    }
     let checked = check::run(
         &found.scans,
         settings,
@@ -125,11 +129,13 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     if signals::requested().is_some() {
         // Stopping: report what was checked (and changed) so far, skip the inspection.
         report.filesystems = checked;
+        layers::record(opened, report);
         report.changes = report::fsck_changes(settings.mode, &report.filesystems);
         return Fixes::default();
     }
 
     inspect::run(&found.scans, &found.disks, &checked, settings, report, rep);
+    layers::record(opened, report);
     rep.mark(Phase::Inspect);
     report.changes = report::fsck_changes(settings.mode, &report.filesystems);
     if signals::requested().is_some() {

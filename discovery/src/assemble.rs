@@ -254,6 +254,22 @@ fn spec_text(spec: &Spec) -> String {
     }
 }
 
+/// The device-mapper name (`mapper/vg0-root`) of an LVM logical volume named as
+/// `mapper/NAME` or `VG/LV` under /dev (LVM doubles the hyphens inside each name).
+pub fn lv_mapper_name(name: &str) -> Option<String> {
+    if let Some(n) = name.strip_prefix("mapper/") {
+        return (!n.is_empty() && !n.contains('/')).then(|| name.to_owned());
+    }
+    let (vg, lv) = name.split_once('/')?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
+    };
+    (plain(vg) && plain(lv))
+        .then(|| format!("mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--")))
+}
+
 /// Resolves every entry of a parsed fstab against what discovery found.
 pub fn resolve_fstab(
     tab: &fstab::Fstab,
@@ -318,7 +334,12 @@ pub fn resolve_fstab(
                     if is_kernel_name && known {
                         vec![dev]
                     } else {
-                        vec![]
+                        // An LVM logical volume, by its device-mapper name or as /dev/VG/LV.
+                        lv_mapper_name(name)
+                            .map(|n| format!("{dev_prefix}{n}"))
+                            .filter(|d| filesystems.iter().any(|fs| fs.device == *d))
+                            .into_iter()
+                            .collect()
                     }
                 }
                 (_, Spec::ById(_) | Spec::ByPath(_)) => vec![],
@@ -389,5 +410,47 @@ mod tests {
         let f = found(&[("vda", swap)]);
         assert_eq!(f.filesystems.len(), 1, "{:?}", f.filesystems);
         assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+    }
+
+    #[test]
+    fn logical_volumes_are_found_by_either_of_their_names() {
+        assert_eq!(
+            lv_mapper_name("vg0/root").as_deref(),
+            Some("mapper/vg0-root")
+        );
+        assert_eq!(
+            lv_mapper_name("my-vg/lv-home").as_deref(),
+            Some("mapper/my--vg-lv--home")
+        );
+        assert_eq!(
+            lv_mapper_name("mapper/vg0-root").as_deref(),
+            Some("mapper/vg0-root")
+        );
+        assert_eq!(lv_mapper_name("disk/by-uuid/x"), None);
+        assert_eq!(lv_mapper_name("vda1"), None);
+        let tab = fstab::parse(
+            b"/dev/mapper/vg0-root / ext4 defaults 0 1\n/dev/vg0/home /home ext4 defaults 0 2\n/dev/vg0/gone /srv ext4 defaults 0 2\n",
+        );
+        let fss: Vec<p::Filesystem> = ["/dev/mapper/vg0-root", "/dev/mapper/vg0-home"]
+            .iter()
+            .map(|d| p::Filesystem {
+                device: (*d).into(),
+                ..Default::default()
+            })
+            .collect();
+        let r = resolve_fstab(&tab, "/etc/fstab", "/dev/", &fss, &[]);
+        let got: Vec<_> = r
+            .entries
+            .iter()
+            .map(|e| (e.resolution, e.device.as_deref(), e.kernel_name))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (p::Resolution::Resolved, Some("/dev/mapper/vg0-root"), false),
+                (p::Resolution::Resolved, Some("/dev/mapper/vg0-home"), false),
+                (p::Resolution::Missing, None, false),
+            ]
+        );
     }
 }

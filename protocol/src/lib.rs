@@ -21,7 +21,10 @@ pub mod verdict;
 
 pub use frame::{FrameError, LineReader, MAX_LINE};
 pub use message::{Message, Progress, PROTOCOL_VERSION};
-pub use names::{BootMethod, BootVerdict, ChangeKind, FirmwareKind, Phase, Step, VerifyMethod};
+pub use names::{
+    BootMethod, BootVerdict, ChangeKind, FirmwareKind, LayerKind, LayerState, Phase, Step,
+    VerifyMethod,
+};
 pub use report::*;
 
 /// Name of the virtio-serial port the agent talks on unless the kernel command line says otherwise.

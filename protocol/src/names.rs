@@ -85,6 +85,8 @@ wire_names! {
         Inspect => "inspect",
         /// Discovery's findings (fstab, several roots...).
         Discovery => "discovery",
+        /// Opening what holds filesystems: LVM volume groups, md arrays, LUKS containers.
+        Layers => "layers",
         /// Planning the guest fixes.
         Plan => "plan",
         /// Applying the guest fixes.
@@ -164,6 +166,36 @@ wire_names! {
 }
 
 wire_names! {
+    /// What a layer between a disk and its filesystems is (`layers[].kind`).
+    LayerKind {
+        /// An LVM volume group (its members are physical volumes).
+        Lvm => "lvm",
+        /// An md RAID array.
+        Md => "md",
+        /// A LUKS container.
+        Luks => "luks",
+    }
+}
+
+wire_names! {
+    /// How far the rescue opened a layer (`layers[].state`).
+    LayerState {
+        /// Opened: every device it holds is there.
+        Active => "active",
+        /// Opened, but not everything: some of its devices are missing (a degraded array, a
+        /// volume group with a member gone).
+        Partial => "partial",
+        /// Left closed on purpose: a LUKS container with no key given.
+        Locked => "locked",
+        /// Left closed on purpose: the same volume group (name or UUIDs) as one the rescue
+        /// opened, as when a clone is attached beside its source.
+        Duplicate => "duplicate",
+        /// Opening it failed (`detail` says why).
+        Failed => "failed",
+    }
+}
+
+wire_names! {
     /// The rescue VM's firmware (`firmware.type`).
     FirmwareKind {
         Bios => "bios",
@@ -182,6 +214,8 @@ pub enum Phase {
     Port,
     /// Block devices settled.
     Disks,
+    /// The layers (LVM, md, LUKS) opened.
+    Layers,
     /// A filesystem's checks done (its device).
     Fsck(String),
     Checks,
@@ -199,11 +233,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    const PLAIN: [(Phase, &'static str); 9] = [
+    const PLAIN: [(Phase, &'static str); 10] = [
         (Phase::Agent, "agent"),
         (Phase::Modules, "modules"),
         (Phase::Port, "port"),
         (Phase::Disks, "disks"),
+        (Phase::Layers, "layers"),
         (Phase::Checks, "checks"),
         (Phase::Inspect, "inspect"),
         (Phase::Fixes, "fixes"),
@@ -288,7 +323,10 @@ mod tests {
         );
         assert_eq!(BootMethod::NewestKernel.as_str(), "newest_kernel");
         assert_eq!(FirmwareKind::from("uefi"), FirmwareKind::Uefi);
-        assert_eq!(Step::ALL.len(), 15);
+        assert_eq!(Step::ALL.len(), 16);
+        assert_eq!(LayerKind::from("lvm"), LayerKind::Lvm);
+        assert_eq!(LayerState::Duplicate.as_str(), "duplicate");
+        assert_eq!(Phase::from("layers"), Phase::Layers);
     }
 
     #[test]

@@ -174,6 +174,36 @@ pub struct Filesystem {
     /// Why a needed volume was not reached, and what the operator can do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_reached: Option<String>,
+    /// For a container (an LVM physical volume, an md member, a LUKS volume): the devices the
+    /// rescue opened from it (`/dev/mapper/vg0-root`, `/dev/md127`); empty when it stayed
+    /// closed. See the report's `layers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opened_as: Vec<String>,
+}
+
+/// A layer between the guest's disks and its filesystems that the rescue found: an LVM volume
+/// group, an md array or a LUKS container, what it is made of and what the rescue opened.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Layer {
+    pub kind: crate::LayerKind,
+    /// The volume group's name, the array's name, or the LUKS container's device.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The devices it is made of (`/dev/vda3`).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The devices it holds, as opened (`/dev/mapper/vg0-root`); empty when it stayed closed.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    pub state: crate::LayerState,
+    /// Opened read-only (check mode): nothing on it, nor its metadata, could be written.
+    #[serde(default)]
+    pub read_only: bool,
+    /// What the operator should know: why it failed or stayed closed, what is missing, and the
+    /// command that would do what the rescue did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One write the agent made to a guest disk.
@@ -345,6 +375,10 @@ pub struct Report {
     pub partitions: Vec<Partition>,
     #[serde(default)]
     pub filesystems: Vec<Filesystem>,
+    /// LVM volume groups, md arrays and LUKS containers on the guest's disks, and what the
+    /// rescue opened of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Layer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<OsInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

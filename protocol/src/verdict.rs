@@ -11,6 +11,7 @@
 //! whatever else went well.
 
 use crate::report::{Filesystem, FsState, FsckStatus, Mode, Outcome, Report, Resolution};
+use crate::LayerState;
 
 /// A volume that holds other volumes, by the type blkid gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,9 +131,10 @@ pub fn needs(report: &Report) -> Vec<Need> {
 
 /// Why `fs` counts as not reached, if it does: a container not opened, a filesystem not
 /// checked, or a checker that could not run.
-pub fn unreached(fs: &Filesystem) -> Option<String> {
+pub fn unreached(report: &Report, fs: &Filesystem) -> Option<String> {
     if let Some(c) = Container::of(&fs.fstype) {
-        return Some(c.unreached().to_owned());
+        // Opened: what it holds is checked (or not) in its own right.
+        return (!opened(report, &fs.device)).then(|| c.unreached().to_owned());
     }
     match fs.fsck.status {
         FsckStatus::Skipped => {
@@ -149,13 +151,22 @@ pub fn unreached(fs: &Filesystem) -> Option<String> {
     }
 }
 
+/// Whether the container `device` is a member of a layer the rescue opened (an LVM volume
+/// group activated, an md array assembled, a LUKS container unlocked), even partly.
+pub fn opened(report: &Report, device: &str) -> bool {
+    report.layers.iter().any(|l| {
+        matches!(l.state, LayerState::Active | LayerState::Partial)
+            && l.members.iter().any(|m| m == device)
+    })
+}
+
 /// The needed volumes the rescue did not reach.
 pub fn gaps(report: &Report) -> Vec<Gap> {
     needs(report)
         .into_iter()
         .filter_map(|n| {
             let reason = match report.filesystems.iter().find(|f| f.device == n.device) {
-                Some(fs) => unreached(fs)?,
+                Some(fs) => unreached(report, fs)?,
                 None => "not found among the guest's filesystems".to_owned(),
             };
             Some(Gap {
@@ -171,11 +182,21 @@ pub fn gaps(report: &Report) -> Vec<Gap> {
 /// reached (`needed_by`, `reached`, `not_reached`); returns the gaps.
 pub fn mark(report: &mut Report) -> Vec<Gap> {
     let needs = needs(report);
-    for fs in &mut report.filesystems {
-        let need = needs.iter().find(|n| n.device == fs.device);
-        fs.needed_by = need.map(|n| n.why.clone());
-        fs.not_reached = need.and_then(|_| unreached(fs));
-        fs.reached = need.map(|_| fs.not_reached.is_none());
+    let marks: Vec<_> = report
+        .filesystems
+        .iter()
+        .map(|fs| {
+            let need = needs.iter().find(|n| n.device == fs.device);
+            (
+                need.map(|n| n.why.clone()),
+                need.and_then(|_| unreached(report, fs)),
+            )
+        })
+        .collect();
+    for (fs, (needed_by, not_reached)) in report.filesystems.iter_mut().zip(marks) {
+        fs.reached = needed_by.as_ref().map(|_| not_reached.is_none());
+        fs.needed_by = needed_by;
+        fs.not_reached = not_reached;
     }
     gaps(report)
 }
@@ -186,6 +207,7 @@ pub fn unopened_containers(report: &Report) -> Vec<String> {
     report
         .filesystems
         .iter()
+        .filter(|f| !opened(report, &f.device))
         .filter_map(|f| {
             Container::of(&f.fstype).map(|c| format!("{} is {}", f.device, c.unreached()))
         })
@@ -289,7 +311,8 @@ pub fn hold(report: &mut Report) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Fsck, FstabEntry, FstabReport, OsInfo};
+    use crate::report::{Fsck, FstabEntry, FstabReport, Layer, OsInfo};
+    use crate::LayerKind;
 
     fn fs(
         device: &str,
@@ -526,7 +549,37 @@ mod tests {
             .unwrap()
             .contains("vgchange -ay"));
 
+        // Once the volume group is opened, /home is on an LV of its own: needed and checked
+        // there. The opened PV is no gap; the LUKS container still locked is.
+        r.filesystems[1].opened_as = vec!["/dev/mapper/vg0-home".into()];
+        r.layers.push(Layer {
+            kind: LayerKind::Lvm,
+            name: "vg0".into(),
+            members: vec!["/dev/vdb".into()],
+            devices: vec!["/dev/mapper/vg0-home".into()],
+            state: LayerState::Active,
+            ..Default::default()
+        });
+        let fstab = r.fstab.as_mut().unwrap();
+        fstab.entries[1].resolution = Resolution::Resolved;
+        fstab.entries[1].device = Some("/dev/mapper/vg0-home".into());
+        r.filesystems
+            .push(fs("/dev/mapper/vg0-home", S::Corrected, E, C, Some(1)));
+        assert_eq!(outcome(m, &r, false), Outcome::Repaired);
+        assert!(mark(&mut r).is_empty());
+        assert_eq!(r.filesystems[3].reached, Some(true));
+        assert_eq!(r.filesystems[1].needed_by, None);
+        assert_eq!(
+            unopened_containers(&r),
+            [format!("/dev/vdc is {}", Container::Luks.unreached())]
+        );
+        // An LV the guest needs, opened but not checked, is a gap in its own right.
+        r.filesystems[3].fsck.status = S::Skipped;
+        assert_eq!(outcome(m, &r, false), Outcome::Unrepaired);
+        r.filesystems.remove(3);
+
         // A gone volume with no container on the disks is not a gap: fstab's repair handles it.
+        r.fstab.as_mut().unwrap().entries[1].resolution = Resolution::Missing;
         r.filesystems.truncate(1);
         assert_eq!(outcome(m, &r, false), Outcome::Repaired);
     }

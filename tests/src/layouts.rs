@@ -1,8 +1,10 @@
 //! Volume layouts real guests have, laid out by the real tools without activating anything on
-//! the host (whose kernel has no device-mapper and no md): LVM physical volumes and volume
-//! groups written by `pvcreate` / `vgcreate` onto a loop device over an image file, with their
-//! own throw-away LVM configuration (no backups in the host's /etc/lvm, no other device
-//! scanned, no udev).
+//! the host (whose kernel has no device-mapper and no md): LVM physical volumes, volume groups
+//! and linear logical volumes written by `pvcreate` / `vgcreate` / `lvcreate` onto a loop
+//! device over an image file, with their own throw-away LVM configuration (no backups in the
+//! host's /etc/lvm, no other device scanned, no udev) and lvm's no-activation mode
+//! (`--driverloaded n`); a logical volume's content is then written at the offset of its
+//! extents, which lvm reports. LUKS headers come from `cryptsetup luksFormat` on an image file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,18 +34,18 @@ impl Drop for Loop {
     }
 }
 
-/// An LVM command confined to `dev`, its configuration in `conf_dir`.
-fn lvm(conf_dir: &Path, dev: &Path, args: &[&str]) -> Result<()> {
+/// An LVM command confined to `dev`, its configuration in `conf_dir`; its standard output.
+fn lvm(conf_dir: &Path, dev: &Path, args: &[&str]) -> Result<String> {
     let filter = format!(
         "devices {{ filter = [ \"a|^{}$|\", \"r|.*|\" ] obtain_device_list_from_udev = 0 }} activation {{ udev_sync = 0 udev_rules = 0 }} backup {{ backup = 0 archive = 0 }}",
         dev.display()
     );
-    run(Command::new(args[0])
+    let out = run(Command::new(args[0])
         .args(&args[1..])
         .args(["--config", &filter])
         .env("LVM_SYSTEM_DIR", conf_dir)
         .env("LVM_SUPPRESS_FD_WARNINGS", "1"))?;
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Makes `image` (`size_mib`) an LVM physical volume in a new volume group `vg`, with no
@@ -59,5 +61,148 @@ pub fn lvm_pv(image: &Path, size_mib: u64, vg: &str) -> Result<()> {
     let dev = lo.0.to_string_lossy().into_owned();
     lvm(conf.path(), &lo.0, &["pvcreate", "-ff", "-y", &dev])?;
     lvm(conf.path(), &lo.0, &["vgcreate", vg, &dev])?;
+    Ok(())
+}
+
+/// A logical volume to lay out: its name, size and, when given, the filesystem image written
+/// into it.
+pub struct Lv<'a> {
+    pub name: &'a str,
+    pub size_mib: u64,
+    pub content: Option<&'a Path>,
+}
+
+/// Where a logical volume's bytes are inside its physical volume image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Makes `image` (`size_mib`) an LVM physical volume of a new volume group `vg` holding the
+/// linear logical volumes `lvs` (in order, each contiguous), each filled with its content.
+/// Returns where each LV's bytes are in `image`.
+pub fn lvm_vg(image: &Path, size_mib: u64, vg: &str, lvs: &[Lv]) -> Result<Vec<Extent>> {
+    lvm_pv(image, size_mib, vg)?;
+    let conf = tempfile::tempdir()?;
+    fs::write(conf.path().join("lvm.conf"), "")?;
+    let lo = Loop::attach(image)?;
+    let num = |s: &str| -> Result<u64> {
+        s.trim()
+            .parse()
+            .with_context(|| format!("lvm printed {s:?}, not a number"))
+    };
+    let mut out = Vec::new();
+    for lv in lvs {
+        let size = format!("{}m", lv.size_mib);
+        lvm(
+            conf.path(),
+            &lo.0,
+            &[
+                "lvcreate",
+                "--driverloaded",
+                "n",
+                "-an",
+                "-Zn",
+                "-L",
+                &size,
+                "-n",
+                lv.name,
+                vg,
+            ],
+        )?;
+    }
+    let pe_start = num(&lvm(
+        conf.path(),
+        &lo.0,
+        &[
+            "pvs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "pe_start",
+        ],
+    )?)?;
+    let extent = num(&lvm(
+        conf.path(),
+        &lo.0,
+        &[
+            "vgs",
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_extent_size",
+            vg,
+        ],
+    )?)?;
+    for lv in lvs {
+        let full = format!("{vg}/{}", lv.name);
+        // "/dev/loop0:0-24": the LV's first and last physical extent.
+        let ranges = lvm(
+            conf.path(),
+            &lo.0,
+            &["lvs", "--noheadings", "-o", "seg_pe_ranges", &full],
+        )?;
+        let range = ranges
+            .trim()
+            .rsplit_once(':')
+            .map(|(_, r)| r.to_owned())
+            .with_context(|| format!("{full}: no extent range in {ranges:?}"))?;
+        let (first, last) = range
+            .split_once('-')
+            .with_context(|| format!("{full}: extent range {range:?}"))?;
+        let (first, last) = (num(first)?, num(last)?);
+        let e = Extent {
+            offset: pe_start + first * extent,
+            len: (last - first + 1) * extent,
+        };
+        if let Some(src) = lv.content {
+            let data = fs::read(src)?;
+            anyhow::ensure!(
+                data.len() as u64 <= e.len,
+                "{}: {} bytes do not fit in {full} ({} bytes)",
+                src.display(),
+                data.len(),
+                e.len
+            );
+            let mut f = fs::OpenOptions::new().write(true).open(image)?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(e.offset))?;
+            std::io::Write::write_all(&mut f, &data)?;
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Copies `len` bytes at `offset` of `image` into a file of their own (a logical volume's
+/// filesystem, to check on the host).
+pub fn extract(image: &Path, at: Extent, to: &Path) -> Result<()> {
+    let mut f = fs::File::open(image)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at.offset))?;
+    let mut buf = vec![0u8; usize::try_from(at.len)?];
+    std::io::Read::read_exact(&mut f, &mut buf)?;
+    fs::write(to, buf)?;
+    Ok(())
+}
+
+/// Makes `image` (`size_mib`) a LUKS2 container (locked: its key is thrown away) with random
+/// content behind its header.
+pub fn luks(image: &Path, size_mib: u64) -> Result<()> {
+    let f = fs::File::create(image)?;
+    f.set_len(size_mib << 20)?;
+    drop(f);
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("key");
+    fs::write(&key, crate::fixture::bytes(7, 32))?;
+    run(Command::new("cryptsetup")
+        .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+        .args(["--pbkdf-force-iterations", "1000"])
+        .arg(image)
+        .arg(&key))
+    .context("cryptsetup luksFormat")?;
     Ok(())
 }

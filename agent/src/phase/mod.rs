@@ -6,7 +6,9 @@
 //!    [`configdrive`]: settings from an OpenStack config drive's metadata, when one is attached;
 //! 3. [`undo`]: the host's undo scratch disk, set apart from the guest's disks and, in repair
 //!    mode, mounted for e2fsck's undo files;
-//! 4. [`check`]: fsck of every filesystem, ordered by the guest's fstab;
+//! 4. [`crate::layers`]: the LVM volume groups on the guest's disks activated (read-only in
+//!    check mode), each logical volume scanned like a disk;
+//!    [`check`]: fsck of every filesystem, ordered by the guest's fstab;
 //! 5. [`inspect`]: the read-only look for the OS root and its fstab, overlaid with the check
 //!    results;
 //! 6. [`fixes`]: the guest fixes planned on the root and, in repair mode, applied;

@@ -239,6 +239,7 @@ pub fn report(r: &Report) -> String {
         r.os.as_ref(),
         r.fstab.as_ref(),
     ));
+    layers(&mut s, &r.layers);
     // Check mode: what repair would do. Repair mode: the changes made say it.
     if r.changes.is_empty() && !r.plan.is_empty() {
         let _ = writeln!(s, "planned (run with --mode repair to apply):");
@@ -261,6 +262,34 @@ pub fn report(r: &Report) -> String {
     }
     warnings(&mut s, &r.warnings);
     s
+}
+
+/// The LVM volume groups, md arrays and LUKS containers: what they are made of, what was
+/// opened of them, and why not.
+fn layers(s: &mut String, layers: &[p::Layer]) {
+    if layers.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "layers:");
+    for l in layers {
+        let ro = if l.read_only { ", read-only" } else { "" };
+        let _ = writeln!(
+            s,
+            "  {} {} ({}{ro}) on {}{}",
+            clean(l.kind.as_str()),
+            clean(&l.name),
+            clean(l.state.as_str()),
+            clean(&l.members.join(", ")),
+            if l.devices.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", clean(&l.devices.join(", ")))
+            }
+        );
+        if let Some(d) = &l.detail {
+            let _ = writeln!(s, "    {}", clean(d));
+        }
+    }
 }
 
 /// The verify boots: how, and what each showed.
@@ -346,10 +375,25 @@ mod tests {
                 message: "m".into(),
                 device: None,
             }],
+            layers: vec![vmrescue_protocol::Layer {
+                kind: vmrescue_protocol::LayerKind::Lvm,
+                name: "vg0\x1b[2J".into(),
+                members: vec!["/dev/vda2".into()],
+                devices: vec!["/dev/mapper/vg0-root".into()],
+                state: vmrescue_protocol::LayerState::Active,
+                read_only: true,
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let text = report(&r);
         assert!(text.contains("repaired"));
+        assert!(
+            text.contains(
+                "lvm vg0\\u{1b}[2J (active, read-only) on /dev/vda2: /dev/mapper/vg0-root"
+            ),
+            "{text}"
+        );
         assert!(!text.contains('\x1b'));
         assert!(!text.contains('\x07'));
         assert!(text.contains("[fsck] m"));

@@ -1,0 +1,435 @@
+//! Opening the layers between the guest's disks and its filesystems: LVM volume groups (and,
+//! next, md arrays and LUKS containers), so that the filesystems inside them are checked,
+//! inspected and repaired like any other.
+//!
+//! Only what is on the guest's disks is opened, and nothing is written to open it: LVM
+//! metadata is never written, and in check mode every logical volume is activated read-only.
+//! Two copies of one volume group (a clone attached beside its source) are never merged: the
+//! first disk's set is opened and the other reported as a duplicate, untouched.
+//!
+//! Each device opened is scanned like a disk (`mapper/vg0-root`, so `/dev/mapper/vg0-root`)
+//! and appended to the scans; the report's `layers` says what was found and opened.
+
+pub mod lvm;
+
+use std::path::Path;
+use std::time::Duration;
+
+use vmrescue_discovery::fstype::FsType;
+use vmrescue_discovery::inventory::{self, DiskScan};
+use vmrescue_protocol::{Layer, LayerKind, LayerState, Mode, Step};
+
+use crate::reporter::Reporter;
+use crate::{late, proc};
+
+/// How long one `lvm` command may run.
+const LVM_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What opening the layers found.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub layers: Vec<Layer>,
+}
+
+impl Opened {
+    /// The scan names of the devices opened (`mapper/vg0-root`): not disks of their own.
+    pub fn device_names(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.devices.iter())
+            .filter_map(|d| d.strip_prefix("/dev/").map(str::to_owned))
+            .collect()
+    }
+
+    /// The devices opened from the container `device` (its layer's devices).
+    pub fn opened_from(&self, device: &str) -> Vec<String> {
+        self.layers
+            .iter()
+            .filter(|l| l.members.iter().any(|m| m == device))
+            .flat_map(|l| l.devices.iter().cloned())
+            .collect()
+    }
+}
+
+/// Puts what was opened into the report: its `layers`, each container's `opened_as`; the
+/// devices opened are not disks of the guest's.
+pub fn record(opened: Opened, report: &mut vmrescue_protocol::Report) {
+    let names = opened.device_names();
+    report.disks.retain(|d| !names.contains(&d.name));
+    for fs in &mut report.filesystems {
+        fs.opened_as = opened.opened_from(&fs.device);
+    }
+    report.layers = opened.layers;
+}
+
+/// The containers of one kind on the scanned disks, in disk order.
+fn containers(scans: &[DiskScan], kind: FsType) -> Vec<lvm::Member> {
+    scans
+        .iter()
+        .flat_map(|s| s.volumes.iter())
+        .filter_map(|v| {
+            let p = v.probe.as_ref()?;
+            (p.fstype == kind).then(|| lvm::Member {
+                device: format!("/dev/{}", v.name),
+                pv_uuid: p.uuid.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Opens what it can of the layers on `scans` and appends a scan of every device opened.
+pub fn open(scans: &mut Vec<DiskScan>, mode: Mode, rep: &mut Reporter) -> Opened {
+    let mut opened = Opened::default();
+    let pvs = containers(scans, FsType::Lvm2Member);
+    if pvs.is_empty() {
+        return opened;
+    }
+    rep.progress(
+        Step::Layers,
+        None,
+        format!(
+            "LVM physical volumes: {}",
+            pvs.iter()
+                .map(|m| m.device.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    if let Some(w) = late::need(lvm::LVM) {
+        rep.warn(Step::Layers, None, w);
+    }
+    opened.layers = open_lvm(&pvs, mode, rep);
+    for layer in &opened.layers {
+        for dev in &layer.devices {
+            if let Some(s) = scan(dev, rep) {
+                scans.push(s);
+            }
+        }
+    }
+    opened
+}
+
+/// Runs `lvm ARGS --config CONFIG`; the merged output, or why it failed.
+fn run_lvm(args: &[&str], config: &str) -> Result<Vec<String>, String> {
+    let mut argv = vec![lvm::LVM];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--config", config]);
+    let out = proc::run(&argv, Some(LVM_TIMEOUT)).map_err(|e| e.to_string())?;
+    if out.timed_out {
+        return Err(format!("lvm {} timed out", args[0]));
+    }
+    match out.exit.code() {
+        Some(0) => Ok(out.lines),
+        _ => Err(format!(
+            "lvm {} failed: {}",
+            args[0],
+            out.lines
+                .iter()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.trim())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
+/// The JSON part of a report command's output (lvm prints warnings on the same stream).
+fn json_of(lines: &[String]) -> String {
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('{'))
+        .unwrap_or(lines.len());
+    lines[start..]
+        .iter()
+        .filter(|l| !l.trim_start().starts_with("WARNING"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether a VG name from the guest's disks is one lvm itself accepts (and so safe to quote
+/// in a configuration).
+fn plain_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
+}
+
+fn open_lvm(pvs: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<Layer> {
+    let mut layers = Vec::new();
+    let (kept, dup_pvs) = lvm::duplicate_pvs(pvs);
+    let devices: Vec<String> = kept.iter().map(|m| m.device.clone()).collect();
+    let config = lvm::config(&devices, &[]);
+    let rows = match run_lvm(
+        &[
+            "pvs",
+            "--reportformat",
+            "json",
+            "-o",
+            "pv_name,pv_uuid,vg_name,vg_uuid",
+        ],
+        &config,
+    )
+    .and_then(|lines| {
+        lvm::parse_pvs(&json_of(&lines)).ok_or_else(|| "lvm pvs: unreadable report".to_owned())
+    }) {
+        Ok(rows) => rows,
+        Err(e) => {
+            rep.warn(Step::Layers, None, e.clone());
+            return vec![Layer {
+                kind: LayerKind::Lvm,
+                name: String::new(),
+                members: devices,
+                state: LayerState::Failed,
+                detail: Some(e),
+                ..Default::default()
+            }];
+        }
+    };
+    let (open, same_name) = lvm::split_same_names(lvm::groups(&rows));
+    for (m, first) in &dup_pvs {
+        let vg = rows
+            .iter()
+            .find(|r| r.pv_name == *first)
+            .map(|r| r.vg_name.clone())
+            .unwrap_or_default();
+        let detail = format!(
+            "{} carries the same physical volume (UUID {}) as {first}, which was opened: a copy, left untouched (to use both, give the copy its own name and UUIDs: {})",
+            m.device,
+            m.pv_uuid.as_deref().unwrap_or("?"),
+            lvm::import_clone_hint(std::slice::from_ref(&m.device), if vg.is_empty() { "vg" } else { &vg })
+        );
+        rep.warn(Step::Layers, Some(&m.device), detail.clone());
+        layers.push(Layer {
+            kind: LayerKind::Lvm,
+            name: vg,
+            uuid: m.pv_uuid.clone(),
+            members: vec![m.device.clone()],
+            state: LayerState::Duplicate,
+            detail: Some(detail),
+            ..Default::default()
+        });
+    }
+    for g in &same_name {
+        let detail = format!(
+            "another volume group named {} was opened: this one (UUID {}) is left untouched (to use both: {})",
+            g.name,
+            g.uuid,
+            lvm::import_clone_hint(&g.members, &g.name)
+        );
+        rep.warn(
+            Step::Layers,
+            g.members.first().map(String::as_str),
+            detail.clone(),
+        );
+        layers.push(Layer {
+            kind: LayerKind::Lvm,
+            name: g.name.clone(),
+            uuid: Some(g.uuid.clone()),
+            members: g.members.clone(),
+            state: LayerState::Duplicate,
+            detail: Some(detail),
+            ..Default::default()
+        });
+    }
+    for g in open {
+        layers.push(activate(&g, mode, rep));
+    }
+    layers
+}
+
+/// Activates one volume group (read-only in check mode) and lists its LVs.
+fn activate(g: &lvm::Group, mode: Mode, rep: &mut Reporter) -> Layer {
+    let read_only = mode == Mode::Check;
+    let mut layer = Layer {
+        kind: LayerKind::Lvm,
+        name: g.name.clone(),
+        uuid: Some(g.uuid.clone()),
+        members: g.members.clone(),
+        read_only,
+        ..Default::default()
+    };
+    if !plain_name(&g.name) {
+        layer.state = LayerState::Failed;
+        layer.detail = Some(format!(
+            "volume group name {:?} is not one LVM accepts",
+            g.name
+        ));
+        return layer;
+    }
+    let ro: Vec<String> = if read_only {
+        vec![g.name.clone()]
+    } else {
+        vec![]
+    };
+    let config = lvm::config(&g.members, &ro);
+    let select = format!("vg_uuid={}", g.uuid);
+    let activated = run_lvm(&["vgchange", "-ay", "--select", &select], &config);
+    let lvs = run_lvm(
+        &[
+            "lvs",
+            "--reportformat",
+            "json",
+            "--select",
+            &select,
+            "-o",
+            "vg_name,lv_name,lv_attr,lv_dm_path",
+        ],
+        &config,
+    )
+    .ok()
+    .and_then(|lines| lvm::parse_lvs(&json_of(&lines)))
+    .unwrap_or_default();
+    let (active, inactive): (Vec<_>, Vec<_>) = lvs
+        .into_iter()
+        .filter(lvm::LvRow::holds_data)
+        .partition(lvm::LvRow::active);
+    layer.devices = active
+        .iter()
+        .filter(|l| l.lv_dm_path.starts_with("/dev/mapper/"))
+        .map(|l| l.lv_dm_path.clone())
+        .collect();
+    for d in &layer.devices {
+        ensure_node(d);
+    }
+    let not_active: Vec<String> = inactive
+        .iter()
+        .map(|l| format!("{}/{}", l.vg_name, l.lv_name))
+        .collect();
+    layer.state = match (&activated, layer.devices.is_empty(), not_active.is_empty()) {
+        (Ok(_), _, true) => LayerState::Active,
+        (_, false, _) => LayerState::Partial,
+        (_, true, _) => LayerState::Failed,
+    };
+    let mut detail = Vec::new();
+    if let Err(e) = &activated {
+        detail.push(e.clone());
+    }
+    if !not_active.is_empty() {
+        detail.push(format!("not activated: {}", not_active.join(", ")));
+    }
+    layer.detail = (!detail.is_empty()).then(|| detail.join("; "));
+    let how = if read_only { " read-only" } else { "" };
+    match layer.state {
+        LayerState::Active => rep.progress(
+            Step::Layers,
+            None,
+            format!(
+                "volume group {} activated{how}: {}",
+                g.name,
+                if layer.devices.is_empty() {
+                    "no logical volume".to_owned()
+                } else {
+                    layer.devices.join(", ")
+                }
+            ),
+        ),
+        _ => rep.warn(
+            Step::Layers,
+            g.members.first().map(String::as_str),
+            format!(
+                "volume group {}: {}",
+                g.name,
+                layer.detail.as_deref().unwrap_or("not activated")
+            ),
+        ),
+    }
+    layer
+}
+
+/// Makes sure `/dev/mapper/NAME` exists (lvm makes it without udev; this is the fallback),
+/// from the dm device sysfs names the same way.
+fn ensure_node(path: &str) {
+    let p = Path::new(path);
+    if p.exists() {
+        return;
+    }
+    let Some(name) = path.strip_prefix("/dev/mapper/") else {
+        return;
+    };
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let sys = e.path();
+        let dm_name = std::fs::read_to_string(sys.join("dm/name")).unwrap_or_default();
+        if dm_name.trim() != name {
+            continue;
+        }
+        let dev = std::fs::read_to_string(sys.join("dev")).unwrap_or_default();
+        let Some((maj, min)) = dev.trim().split_once(':') else {
+            return;
+        };
+        let (Ok(maj), Ok(min)) = (maj.parse(), min.parse()) else {
+            return;
+        };
+        let _ = std::fs::create_dir_all("/dev/mapper");
+        let _ = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(maj, min),
+        );
+        return;
+    }
+}
+
+/// Scans an opened device like a disk (`/dev/mapper/vg0-root` as `mapper/vg0-root`).
+fn scan(dev: &str, rep: &mut Reporter) -> Option<DiskScan> {
+    let name = dev.strip_prefix("/dev/")?;
+    match std::fs::File::open(dev) {
+        Ok(mut f) => {
+            let size = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).unwrap_or(0);
+            let s = inventory::scan_disk(name, &mut f, size);
+            let kind = s
+                .volumes
+                .first()
+                .and_then(|v| v.probe.as_ref())
+                .map_or(FsType::Unknown, |p| p.fstype);
+            rep.progress(Step::Layers, Some(dev), format!("{kind}"));
+            Some(s)
+        }
+        Err(e) => {
+            rep.warn(Step::Layers, Some(dev), format!("cannot open {dev}: {e}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_is_found_among_warnings() {
+        let lines: Vec<String> = [
+            "  WARNING: Activation disabled.",
+            "  {",
+            "      \"report\": [",
+            "  WARNING: late",
+            "      ]",
+            "  }",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(json_of(&lines), "  {\n      \"report\": [\n      ]\n  }");
+        assert!(plain_name("vg0") && plain_name("my_vg-1.x+"));
+        assert!(!plain_name("a\"b") && !plain_name(""));
+    }
+
+    #[test]
+    fn what_a_container_opened() {
+        let o = Opened {
+            layers: vec![Layer {
+                members: vec!["/dev/vda3".into()],
+                devices: vec!["/dev/mapper/vg0-root".into()],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(o.opened_from("/dev/vda3"), ["/dev/mapper/vg0-root"]);
+        assert!(o.opened_from("/dev/vdb").is_empty());
+        assert_eq!(o.device_names(), ["mapper/vg0-root"]);
+    }
+}
