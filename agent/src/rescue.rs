@@ -112,7 +112,12 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         .bootcopy
         .as_deref()
         .and_then(|uuid| bootcopy::reserve(&mut found.scans, uuid, rep));
-    let opened = layers::open(&mut found.scans, settings.mode, rep);
+    let opened = layers::open(
+        &mut found.scans,
+        settings.mode,
+        settings.root.as_deref(),
+        rep,
+    );
     if !opened.layers.is_empty() {
         rep.mark(Phase::Layers);
     }

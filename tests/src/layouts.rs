@@ -6,13 +6,14 @@
 //! (`--driverloaded n`); a logical volume's content is then written at the offset of its
 //! extents, which lvm reports. LUKS headers come from `cryptsetup luksFormat` on an image file.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::fixture::run;
+use crate::fixture::{self, run, Part, GPT_LINUX_FS};
 
 /// A loop device over an image file, detached when dropped.
 struct Loop(PathBuf);
@@ -205,4 +206,100 @@ pub fn luks(image: &Path, size_mib: u64) -> Result<()> {
         .arg(&key))
     .context("cryptsetup luksFormat")?;
     Ok(())
+}
+
+/// The GPT type of an LVM physical volume partition.
+pub const GPT_LINUX_LVM: &str = "E6D6D379-F507-44C2-A23C-238F2A3DF928";
+
+/// A guest disk in the layout of a default RHEL or Debian LVM install: `/boot` plain ext4
+/// (vda1, 32 MiB), then an LVM physical volume (vda2, 100 MiB, at [`LvmGuest::PV_OFFSET`]) of
+/// volume group `vg0` with the root (`vg0/root`) and `/home` (`vg0/home`). fstab names the
+/// root `/dev/mapper/vg0-root` and /home `/dev/vg0/home`. All three filesystems are in the
+/// error state a journal abort leaves; /home holds alice's notes.
+pub struct LvmGuest {
+    pub disk: PathBuf,
+    /// The physical volume alone (the same bytes as vda2 before any rescue).
+    pub pv: PathBuf,
+    /// Where the root LV's and /home LV's bytes are on `disk`.
+    pub root: Extent,
+    pub home: Extent,
+    /// SHA-256 of every file of the root's OS tree, by path.
+    pub sums: BTreeMap<String, String>,
+}
+
+impl LvmGuest {
+    /// Where the physical volume starts on the disk (the first partition: 1 MiB, 32 MiB long).
+    pub const PV_OFFSET: u64 = 33 << 20;
+
+    /// Lays it out in `dir`.
+    pub fn make(dir: &Path) -> Result<LvmGuest> {
+        let boot = fixture::broken_ext4(
+            dir,
+            "boot.fs",
+            "boot",
+            &[("vmlinuz-6.1.0-27-amd64", &fixture::bytes(1, 4096))],
+        )?;
+        let tree = dir.join("root-tree");
+        let sums = fixture::os_tree_with_fstab(
+            &tree,
+            "/dev/mapper/vg0-root / ext4 errors=remount-ro 0 1\nLABEL=boot /boot ext4 defaults 0 2\n/dev/vg0/home /home ext4 defaults 0 2\n",
+        )?;
+        let root = dir.join("root.fs");
+        fixture::mkfs_ext4(&root, 40, "guestroot", &tree)?;
+        fixture::debugfs_write(&root, &["ssv state 2"])?;
+        let home = fixture::broken_ext4(
+            dir,
+            "home.fs",
+            "home",
+            &[("alice/notes.txt", b"remember the milk\n")],
+        )?;
+        let pv = dir.join("pv.img");
+        let extents = lvm_vg(
+            &pv,
+            100,
+            "vg0",
+            &[
+                Lv {
+                    name: "root",
+                    size_mib: 48,
+                    content: Some(&root),
+                },
+                Lv {
+                    name: "home",
+                    size_mib: 36,
+                    content: Some(&home),
+                },
+            ],
+        )?;
+        let disk = dir.join("guest.img");
+        fixture::partitioned_disk(
+            &disk,
+            140,
+            &[
+                Part {
+                    size_mib: 32,
+                    gpt_type: GPT_LINUX_FS,
+                    name: "boot",
+                    content: Some(&boot),
+                },
+                Part {
+                    size_mib: 100,
+                    gpt_type: GPT_LINUX_LVM,
+                    name: "lvm",
+                    content: Some(&pv),
+                },
+            ],
+        )?;
+        let on_disk = |e: Extent| Extent {
+            offset: Self::PV_OFFSET + e.offset,
+            len: e.len,
+        };
+        Ok(LvmGuest {
+            disk,
+            pv,
+            root: on_disk(extents[0]),
+            home: on_disk(extents[1]),
+            sums,
+        })
+    }
 }

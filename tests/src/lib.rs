@@ -8,4 +8,5 @@ pub mod guest;
 pub mod harness;
 pub mod layouts;
 pub mod live;
+pub mod reports;
 pub mod virsh;

@@ -62,10 +62,20 @@ pub fn record(opened: Opened, report: &mut vmrescue_protocol::Report) {
     report.layers = opened.layers;
 }
 
-/// The containers of one kind on the scanned disks, in disk order.
-fn containers(scans: &[DiskScan], kind: FsType) -> Vec<lvm::Member> {
-    scans
-        .iter()
+/// The containers of one kind on the scanned disks, in disk order, except that the disk
+/// `prefer` names (`/dev/vdb`, or a partition of it) comes first: of two copies of one volume
+/// group, the first is opened.
+fn containers(scans: &[DiskScan], kind: FsType, prefer: Option<&str>) -> Vec<lvm::Member> {
+    let named = |s: &DiskScan| {
+        prefer.is_some_and(|p| {
+            let p = p.strip_prefix("/dev/").unwrap_or(p);
+            s.name == p || s.volumes.iter().any(|v| v.name == p)
+        })
+    };
+    let mut order: Vec<&DiskScan> = scans.iter().collect();
+    order.sort_by_key(|s| !named(s));
+    order
+        .into_iter()
         .flat_map(|s| s.volumes.iter())
         .filter_map(|v| {
             let p = v.probe.as_ref()?;
@@ -77,10 +87,16 @@ fn containers(scans: &[DiskScan], kind: FsType) -> Vec<lvm::Member> {
         .collect()
 }
 
-/// Opens what it can of the layers on `scans` and appends a scan of every device opened.
-pub fn open(scans: &mut Vec<DiskScan>, mode: Mode, rep: &mut Reporter) -> Opened {
+/// Opens what it can of the layers on `scans` and appends a scan of every device opened;
+/// `prefer` is the operator's `--root`, which picks among copies when it names a disk.
+pub fn open(
+    scans: &mut Vec<DiskScan>,
+    mode: Mode,
+    prefer: Option<&str>,
+    rep: &mut Reporter,
+) -> Opened {
     let mut opened = Opened::default();
-    let pvs = containers(scans, FsType::Lvm2Member);
+    let pvs = containers(scans, FsType::Lvm2Member, prefer);
     if pvs.is_empty() {
         return opened;
     }
@@ -417,6 +433,47 @@ mod tests {
         assert_eq!(json_of(&lines), "  {\n      \"report\": [\n      ]\n  }");
         assert!(plain_name("vg0") && plain_name("my_vg-1.x+"));
         assert!(!plain_name("a\"b") && !plain_name(""));
+    }
+
+    #[test]
+    fn the_disk_the_operator_names_comes_first() {
+        use vmrescue_discovery::inventory::Volume;
+        use vmrescue_discovery::probe::{Probe, Usage};
+        let pv = |disk: &str| DiskScan {
+            name: disk.into(),
+            size: 1 << 20,
+            table: None,
+            medium: None,
+            volumes: vec![Volume {
+                name: disk.into(),
+                offset: 0,
+                size: 1 << 20,
+                partition: None,
+                probe: Some(Probe {
+                    fstype: FsType::Lvm2Member,
+                    uuid: Some("same".into()),
+                    label: None,
+                    usage: Usage::Raid,
+                    version: None,
+                    uuid_sub: None,
+                }),
+                ext_backup: None,
+            }],
+            warnings: vec![],
+        };
+        let scans = [pv("vda"), pv("vdb")];
+        let devices = |prefer| {
+            containers(&scans, FsType::Lvm2Member, prefer)
+                .into_iter()
+                .map(|m| m.device)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(devices(None), ["/dev/vda", "/dev/vdb"]);
+        assert_eq!(devices(Some("/dev/vdb")), ["/dev/vdb", "/dev/vda"]);
+        assert_eq!(
+            devices(Some("2c309045-caea-4e02-8bc7-cf04b2b71566")),
+            ["/dev/vda", "/dev/vdb"]
+        );
     }
 
     #[test]
