@@ -380,6 +380,29 @@ pub fn field_failure(image: &Path) -> Result<Disk> {
     })
 }
 
+/// An ext4 filesystem image (32 MiB, `name` in `dir`) holding `files`, in the error state a
+/// journal abort leaves.
+pub fn broken_ext4(
+    dir: &Path,
+    name: &str,
+    label: &str,
+    files: &[(&str, &[u8])],
+) -> Result<PathBuf> {
+    let tree = dir.join(format!("{name}-tree"));
+    for (path, data) in files {
+        let p = tree.join(path);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(p, data)?;
+    }
+    fs::create_dir_all(&tree)?;
+    let img = dir.join(name);
+    mkfs_ext4(&img, 32, label, &tree)?;
+    debugfs_write(&img, &["ssv state 2"])?;
+    Ok(img)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,27 +438,4 @@ mod tests {
         mkfs_ext4(&img, 8, "x", &tree).unwrap();
         assert!(debugfs_write(&img, &["sif /no/such/file links_count 2"]).is_err());
     }
-}
-
-/// An ext4 filesystem image (32 MiB, `name` in `dir`) holding `files`, in the error state a
-/// journal abort leaves.
-pub fn broken_ext4(
-    dir: &Path,
-    name: &str,
-    label: &str,
-    files: &[(&str, &[u8])],
-) -> Result<PathBuf> {
-    let tree = dir.join(format!("{name}-tree"));
-    for (path, data) in files {
-        let p = tree.join(path);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::write(p, data)?;
-    }
-    fs::create_dir_all(&tree)?;
-    let img = dir.join(name);
-    mkfs_ext4(&img, 32, label, &tree)?;
-    debugfs_write(&img, &["ssv state 2"])?;
-    Ok(img)
 }
