@@ -134,15 +134,15 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     if signals::requested().is_some() {
         // Stopping: report what was checked (and changed) so far, skip the inspection.
         report.filesystems = checked;
-        layers::record(opened, report);
         report.changes = report::fsck_changes(settings.mode, &report.filesystems);
+        layers::record(opened, report);
         return Fixes::default();
     }
 
     inspect::run(&found.scans, &found.disks, &checked, settings, report, rep);
-    layers::record(opened, report);
     rep.mark(Phase::Inspect);
     report.changes = report::fsck_changes(settings.mode, &report.filesystems);
+    layers::record(opened, report);
     if signals::requested().is_some() {
         return Fixes::default();
     }

@@ -119,6 +119,9 @@ wire_names! {
         RemoveTemp => "remove_temp",
         /// The report saved on the repaired root.
         Report => "report",
+        /// An md array assembled read-write (repair mode): the kernel writes its members'
+        /// superblocks, and resynchronises them if it was not stopped cleanly.
+        Assemble => "assemble",
     }
 }
 

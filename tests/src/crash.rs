@@ -44,7 +44,7 @@ const END: &str = ">>";
 /// - `hard_reset`: resets at once, like a power cut (no sync, no unmount);
 /// - `power_off`: syncs and powers off (unmount first);
 /// - `$bb`: busybox, which provides the commands (`$bb mount`, `$bb sync`, ...).
-fn prelude(disks: usize) -> String {
+fn prelude(disks: usize, kernel: CrashKernel) -> String {
     let mut s = format!(
         r#"#!/bin/sh
 # vmrescue crash guest: PID 1 by rdinit=/crash.sh on the rescue kernel and initramfs.
@@ -58,13 +58,14 @@ die() {{
 }}
 hard_reset() {{
     mark reset
-    echo b > /proc/sysrq-trigger
+    echo b > /proc/sysrq-trigger 2>/dev/null || $bb reboot -f -n
     $bb sleep 60
 }}
 power_off() {{
     mark poweroff
     $bb sync
-    echo o > /proc/sysrq-trigger
+    # The rescue kernel has no magic SysRq: busybox's poweroff -f does the same there.
+    echo o > /proc/sysrq-trigger 2>/dev/null || $bb poweroff -f
     $bb sleep 60
 }}
 wait_dev() {{
@@ -83,18 +84,25 @@ mark booted
 if [ -f {late} ]; then
     (cd / && $bb zcat {late} | $bb cpio -i -d -u 2>/dev/null) || die "cannot unpack {late}"
 fi
-while read -r mod rest; do
-    case "$mod" in '' | '#'*) continue ;; esac
-    if ! err=$($bb insmod "$mod" 2>&1); then
-        case "$err" in *'File exists'*) continue ;; esac
-        case " $rest " in *' optional '*) continue ;; esac
-        die "insmod $mod: $err"
-    fi
-done < {load_list}
+if [ "{load}" = yes ]; then
+    while read -r mod rest; do
+        case "$mod" in '' | '#'*) continue ;; esac
+        if ! err=$($bb insmod "$mod" 2>&1); then
+            case "$err" in *'File exists'*) continue ;; esac
+            case " $rest " in *' optional '*) continue ;; esac
+            die "insmod $mod: $err"
+        fi
+    done < {load_list}
+fi
 mark modules
 "#,
         load_list = builder::MODULES_LOAD_PATH,
         late = vmrescue_protocol::paths::LATE_ARCHIVE,
+        load = if kernel == CrashKernel::Host {
+            "yes"
+        } else {
+            "no"
+        },
     );
     for i in 0..disks {
         s.push_str(&format!("wait_dev {}\n", guest_disk(i)));
@@ -224,6 +232,16 @@ fn accel() -> Accel {
     }
 }
 
+/// Which kernel a crash guest boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashKernel {
+    /// The host's kernel (Debian's), with the rescue's modules loaded.
+    Host,
+    /// The purpose-made rescue kernel: everything built in, device-mapper and md included
+    /// (the host's kernel here has neither), so md arrays and dm-crypt devices can be laid out.
+    Rescue,
+}
+
 /// Boots the rescue kernel with `script` as PID 1 and `disks` as raw virtio disks (see
 /// [`guest_disk`]); `payload` files are at [`PAYLOAD_DIR`] in the guest (a path ending in `/` is
 /// an empty directory). `script` runs after the prelude (see `prelude`): the modules are loaded
@@ -231,9 +249,26 @@ fn accel() -> Accel {
 /// runs with `-no-reboot`, so the guest's reset or power-off ends it. Fails if QEMU does not
 /// end in [`TIMEOUT`], if the script called `die`, or if the prelude did not finish.
 pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> Result<Boot> {
+    crash_guest_on(CrashKernel::Host, disks, script, payload)
+}
+
+/// [`crash_guest`] on the given kernel.
+pub fn crash_guest_on(
+    kernel: CrashKernel,
+    disks: &[&Path],
+    script: &str,
+    payload: &[(&str, &[u8])],
+) -> Result<Boot> {
     let image = harness::image();
     let dir = tempfile::tempdir()?;
-    let initrd = script_initrd(disks.len(), script, payload)?;
+    let initrd = initrd_for(kernel, disks.len(), script, payload)?;
+    let kernel_path = match kernel {
+        CrashKernel::Host => image.kernel.clone(),
+        CrashKernel::Rescue => image
+            .rescue_vmlinux
+            .clone()
+            .context("the test image has no rescue kernel")?,
+    };
     let initrd_path = dir.path().join("crash-initrd.img");
     fs::write(&initrd_path, &initrd)?;
     let console_path = dir.path().join("console.log");
@@ -242,7 +277,7 @@ pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> 
         "vmrescue-crash-guest",
         accel(),
         qemu::Boot::Kernel {
-            kernel: image.kernel.clone(),
+            kernel: kernel_path,
             initrd: Some(initrd_path),
             cmdline: "console=ttyS0 rdinit=/crash.sh panic=-1".into(),
         },
@@ -291,10 +326,19 @@ pub fn crash_guest(disks: &[&Path], script: &str, payload: &[(&str, &[u8])]) -> 
 /// for a guest booted with `rdinit=/crash.sh` by anything (QEMU here, libvirt elsewhere);
 /// `disks` virtio disks are waited for.
 pub fn script_initrd(disks: usize, script: &str, payload: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    initrd_for(CrashKernel::Host, disks, script, payload)
+}
+
+fn initrd_for(
+    kernel: CrashKernel,
+    disks: usize,
+    script: &str,
+    payload: &[(&str, &[u8])],
+) -> Result<Vec<u8>> {
     let image = harness::image();
     let full = format!(
         "{}\n{script}\ndie \"the script ended without hard_reset or power_off\"\n",
-        prelude(disks)
+        prelude(disks, kernel)
     );
     // The kernel unpacks concatenated archives; an uncompressed one must start 4-byte aligned
     // (zeros in between are skipped).

@@ -303,3 +303,26 @@ impl LvmGuest {
         })
     }
 }
+
+/// Makes `members` (raw image files of one size, each already holding at offset 0 what the
+/// array is to hold) one md RAID1 array named `name`, metadata 1.0 (the superblock at the end
+/// of each member, so the data stays where it is), created without a sync (`--assume-clean`).
+/// mdadm runs in a throw-away VM on the rescue kernel, which has md built in (the host's
+/// kernel here has no md).
+pub fn md_raid1(members: &[&Path], name: &str) -> Result<()> {
+    let devices: Vec<String> = (0..members.len()).map(crate::crash::guest_disk).collect();
+    let script = format!(
+        r#"$bb mkdir -p /run/mdadm
+/sbin/mdadm --create /dev/md0 --run --metadata=1.0 --level=1 --raid-devices={n} --assume-clean --bitmap=none --name={name} --homehost=guest01 {devices} </dev/null || die "mdadm --create"
+/sbin/mdadm --stop /dev/md0 || die "mdadm --stop"
+mark created
+power_off
+"#,
+        n = members.len(),
+        devices = devices.join(" "),
+    );
+    let boot =
+        crate::crash::crash_guest_on(crate::crash::CrashKernel::Rescue, members, &script, &[])?;
+    boot.expect(&["created"])?;
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The layouts real guests have under their filesystems, rescued for real under QEMU: a root
 //! and /home on LVM logical volumes, opened (read-only in check mode), checked and repaired;
-//! a copy of the volume group attached beside it, never merged and never touched.
+//! a copy of the volume group attached beside it, never merged and never touched; a root on
+//! md RAID1, assembled read-only in check mode, repaired on both mirrors, and degraded.
 
 use std::path::Path;
 
@@ -144,4 +145,155 @@ fn a_copy_of_the_volume_group_beside_it_is_never_merged_or_touched() {
         0,
         "the source's root mended"
     );
+}
+
+/// `n` copies of a 48 MiB md member holding at its start a broken 40 MiB ext4 root (the guest's
+/// OS tree, fstab by label), made one RAID1 array; with the tree's sums.
+fn raid1_root(
+    dir: &Path,
+) -> (
+    Vec<std::path::PathBuf>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let tree = dir.join("root-tree");
+    let sums = fixture::os_tree_with_fstab(&tree, "LABEL=guestroot / ext4 errors=remount-ro 0 1\n")
+        .unwrap();
+    let root = dir.join("root.fs");
+    fixture::mkfs_ext4(&root, 40, "guestroot", &tree).unwrap();
+    fixture::debugfs_write(&root, &["ssv state 2"]).unwrap();
+    let members: Vec<_> = ["a.img", "b.img"]
+        .iter()
+        .map(|n| {
+            let m = dir.join(n);
+            std::fs::copy(&root, &m).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&m)
+                .unwrap()
+                .set_len(48 << 20)
+                .unwrap();
+            m
+        })
+        .collect();
+    let refs: Vec<&Path> = members.iter().map(|m| m.as_path()).collect();
+    layouts::md_raid1(&refs, "root").unwrap();
+    (members, sums)
+}
+
+/// The root filesystem at the start of an md member, copied out and checked on the host.
+fn root_of_member(member: &Path, dir: &Path) -> std::path::PathBuf {
+    let out = dir.join(format!(
+        "{}-root.fs",
+        member.file_name().unwrap().to_string_lossy()
+    ));
+    layouts::extract(
+        member,
+        layouts::Extent {
+            offset: 0,
+            len: 40 << 20,
+        },
+        &out,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (members, sums) = raid1_root(d);
+    // A copy of one member alone, for the degraded array below.
+    let alone = d.join("alone.img");
+    std::fs::copy(&members[0], &alone).unwrap();
+    let [a, b] = [&members[0], &members[1]];
+
+    // Check mode: assembled read-only, the root found on the array and checked; nothing
+    // written to either member.
+    let before = [sha(a), sha(b)];
+    let run = harness::rescue(&[a, b], "check", &[]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    assert_eq!(
+        (run.code, r["outcome"].as_str()),
+        (1, Some("unrepaired")),
+        "{r:#}"
+    );
+    let root = r["os"]["root_device"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(root.starts_with("/dev/md"), "{r:#}");
+    let layer = &r["layers"][0];
+    assert_eq!(layer["kind"], "md", "{r:#}");
+    assert_eq!(layer["state"], "active", "{layer:#}");
+    assert_eq!(layer["read_only"], true);
+    assert_eq!(layer["devices"], serde_json::json!([root]));
+    assert_eq!(
+        layer["members"],
+        serde_json::json!(["/dev/vda", "/dev/vdb"])
+    );
+    assert_eq!(filesystem(r, &root)["state_before"], "errors");
+    assert_eq!(filesystem(r, "/dev/vda")["type"], "linux_raid_member");
+    assert_eq!([sha(a), sha(b)], before, "check mode wrote to a member");
+
+    // Repair mode: assembled read-write (recorded), the root mended on both mirrors.
+    let run = harness::rescue(&[a, b], "repair", &[]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    assert_eq!(
+        (run.code, r["outcome"].as_str()),
+        (0, Some("repaired")),
+        "{r:#}"
+    );
+    assert_eq!(r["changes"][0]["kind"], "assemble", "{r:#}");
+    for m in [a, b] {
+        let fs = root_of_member(m, d);
+        assert_eq!(fixture::host_e2fsck(&fs).unwrap(), 0, "{}", m.display());
+        for (path, sum) in &sums {
+            assert_eq!(&fixture::sha256_in_image(&fs, path).unwrap(), sum, "{path}");
+        }
+    }
+
+    // One member missing: the array runs degraded, the missing member is said, nothing is
+    // written in check mode, and repair mends the root on what is there.
+    let before = sha(&alone);
+    let run = harness::rescue(&[&alone], "check", &[]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    let layer = &r["layers"][0];
+    assert_eq!(layer["state"], "partial", "{r:#}");
+    assert!(
+        layer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 of its 2 members missing"),
+        "{layer:#}"
+    );
+    assert!(
+        r["os"]["root_device"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/md"),
+        "{r:#}"
+    );
+    assert_eq!(sha(&alone), before, "check mode wrote to the member");
+    let run = harness::rescue(&[&alone], "repair", &[]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    assert_eq!(
+        (run.code, r["outcome"].as_str()),
+        (0, Some("repaired")),
+        "{r:#}"
+    );
+    let fs = root_of_member(&alone, d);
+    assert_eq!(fixture::host_e2fsck(&fs).unwrap(), 0);
 }

@@ -10,13 +10,15 @@ pub const LVM: &str = "/sbin/lvm";
 /// thin_check, run by lvm before it activates a thin pool (late archive).
 pub const THIN_CHECK: &str = "/sbin/thin_check";
 
-/// A physical volume as discovery saw it on a guest disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A container as discovery saw it on a guest disk: a physical volume, an md member.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Member {
     /// `/dev/vda3`.
     pub device: String,
-    /// The PV UUID from its label, when discovery could read it.
-    pub pv_uuid: Option<String>,
+    /// The UUID discovery read: a PV's own, an md member's array's.
+    pub uuid: Option<String>,
+    /// An md member's array name (`host:root`).
+    pub label: Option<String>,
 }
 
 /// The `--config` of every `lvm` command: only `devices` are scanned (the guest's physical
@@ -123,9 +125,9 @@ pub fn duplicate_pvs(members: &[Member]) -> (Vec<Member>, Vec<(Member, String)>)
     let mut dups = Vec::new();
     for m in members {
         match m
-            .pv_uuid
+            .uuid
             .as_ref()
-            .and_then(|u| kept.iter().find(|k| k.pv_uuid.as_ref() == Some(u)))
+            .and_then(|u| kept.iter().find(|k| k.uuid.as_ref() == Some(u)))
         {
             Some(first) => dups.push((m.clone(), first.device.clone())),
             None => kept.push(m.clone()),
@@ -231,7 +233,8 @@ mod tests {
     fn copies_of_a_volume_group_are_never_merged() {
         let m = |d: &str, u: &str| Member {
             device: d.into(),
-            pv_uuid: Some(u.into()),
+            uuid: Some(u.into()),
+            label: None,
         };
         // The same PV UUID on two disks: the first disk's is kept.
         let (kept, dups) =

@@ -1,9 +1,11 @@
-//! Opening the layers between the guest's disks and its filesystems: LVM volume groups (and,
-//! next, md arrays and LUKS containers), so that the filesystems inside them are checked,
-//! inspected and repaired like any other.
+//! Opening the layers between the guest's disks and its filesystems: md arrays and LVM volume
+//! groups (LUKS containers next), so that the filesystems inside them are checked, inspected
+//! and repaired like any other.
 //!
-//! Only what is on the guest's disks is opened, and nothing is written to open it: LVM
-//! metadata is never written, and in check mode every logical volume is activated read-only.
+//! Only what is on the guest's disks is opened, and in check mode nothing is written to open
+//! it: arrays are assembled read-only (no resync, no recovery), LVM metadata is never written
+//! (in either mode), and every logical volume is activated read-only. A degraded array is
+//! assembled and reported, never re-added to.
 //! Two copies of one volume group (a clone attached beside its source) are never merged: the
 //! first disk's set is opened and the other reported as a duplicate, untouched.
 //!
@@ -11,13 +13,14 @@
 //! and appended to the scans; the report's `layers` says what was found and opened.
 
 pub mod lvm;
+pub mod md;
 
 use std::path::Path;
 use std::time::Duration;
 
 use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::inventory::{self, DiskScan};
-use vmrescue_protocol::{Layer, LayerKind, LayerState, Mode, Step};
+use vmrescue_protocol::{Change, ChangeKind, Layer, LayerKind, LayerState, Mode, Step};
 
 use crate::reporter::Reporter;
 use crate::{late, proc};
@@ -51,7 +54,8 @@ impl Opened {
     }
 }
 
-/// Puts what was opened into the report: its `layers`, each container's `opened_as`; the
+/// Puts what was opened into the report: its `layers`, each container's `opened_as`, and
+/// before the other changes an `assemble` change for each md array run read-write; the
 /// devices opened are not disks of the guest's.
 pub fn record(opened: Opened, report: &mut vmrescue_protocol::Report) {
     let names = opened.device_names();
@@ -59,6 +63,22 @@ pub fn record(opened: Opened, report: &mut vmrescue_protocol::Report) {
     for fs in &mut report.filesystems {
         fs.opened_as = opened.opened_from(&fs.device);
     }
+    let assembled = opened
+        .layers
+        .iter()
+        .filter(|l| l.kind == LayerKind::Md && !l.read_only && !l.devices.is_empty())
+        .flat_map(|l| {
+            l.devices.iter().map(|d| Change {
+                kind: ChangeKind::Assemble,
+                path: d.clone(),
+                detail: format!(
+                    "md array assembled read-write from {}: the kernel updates its members' superblocks, and resynchronises them if it was not stopped cleanly",
+                    l.members.join(", ")
+                ),
+                ..Default::default()
+            })
+        });
+    report.changes.splice(0..0, assembled);
     report.layers = opened.layers;
 }
 
@@ -81,7 +101,8 @@ fn containers(scans: &[DiskScan], kind: FsType, prefer: Option<&str>) -> Vec<lvm
             let p = v.probe.as_ref()?;
             (p.fstype == kind).then(|| lvm::Member {
                 device: format!("/dev/{}", v.name),
-                pv_uuid: p.uuid.clone(),
+                uuid: p.uuid.clone(),
+                label: p.label.clone(),
             })
         })
         .collect()
@@ -96,6 +117,16 @@ pub fn open(
     rep: &mut Reporter,
 ) -> Opened {
     let mut opened = Opened::default();
+    // md first: a physical volume may be on an array.
+    let md_members = containers(scans, FsType::LinuxRaidMember, prefer);
+    if !md_members.is_empty() {
+        if let Some(w) = late::need(md::MDADM) {
+            rep.warn(Step::Layers, None, w);
+        }
+        let layers = open_md(&md_members, mode, rep);
+        scan_devices(&layers, scans, rep);
+        opened.layers.extend(layers);
+    }
     let pvs = containers(scans, FsType::Lvm2Member, prefer);
     if pvs.is_empty() {
         return opened;
@@ -114,15 +145,127 @@ pub fn open(
     if let Some(w) = late::need(lvm::LVM) {
         rep.warn(Step::Layers, None, w);
     }
-    opened.layers = open_lvm(&pvs, mode, rep);
-    for layer in &opened.layers {
+    let layers = open_lvm(&pvs, mode, rep);
+    scan_devices(&layers, scans, rep);
+    opened.layers.extend(layers);
+    opened
+}
+
+/// Scans each device the layers opened, like a disk, and appends it to `scans`.
+fn scan_devices(layers: &[Layer], scans: &mut Vec<DiskScan>, rep: &mut Reporter) {
+    for layer in layers {
         for dev in &layer.devices {
             if let Some(s) = scan(dev, rep) {
                 scans.push(s);
             }
         }
     }
-    opened
+}
+
+/// Assembles the md arrays on `members` (read-only in check mode) and says what ran.
+fn open_md(members: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<Layer> {
+    let read_only = mode == Mode::Check;
+    let devices: Vec<String> = members.iter().map(|m| m.device.clone()).collect();
+    rep.progress(
+        Step::Layers,
+        None,
+        format!("md RAID members: {}", devices.join(", ")),
+    );
+    let config = Path::new(md::CONFIG);
+    let written = config
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(config, md::config(&devices)));
+    let assembled = match written {
+        Err(e) => Err(format!("cannot write {}: {e}", md::CONFIG)),
+        Ok(()) => {
+            let args = md::assemble_args(read_only);
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            match proc::run(&argv, Some(LVM_TIMEOUT)) {
+                Err(e) => Err(e.to_string()),
+                Ok(out) if out.exit.code() == Some(0) => Ok(()),
+                Ok(out) => Err(format!(
+                    "mdadm --assemble failed: {}",
+                    out.lines
+                        .iter()
+                        .map(|l| l.trim())
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            }
+        }
+    };
+    let mut layers = Vec::new();
+    let mut used: Vec<String> = Vec::new();
+    for a in md::arrays(Path::new("/sys/block")) {
+        let array_members: Vec<String> = a.members.iter().map(|m| format!("/dev/{m}")).collect();
+        let Some(first) = members.iter().find(|m| array_members.contains(&m.device)) else {
+            continue;
+        };
+        used.extend(array_members.iter().cloned());
+        let dev = format!("/dev/{}", a.name);
+        let detail = a.degraded_detail();
+        let how = if read_only { " read-only" } else { "" };
+        match &detail {
+            Some(d) => rep.warn(Step::Layers, Some(&dev), d.clone()),
+            None => rep.progress(
+                Step::Layers,
+                Some(&dev),
+                format!(
+                    "{} assembled{how} from {}",
+                    a.level,
+                    array_members.join(", ")
+                ),
+            ),
+        }
+        layers.push(Layer {
+            kind: LayerKind::Md,
+            name: first.label.clone().unwrap_or_else(|| a.name.clone()),
+            uuid: first.uuid.clone(),
+            members: array_members,
+            devices: vec![dev],
+            state: if a.degraded > 0 {
+                LayerState::Partial
+            } else {
+                LayerState::Active
+            },
+            read_only,
+            detail,
+        });
+    }
+    // Members in no running array: by array, what mdadm said.
+    let mut left: Vec<&lvm::Member> = members
+        .iter()
+        .filter(|m| !used.contains(&m.device))
+        .collect();
+    while let Some(m) = left.first().copied() {
+        let same: Vec<String> = left
+            .iter()
+            .filter(|o| o.uuid == m.uuid)
+            .map(|o| o.device.clone())
+            .collect();
+        left.retain(|o| o.uuid != m.uuid);
+        let detail = format!(
+            "not assembled{}",
+            match &assembled {
+                Err(e) => format!(": {e}"),
+                Ok(()) => " (too few members for the array to run)".to_owned(),
+            }
+        );
+        rep.warn(Step::Layers, Some(&same[0]), detail.clone());
+        layers.push(Layer {
+            kind: LayerKind::Md,
+            name: m.label.clone().unwrap_or_default(),
+            uuid: m.uuid.clone(),
+            members: same,
+            state: LayerState::Failed,
+            read_only,
+            detail: Some(detail),
+            ..Default::default()
+        });
+    }
+    layers
 }
 
 /// Runs `lvm ARGS --config CONFIG`; the merged output, or why it failed.
@@ -212,14 +355,14 @@ fn open_lvm(pvs: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<Layer> {
         let detail = format!(
             "{} carries the same physical volume (UUID {}) as {first}, which was opened: a copy, left untouched (to use both, give the copy its own name and UUIDs: {})",
             m.device,
-            m.pv_uuid.as_deref().unwrap_or("?"),
+            m.uuid.as_deref().unwrap_or("?"),
             lvm::import_clone_hint(std::slice::from_ref(&m.device), if vg.is_empty() { "vg" } else { &vg })
         );
         rep.warn(Step::Layers, Some(&m.device), detail.clone());
         layers.push(Layer {
             kind: LayerKind::Lvm,
             name: vg,
-            uuid: m.pv_uuid.clone(),
+            uuid: m.uuid.clone(),
             members: vec![m.device.clone()],
             state: LayerState::Duplicate,
             detail: Some(detail),
