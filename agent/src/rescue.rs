@@ -101,7 +101,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         rep,
     );
     rep.mark(Phase::Disks);
-    configdrive::apply(&mut found.scans, settings, rep);
+    let luks_keys = configdrive::apply(&mut found.scans, settings, rep);
     report.mode = settings.mode;
     let settings = &*settings;
     let undo = settings
@@ -116,6 +116,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         &mut found.scans,
         settings.mode,
         settings.root.as_deref(),
+        luks_keys,
         rep,
     );
     if !opened.layers.is_empty() {

@@ -16,6 +16,7 @@ pub mod names;
 pub mod params;
 pub mod paths;
 pub mod report;
+pub mod secrets;
 pub mod utc;
 pub mod verdict;
 

@@ -30,6 +30,9 @@ pub const REPORT_DIR: &str = "/var/log/vmrescue";
 pub const SETTINGS_LABEL: &str = "VMRESCUE_SETTINGS";
 /// The file on it: `vmrescue.KEY=VALUE` words, as on the kernel command line.
 pub const SETTINGS_FILE: &str = "/vmrescue/settings";
+/// The secrets the operator hands a rescue (LUKS keys), in [`crate::secrets`]' format, on the
+/// same drive only: never on a kernel command line, a console line, the report or a log.
+pub const SECRETS_FILE: &str = "/vmrescue/secrets";
 
 /// In the initramfs: a gzip newc archive of what the rescue needs only for some filesystems
 /// (XFS, btrfs and FAT checkers, their libraries, the XFS module), which the agent unpacks into

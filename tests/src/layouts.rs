@@ -193,19 +193,53 @@ pub fn extract(image: &Path, at: Extent, to: &Path) -> Result<()> {
 /// Makes `image` (`size_mib`) a LUKS2 container (locked: its key is thrown away) with random
 /// content behind its header.
 pub fn luks(image: &Path, size_mib: u64) -> Result<()> {
+    luks_format(image, size_mib, &fixture::bytes(7, 32))?;
+    Ok(())
+}
+
+/// Makes `image` (`size_mib`) a LUKS2 container for `key` (a fast PBKDF: tests only); returns
+/// its UUID.
+pub fn luks_format(image: &Path, size_mib: u64, key: &[u8]) -> Result<String> {
     let f = fs::File::create(image)?;
     f.set_len(size_mib << 20)?;
     drop(f);
     let dir = tempfile::tempdir()?;
-    let key = dir.path().join("key");
-    fs::write(&key, crate::fixture::bytes(7, 32))?;
+    let key_file = dir.path().join("key");
+    fs::write(&key_file, key)?;
     run(Command::new("cryptsetup")
         .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
         .args(["--pbkdf-force-iterations", "1000"])
         .arg(image)
-        .arg(&key))
+        .arg(&key_file))
     .context("cryptsetup luksFormat")?;
-    Ok(())
+    let out = run(Command::new("cryptsetup").arg("luksUUID").arg(image))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Makes `image` a LUKS2 container for `key` holding `content` (a filesystem image): the
+/// header by `cryptsetup luksFormat` here, the content written through dm-crypt in a
+/// throw-away VM on the rescue kernel (the host's kernel here has no device-mapper). Returns
+/// its UUID.
+pub fn luks_with(image: &Path, key: &[u8], content: &Path) -> Result<String> {
+    let data = fs::read(content)?;
+    // LUKS2's data starts 16 MiB in.
+    let size_mib = 16 + (data.len() as u64).div_ceil(1 << 20) + 1;
+    let uuid = luks_format(image, size_mib, key)?;
+    let script = r#"/sbin/cryptsetup open --type luks --disable-locks --key-file /crash-payload/key /dev/vda fill || die "cryptsetup open"
+$bb dd if=/crash-payload/content of=/dev/mapper/fill bs=1M 2>/dev/null || die "dd"
+$bb sync
+/sbin/cryptsetup close fill || die "cryptsetup close"
+mark filled
+power_off
+"#;
+    let boot = crate::crash::crash_guest_on(
+        crate::crash::CrashKernel::Rescue,
+        &[image],
+        script,
+        &[("key", key), ("content", &data)],
+    )?;
+    boot.expect(&["filled"])?;
+    Ok(uuid)
 }
 
 /// The GPT type of an LVM physical volume partition.

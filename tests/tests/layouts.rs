@@ -297,3 +297,154 @@ fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missi
     let fs = root_of_member(&alone, d);
     assert_eq!(fixture::host_e2fsck(&fs).unwrap(), 0);
 }
+
+/// The run directory a `--keep-run-dir` rescue names on its standard error.
+fn run_dir(stderr: &str) -> std::path::PathBuf {
+    let at = stderr
+        .find("run directory ")
+        .unwrap_or_else(|| panic!("no run directory in {stderr}"));
+    let rest = &stderr[at + "run directory ".len()..];
+    std::path::PathBuf::from(
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches(';'),
+    )
+}
+
+#[test]
+fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const KEY: &[u8] = b"correct horse battery staple";
+    // /home inside a LUKS container on the second disk, fstab naming the filesystem inside by
+    // its UUID (crypttab naming the container), both filesystems in the error state.
+    let home = fixture::broken_ext4(
+        d,
+        "home.fs",
+        "home",
+        &[("alice/notes.txt", b"remember the milk\n")],
+    )
+    .unwrap();
+    let home_uuid = fixture::ext_uuid(&home).unwrap();
+    let luks = d.join("luks.img");
+    let luks_uuid = layouts::luks_with(&luks, KEY, &home).unwrap();
+    let tree = d.join("root-tree");
+    fixture::os_tree_with_fstab(
+        &tree,
+        &format!("LABEL=guestroot / ext4 errors=remount-ro 0 1\nUUID={home_uuid} /home ext4 defaults 0 2\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("etc/crypttab"),
+        format!("home_crypt UUID={luks_uuid} none luks\n"),
+    )
+    .unwrap();
+    let root = d.join("root.img");
+    fixture::mkfs_ext4(&root, 64, "guestroot", &tree).unwrap();
+    fixture::debugfs_write(&root, &["ssv state 2"]).unwrap();
+    let key_file = d.join("home.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let key_arg = format!("{luks_uuid}={}", key_file.display());
+    let mapped = format!("/dev/mapper/luks-{luks_uuid}");
+
+    // Without the key: locked, named, and the rescue is not repaired.
+    let run = harness::rescue(&[&root, &luks], "repair", &[]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert_eq!(r["outcome"], "unrepaired", "{r:#}");
+    let layer = &r["layers"][0];
+    assert_eq!(
+        (&layer["kind"], &layer["state"]),
+        (&"luks".into(), &"locked".into()),
+        "{r:#}"
+    );
+    assert!(
+        layer["detail"].as_str().unwrap().contains("--luks-key"),
+        "{layer:#}"
+    );
+
+    // Check mode with the key: opened read-only, /home found inside and checked, nothing
+    // written; the key nowhere in the output, the console or what the run leaves.
+    let before = sha(&luks);
+    let run = harness::rescue(
+        &[&root, &luks],
+        "check",
+        &["--luks-key", &key_arg, "--keep-run-dir"],
+    )
+    .unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let kept = run_dir(&run.stderr);
+    let console = std::fs::read(kept.join("console.log")).unwrap_or_default();
+    let leftovers: Vec<_> = std::fs::read_dir(&kept)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    std::fs::remove_dir_all(&kept).unwrap();
+    let key_text = std::str::from_utf8(KEY).unwrap();
+    assert!(!run.stdout.contains(key_text) && !run.stderr.contains(key_text));
+    assert!(
+        !console.windows(KEY.len()).any(|w| w == KEY),
+        "the key is on the console"
+    );
+    assert!(
+        !leftovers.iter().any(|f| f.contains("settings")),
+        "{leftovers:?}"
+    );
+    let layer = &r["layers"][0];
+    assert_eq!(layer["state"], "active", "{r:#}");
+    assert_eq!(layer["read_only"], true);
+    assert_eq!(layer["devices"], serde_json::json!([mapped]));
+    let f = filesystem(r, &mapped);
+    assert_eq!(
+        (&f["mountpoint"], &f["state_before"]),
+        (&"/home".into(), &"errors".into()),
+        "{f:#}"
+    );
+    assert_eq!(f["reached"], true);
+    assert_eq!(sha(&luks), before, "check mode wrote to the LUKS disk");
+
+    // Repair with the key: both mended; a check afterwards finds /home clean.
+    let run = harness::rescue(&[&root, &luks], "repair", &["--luks-key", &key_arg]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert_eq!(
+        (run.code, r["outcome"].as_str()),
+        (0, Some("repaired")),
+        "{r:#}"
+    );
+    assert_eq!(filesystem(r, &mapped)["fsck"]["status"], "corrected");
+    let run = harness::rescue(&[&root, &luks], "check", &["--luks-key", &key_arg]).unwrap();
+    let r = run
+        .report
+        .as_ref()
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert_eq!(filesystem(r, &mapped)["state_before"], "clean", "{r:#}");
+    assert_eq!(
+        (run.code, r["outcome"].as_str()),
+        (0, Some("clean")),
+        "{r:#}"
+    );
+
+    // A key file that cannot be read is a clear error before anything starts.
+    let run = harness::rescue(
+        &[&root, &luks],
+        "check",
+        &["--luks-key", &format!("{luks_uuid}=/nonexistent")],
+    )
+    .unwrap();
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--luks-key") && run.stderr.contains("/nonexistent"),
+        "{}",
+        run.stderr
+    );
+}

@@ -12,6 +12,7 @@
 //! Each device opened is scanned like a disk (`mapper/vg0-root`, so `/dev/mapper/vg0-root`)
 //! and appended to the scans; the report's `layers` says what was found and opened.
 
+pub mod luks;
 pub mod lvm;
 pub mod md;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::inventory::{self, DiskScan};
+use vmrescue_protocol::secrets::LuksKey;
 use vmrescue_protocol::{Change, ChangeKind, Layer, LayerKind, LayerState, Mode, Step};
 
 use crate::reporter::Reporter;
@@ -114,9 +116,31 @@ pub fn open(
     scans: &mut Vec<DiskScan>,
     mode: Mode,
     prefer: Option<&str>,
+    luks_keys: Vec<LuksKey>,
     rep: &mut Reporter,
 ) -> Opened {
     let mut opened = Opened::default();
+    let luks_pass = |scans: &mut Vec<DiskScan>, opened: &mut Opened, rep: &mut Reporter| {
+        let containers: Vec<lvm::Member> = containers(scans, FsType::CryptoLuks, prefer)
+            .into_iter()
+            .filter(|m| !opened.layers.iter().any(|l| l.members.contains(&m.device)))
+            .collect();
+        if containers.is_empty() {
+            return;
+        }
+        if luks_keys.iter().any(|k| {
+            containers
+                .iter()
+                .any(|c| c.uuid.as_deref() == Some(&k.uuid))
+        }) {
+            if let Some(w) = late::need(luks::CRYPTSETUP) {
+                rep.warn(Step::Layers, None, w);
+            }
+        }
+        let layers = open_luks(&containers, &luks_keys, mode, rep);
+        scan_devices(&layers, scans, rep);
+        opened.layers.extend(layers);
+    };
     // md first: a physical volume may be on an array.
     let md_members = containers(scans, FsType::LinuxRaidMember, prefer);
     if !md_members.is_empty() {
@@ -127,6 +151,8 @@ pub fn open(
         scan_devices(&layers, scans, rep);
         opened.layers.extend(layers);
     }
+    // LUKS under LVM (Debian's encrypted installs), then over it.
+    luks_pass(scans, &mut opened, rep);
     let pvs = containers(scans, FsType::Lvm2Member, prefer);
     if pvs.is_empty() {
         return opened;
@@ -148,7 +174,89 @@ pub fn open(
     let layers = open_lvm(&pvs, mode, rep);
     scan_devices(&layers, scans, rep);
     opened.layers.extend(layers);
+    luks_pass(scans, &mut opened, rep);
     opened
+}
+
+/// Opens each LUKS container a key was given for (read-only in check mode); the others stay
+/// locked and are named.
+fn open_luks(
+    containers: &[lvm::Member],
+    keys: &[LuksKey],
+    mode: Mode,
+    rep: &mut Reporter,
+) -> Vec<Layer> {
+    let read_only = mode == Mode::Check;
+    containers
+        .iter()
+        .map(|c| {
+            let uuid = c.uuid.clone().unwrap_or_default();
+            let mut layer = Layer {
+                kind: LayerKind::Luks,
+                name: c.device.clone(),
+                uuid: c.uuid.clone(),
+                members: vec![c.device.clone()],
+                read_only,
+                ..Default::default()
+            };
+            let Some(key) = keys
+                .iter()
+                .find(|k| !uuid.is_empty() && k.uuid.eq_ignore_ascii_case(&uuid))
+            else {
+                layer.state = LayerState::Locked;
+                layer.detail = Some(format!(
+                    "locked: no key was given for it (rescue with --luks-key {uuid}=FILE)"
+                ));
+                rep.progress(
+                    Step::Layers,
+                    Some(&c.device),
+                    format!("LUKS {uuid}: locked, no key given"),
+                );
+                return layer;
+            };
+            let opened = luks::KeyFile::write(&key.uuid, key.bytes())
+                .map_err(|e| format!("cannot write the key for cryptsetup: {e}"))
+                .and_then(|file| {
+                    let args = luks::open_args(&c.device, &key.uuid, file.path(), read_only);
+                    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let out = proc::run(&argv, Some(LVM_TIMEOUT)).map_err(|e| e.to_string())?;
+                    drop(file);
+                    match out.exit.code() {
+                        Some(0) => Ok(()),
+                        _ => Err(format!(
+                            "cryptsetup open failed (exit {}): {}",
+                            out.exit.code().map_or("?".into(), |c| c.to_string()),
+                            out.lines
+                                .iter()
+                                .map(|l| l.trim())
+                                .filter(|l| !l.is_empty())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        )),
+                    }
+                });
+            match opened {
+                Ok(()) => {
+                    let dev = format!("/dev/mapper/{}", luks::mapper_name(&key.uuid));
+                    ensure_node(&dev);
+                    let how = if read_only { " read-only" } else { "" };
+                    rep.progress(
+                        Step::Layers,
+                        Some(&c.device),
+                        format!("LUKS {uuid} unlocked{how}: {dev}"),
+                    );
+                    layer.devices = vec![dev];
+                    layer.state = LayerState::Active;
+                }
+                Err(e) => {
+                    rep.warn(Step::Layers, Some(&c.device), format!("LUKS {uuid}: {e}"));
+                    layer.state = LayerState::Failed;
+                    layer.detail = Some(e);
+                }
+            }
+            layer
+        })
+        .collect()
 }
 
 /// Scans each device the layers opened, like a disk, and appends it to `scans`.

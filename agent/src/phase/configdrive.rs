@@ -15,6 +15,7 @@ use vmrescue_discovery::inventory::DiskScan;
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol::params::{self, Settings};
 use vmrescue_protocol::paths;
+use vmrescue_protocol::secrets::{self, LuksKey};
 use vmrescue_protocol::Step;
 
 use crate::inspect::MountedTree;
@@ -131,8 +132,9 @@ fn cdrom_scans() -> Vec<DiskScan> {
 }
 
 /// Reads the drives' vmrescue settings into `settings`: the config drive's, then the settings
-/// drive's (which win).
-pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) {
+/// drive's (which win). Returns the secrets (LUKS keys) the settings drive carries: the only
+/// place they come from.
+pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) -> Vec<LuksKey> {
     let cdroms = cdrom_scans();
     if let Some(data) = read_drive(scans, &cdroms, LABEL, META_DATA, rep) {
         match meta_pairs(&data) {
@@ -162,15 +164,36 @@ pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter
     for w in warnings {
         rep.warn(Step::Cmdline, None, w);
     }
-    if let Some(data) = drive.and_then(|(name, fstype)| {
-        read_volume(
-            &name,
-            fstype,
-            paths::SETTINGS_LABEL,
-            paths::SETTINGS_FILE,
-            rep,
-        )
-    }) {
+    let mut files = drive
+        .map(|(name, fstype)| {
+            read_files(
+                &name,
+                fstype,
+                paths::SETTINGS_LABEL,
+                &[paths::SETTINGS_FILE, paths::SECRETS_FILE],
+                rep,
+            )
+        })
+        .unwrap_or_default()
+        .into_iter();
+    let (words, secrets) = (files.next().flatten(), files.next().flatten());
+    let mut keys = Vec::new();
+    if let Some(mut data) = secrets {
+        let (k, warnings) = secrets::decode(&data);
+        data.iter_mut().for_each(|b| *b = 0);
+        for w in warnings {
+            rep.warn(Step::Cmdline, None, format!("settings drive: {w}"));
+        }
+        if !k.is_empty() {
+            rep.progress(
+                Step::Cmdline,
+                None,
+                format!("{} LUKS key(s) from the host's settings drive", k.len()),
+            );
+        }
+        keys = k;
+    }
+    if let Some(data) = words {
         let text = String::from_utf8_lossy(&data);
         for w in params::apply_words(settings, &text) {
             rep.warn(Step::Cmdline, None, format!("settings drive: {w}"));
@@ -184,6 +207,7 @@ pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter
             ),
         );
     }
+    keys
 }
 
 /// The file `path` on the drive labelled `label` (a disk among `scans`, which is then set apart
@@ -215,6 +239,20 @@ fn read_volume(
     path: &str,
     rep: &mut Reporter,
 ) -> Option<Vec<u8>> {
+    read_files(name, fstype, label, &[path], rep)
+        .into_iter()
+        .next()
+        .flatten()
+}
+
+/// The files `paths` (each, or `None`) on the volume `name`, mounted read-only once.
+fn read_files(
+    name: &str,
+    fstype: FsType,
+    label: &str,
+    paths: &[&str],
+    rep: &mut Reporter,
+) -> Vec<Option<Vec<u8>>> {
     let dev = format!("/dev/{name}");
     let driver = if fstype == FsType::Iso9660 {
         "iso9660"
@@ -225,10 +263,10 @@ fn read_volume(
         Ok(t) => t,
         Err(e) => {
             rep.warn(Step::Cmdline, Some(&dev), format!("{label} drive: {e}"));
-            return None;
+            return Vec::new();
         }
     };
-    let data = tree.read(path, MAX_META);
+    let data = paths.iter().map(|p| tree.read(p, MAX_META)).collect();
     if let Err(e) = tree.unmount() {
         rep.warn(Step::Cmdline, Some(&dev), format!("{label} drive: {e}"));
     }

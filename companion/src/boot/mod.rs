@@ -2,6 +2,7 @@
 //! appended to its initramfs for one rescue (its kernel command line is
 //! [`vmrescue_protocol::cmdline`]).
 
+pub mod drive;
 pub mod image;
 pub mod overlay;
 pub mod settings;

@@ -148,6 +148,11 @@ pub enum Cmd {
         /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
         #[arg(long, value_name = "DIR")]
         undo_dir: Option<PathBuf>,
+        /// Unlock the LUKS container with this UUID with the key in FILE (repeatable). The key
+        /// reaches the rescue only on its settings drive (a cdrom), never on a command line, a
+        /// console, the report or a log; without one a LUKS container stays locked.
+        #[arg(long, value_name = "UUID=FILE")]
+        luks_key: Vec<String>,
         #[command(flatten)]
         boots: VerifyArgs,
     },

@@ -162,6 +162,21 @@ fn salvage(args: SalvageArgs) -> i32 {
     finish(args.json, result, |r| (r.render(), status(r.ok())))
 }
 
+/// Reads every `--luks-key UUID=FILE`; `None` (after saying why) when one cannot be read.
+fn luks_keys(args: &[String]) -> Option<Vec<vmrescue_protocol::secrets::LuksKey>> {
+    let mut keys = Vec::new();
+    for a in args {
+        match crate::boot::drive::luks_key(a) {
+            Ok(k) => keys.push(k),
+            Err(e) => {
+                eprintln!("vmrescue: {e}");
+                return None;
+            }
+        }
+    }
+    Some(keys)
+}
+
 /// Runs a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -207,9 +222,14 @@ pub fn run(cli: Cli) -> i32 {
             image,
             memory,
             boots,
+            luks_key,
             ..
         } => {
+            let Some(luks_keys) = luks_keys(&luks_key) else {
+                return EXIT_HOST;
+            };
             let req = crate::libvirt::domain::DomainRequest {
+                luks_keys,
                 verify: boots.request(memory),
                 domain,
                 connect,
@@ -277,8 +297,12 @@ pub fn run(cli: Cli) -> i32 {
             reference_etc,
             undo_dir,
             boots,
+            luks_key,
             ..
         } => {
+            let Some(luks_keys) = luks_keys(&luks_key) else {
+                return EXIT_HOST;
+            };
             let accel = match rescue::accel_choice(accel) {
                 Ok(a) => a,
                 Err(e) => {
@@ -305,6 +329,7 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 undo_dir,
                 verify: boots.request(memory),
+                luks_keys,
             };
             match rescue::run(&req, &mut crate::session::progress::Stderr::default()) {
                 Err(e) if e.is_no_report() => {
@@ -584,5 +609,23 @@ mod tests {
         assert!(
             Cli::try_parse_from(["vmrescue", "rescue", "--disk", "a", "--mode", "fix"]).is_err()
         );
+        let cli = Cli::try_parse_from([
+            "vmrescue",
+            "rescue",
+            "--domain",
+            "g",
+            "--luks-key",
+            "a=/k1",
+            "--luks-key",
+            "b=/k2",
+        ])
+        .unwrap();
+        match cli.command {
+            Cmd::Rescue { luks_key, .. } => assert_eq!(luks_key, ["a=/k1", "b=/k2"]),
+            _ => panic!("wrong command"),
+        }
+        // An unreadable key stops the command before anything runs, naming the file only.
+        assert!(luks_keys(&["abc=/nonexistent/key".into()]).is_none());
+        assert_eq!(luks_keys(&[]).map(|k| k.len()), Some(0));
     }
 }

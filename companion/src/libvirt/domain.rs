@@ -207,7 +207,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         let xml_text = if req.kernel_boot {
             rescue_xml(
                 kernel_boot(&at(&kernel_name), &at(&initrd_name), None)?,
-                None,
+                (!req.luks_keys.is_empty()).then_some(settings_iso.as_path()),
                 scratch_local.clone(),
             )?
         } else {
@@ -269,6 +269,24 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         ),
         (None, _) => None,
     };
+    // The settings drive: always for a cdrom boot (it has no per-rescue command line), and
+    // for a kernel boot when there are secrets to carry.
+    let settings_at = if !req.kernel_boot || !req.luks_keys.is_empty() {
+        let settings = params::Settings {
+            bootcopy: bootcopy.as_ref().map(|b| b.uuid.clone()),
+            ..agent_settings(req)
+        };
+        settings_drive(&state.dir, &settings_iso, &settings, &req.luks_keys)?;
+        Some(if local {
+            settings_iso.clone()
+        } else {
+            let v = format!("vmrescue-settings-{uuid}.iso");
+            settings_volume = Some(v.clone());
+            media.put(&settings_iso, &v, false)?
+        })
+    } else {
+        None
+    };
     let xml_text = if req.kernel_boot {
         rescue_xml(
             kernel_boot(
@@ -276,7 +294,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 &media.put(&initrd_file, &initrd_name, true)?,
                 bootcopy.as_ref().map(|b| b.uuid.as_str()),
             )?,
-            None,
+            settings_at.as_deref(),
             scratch_at.clone(),
         )?
     } else {
@@ -285,19 +303,11 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             .clone()
             .ok_or_else(|| DomainError::NoIso(dir.clone()))?;
         let placed = media.put(&iso, &iso_name, true)?;
-        let settings = params::Settings {
-            bootcopy: bootcopy.as_ref().map(|b| b.uuid.clone()),
-            ..agent_settings(req)
-        };
-        settings_drive(&state.dir, &settings_iso, &settings)?;
-        let settings_at = if local {
-            settings_iso.clone()
-        } else {
-            let v = format!("vmrescue-settings-{uuid}.iso");
-            settings_volume = Some(v.clone());
-            media.put(&settings_iso, &v, false)?
-        };
-        rescue_xml(cdrom_boot(&placed), Some(&settings_at), scratch_at.clone())?
+        rescue_xml(
+            cdrom_boot(&placed),
+            settings_at.as_deref(),
+            scratch_at.clone(),
+        )?
     };
     if active {
         if req.stop && !req.force {

@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 
 use virt::connect::Connect;
 use vmrescue_image_builder::Artefacts;
-use vmrescue_protocol::{params, paths};
+use vmrescue_protocol::params;
 
 use super::request::{io, DomainError};
-use super::state::write_synced;
 use super::xml;
 
 /// Where local media go: libvirt's image directory.
@@ -177,41 +176,12 @@ fn place(src: &Path, name: &str, reuse: bool) -> Result<PathBuf, DomainError> {
     Ok(dest)
 }
 
-/// The settings drive a cdrom boot reads this rescue's settings from (an ISO 9660 labelled
-/// `paths::SETTINGS_LABEL` with `paths::SETTINGS_FILE`).
+/// The settings drive a boot reads this rescue's settings (and secrets) from.
 pub(super) fn settings_drive(
     state: &Path,
     iso: &Path,
     settings: &params::Settings,
+    keys: &[vmrescue_protocol::secrets::LuksKey],
 ) -> Result<(), DomainError> {
-    let tree = state.join("settings-tree");
-    let _ = fs::remove_dir_all(&tree);
-    let file = tree.join(paths::SETTINGS_FILE.trim_start_matches('/'));
-    let parent = file.parent().unwrap_or(&tree);
-    fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    let words = params::drive_words(settings);
-    write_synced(&file, format!("{words}\n").as_bytes())?;
-    let _ = fs::remove_file(iso);
-    let out = std::process::Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-R",
-            "-V",
-            paths::SETTINGS_LABEL,
-            "-o",
-        ])
-        .arg(iso)
-        .arg(&tree)
-        .output()
-        .map_err(io("running xorriso (scripts/setup.sh) to make", iso))?;
-    if !out.status.success() {
-        return Err(DomainError::Io {
-            what: "making the settings drive",
-            path: iso.to_owned(),
-            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        });
-    }
-    Ok(())
+    Ok(crate::boot::drive::write(state, iso, settings, keys)?)
 }

@@ -60,6 +60,8 @@ pub enum DomainError {
     NotStaged { domain: String, disks: String },
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
+    Drive(#[from] crate::boot::drive::DriveError),
 }
 
 impl DomainError {
@@ -91,6 +93,8 @@ pub struct DomainRequest {
     pub pool: String,
     /// Boot the guest's own OS after the rescue (`--verify`).
     pub verify: Option<crate::verify::VerifyRequest>,
+    /// `--luks-key`: keys for the guest's LUKS containers (on the settings drive only).
+    pub luks_keys: Vec<vmrescue_protocol::secrets::LuksKey>,
 }
 
 /// What came of it.

@@ -78,6 +78,9 @@ pub enum Bus {
     Virtio,
     /// IDE on `pc`, the built-in AHCI ports on `q35`.
     Ide,
+    /// A virtio-scsi controller (added with the first such drive): how a cdrom reaches the
+    /// rescue kernel, which has no ATA drivers.
+    Scsi,
 }
 
 /// A disk or a cdrom.
@@ -371,6 +374,10 @@ impl Config {
             a.push(format!("virtserialport,bus=vser0.0,chardev=agent,name={}", ch.name).into());
         }
         let mut ide = 0usize;
+        if self.machine != Machine::None && self.drives.iter().any(|d| d.bus == Bus::Scsi) {
+            a.push("-device".into());
+            a.push("virtio-scsi-pci,id=scsi0".into());
+        }
         for (i, d) in self.drives.iter().enumerate() {
             let (node, spec) = d.blockdev(i);
             a.push("-blockdev".into());
@@ -380,6 +387,8 @@ impl Config {
             }
             let mut dev = match (d.bus, d.media) {
                 (Bus::Virtio, _) => format!("virtio-blk-pci,drive={node}"),
+                (Bus::Scsi, Media::Cdrom) => format!("scsi-cd,drive={node},bus=scsi0.0"),
+                (Bus::Scsi, Media::Disk) => format!("scsi-hd,drive={node},bus=scsi0.0"),
                 (Bus::Ide, media) => {
                     let kind = if media == Media::Cdrom {
                         "ide-cd"
@@ -587,6 +596,25 @@ mod tests {
                 "-b",
                 "/guest/root.img",
                 "/run/x/o.qcow2"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cdrom_on_virtio_scsi_gets_one_controller() {
+        let cfg = Config::new("t", Accel::Tcg, Boot::Firmware(Firmware::SeaBios)).drives(vec![
+            Drive::new("/g.img", Format::Raw),
+            Drive::new("/settings.iso", Format::Raw)
+                .bus(Bus::Scsi)
+                .cdrom(),
+        ]);
+        let args = strings(&cfg);
+        assert_eq!(
+            after(&args, "-device"),
+            [
+                "virtio-scsi-pci,id=scsi0",
+                "virtio-blk-pci,drive=disk0",
+                "scsi-cd,drive=disk1,bus=scsi0.0"
             ]
         );
     }

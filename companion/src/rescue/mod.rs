@@ -41,6 +41,8 @@ pub struct Request {
     pub undo_dir: Option<PathBuf>,
     /// Boot the guest's own OS after the rescue (`--verify`).
     pub verify: Option<VerifyRequest>,
+    /// `--luks-key`: keys for the guest's LUKS containers, carried on a settings drive.
+    pub luks_keys: Vec<vmrescue_protocol::secrets::LuksKey>,
 }
 
 /// The operator's repair choices, passed to the agent.
@@ -104,6 +106,8 @@ pub enum RescueError {
     Verify(#[from] crate::verify::VerifyError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error(transparent)]
+    Drive(#[from] crate::boot::drive::DriveError),
 }
 
 impl RescueError {
@@ -355,6 +359,14 @@ impl Once<'_> {
             settings.disks = settings.disks.map(|n| n + 1);
         }
         let cmdline = kernel_cmdline(&settings)?;
+        // Secrets go on a settings drive (a cdrom), never on the command line; it is removed
+        // as soon as the rescue VM is gone.
+        let settings_iso = (!req.luks_keys.is_empty())
+            .then(|| {
+                let iso = self.dir.join("settings.iso");
+                crate::boot::drive::write(self.dir, &iso, &settings, &req.luks_keys).map(|()| iso)
+            })
+            .transpose()?;
         let socket = self.dir.join("agent.sock");
         if socket.as_os_str().len() >= 100 {
             return Err(RescueError::SocketPath(socket));
@@ -391,7 +403,12 @@ impl Once<'_> {
                 Drive::new(p, Format::Raw)
                     .read_only(true)
                     .serial(vmrescue_protocol::paths::LATE_SERIAL)
-            }));
+            }))
+            .drives(
+                settings_iso
+                    .as_ref()
+                    .map(|p| Drive::new(p, Format::Raw).bus(qemu::Bus::Scsi).cdrom()),
+            );
         sink.event(Event::Note(&format!(
             "booting the rescue ({} mode, accel {}, {}, {} disk(s)); run directory {}",
             mode.as_str(),
@@ -403,6 +420,9 @@ impl Once<'_> {
         let mut vm = QemuVm::new(self.qemu_bin.to_owned(), config, self.dir.join("qemu.log"));
         let outcome = session::run(&mut vm, req.timeout, sink).map_err(RescueError::from);
         drop(vm);
+        if let Some(iso) = settings_iso {
+            let _ = fs::remove_file(iso);
+        }
         outcome
     }
 
@@ -637,6 +657,7 @@ mod tests {
             policy: Policy::default(),
             undo_dir: None,
             verify: None,
+            luks_keys: vec![],
         }
     }
 

@@ -1,0 +1,164 @@
+//! The per-rescue settings drive: an ISO 9660 labelled `paths::SETTINGS_LABEL` holding the
+//! agent's settings (`paths::SETTINGS_FILE`) and the secrets the operator handed this rescue
+//! (`paths::SECRETS_FILE`: LUKS keys), attached as a cdrom (a guest cannot add one to its
+//! rescue). The one way a secret reaches the agent: never a kernel command line, a console
+//! line, the report or a log. The tree it is made from is removed as soon as the ISO exists.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vmrescue_protocol::params::{self, Settings};
+use vmrescue_protocol::paths;
+use vmrescue_protocol::secrets::{self, LuksKey};
+
+/// Why a settings drive could not be made, or a key not read.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("making the settings drive {}: xorriso said: {message}", path.display())]
+    Xorriso { path: PathBuf, message: String },
+    #[error("--luks-key {arg:?}: {message}")]
+    Key { arg: String, message: String },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DriveError {
+    let path = path.to_owned();
+    move |source| DriveError::Io { what, path, source }
+}
+
+/// Reads `--luks-key UUID=FILE`: the key file's bytes for the container with that UUID. The
+/// error names the argument and the file, never what is in it.
+pub fn luks_key(arg: &str) -> Result<LuksKey, DriveError> {
+    let err = |message: String| DriveError::Key {
+        arg: arg.to_owned(),
+        message,
+    };
+    let (uuid, file) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected UUID=FILE (the LUKS container's UUID, as blkid or `vmrescue inspect` shows it)".into()))?;
+    let meta = fs::metadata(file).map_err(|e| err(format!("{file}: {e}")))?;
+    if !meta.is_file() || meta.len() > secrets::MAX_KEY as u64 {
+        return Err(err(format!(
+            "{file} is not a key file of at most {} bytes",
+            secrets::MAX_KEY
+        )));
+    }
+    let key = fs::read(file).map_err(|e| err(format!("{file}: {e}")))?;
+    LuksKey::new(uuid, key).map_err(err)
+}
+
+/// Writes the drive for `settings` and `keys` to `iso`, made from a tree under `work` (removed
+/// again, whatever happens).
+pub fn write(
+    work: &Path,
+    iso: &Path,
+    settings: &Settings,
+    keys: &[LuksKey],
+) -> Result<(), DriveError> {
+    let tree = work.join("settings-tree");
+    let _ = fs::remove_dir_all(&tree);
+    let made = make(&tree, iso, settings, keys);
+    let _ = fs::remove_dir_all(&tree);
+    made
+}
+
+fn make(tree: &Path, iso: &Path, settings: &Settings, keys: &[LuksKey]) -> Result<(), DriveError> {
+    let file = tree.join(paths::SETTINGS_FILE.trim_start_matches('/'));
+    let dir = file.parent().unwrap_or(tree);
+    fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    fs::set_permissions(tree, fs::Permissions::from_mode(0o700)).map_err(io("securing", tree))?;
+    write_private(
+        &file,
+        format!("{}\n", params::drive_words(settings)).as_bytes(),
+    )?;
+    if !keys.is_empty() {
+        let secrets_file = tree.join(paths::SECRETS_FILE.trim_start_matches('/'));
+        let mut text = secrets::encode(keys).into_bytes();
+        let written = write_private(&secrets_file, &text);
+        text.iter_mut().for_each(|b| *b = 0);
+        written?;
+    }
+    let _ = fs::remove_file(iso);
+    let out = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-R",
+            "-V",
+            paths::SETTINGS_LABEL,
+            "-o",
+        ])
+        .arg(iso)
+        .arg(tree)
+        .output()
+        .map_err(io("running xorriso (scripts/setup.sh) to make", iso))?;
+    if !out.status.success() {
+        return Err(DriveError::Xorriso {
+            path: iso.to_owned(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Creates `path` readable by its owner only and writes `data`, synced.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), DriveError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("creating", path))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io("writing", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_argument_is_read_and_its_errors_never_show_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        fs::write(&file, b"correct horse").unwrap();
+        let arg = format!("6e2e5ee3-31f4-4f8c-82e3-b188e292252a={}", file.display());
+        let k = luks_key(&arg).unwrap();
+        assert_eq!(k.bytes(), b"correct horse");
+        for bad in [
+            "no-equals-sign".to_owned(),
+            format!("not/a/uuid={}", file.display()),
+            "abc=/nonexistent/key".to_owned(),
+            format!("abc={}", dir.path().display()),
+        ] {
+            let e = luks_key(&bad).unwrap_err().to_string();
+            assert!(e.starts_with("--luks-key"), "{e}");
+            assert!(!e.contains("correct horse"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_drive_holds_the_settings_and_the_keys_and_its_tree_is_gone() {
+        if Command::new("xorriso").arg("-version").output().is_err() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let iso = dir.path().join("settings.iso");
+        let keys = [LuksKey::new("abc", b"k3y".to_vec()).unwrap()];
+        write(dir.path(), &iso, &Settings::default(), &keys).unwrap();
+        assert!(!dir.path().join("settings-tree").exists());
+        let data = fs::read(&iso).unwrap();
+        let needle = b"luks abc 6b3379";
+        assert!(data.windows(needle.len()).any(|w| w == needle));
+    }
+}
