@@ -380,6 +380,25 @@ pub fn field_failure(image: &Path) -> Result<Disk> {
     })
 }
 
+/// A GPT guest disk of `/boot` (`boot`, a 32 MiB filesystem image, partition 1 at 1 MiB)
+/// and `second` (partition 2, at 33 MiB), with room to spare.
+pub fn boot_disk(image: &Path, boot: &Path, second: Part) -> Result<()> {
+    let size = 1 + 32 + second.size_mib + 7;
+    partitioned_disk(
+        image,
+        size,
+        &[
+            Part {
+                size_mib: 32,
+                gpt_type: GPT_LINUX_FS,
+                name: "boot",
+                content: Some(boot),
+            },
+            second,
+        ],
+    )
+}
+
 /// An ext4 filesystem image (32 MiB, `name` in `dir`) holding `files`, in the error state a
 /// journal abort leaves.
 pub fn broken_ext4(

@@ -242,6 +242,24 @@ impl Run {
             })
             .unwrap_or_default()
     }
+
+    /// The report (panics with what the run printed when there is none).
+    pub fn json(&self) -> &serde_json::Value {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no report (exit {}): {}", self.code, self.stderr))
+    }
+
+    /// Asserts the exit status and outcome; the report.
+    pub fn expect(&self, code: i32, outcome: &str) -> &serde_json::Value {
+        let r = self.json();
+        assert_eq!(
+            (self.code, r["outcome"].as_str()),
+            (code, Some(outcome)),
+            "{r:#}"
+        );
+        r
+    }
 }
 
 /// Runs `vmrescue rescue --json --image IMAGE --mode MODE --disk ...` plus `extra` arguments.

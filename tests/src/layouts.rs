@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::fixture::{self, run, Part, GPT_LINUX_FS};
+use crate::fixture::{self, run, Part};
 
 /// A loop device over an image file, detached when dropped.
 struct Loop(PathBuf);
@@ -306,23 +306,15 @@ impl LvmGuest {
             ],
         )?;
         let disk = dir.join("guest.img");
-        fixture::partitioned_disk(
+        fixture::boot_disk(
             &disk,
-            140,
-            &[
-                Part {
-                    size_mib: 32,
-                    gpt_type: GPT_LINUX_FS,
-                    name: "boot",
-                    content: Some(&boot),
-                },
-                Part {
-                    size_mib: 100,
-                    gpt_type: GPT_LINUX_LVM,
-                    name: "lvm",
-                    content: Some(&pv),
-                },
-            ],
+            &boot,
+            Part {
+                size_mib: 100,
+                gpt_type: GPT_LINUX_LVM,
+                name: "lvm",
+                content: Some(&pv),
+            },
         )?;
         let on_disk = |e: Extent| Extent {
             offset: Self::PV_OFFSET + e.offset,

@@ -33,23 +33,15 @@ fn a_root_inside_a_locked_luks_container_is_no_os_however_much_else_was_repaired
     let luks = d.join("luks.img");
     layouts::luks(&luks, 40).unwrap();
     let disk = d.join("guest.img");
-    fixture::partitioned_disk(
+    fixture::boot_disk(
         &disk,
-        80,
-        &[
-            Part {
-                size_mib: 32,
-                gpt_type: GPT_LINUX_FS,
-                name: "boot",
-                content: Some(&boot),
-            },
-            Part {
-                size_mib: 40,
-                gpt_type: GPT_LINUX_FS,
-                name: "root",
-                content: Some(&luks),
-            },
-        ],
+        &boot,
+        Part {
+            size_mib: 40,
+            gpt_type: GPT_LINUX_FS,
+            name: "root",
+            content: Some(&luks),
+        },
     )
     .unwrap();
     let home = broken_ext4(
@@ -62,10 +54,7 @@ fn a_root_inside_a_locked_luks_container_is_no_os_however_much_else_was_repaired
     let luks_before = sha(&luks);
 
     let run = harness::rescue(&[&disk, &home], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    let r = run.json();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     assert_eq!(r["outcome"], "no_os", "{r:#}");
     assert!(r["os"]["root_device"].is_null(), "{r:#}");
@@ -104,15 +93,7 @@ fn a_needed_volume_the_rescue_cannot_open_leaves_it_unrepaired() {
     // Check mode: unrepaired, nothing written on either disk.
     let before = [sha(&root), sha(&luks)];
     let run = harness::rescue(&[&root, &luks], "check", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (1, Some("unrepaired")),
-        "{r:#}"
-    );
+    run.expect(1, "unrepaired");
     assert_eq!(
         [sha(&root), sha(&luks)],
         before,
@@ -121,10 +102,7 @@ fn a_needed_volume_the_rescue_cannot_open_leaves_it_unrepaired() {
 
     // Repair mode: the root is mended, but /home was never reached: still unrepaired.
     let run = harness::rescue(&[&root, &luks], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    let r = run.json();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     assert_eq!(r["outcome"], "unrepaired", "{r:#}");
     assert_eq!(r["os"]["root_device"], "/dev/vda");

@@ -32,15 +32,7 @@ fn a_root_on_lvm_is_opened_checked_and_repaired() {
     // written anywhere on the disk, LVM metadata included.
     let before = sha(&g.disk);
     let run = harness::rescue(&[&g.disk], "check", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (1, Some("unrepaired")),
-        "{r:#}"
-    );
+    let r = run.expect(1, "unrepaired");
     assert_eq!(r["os"]["root_device"], "/dev/mapper/vg0-root", "{r:#}");
     let layer = &r["layers"][0];
     assert_eq!(layer["kind"], "lvm", "{r:#}");
@@ -76,15 +68,7 @@ fn a_root_on_lvm_is_opened_checked_and_repaired() {
 
     // Repair mode: every filesystem mended, in place, the guest's files intact.
     let run = harness::rescue(&[&g.disk], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (0, Some("repaired")),
-        "{r:#}"
-    );
+    let r = run.expect(0, "repaired");
     assert_eq!(r["layers"][0]["read_only"], false);
     for dev in ["/dev/vda1", "/dev/mapper/vg0-root", "/dev/mapper/vg0-home"] {
         assert_eq!(filesystem(r, dev)["fsck"]["status"], "corrected", "{dev}");
@@ -116,15 +100,7 @@ fn a_copy_of_the_volume_group_beside_it_is_never_merged_or_touched() {
     let clone_before = sha(&clone);
 
     let run = harness::rescue(&[&g.disk, &clone], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (0, Some("repaired")),
-        "{r:#}"
-    );
+    let r = run.expect(0, "repaired");
     let layers = r["layers"].as_array().unwrap();
     let active: Vec<_> = layers.iter().filter(|l| l["state"] == "active").collect();
     assert_eq!(active.len(), 1, "{r:#}");
@@ -212,15 +188,7 @@ fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missi
     // written to either member.
     let before = [sha(a), sha(b)];
     let run = harness::rescue(&[a, b], "check", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (1, Some("unrepaired")),
-        "{r:#}"
-    );
+    let r = run.expect(1, "unrepaired");
     let root = r["os"]["root_device"]
         .as_str()
         .unwrap_or_default()
@@ -241,15 +209,7 @@ fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missi
 
     // Repair mode: assembled read-write (recorded), the root mended on both mirrors.
     let run = harness::rescue(&[a, b], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (0, Some("repaired")),
-        "{r:#}"
-    );
+    let r = run.expect(0, "repaired");
     assert_eq!(r["changes"][0]["kind"], "assemble", "{r:#}");
     for m in [a, b] {
         let fs = root_of_member(m, d);
@@ -263,10 +223,7 @@ fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missi
     // written in check mode, and repair mends the root on what is there.
     let before = sha(&alone);
     let run = harness::rescue(&[&alone], "check", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
+    let r = run.json();
     let layer = &r["layers"][0];
     assert_eq!(layer["state"], "partial", "{r:#}");
     assert!(
@@ -285,15 +242,7 @@ fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missi
     );
     assert_eq!(sha(&alone), before, "check mode wrote to the member");
     let run = harness::rescue(&[&alone], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("no report: {}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (0, Some("repaired")),
-        "{r:#}"
-    );
+    run.expect(0, "repaired");
     let fs = root_of_member(&alone, d);
     assert_eq!(fixture::host_e2fsck(&fs).unwrap(), 0);
 }
@@ -350,10 +299,7 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
 
     // Without the key: locked, named, and the rescue is not repaired.
     let run = harness::rescue(&[&root, &luks], "repair", &[]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let r = run.json();
     assert_eq!(r["outcome"], "unrepaired", "{r:#}");
     let layer = &r["layers"][0];
     assert_eq!(
@@ -375,10 +321,7 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
         &["--luks-key", &key_arg, "--keep-run-dir"],
     )
     .unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let r = run.json();
     let kept = run_dir(&run.stderr);
     let console = std::fs::read(kept.join("console.log")).unwrap_or_default();
     let leftovers: Vec<_> = std::fs::read_dir(&kept)
@@ -412,21 +355,10 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
 
     // Repair with the key: both mended; a check afterwards finds /home clean.
     let run = harness::rescue(&[&root, &luks], "repair", &["--luks-key", &key_arg]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.stderr));
-    assert_eq!(
-        (run.code, r["outcome"].as_str()),
-        (0, Some("repaired")),
-        "{r:#}"
-    );
+    let r = run.expect(0, "repaired");
     assert_eq!(filesystem(r, &mapped)["fsck"]["status"], "corrected");
     let run = harness::rescue(&[&root, &luks], "check", &["--luks-key", &key_arg]).unwrap();
-    let r = run
-        .report
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.stderr));
+    let r = run.json();
     assert_eq!(filesystem(r, &mapped)["state_before"], "clean", "{r:#}");
     assert_eq!(
         (run.code, r["outcome"].as_str()),

@@ -120,62 +120,85 @@ pub fn open(
     rep: &mut Reporter,
 ) -> Opened {
     let mut opened = Opened::default();
-    let luks_pass = |scans: &mut Vec<DiskScan>, opened: &mut Opened, rep: &mut Reporter| {
-        let containers: Vec<lvm::Member> = containers(scans, FsType::CryptoLuks, prefer)
+    let unopened = |scans: &[DiskScan], opened: &Opened, kind| -> Vec<lvm::Member> {
+        containers(scans, kind, prefer)
             .into_iter()
             .filter(|m| !opened.layers.iter().any(|l| l.members.contains(&m.device)))
-            .collect();
-        if containers.is_empty() {
-            return;
-        }
-        if luks_keys.iter().any(|k| {
-            containers
-                .iter()
-                .any(|c| c.uuid.as_deref() == Some(&k.uuid))
-        }) {
-            if let Some(w) = late::need(luks::CRYPTSETUP) {
-                rep.warn(Step::Layers, None, w);
-            }
-        }
-        let layers = open_luks(&containers, &luks_keys, mode, rep);
-        scan_devices(&layers, scans, rep);
-        opened.layers.extend(layers);
+            .collect()
     };
-    // md first: a physical volume may be on an array.
-    let md_members = containers(scans, FsType::LinuxRaidMember, prefer);
+    // md first (a physical volume may be on an array), LUKS under LVM (Debian's encrypted
+    // installs), LVM, then LUKS over it.
+    let md_members = unopened(scans, &opened, FsType::LinuxRaidMember);
     if !md_members.is_empty() {
-        if let Some(w) = late::need(md::MDADM) {
-            rep.warn(Step::Layers, None, w);
-        }
+        need(md::MDADM, rep);
         let layers = open_md(&md_members, mode, rep);
-        scan_devices(&layers, scans, rep);
-        opened.layers.extend(layers);
+        add(layers, scans, &mut opened, rep);
     }
-    // LUKS under LVM (Debian's encrypted installs), then over it.
-    luks_pass(scans, &mut opened, rep);
-    let pvs = containers(scans, FsType::Lvm2Member, prefer);
-    if pvs.is_empty() {
-        return opened;
+    for pass in [FsType::CryptoLuks, FsType::Lvm2Member, FsType::CryptoLuks] {
+        let found = unopened(scans, &opened, pass);
+        if found.is_empty() {
+            continue;
+        }
+        let layers = if pass == FsType::Lvm2Member {
+            rep.progress(
+                Step::Layers,
+                None,
+                format!(
+                    "LVM physical volumes: {}",
+                    found
+                        .iter()
+                        .map(|m| m.device.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            need(lvm::LVM, rep);
+            open_lvm(&found, mode, rep)
+        } else {
+            let keyed = |c: &lvm::Member| {
+                luks_keys.iter().any(|k| {
+                    c.uuid
+                        .as_deref()
+                        .is_some_and(|u| k.uuid.eq_ignore_ascii_case(u))
+                })
+            };
+            if found.iter().any(keyed) {
+                need(luks::CRYPTSETUP, rep);
+            }
+            open_luks(&found, &luks_keys, mode, rep)
+        };
+        add(layers, scans, &mut opened, rep);
     }
-    rep.progress(
-        Step::Layers,
-        None,
-        format!(
-            "LVM physical volumes: {}",
-            pvs.iter()
-                .map(|m| m.device.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    if let Some(w) = late::need(lvm::LVM) {
+    opened
+}
+
+/// What a tool printed, on one line (its non-empty lines, trimmed, joined).
+fn said(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Unpacks the late archive when `tool` is not there yet (a warning when it cannot).
+fn need(tool: &str, rep: &mut Reporter) {
+    if let Some(w) = late::need(tool) {
         rep.warn(Step::Layers, None, w);
     }
-    let layers = open_lvm(&pvs, mode, rep);
-    scan_devices(&layers, scans, rep);
+}
+
+/// Scans each device `layers` opened, like a disk, appends the scans, and keeps the layers.
+fn add(layers: Vec<Layer>, scans: &mut Vec<DiskScan>, opened: &mut Opened, rep: &mut Reporter) {
+    for layer in &layers {
+        for dev in &layer.devices {
+            if let Some(s) = scan(dev, rep) {
+                scans.push(s);
+            }
+        }
+    }
     opened.layers.extend(layers);
-    luks_pass(scans, &mut opened, rep);
-    opened
 }
 
 /// Opens each LUKS container a key was given for (read-only in check mode); the others stay
@@ -226,12 +249,7 @@ fn open_luks(
                         _ => Err(format!(
                             "cryptsetup open failed (exit {}): {}",
                             out.exit.code().map_or("?".into(), |c| c.to_string()),
-                            out.lines
-                                .iter()
-                                .map(|l| l.trim())
-                                .filter(|l| !l.is_empty())
-                                .collect::<Vec<_>>()
-                                .join("; ")
+                            said(&out.lines)
                         )),
                     }
                 });
@@ -259,17 +277,6 @@ fn open_luks(
         .collect()
 }
 
-/// Scans each device the layers opened, like a disk, and appends it to `scans`.
-fn scan_devices(layers: &[Layer], scans: &mut Vec<DiskScan>, rep: &mut Reporter) {
-    for layer in layers {
-        for dev in &layer.devices {
-            if let Some(s) = scan(dev, rep) {
-                scans.push(s);
-            }
-        }
-    }
-}
-
 /// Assembles the md arrays on `members` (read-only in check mode) and says what ran.
 fn open_md(members: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<Layer> {
     let read_only = mode == Mode::Check;
@@ -292,15 +299,7 @@ fn open_md(members: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<Layer
             match proc::run(&argv, Some(LVM_TIMEOUT)) {
                 Err(e) => Err(e.to_string()),
                 Ok(out) if out.exit.code() == Some(0) => Ok(()),
-                Ok(out) => Err(format!(
-                    "mdadm --assemble failed: {}",
-                    out.lines
-                        .iter()
-                        .map(|l| l.trim())
-                        .filter(|l| !l.is_empty())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
+                Ok(out) => Err(format!("mdadm --assemble failed: {}", said(&out.lines))),
             }
         }
     };
@@ -387,16 +386,7 @@ fn run_lvm(args: &[&str], config: &str) -> Result<Vec<String>, String> {
     }
     match out.exit.code() {
         Some(0) => Ok(out.lines),
-        _ => Err(format!(
-            "lvm {} failed: {}",
-            args[0],
-            out.lines
-                .iter()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| l.trim())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
+        _ => Err(format!("lvm {} failed: {}", args[0], said(&out.lines))),
     }
 }
 
