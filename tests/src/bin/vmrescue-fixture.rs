@@ -1,5 +1,7 @@
 //! `vmrescue-fixture broken-root|field-failure IMG`: makes a broken guest disk for the demo and
-//! prints what was done to it. The same code builds the end-to-end tests' disks.
+//! prints what was done to it; `vmrescue-fixture lvm-guest DIR` makes the layout of a default
+//! LVM install (`DIR/guest.img`) for the benchmark. The same code builds the end-to-end tests'
+//! disks.
 
 use std::path::PathBuf;
 
@@ -36,6 +38,16 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        _ => anyhow::bail!("usage: vmrescue-fixture broken-root|field-failure IMG"),
+        [kind, dir] if kind == "lvm-guest" => {
+            let g = vmrescue_tests::layouts::LvmGuest::make(&PathBuf::from(dir))?;
+            println!(
+                "made {}: /boot (vda1, ext4) and an LVM physical volume (vda2) of vg0 with root and home (ext4), all three in the error state",
+                g.disk.display()
+            );
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "usage: vmrescue-fixture broken-root|field-failure IMG, or vmrescue-fixture lvm-guest DIR"
+        ),
     }
 }
