@@ -18,7 +18,8 @@ use vmrescue_companion::vm::{QemuVm, Vm};
 
 /// What the guest is built from: changing any of it builds a new one.
 const SUITE: &str = "bookworm";
-const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs";
+/// lvm2 puts LVM into the guest's initramfs, as on an LVM install (harmless on a plain root).
+const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs,lvm2";
 /// Filesystem UUID of every guest root disk (its fstab names it).
 pub const ROOT_UUID: &str = "3b1d0c6e-5f0a-4d7b-9a62-7c1e2d3f4a5b";
 /// A TCG boot of this guest reaches its login prompt in about 35 s on an idle machine.
@@ -165,23 +166,104 @@ pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
 /// on the second partition, its /boot empty; syslinux writes to the serial console and boots
 /// with `console=ttyS0`. Made without mounting anything (mtools, `syslinux --offset`).
 pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    const BOOT_START_MIB: u64 = 1;
-    const BOOT_MIB: u64 = 64;
-    const ROOT_MIB: u64 = 1536;
-    let g = debian();
     let work = tempfile::tempdir()?;
     let root = work.path().join("root.img");
     disk(&root, |tree| {
-        for e in fs::read_dir(tree.join("boot"))?.flatten() {
-            fs::remove_file(e.path())?;
-        }
-        for link in ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"] {
-            let _ = fs::remove_file(tree.join(link));
-        }
+        empty_boot(tree)?;
         change(tree)
     })?;
-    let root_start = BOOT_START_MIB + BOOT_MIB;
-    fs::File::create(image)?.set_len((root_start + ROOT_MIB + 1) << 20)?;
+    syslinux_boot(image, &format!("UUID={ROOT_UUID}"), &root, "83", ROOT_MIB)
+}
+
+/// Size of the guest's root filesystem.
+const ROOT_MIB: u64 = 1536;
+
+/// Empties the tree's /boot (the kernel and initramfs go to the boot loader's partition).
+fn empty_boot(tree: &Path) -> Result<()> {
+    for e in fs::read_dir(tree.join("boot"))?.flatten() {
+        fs::remove_file(e.path())?;
+    }
+    for link in ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"] {
+        let _ = fs::remove_file(tree.join(link));
+    }
+    Ok(())
+}
+
+/// The LVM guest's /home: alice's notes.
+pub const ALICE_NOTES: &[u8] = b"remember the milk\n";
+
+/// The guest as a default LVM install lays it out, booting through syslinux from its FAT
+/// partition (vda1) with `root=/dev/mapper/vg0-root`: vda2 an LVM physical volume of `vg0`
+/// holding `root` (the guest, after `change`) and `home` (alice's notes); fstab names them
+/// `/dev/mapper/vg0-root` and `/dev/vg0/home`. `break_fs` runs on each filesystem image
+/// (root, then home) before it is placed. Returns where each LV's bytes are on the disk.
+pub fn lvm_syslinux_disk(
+    image: &Path,
+    change: impl FnOnce(&Path) -> Result<()>,
+    break_fs: impl Fn(&Path) -> Result<()>,
+) -> Result<(crate::layouts::Extent, crate::layouts::Extent)> {
+    const HOME_MIB: u64 = 64;
+    let work = tempfile::tempdir()?;
+    let root = work.path().join("root.img");
+    disk(&root, |tree| {
+        empty_boot(tree)?;
+        fs::write(
+            tree.join("etc/fstab"),
+            "/dev/mapper/vg0-root / ext4 errors=remount-ro 0 1\n/dev/vg0/home /home ext4 defaults 0 2\n",
+        )?;
+        change(tree)
+    })?;
+    break_fs(&root)?;
+    let home_tree = work.path().join("home");
+    fs::create_dir_all(home_tree.join("alice"))?;
+    fs::write(home_tree.join("alice/notes.txt"), ALICE_NOTES)?;
+    let home = work.path().join("home.img");
+    crate::fixture::mkfs_ext4(&home, HOME_MIB, "home", &home_tree)?;
+    break_fs(&home)?;
+    let pv = work.path().join("pv.img");
+    let pv_mib = ROOT_MIB + HOME_MIB + 8;
+    let extents = crate::layouts::lvm_vg(
+        &pv,
+        pv_mib,
+        "vg0",
+        &[
+            crate::layouts::Lv {
+                name: "root",
+                size_mib: ROOT_MIB,
+                content: Some(&root),
+            },
+            crate::layouts::Lv {
+                name: "home",
+                size_mib: HOME_MIB,
+                content: Some(&home),
+            },
+        ],
+    )?;
+    syslinux_boot(image, "/dev/mapper/vg0-root", &pv, "8e", pv_mib)?;
+    let at = |e: crate::layouts::Extent| crate::layouts::Extent {
+        offset: ((BOOT_START_MIB + BOOT_MIB) << 20) + e.offset,
+        len: e.len,
+    };
+    Ok((at(extents[0]), at(extents[1])))
+}
+
+const BOOT_START_MIB: u64 = 1;
+const BOOT_MIB: u64 = 64;
+
+/// Writes `image`: an MBR with syslinux's boot code, a FAT boot partition with syslinux, the
+/// guest's kernel and initramfs booting `root=ROOT`, and `second` (`second_mib`, MBR type
+/// `kind`) as the second partition.
+fn syslinux_boot(
+    image: &Path,
+    root_arg: &str,
+    second: &Path,
+    kind: &str,
+    second_mib: u64,
+) -> Result<()> {
+    let g = debian();
+    let work = tempfile::tempdir()?;
+    let second_start = BOOT_START_MIB + BOOT_MIB;
+    fs::File::create(image)?.set_len((second_start + second_mib + 1) << 20)?;
     let run = |cmd: &mut Command| -> Result<()> {
         let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
         if !out.status.success() {
@@ -198,8 +280,8 @@ pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> 
     std::io::Write::write_all(
         child.stdin.as_mut().context("sfdisk stdin")?,
         format!(
-            "label: dos\nstart={}MiB, size={}MiB, type=e, bootable\nstart={}MiB, size={}MiB, type=83\n",
-            BOOT_START_MIB, BOOT_MIB, root_start, ROOT_MIB
+            "label: dos\nstart={}MiB, size={}MiB, type=e, bootable\nstart={}MiB, size={}MiB, type={kind}\n",
+            BOOT_START_MIB, BOOT_MIB, second_start, second_mib
         )
         .as_bytes(),
     )?;
@@ -219,7 +301,7 @@ pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> 
         &cfg,
         format!(
             "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 1\nDEFAULT debian\nLABEL debian\n  KERNEL vmlinuz\n  \
-             APPEND initrd=initrd.img root=UUID={ROOT_UUID} ro console=ttyS0\n"
+             APPEND initrd=initrd.img root={root_arg} ro console=ttyS0\n"
         ),
     )?;
     for (src, name) in [
@@ -240,9 +322,9 @@ pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> 
         .arg(format!("of={}", image.display()))
         .args(["bs=440", "count=1", "conv=notrunc", "status=none"]))?;
     run(Command::new("dd")
-        .arg(format!("if={}", root.display()))
+        .arg(format!("if={}", second.display()))
         .arg(format!("of={}", image.display()))
-        .arg(format!("seek={root_start}"))
+        .arg(format!("seek={second_start}"))
         .args(["bs=1M", "conv=notrunc,sparse", "status=none"]))?;
     Ok(())
 }

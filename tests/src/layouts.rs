@@ -162,17 +162,25 @@ pub fn lvm_vg(image: &Path, size_mib: u64, vg: &str, lvs: &[Lv]) -> Result<Vec<E
             len: (last - first + 1) * extent,
         };
         if let Some(src) = lv.content {
-            let data = fs::read(src)?;
+            let len = fs::metadata(src)?.len();
             anyhow::ensure!(
-                data.len() as u64 <= e.len,
-                "{}: {} bytes do not fit in {full} ({} bytes)",
+                len <= e.len,
+                "{}: {len} bytes do not fit in {full} ({} bytes)",
                 src.display(),
-                data.len(),
                 e.len
             );
-            let mut f = fs::OpenOptions::new().write(true).open(image)?;
-            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(e.offset))?;
-            std::io::Write::write_all(&mut f, &data)?;
+            // Sparse, streamed: a guest's root is large and mostly holes.
+            run(Command::new("dd")
+                .arg(format!("if={}", src.display()))
+                .arg(format!("of={}", image.display()))
+                .arg(format!("seek={}", e.offset))
+                .args([
+                    "bs=1M",
+                    "oflag=seek_bytes",
+                    "conv=notrunc,sparse",
+                    "status=none",
+                ]))
+            .with_context(|| format!("writing {} into {full}", src.display()))?;
         }
         out.push(e);
     }
@@ -182,11 +190,16 @@ pub fn lvm_vg(image: &Path, size_mib: u64, vg: &str, lvs: &[Lv]) -> Result<Vec<E
 /// Copies `len` bytes at `offset` of `image` into a file of their own (a logical volume's
 /// filesystem, to check on the host).
 pub fn extract(image: &Path, at: Extent, to: &Path) -> Result<()> {
-    let mut f = fs::File::open(image)?;
-    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at.offset))?;
-    let mut buf = vec![0u8; usize::try_from(at.len)?];
-    std::io::Read::read_exact(&mut f, &mut buf)?;
-    fs::write(to, buf)?;
+    let _ = fs::remove_file(to);
+    run(Command::new("dd")
+        .arg(format!("if={}", image.display()))
+        .arg(format!("of={}", to.display()))
+        .arg(format!("skip={}", at.offset))
+        .arg(format!("count={}", at.len))
+        .args(["bs=1M", "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none"]))
+    .with_context(|| format!("copying out of {}", image.display()))?;
+    // A sparse copy ends at its last data: the filesystem's size is the extent's.
+    fs::OpenOptions::new().write(true).open(to)?.set_len(at.len)?;
     Ok(())
 }
 
