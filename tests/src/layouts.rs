@@ -196,10 +196,18 @@ pub fn extract(image: &Path, at: Extent, to: &Path) -> Result<()> {
         .arg(format!("of={}", to.display()))
         .arg(format!("skip={}", at.offset))
         .arg(format!("count={}", at.len))
-        .args(["bs=1M", "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none"]))
+        .args([
+            "bs=1M",
+            "iflag=skip_bytes,count_bytes",
+            "conv=sparse",
+            "status=none",
+        ]))
     .with_context(|| format!("copying out of {}", image.display()))?;
     // A sparse copy ends at its last data: the filesystem's size is the extent's.
-    fs::OpenOptions::new().write(true).open(to)?.set_len(at.len)?;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(to)?
+        .set_len(at.len)?;
     Ok(())
 }
 
