@@ -404,6 +404,57 @@ hard_reset
     Ok(boot)
 }
 
+/// An XFS root as a crash leaves it: `base` files written and checkpointed (the filesystem
+/// unmounted cleanly once), then `dirty` files written and synced to the log only before the
+/// machine resets. A look without log replay sees `base`; a replay brings `dirty` in.
+pub fn xfs_root_with_dirty_log(
+    image: &Path,
+    base: &[(&str, &[u8])],
+    dirty: &[(&str, &[u8])],
+) -> Result<Boot> {
+    mkfs_xfs(image, XFS_SIZE_MIB, XFS_LABEL)?;
+    let mut payload: Vec<(String, &[u8])> = Vec::new();
+    for (p, d) in base {
+        payload.push((format!("base/{}", p.trim_start_matches('/')), d));
+    }
+    for (p, d) in dirty {
+        payload.push((format!("dirty/{}", p.trim_start_matches('/')), d));
+    }
+    payload.push(("base/".into(), b""));
+    payload.push(("dirty/".into(), b""));
+    let refs: Vec<(&str, &[u8])> = payload.iter().map(|(p, d)| (p.as_str(), *d)).collect();
+    let boot = crash_guest(
+        &[image],
+        &format!(
+            r#"
+echo 720000 > /proc/sys/fs/xfs/xfssyncd_centisecs || die "cannot set xfssyncd_centisecs"
+$bb mount -t xfs {disk} /mnt || die "cannot mount {disk}"
+$bb cp -R {PAYLOAD_DIR}/base/. /mnt/ || die "cannot copy the base files"
+$bb umount /mnt || die "cannot unmount"
+$bb mount -t xfs {disk} /mnt || die "cannot mount {disk} again"
+mark mounted
+$bb cp -R {PAYLOAD_DIR}/dirty/. /mnt/ || die "cannot copy the files"
+mark written
+$bb sync || die "sync failed"
+mark synced
+hard_reset
+"#,
+            disk = guest_disk(0)
+        ),
+        &refs,
+    )?;
+    boot.expect(&["mounted", "written", "synced", "reset"])?;
+    let state = xfs_log_state(image)?;
+    if state != LogState::Dirty {
+        bail!(
+            "the log of {} is {state:?} after the crash; console:\n{}",
+            image.display(),
+            boot.tail()
+        );
+    }
+    Ok(boot)
+}
+
 /// Replays an XFS log the way the rescue policy does: a crash guest mounts the filesystem,
 /// unmounts it and powers off. The console shows the kernel's `Starting recovery` when there
 /// was a log to replay.

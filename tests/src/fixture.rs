@@ -380,6 +380,26 @@ pub fn field_failure(image: &Path) -> Result<Disk> {
     })
 }
 
+/// Every regular file under `tree`, as (path from the tree's root, content), sorted.
+pub fn files_of(tree: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![tree.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                dirs.push(e.path());
+            } else if t.is_file() {
+                let rel = e.path().strip_prefix(tree)?.to_string_lossy().into_owned();
+                out.push((rel, fs::read(e.path())?));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// A GPT guest disk of `/boot` (`boot`, a 32 MiB filesystem image, partition 1 at 1 MiB)
 /// and `second` (partition 2, at 33 MiB), with room to spare.
 pub fn boot_disk(image: &Path, boot: &Path, second: Part) -> Result<()> {

@@ -1,7 +1,8 @@
 //! The layouts real guests have under their filesystems, rescued for real under QEMU: a root
 //! and /home on LVM logical volumes, opened (read-only in check mode), checked and repaired;
 //! a copy of the volume group attached beside it, never merged and never touched; a root on
-//! md RAID1, assembled read-only in check mode, repaired on both mirrors, and degraded.
+//! md RAID1, assembled read-only in check mode, repaired on both mirrors, and degraded; a
+//! LUKS /home; a RHEL-like XFS root on LVM with a dirty log.
 
 use std::path::Path;
 
@@ -378,5 +379,91 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
         run.stderr.contains("--luks-key") && run.stderr.contains("/nonexistent"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_rhel_like_xfs_root_on_lvm_with_a_dirty_log_is_replayed_and_repaired() {
+    use vmrescue_tests::crash;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // RHEL's default layout: /boot ext4 (here), the root XFS on rhel/root. A power cut left
+    // the last writes in the XFS log only.
+    let tree = d.join("root-tree");
+    fixture::os_tree_with_fstab(
+        &tree,
+        "/dev/mapper/rhel-root / xfs defaults 0 0\nLABEL=boot /boot ext4 defaults 1 2\n",
+    )
+    .unwrap();
+    let base = fixture::files_of(&tree).unwrap();
+    let base: Vec<(&str, &[u8])> = base
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let root = d.join("root.xfs");
+    crash::xfs_root_with_dirty_log(
+        &root,
+        &base,
+        &[("home/user/late.txt", b"written just before the power cut\n")],
+    )
+    .unwrap();
+    let boot = fixture::broken_ext4(
+        d,
+        "boot.fs",
+        "boot",
+        &[("vmlinuz-6.1.0-27-amd64", &fixture::bytes(1, 4096))],
+    )
+    .unwrap();
+    let pv = d.join("pv.img");
+    let size = crash::XFS_SIZE_MIB + 8;
+    let extents = layouts::lvm_vg(
+        &pv,
+        size + 8,
+        "rhel",
+        &[layouts::Lv {
+            name: "root",
+            size_mib: size,
+            content: Some(&root),
+        }],
+    )
+    .unwrap();
+    let disk = d.join("rhel.img");
+    fixture::boot_disk(
+        &disk,
+        &boot,
+        fixture::Part {
+            size_mib: size + 8,
+            gpt_type: layouts::GPT_LINUX_LVM,
+            name: "lvm",
+            content: Some(&pv),
+        },
+    )
+    .unwrap();
+    let root_at = layouts::Extent {
+        offset: LvmGuest::PV_OFFSET + extents[0].offset,
+        len: extents[0].len,
+    };
+
+    // Check mode: the root is found (without a replay: what was checkpointed), the dirty log
+    // is a problem left, nothing is written.
+    let before = sha(&disk);
+    let run = harness::rescue(&[&disk], "check", &[]).unwrap();
+    let r = run.expect(1, "unrepaired");
+    assert_eq!(r["os"]["root_device"], "/dev/mapper/rhel-root", "{r:#}");
+    assert_eq!(filesystem(r, "/dev/mapper/rhel-root")["type"], "xfs");
+    assert_eq!(sha(&disk), before, "check mode wrote to the disk");
+
+    // Repair: the log replayed on the LV, the root clean, the last write kept.
+    let run = harness::rescue(&[&disk], "repair", &[]).unwrap();
+    let r = run.expect(0, "repaired");
+    assert_eq!(r["layers"][0]["name"], "rhel", "{r:#}");
+    let now = d.join("root-now.xfs");
+    layouts::extract(&disk, root_at, &now).unwrap();
+    assert_eq!(crash::xfs_log_state(&now).unwrap(), crash::LogState::Clean);
+    let check = crash::xfs_repair(&now, &["-n"]).unwrap();
+    assert_eq!(check.code, 0, "xfs_repair -n: {}", check.stderr);
+    assert_eq!(
+        crash::xfs_read_file(&now, "/home/user/late.txt").unwrap(),
+        Some(b"written just before the power cut\n".to_vec())
     );
 }
