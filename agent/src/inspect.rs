@@ -32,10 +32,7 @@ pub enum InspectError {
         source: std::io::Error,
     },
     #[error("mount options {options:?}: {source}")]
-    Options {
-        options: &'static str,
-        source: NulError,
-    },
+    Options { options: String, source: NulError },
     #[error("mounting {device} ({fstype}) {}: {source}", if *writable { "read-write" } else { "read-only" })]
     Mount {
         device: String,
@@ -59,6 +56,20 @@ pub struct MountedTree {
     mounted: bool,
 }
 
+/// Mount options with a btrfs subvolume added (`Some("")`: the top level); others unchanged.
+fn with_subvol(options: &str, fstype: FsType, subvol: Option<&str>) -> String {
+    let extra = match (fstype, subvol) {
+        (FsType::Btrfs, Some("")) => "subvolid=5".to_owned(),
+        (FsType::Btrfs, Some(s)) => format!("subvol={s}"),
+        _ => return options.to_owned(),
+    };
+    if options.is_empty() {
+        extra
+    } else {
+        format!("{options},{extra}")
+    }
+}
+
 fn not_mountable(device: &str, fstype: FsType) -> InspectError {
     InspectError::NotMountable {
         device: device.to_owned(),
@@ -69,10 +80,22 @@ fn not_mountable(device: &str, fstype: FsType) -> InspectError {
 impl MountedTree {
     /// Mounts read-only without journal replay ([`FsType::inspect_mount`]), for inspection.
     pub fn mount(device: &str, fstype: FsType, name: &str) -> Result<MountedTree, InspectError> {
+        Self::mount_in(device, fstype, name, None)
+    }
+
+    /// [`MountedTree::mount`] of the btrfs subvolume `subvol` (`None`: the default one;
+    /// `Some("")`: the top level, whatever the default).
+    pub fn mount_in(
+        device: &str,
+        fstype: FsType,
+        name: &str,
+        subvol: Option<&str>,
+    ) -> Result<MountedTree, InspectError> {
         let how = fstype
             .inspect_mount()
             .ok_or_else(|| not_mountable(device, fstype))?;
-        Self::mount_with(device, fstype, how.driver, how.no_replay, name, false)
+        let options = with_subvol(how.no_replay, fstype, subvol);
+        Self::mount_with(device, fstype, how.driver, &options, name, false)
     }
 
     /// Mounts read-only with `driver` as it is (for media the rescue only reads, such as a
@@ -89,17 +112,52 @@ impl MountedTree {
     /// Mounts read-write, to apply the repair plan (only after fsck left it consistent): journals
     /// and logs replay normally.
     pub fn mount_rw(device: &str, fstype: FsType, name: &str) -> Result<MountedTree, InspectError> {
+        Self::mount_rw_in(device, fstype, name, None)
+    }
+
+    /// [`MountedTree::mount_rw`] of the btrfs subvolume `subvol`.
+    pub fn mount_rw_in(
+        device: &str,
+        fstype: FsType,
+        name: &str,
+        subvol: Option<&str>,
+    ) -> Result<MountedTree, InspectError> {
         let driver = fstype
             .driver()
             .ok_or_else(|| not_mountable(device, fstype))?;
-        Self::mount_with(device, fstype, driver, "", name, true)
+        let options = with_subvol("", fstype, subvol);
+        Self::mount_with(device, fstype, driver, &options, name, true)
+    }
+
+    /// The top-level directories that are btrfs subvolumes (a subvolume's root directory is
+    /// inode 256), sorted by name.
+    pub fn subvolumes(&self) -> Vec<String> {
+        let Some(root) = self.root.as_ref() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = fs::read_dir(&self.mountpoint)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_owned();
+                let st =
+                    rustix::fs::statat(root, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .ok()?;
+                (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+                    && st.st_ino == 256)
+                    .then_some(name)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     fn mount_with(
         device: &str,
         fstype: FsType,
         driver: &str,
-        options: &'static str,
+        options: &str,
         name: &str,
         writable: bool,
     ) -> Result<MountedTree, InspectError> {
@@ -108,8 +166,10 @@ impl MountedTree {
             path: mountpoint.clone(),
             source,
         })?;
-        let data =
-            CString::new(options).map_err(|source| InspectError::Options { options, source })?;
+        let data = CString::new(options).map_err(|source| InspectError::Options {
+            options: options.to_owned(),
+            source,
+        })?;
         for failure in crate::modules::ensure_fs(driver) {
             log::warn!("{device}: {failure}");
         }
@@ -270,6 +330,20 @@ impl Tree for MountedTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_btrfs_subvolume_is_one_more_mount_option() {
+        assert_eq!(
+            with_subvol("rescue=nologreplay", FsType::Btrfs, Some("@")),
+            "rescue=nologreplay,subvol=@"
+        );
+        assert_eq!(with_subvol("", FsType::Btrfs, Some("")), "subvolid=5");
+        assert_eq!(with_subvol("", FsType::Btrfs, None), "");
+        assert_eq!(
+            with_subvol("norecovery", FsType::Xfs, Some("@")),
+            "norecovery"
+        );
+    }
 
     #[test]
     fn unmountable_types_are_refused_before_any_mount() {

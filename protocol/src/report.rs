@@ -297,6 +297,10 @@ pub struct OsInfo {
     /// The root filesystem's device; `None` when none or several were found and the operator
     /// named none.
     pub root_device: Option<String>,
+    /// The btrfs subvolume the root is in (`@`, `root`), when it is not the filesystem's top
+    /// level; every mount of the root uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_subvolume: Option<String>,
     pub pretty_name: Option<String>,
     pub id: Option<String>,
     pub version_id: Option<String>,

@@ -373,3 +373,40 @@ power_off
     boot.expect(&["created"])?;
     Ok(())
 }
+
+/// Makes `image` (`size_mib`) a btrfs filesystem with the UUID `uuid` whose top level holds
+/// only subvolumes, as Ubuntu's and Fedora's installers lay it out: each of `subvols` (name,
+/// files) created and filled. `mkfs.btrfs` runs here; the subvolumes are made by `btrfs
+/// subvolume create` in a throw-away VM on the rescue kernel (the host never mounts it).
+pub fn btrfs_subvolumes(
+    image: &Path,
+    size_mib: u64,
+    uuid: &str,
+    subvols: &[(&str, Vec<(String, Vec<u8>)>)],
+) -> Result<()> {
+    let f = fs::File::create(image)?;
+    f.set_len(size_mib << 20)?;
+    drop(f);
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "-U", uuid, "-L", "guestroot"])
+        .arg(image))
+    .context("mkfs.btrfs")?;
+    let mut script = String::from("$bb mount -t btrfs /dev/vda /mnt || die \"mount\"\n");
+    let mut payload: Vec<(String, &[u8])> = Vec::new();
+    for (name, files) in subvols {
+        script.push_str(&format!(
+            "/sbin/btrfs subvolume create /mnt/{name} >/dev/null || die \"subvolume {name}\"\n\
+             $bb cp -R /crash-payload/{name}/. /mnt/{name}/ || die \"copy {name}\"\n"
+        ));
+        payload.push((format!("{name}/"), b""));
+        for (p, d) in files {
+            payload.push((format!("{name}/{}", p.trim_start_matches('/')), d));
+        }
+    }
+    script.push_str("$bb umount /mnt || die \"umount\"\nmark laid-out\npower_off\n");
+    let refs: Vec<(&str, &[u8])> = payload.iter().map(|(p, d)| (p.as_str(), *d)).collect();
+    let boot =
+        crate::crash::crash_guest_on(crate::crash::CrashKernel::Rescue, &[image], &script, &refs)?;
+    boot.expect(&["laid-out"])?;
+    Ok(())
+}

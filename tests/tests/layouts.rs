@@ -2,7 +2,8 @@
 //! and /home on LVM logical volumes, opened (read-only in check mode), checked and repaired;
 //! a copy of the volume group attached beside it, never merged and never touched; a root on
 //! md RAID1, assembled read-only in check mode, repaired on both mirrors, and degraded; a
-//! LUKS /home; a RHEL-like XFS root on LVM with a dirty log.
+//! LUKS /home; a RHEL-like XFS root on LVM with a dirty log; a btrfs root in a subvolume with
+//! /home in another.
 
 use std::path::Path;
 
@@ -466,4 +467,74 @@ fn a_rhel_like_xfs_root_on_lvm_with_a_dirty_log_is_replayed_and_repaired() {
         crash::xfs_read_file(&now, "/home/user/late.txt").unwrap(),
         Some(b"written just before the power cut\n".to_vec())
     );
+}
+
+#[test]
+fn a_btrfs_root_in_a_subvolume_is_found_checked_once_and_fixed_inside_its_subvolume() {
+    const UUID: &str = "b7a1f0e2-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Ubuntu's layout: the root in @, /home in @home, the top level holding nothing else; the
+    // root lacks /proc, /sys, /run and the rest (the guest fixes put them back, in @).
+    let tree = d.join("root-tree");
+    fixture::os_tree_with_fstab(
+        &tree,
+        &format!("UUID={UUID} / btrfs defaults,subvol=@ 0 0\nUUID={UUID} /home btrfs defaults,subvol=@home 0 0\n"),
+    )
+    .unwrap();
+    let root_files = fixture::files_of(&tree).unwrap();
+    let home_files = vec![(
+        "alice/notes.txt".to_owned(),
+        b"remember the milk\n".to_vec(),
+    )];
+    let image = d.join("btrfs.img");
+    layouts::btrfs_subvolumes(
+        &image,
+        256,
+        UUID,
+        &[("@", root_files), ("@home", home_files)],
+    )
+    .unwrap();
+
+    let before = sha(&image);
+    let run = harness::rescue(&[&image], "check", &[]).unwrap();
+    let r = run.expect(1, "unrepaired");
+    assert_eq!(r["os"]["root_device"], "/dev/vda", "{r:#}");
+    assert_eq!(r["os"]["root_subvolume"], "@", "{r:#}");
+    assert_eq!(r["os"]["pretty_name"], "Debian GNU/Linux 12 (bookworm)");
+    for e in r["fstab"]["entries"].as_array().unwrap() {
+        assert_eq!(e["device"], "/dev/vda", "{e:#}");
+    }
+    let f = filesystem(r, "/dev/vda");
+    assert_eq!(f["fsck"]["status"], "clean", "{f:#}");
+    assert_eq!(
+        f["fsck"]["passes"].as_array().unwrap().len(),
+        1,
+        "checked once: {f:#}"
+    );
+    assert!(
+        r["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "/proc"),
+        "{r:#}"
+    );
+    assert_eq!(sha(&image), before, "check mode wrote to the disk");
+
+    let run = harness::rescue(&[&image], "repair", &[]).unwrap();
+    let r = run.expect(0, "repaired");
+    assert!(
+        r["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "mkdir" && c["path"] == "/proc"),
+        "{r:#}"
+    );
+    // The fixes landed in @: a check now finds nothing left to do.
+    let run = harness::rescue(&[&image], "check", &[]).unwrap();
+    let r = run.expect(0, "clean");
+    assert_eq!(r["os"]["root_subvolume"], "@");
+    assert!(r["plan"].as_array().unwrap().is_empty(), "{r:#}");
 }

@@ -41,7 +41,8 @@ pub fn run(settings: &Settings, root: &str, report: &mut Report, rep: &mut Repor
     else {
         return Fixes::default();
     };
-    let Some(tree) = mount_root(settings.mode, &fs, rep) else {
+    let subvol = super::inspect::root_subvolume(report, root).map(str::to_owned);
+    let Some(tree) = mount_root(settings.mode, &fs, subvol.as_deref(), rep) else {
         return Fixes::default();
     };
     let now = clock::now_secs();
@@ -54,7 +55,12 @@ pub fn run(settings: &Settings, root: &str, report: &mut Report, rep: &mut Repor
 
 /// The root mounted to plan on: read-only in check mode, read-write in repair mode, where it
 /// must have been left consistent by fsck. `None` (and a warning): no guest fix.
-fn mount_root(mode: Mode, fs: &Filesystem, rep: &mut Reporter) -> Option<MountedTree> {
+fn mount_root(
+    mode: Mode,
+    fs: &Filesystem,
+    subvol: Option<&str>,
+    rep: &mut Reporter,
+) -> Option<MountedTree> {
     let root = fs.device.as_str();
     let name = root.trim_start_matches("/dev/");
     if mode == Mode::Repair && !matches!(fs.fsck.status, FsckStatus::Clean | FsckStatus::Corrected)
@@ -78,8 +84,8 @@ fn mount_root(mode: Mode, fs: &Filesystem, rep: &mut Reporter) -> Option<Mounted
     }
     let fstype = FsType::parse(&fs.fstype);
     let mounted = match mode {
-        Mode::Check => MountedTree::mount(root, fstype, &format!("plan-{name}")),
-        Mode::Repair => MountedTree::mount_rw(root, fstype, &format!("root-{name}")),
+        Mode::Check => MountedTree::mount_in(root, fstype, &format!("plan-{name}"), subvol),
+        Mode::Repair => MountedTree::mount_rw_in(root, fstype, &format!("root-{name}"), subvol),
     };
     match mounted {
         Ok(t) => Some(t),

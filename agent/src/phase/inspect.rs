@@ -20,6 +20,8 @@ use crate::reporter::Reporter;
 /// Before fsck (`before_fsck`) only ext filesystems whose superblock records no error are
 /// mounted: a damaged filesystem is not handed to the kernel until it has been checked.
 pub fn sections(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> assemble::Found {
+    // The btrfs volumes whose OS tree is in a subvolume, and which one.
+    let mut subvols: Vec<(String, String)> = Vec::new();
     let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
         let fstype = v.probe.as_ref()?.fstype;
         let dev = format!("/dev/{}", v.name);
@@ -29,6 +31,13 @@ pub fn sections(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> a
                 _ => return None,
             }
         }
+        if fstype == FsType::Btrfs {
+            let (tree, subvol) = btrfs_tree(&dev, &v.name)?;
+            if let Some(s) = subvol {
+                subvols.push((dev, s));
+            }
+            return Some(Box::new(tree));
+        }
         match MountedTree::mount(&dev, fstype, &v.name) {
             Ok(t) => Some(Box::new(t)),
             Err(e) => {
@@ -37,7 +46,66 @@ pub fn sections(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> a
             }
         }
     };
-    assemble::assemble(scans, "/dev/", &mut open_tree, settings.root.as_deref())
+    let mut found = assemble::assemble(scans, "/dev/", &mut open_tree, settings.root.as_deref());
+    found.os.root_subvolume = found
+        .os
+        .root_device
+        .as_ref()
+        .and_then(|r| subvols.iter().find(|(d, _)| d == r))
+        .map(|(_, s)| s.clone());
+    found
+}
+
+/// Whether a tree looks like an OS root at its top (what a subvolume search looks for).
+fn looks_like_root(t: &MountedTree) -> bool {
+    ["etc/fstab", "etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .any(|p| t.exists(p))
+}
+
+/// A btrfs volume's tree for the inspection: its top level when that holds the OS, else the
+/// first top-level subvolume that does (Ubuntu's `@`, Fedora's `root`: preferred in that
+/// order, then by name), with its name. Subvolume names that could not be passed to `mount`
+/// as they are (a comma would add options) are passed over.
+fn btrfs_tree(dev: &str, name: &str) -> Option<(MountedTree, Option<String>)> {
+    let top = MountedTree::mount_in(dev, FsType::Btrfs, name, Some(""))
+        .map_err(|e| log::warn!("{e}"))
+        .ok()?;
+    if looks_like_root(&top) {
+        return Some((top, None));
+    }
+    let plain = |n: &str| {
+        n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@_-.+".contains(&b))
+    };
+    let mut subvols: Vec<String> = top.subvolumes().into_iter().filter(|s| plain(s)).collect();
+    let rank = |s: &str| {
+        ["@", "root", "@root", "@rootfs"]
+            .iter()
+            .position(|p| *p == s)
+            .unwrap_or(9)
+    };
+    subvols.sort_by_key(|s| (rank(s), s.clone()));
+    let chosen = subvols.into_iter().find(|s| {
+        let sub = format!("{s}/");
+        ["etc/fstab", "etc/os-release", "usr/lib/os-release"]
+            .iter()
+            .any(|p| top.exists(&format!("{sub}{p}")))
+    });
+    let Some(subvol) = chosen else {
+        return Some((top, None));
+    };
+    if let Err(e) = top.unmount() {
+        log::warn!("{e}");
+        return None;
+    }
+    match MountedTree::mount_in(dev, FsType::Btrfs, name, Some(&subvol)) {
+        Ok(t) => Some((t, Some(subvol))),
+        Err(e) => {
+            log::warn!("{e}");
+            None
+        }
+    }
 }
 
 /// Looks for the OS root and fills the report's discovery sections (`disks` as sysfs shows
@@ -93,12 +161,20 @@ fn boot_config(report: &Report, rep: &mut Reporter) -> Option<BootConfig> {
                 Some(&tree.root_dev),
                 format!("boots {} ({})", e.kernel, e.method),
             );
+            let mut cmdline = e.cmdline;
+            // A root in a subvolume: the kernel must be told which (GRUB's entries say so
+            // themselves; a line made from the newest kernel does not).
+            if let Some(sv) = root_subvolume(report, &tree.root_dev) {
+                if cmdline.starts_with("root=") && !cmdline.contains("rootflags=") {
+                    cmdline.push_str(&format!(" rootflags=subvol={sv}"));
+                }
+            }
             Some(BootConfig {
                 method: e.method,
                 title: e.title,
                 kernel: e.kernel,
                 initrd: e.initrd,
-                cmdline: e.cmdline,
+                cmdline,
             })
         }
         Err(e) => {
@@ -187,11 +263,24 @@ impl<'a> BootTree<'a> {
 }
 
 /// Mounts one of the report's filesystems read-only for reading boot files (logged on failure).
+/// The subvolume the OS root is in, when `dev` is the root and it is in one.
+pub fn root_subvolume<'r>(report: &'r Report, dev: &str) -> Option<&'r str> {
+    let os = report.os.as_ref()?;
+    (os.root_device.as_deref() == Some(dev))
+        .then_some(os.root_subvolume.as_deref())
+        .flatten()
+}
+
 fn mount_fs(report: &Report, dev: &str, name: &str) -> Option<MountedTree> {
     let fs = report.filesystems.iter().find(|f| f.device == dev)?;
-    MountedTree::mount(dev, FsType::parse(&fs.fstype), name)
-        .map_err(|e| log::warn!("boot entry: {e}"))
-        .ok()
+    MountedTree::mount_in(
+        dev,
+        FsType::parse(&fs.fstype),
+        name,
+        root_subvolume(report, dev),
+    )
+    .map_err(|e| log::warn!("boot entry: {e}"))
+    .ok()
 }
 
 impl Tree for BootTree<'_> {
