@@ -380,8 +380,11 @@ pub fn field_failure(image: &Path) -> Result<Disk> {
     })
 }
 
+/// Files as (path, content).
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// Every regular file under `tree`, as (path from the tree's root, content), sorted.
-pub fn files_of(tree: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+pub fn files_of(tree: &Path) -> Result<Files> {
     let mut out = Vec::new();
     let mut dirs = vec![tree.to_owned()];
     while let Some(d) = dirs.pop() {

@@ -382,7 +382,7 @@ pub fn btrfs_subvolumes(
     image: &Path,
     size_mib: u64,
     uuid: &str,
-    subvols: &[(&str, Vec<(String, Vec<u8>)>)],
+    subvols: &[(&str, fixture::Files)],
 ) -> Result<()> {
     let f = fs::File::create(image)?;
     f.set_len(size_mib << 20)?;
