@@ -122,9 +122,11 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     if !opened.layers.is_empty() {
         rep.mark(Phase::Layers);
     }
+    let names = opened.for_discovery();
     let checked = check::run(
         &found.scans,
         settings,
+        &names,
         undo.as_ref().map(undo::UndoDisk::dir),
         rep,
     );
@@ -140,7 +142,15 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         return Fixes::default();
     }
 
-    inspect::run(&found.scans, &found.disks, &checked, settings, report, rep);
+    inspect::run(
+        &found.scans,
+        &found.disks,
+        &checked,
+        settings,
+        &names,
+        report,
+        rep,
+    );
     rep.mark(Phase::Inspect);
     report.changes = report::fsck_changes(settings.mode, &report.filesystems);
     layers::record(opened, report);

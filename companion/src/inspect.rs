@@ -233,7 +233,7 @@ pub fn inspect(
             .position(|s| s.volumes.iter().any(|x| x.name == v.name))?;
         Some(Box::new(DebugfsTree::new(&raws.get(idx)?.path, v.offset)))
     };
-    let found: Found = assemble::assemble(&scans, "/dev/", &mut tree, root);
+    let found: Found = assemble::assemble(&scans, "/dev/", &mut tree, root, &Default::default());
     Ok(Inspection {
         images: images.iter().map(|p| p.display().to_string()).collect(),
         disks: found.disks,

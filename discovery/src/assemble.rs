@@ -15,6 +15,50 @@ pub const GPT_ROOT_X86_64: &str = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
 /// Longest fstab read.
 pub const MAX_FSTAB: usize = 1 << 20;
 
+/// What the rescue opened of the layers under the filesystems, for the names fstab may give
+/// them: each LUKS container's UUID with the device it was opened as, and each md array's
+/// name (`host:root`) with its device.
+#[derive(Debug, Clone, Default)]
+pub struct Opened {
+    pub luks: Vec<(String, String)>,
+    pub md: Vec<(String, String)>,
+}
+
+impl Opened {
+    /// The other names of opened devices, as `/dev/`-less paths (`mapper/home_crypt`,
+    /// `md/root`) with the device: a LUKS container by the name the guest's crypttab gives it,
+    /// an md array by its name with and without its host part.
+    pub fn aliases(&self, crypttab: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for line in crypttab.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(name), Some(source)) = (w.next(), w.next()) else {
+                continue;
+            };
+            if name.starts_with('#') || name.contains('/') {
+                continue;
+            }
+            let uuid = source
+                .strip_prefix("UUID=")
+                .or_else(|| source.strip_prefix("/dev/disk/by-uuid/"));
+            if let Some((_, dev)) = uuid.and_then(|u| {
+                self.luks
+                    .iter()
+                    .find(|(l, _)| l.eq_ignore_ascii_case(u.trim_matches('"')))
+            }) {
+                out.push((format!("mapper/{name}"), dev.clone()));
+            }
+        }
+        for (name, dev) in &self.md {
+            out.push((format!("md/{name}"), dev.clone()));
+            if let Some((_, short)) = name.split_once(':') {
+                out.push((format!("md/{short}"), dev.clone()));
+            }
+        }
+        out
+    }
+}
+
 /// The discovery sections of a report.
 #[derive(Debug, Default)]
 pub struct Found {
@@ -40,6 +84,7 @@ pub fn assemble(
     dev_prefix: &str,
     tree: &mut dyn FnMut(&Volume) -> Option<Box<dyn Tree>>,
     root_choice: Option<&str>,
+    opened: &Opened,
 ) -> Found {
     let mut f = Found::default();
     let mut volumes: Vec<&Volume> = Vec::new();
@@ -177,6 +222,8 @@ pub fn assemble(
             f.os.id = os.id;
             f.os.version_id = os.version_id;
         }
+        let crypttab = t.read("/etc/crypttab", MAX_FSTAB).unwrap_or_default();
+        let aliases = opened.aliases(&String::from_utf8_lossy(&crypttab));
         match t.read("/etc/fstab", MAX_FSTAB) {
             Some(text) => {
                 let report = resolve_fstab(
@@ -185,6 +232,7 @@ pub fn assemble(
                     dev_prefix,
                     &f.filesystems,
                     &f.partitions,
+                    &aliases,
                 );
                 for e in &report.entries {
                     if let (p::Resolution::Resolved, Some(dev)) = (e.resolution, &e.device) {
@@ -277,6 +325,7 @@ pub fn resolve_fstab(
     dev_prefix: &str,
     filesystems: &[p::Filesystem],
     partitions: &[p::Partition],
+    aliases: &[(String, String)],
 ) -> p::FstabReport {
     let entries = tab
         .entries
@@ -334,9 +383,13 @@ pub fn resolve_fstab(
                     if is_kernel_name && known {
                         vec![dev]
                     } else {
-                        // An LVM logical volume, by its device-mapper name or as /dev/VG/LV.
-                        lv_mapper_name(name)
-                            .map(|n| format!("{dev_prefix}{n}"))
+                        // A name the guest gives an opened layer (crypttab, md), else an LVM
+                        // logical volume, by its device-mapper name or as /dev/VG/LV.
+                        aliases
+                            .iter()
+                            .find(|(a, _)| a == name)
+                            .map(|(_, d)| d.clone())
+                            .or_else(|| lv_mapper_name(name).map(|n| format!("{dev_prefix}{n}")))
                             .filter(|d| filesystems.iter().any(|fs| fs.device == *d))
                             .into_iter()
                             .collect()
@@ -388,7 +441,7 @@ mod tests {
             .iter()
             .map(|(n, b)| scan_disk(n, &mut Cursor::new(b), b.len() as u64))
             .collect();
-        assemble(&scans, "/dev/", &mut |_| None, None)
+        assemble(&scans, "/dev/", &mut |_| None, None, &Opened::default())
     }
 
     #[test]
@@ -438,7 +491,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let r = resolve_fstab(&tab, "/etc/fstab", "/dev/", &fss, &[]);
+        let r = resolve_fstab(&tab, "/etc/fstab", "/dev/", &fss, &[], &[]);
         let got: Vec<_> = r
             .entries
             .iter()
@@ -450,6 +503,22 @@ mod tests {
                 (p::Resolution::Resolved, Some("/dev/mapper/vg0-root"), false),
                 (p::Resolution::Resolved, Some("/dev/mapper/vg0-home"), false),
                 (p::Resolution::Missing, None, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn opened_layers_go_by_the_guest_s_names_for_them() {
+        let o = Opened {
+            luks: vec![("6e2e".into(), "/dev/mapper/luks-6e2e".into())],
+            md: vec![("guest01:root".into(), "/dev/md127".into())],
+        };
+        assert_eq!(
+            o.aliases("# name source key options\nhome_crypt UUID=6E2E none luks\nswap_crypt /dev/vdc /dev/urandom swap\n"),
+            [
+                ("mapper/home_crypt".to_owned(), "/dev/mapper/luks-6e2e".to_owned()),
+                ("md/guest01:root".to_owned(), "/dev/md127".to_owned()),
+                ("md/root".to_owned(), "/dev/md127".to_owned()),
             ]
         );
     }

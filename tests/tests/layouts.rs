@@ -268,8 +268,9 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     const KEY: &[u8] = b"correct horse battery staple";
-    // /home inside a LUKS container on the second disk, fstab naming the filesystem inside by
-    // its UUID (crypttab naming the container), both filesystems in the error state.
+    // /home inside a LUKS container on the second disk, fstab naming it by the name crypttab
+    // gives the opened container (as Debian's installer writes it), both filesystems in the
+    // error state.
     let home = fixture::broken_ext4(
         d,
         "home.fs",
@@ -277,13 +278,12 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
         &[("alice/notes.txt", b"remember the milk\n")],
     )
     .unwrap();
-    let home_uuid = fixture::ext_uuid(&home).unwrap();
     let luks = d.join("luks.img");
     let luks_uuid = layouts::luks_with(&luks, KEY, &home).unwrap();
     let tree = d.join("root-tree");
     fixture::os_tree_with_fstab(
         &tree,
-        &format!("LABEL=guestroot / ext4 errors=remount-ro 0 1\nUUID={home_uuid} /home ext4 defaults 0 2\n"),
+        "LABEL=guestroot / ext4 errors=remount-ro 0 1\n/dev/mapper/home_crypt /home ext4 defaults 0 2\n",
     )
     .unwrap();
     std::fs::write(

@@ -46,6 +46,25 @@ impl Opened {
             .collect()
     }
 
+    /// What discovery needs to know of them for the guest's names: each LUKS container opened
+    /// (its UUID and device) and each md array running (its name and device).
+    pub fn for_discovery(&self) -> vmrescue_discovery::assemble::Opened {
+        let mut o = vmrescue_discovery::assemble::Opened::default();
+        for l in self.layers.iter().filter(|l| !l.devices.is_empty()) {
+            let dev = l.devices[0].clone();
+            match l.kind {
+                LayerKind::Luks => {
+                    if let Some(u) = &l.uuid {
+                        o.luks.push((u.clone(), dev));
+                    }
+                }
+                LayerKind::Md => o.md.push((l.name.clone(), dev)),
+                _ => {}
+            }
+        }
+        o
+    }
+
     /// The devices opened from the container `device` (its layer's devices).
     pub fn opened_from(&self, device: &str) -> Vec<String> {
         self.layers

@@ -17,11 +17,12 @@ use crate::reporter::Reporter;
 pub fn run(
     scans: &[DiskScan],
     settings: &Settings,
+    opened: &vmrescue_discovery::assemble::Opened,
     undo: Option<&Path>,
     rep: &mut Reporter,
 ) -> Vec<Filesystem> {
     // The real inspection follows the checks: this one only mounts what is safe before fsck.
-    let pre = inspect::sections(scans, settings, true);
+    let pre = inspect::sections(scans, settings, opened, true);
     let groups = checks::plan(scans, pre.fstab.as_ref(), pre.os.root_device.as_deref());
     let opts = checks::Options {
         mode: settings.mode,

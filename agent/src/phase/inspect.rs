@@ -19,7 +19,12 @@ use crate::reporter::Reporter;
 /// Discovery's sections, each filesystem mounted read-only (no journal replay) to look inside.
 /// Before fsck (`before_fsck`) only ext filesystems whose superblock records no error are
 /// mounted: a damaged filesystem is not handed to the kernel until it has been checked.
-pub fn sections(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> assemble::Found {
+pub fn sections(
+    scans: &[DiskScan],
+    settings: &Settings,
+    opened: &assemble::Opened,
+    before_fsck: bool,
+) -> assemble::Found {
     // The btrfs volumes whose OS tree is in a subvolume, and which one.
     let mut subvols: Vec<(String, String)> = Vec::new();
     let mut open_tree = |v: &Volume| -> Option<Box<dyn Tree>> {
@@ -46,7 +51,13 @@ pub fn sections(scans: &[DiskScan], settings: &Settings, before_fsck: bool) -> a
             }
         }
     };
-    let mut found = assemble::assemble(scans, "/dev/", &mut open_tree, settings.root.as_deref());
+    let mut found = assemble::assemble(
+        scans,
+        "/dev/",
+        &mut open_tree,
+        settings.root.as_deref(),
+        opened,
+    );
     found.os.root_subvolume = found
         .os
         .root_device
@@ -115,11 +126,12 @@ pub fn run(
     disks: &[Disk],
     checked: &[Filesystem],
     settings: &Settings,
+    opened: &assemble::Opened,
     report: &mut Report,
     rep: &mut Reporter,
 ) {
     rep.progress(Step::Inspect, None, "looking for the OS root");
-    let found = sections(scans, settings, false);
+    let found = sections(scans, settings, opened, false);
     for w in found.warnings {
         rep.warn(Step::Discovery, None, w);
     }

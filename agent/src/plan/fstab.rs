@@ -100,6 +100,7 @@ pub fn fix(text: &[u8], ctx: &Context) -> Fixed {
         ctx.dev_prefix,
         ctx.filesystems,
         ctx.partitions,
+        &[],
     );
     let root_fs = by_device(ctx, ctx.root_device);
     // Volumes this rescue does not open: what fstab names and was not found may be inside.
@@ -273,6 +274,7 @@ fn validate(text: &[u8], before: &[Entry], ctx: &Context) -> Result<(), String> 
         ctx.dev_prefix,
         ctx.filesystems,
         ctx.partitions,
+        &[],
     );
     for (e, res) in tab.entries.iter().zip(&r.entries) {
         let blocking = matches!(e.kind, Kind::Device | Kind::Swap)
