@@ -538,3 +538,38 @@ fn a_btrfs_root_in_a_subvolume_is_found_checked_once_and_fixed_inside_its_subvol
     assert_eq!(r["os"]["root_subvolume"], "@");
     assert!(r["plan"].as_array().unwrap().is_empty(), "{r:#}");
 }
+
+#[test]
+fn inspect_reads_the_logical_volumes_from_the_lvm_metadata_without_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = LvmGuest::make(dir.path()).unwrap();
+    let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
+        .args(["inspect", "--json"])
+        .arg(&g.disk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["os"]["root_device"], "/dev/mapper/vg0-root", "{r:#}");
+    assert_eq!(
+        filesystem(&r, "/dev/mapper/vg0-home")["mountpoint"],
+        "/home"
+    );
+    assert_eq!(filesystem(&r, "/dev/mapper/vg0-root")["label"], "guestroot");
+    let layer = &r["layers"][0];
+    assert_eq!(layer["name"], "vg0");
+    assert_eq!(layer["members"], serde_json::json!(["/dev/vda2"]));
+    assert_eq!(
+        layer["devices"],
+        serde_json::json!(["/dev/mapper/vg0-root", "/dev/mapper/vg0-home"])
+    );
+    assert_eq!(
+        filesystem(&r, "/dev/vda2")["opened_as"],
+        serde_json::json!(["/dev/mapper/vg0-root", "/dev/mapper/vg0-home"])
+    );
+}

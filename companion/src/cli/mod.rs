@@ -132,6 +132,7 @@ fn inspect(images: &[PathBuf], json: bool, root: Option<&str>, format: Option<Fo
             Some(&found.os),
             found.fstab.as_ref(),
         );
+        crate::render::layers(&mut s, &found.layers);
         crate::render::warnings(&mut s, &found.warnings);
         (s, status(found.os.root_device.is_some()))
     })

@@ -266,7 +266,7 @@ pub fn report(r: &Report) -> String {
 
 /// The LVM volume groups, md arrays and LUKS containers: what they are made of, what was
 /// opened of them, and why not.
-fn layers(s: &mut String, layers: &[p::Layer]) {
+pub fn layers(s: &mut String, layers: &[p::Layer]) {
     if layers.is_empty() {
         return;
     }
