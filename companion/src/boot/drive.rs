@@ -110,6 +110,21 @@ fn make(tree: &Path, iso: &Path, settings: &Settings, keys: &[LuksKey]) -> Resul
     Ok(())
 }
 
+/// The drive at `dir/settings.iso` when there are `keys` to carry (`None` without: the
+/// settings then go on the kernel command line alone).
+pub fn for_secrets(
+    dir: &Path,
+    settings: &Settings,
+    keys: &[LuksKey],
+) -> Result<Option<PathBuf>, DriveError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let iso = dir.join("settings.iso");
+    write(dir, &iso, settings, keys)?;
+    Ok(Some(iso))
+}
+
 /// Creates `path` readable by its owner only and writes `data`, synced.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), DriveError> {
     let mut f = fs::OpenOptions::new()

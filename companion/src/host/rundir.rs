@@ -87,6 +87,16 @@ pub struct Stale {
     pub qemu: Option<u32>,
 }
 
+/// Where run directories are made: `$XDG_RUNTIME_DIR` when it is a directory, else the
+/// temporary directory.
+pub fn base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// The run directories in `base` that are ours (same owner), unlocked (their vmrescue died)
 /// and still there, with any QEMU that still uses them.
 pub fn stale(base: &Path) -> Vec<Stale> {

@@ -287,14 +287,6 @@ pub fn own_vm_boot(image: &vmrescue_image_builder::Artefacts, memory_mib: u32) -
     }
 }
 
-fn run_base() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
-}
-
 /// What killed earlier runs left in `base`, as warnings for this run's report; an error if one
 /// left a rescue VM running on one of `disks`.
 fn left_behind(base: &std::path::Path, disks: &[GuestDisk]) -> Result<Vec<String>, RescueError> {
@@ -361,12 +353,7 @@ impl Once<'_> {
         let cmdline = kernel_cmdline(&settings)?;
         // Secrets go on a settings drive (a cdrom), never on the command line; it is removed
         // as soon as the rescue VM is gone.
-        let settings_iso = (!req.luks_keys.is_empty())
-            .then(|| {
-                let iso = self.dir.join("settings.iso");
-                crate::boot::drive::write(self.dir, &iso, &settings, &req.luks_keys).map(|()| iso)
-            })
-            .transpose()?;
+        let settings_iso = crate::boot::drive::for_secrets(self.dir, &settings, &req.luks_keys)?;
         let socket = self.dir.join("agent.sock");
         if socket.as_os_str().len() >= 100 {
             return Err(RescueError::SocketPath(socket));
@@ -493,7 +480,7 @@ pub fn run(req: &Request, sink: &mut dyn Sink) -> Result<Report, RescueError> {
         .iter()
         .map(|d| crate::host::disklock::lock(&d.drive.path))
         .collect::<Result<Vec<_>, _>>()?;
-    let base = run_base();
+    let base = crate::host::rundir::base();
     let left_behind = left_behind(&base, &disks)?;
     let image = crate::boot::image::ensure(req.image.clone(), req.agent.as_deref(), sink)?;
     let paths: Vec<&std::path::Path> = disks.iter().map(|d| d.drive.path.as_path()).collect();
