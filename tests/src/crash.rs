@@ -373,35 +373,7 @@ pub fn mkfs_xfs(image: &Path, size_mib: u64, label: &str) -> Result<()> {
 /// the files are not in the on-disk metadata. Keep `files` small (the log is far bigger than a
 /// few MiB, so it never needs to checkpoint). Fails unless `xfs_logprint` sees a dirty log.
 pub fn xfs_with_dirty_log(image: &Path, files: &[(&str, &[u8])]) -> Result<Boot> {
-    mkfs_xfs(image, XFS_SIZE_MIB, XFS_LABEL)?;
-    let boot = crash_guest(
-        &[image],
-        &format!(
-            r#"
-# No periodic log work (log covering, metadata writeback) before the crash.
-echo 720000 > /proc/sys/fs/xfs/xfssyncd_centisecs || die "cannot set xfssyncd_centisecs"
-$bb mount -t xfs {disk} /mnt || die "cannot mount {disk}"
-mark mounted
-$bb cp -R {PAYLOAD_DIR}/. /mnt/ || die "cannot copy the files"
-mark written
-$bb sync || die "sync failed"
-mark synced
-hard_reset
-"#,
-            disk = guest_disk(0)
-        ),
-        files,
-    )?;
-    boot.expect(&["mounted", "written", "synced", "reset"])?;
-    let state = xfs_log_state(image)?;
-    if state != LogState::Dirty {
-        bail!(
-            "the log of {} is {state:?} after the crash; console:\n{}",
-            image.display(),
-            boot.tail()
-        );
-    }
-    Ok(boot)
+    xfs_root_with_dirty_log(image, &[], files)
 }
 
 /// An XFS root as a crash leaves it: `base` files written and checkpointed (the filesystem

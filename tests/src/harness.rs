@@ -267,6 +267,15 @@ pub fn rescue(disks: &[&Path], mode: &str, extra: &[&str]) -> Result<Run> {
     rescue_with_image(&image().dir, disks, mode, extra)
 }
 
+/// A repair-mode [`rescue`] with `verify_flags` (`--verify`, `--verify-before`, ...) whose
+/// verify boots may each take the guest's boot budget.
+pub fn repair_verified(disks: &[&Path], verify_flags: &[&str]) -> Result<Run> {
+    let limit = crate::budgets::secs(crate::budgets::GUEST_BOOT);
+    let mut extra = verify_flags.to_vec();
+    extra.extend(["--verify-timeout", &limit]);
+    rescue(disks, "repair", &extra)
+}
+
 /// [`rescue`] booting the image in `image_dir`.
 pub fn rescue_with_image(
     image_dir: &Path,

@@ -4,7 +4,7 @@
 //! its firmware and syslinux to a login prompt; alice's files byte for byte the same.
 
 use vmrescue_tests::reports::filesystem;
-use vmrescue_tests::{budgets, fixture, guest, harness, layouts};
+use vmrescue_tests::{fixture, guest, harness, layouts};
 
 #[test]
 fn a_debian_guest_with_its_root_on_lvm_is_repaired_and_boots_to_login() {
@@ -34,13 +34,7 @@ fn a_debian_guest_with_its_root_on_lvm_is_repaired_and_boots_to_login() {
 
     // Repair with --verify: the guest's own boot loader and initramfs (which must activate
     // vg0 itself) bring it to a login prompt.
-    let limit = budgets::secs(budgets::GUEST_BOOT);
-    let run = harness::rescue(
-        &[&image],
-        "repair",
-        &["--verify", "--verify-timeout", &limit],
-    )
-    .unwrap();
+    let run = harness::repair_verified(&[&image], &["--verify"]).unwrap();
     let r = run.expect(0, "repaired");
     let v = &r["verify"];
     assert_eq!(v["method"], "firmware", "{v:#}");
