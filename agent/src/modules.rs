@@ -360,6 +360,27 @@ pub fn rescan(sys: &Path) -> Vec<String> {
     }
 }
 
+/// Loads the modules `names` (and what they need) if the image carries them and they are not
+/// loaded (a kernel with them built in carries none: nothing to do). Returns the failures.
+pub fn ensure_named(names: &[&str]) -> Vec<String> {
+    let Ok(mut guard) = LOADER.lock() else {
+        return Vec::new();
+    };
+    let Some(loader) = guard.as_mut() else {
+        return Vec::new();
+    };
+    let wanted: BTreeSet<String> = names
+        .iter()
+        .filter(|n| loader.entries.iter().any(|e| e.name == **n))
+        .map(|n| n.to_string())
+        .collect();
+    let out = loader.load(&wanted);
+    if out.loaded > 0 {
+        log::info!("{} module(s) loaded: {}", out.loaded, out.names.join(" "));
+    }
+    out.failed
+}
+
 /// Loads the module of filesystem type `fstype` (its `fs-TYPE` alias) if it is not loaded:
 /// called before every mount. Returns the failures.
 pub fn ensure_fs(fstype: &str) -> Vec<String> {

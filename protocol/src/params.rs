@@ -70,6 +70,9 @@ pub struct Settings {
     /// The host turns it off when every disk it attached is on virtio: probing the machine's
     /// built-in ports costs boot time and memory for nothing.
     pub ata: bool,
+    /// The host attached a settings drive (with secrets) to a boot that also has a command
+    /// line: wait for its cdrom (a SATA or IDE one shows up after the disks).
+    pub settings_drive: bool,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             bootcopy: None,
             disks: None,
             ata: true,
+            settings_drive: false,
         }
     }
 }
@@ -406,6 +410,21 @@ pub const PARAMS: &[Param] = &[
         },
         get: |s| s.disks.map(|n| n.to_string()),
     },
+    Param {
+        key: "settings_drive",
+        kind: Kind::Flag,
+        default: "0",
+        always: false,
+        invalid: None,
+        from_meta: false,
+        from_drive: false,
+        set: |s, v| {
+            s.settings_drive =
+                flag(v).ok_or_else(|| format!("vmrescue.settings_drive={v:?} is not 0 or 1"))?;
+            Ok(())
+        },
+        get: |s| s.settings_drive.then(|| flag_text(s.settings_drive)),
+    },
 ];
 
 /// The parameter named `key` (without the prefix).
@@ -614,6 +633,7 @@ mod tests {
             bootcopy: Some("7d0f3b4e-9a1c-4e2b-8f60-1c2d3e4f5a6b".into()),
             disks: Some(3),
             ata: false,
+            settings_drive: true,
         };
         let text = format!("console=ttyS0 {} quiet", line(&emit(&s)));
         let (back, w) = parse(&text);

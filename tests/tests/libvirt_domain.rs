@@ -773,3 +773,65 @@ fn an_iso_the_qemu_process_cannot_read_is_a_clear_host_error() {
     assert_eq!(inactive_xml(&d.name), before);
     assert!(!String::from_utf8_lossy(&virsh(&["domstate", &d.name]).stdout).contains("running"));
 }
+
+#[test]
+fn lvm_and_luks_disks_are_opened_by_both_boots_with_the_key_on_the_settings_drive_only() {
+    // Beside the broken root: an LVM physical volume (vg0: root, home) and a LUKS container
+    // holding /home's filesystem. The host's kernel has device-mapper as modules: the rescue
+    // loads them when it finds such a container.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let g = vmrescue_tests::layouts::LvmGuest::make(dir.path()).unwrap();
+    const KEY: &[u8] = b"correct horse battery staple";
+    let home = fixture::broken_ext4(dir.path(), "home.fs", "home", &[("a.txt", b"a\n")]).unwrap();
+    let luks = dir.path().join("luks.img");
+    let uuid = vmrescue_tests::layouts::luks_with(&luks, KEY, &home).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    let key_arg = format!("{uuid}={}", key.display());
+    let disk = |path: &std::path::Path, dev: &str| {
+        format!(
+            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='{dev}' bus='virtio'/>\n    </disk>\n",
+            path.display()
+        )
+    };
+    let devices = disk(&g.pv, "vdb") + &disk(&luks, "vdc");
+    let d = TestDomain::build("layers", "pc", "", "    <boot dev='hd'/>\n", &devices, true);
+    let before = [
+        fixture::sha256_file(&g.pv).unwrap(),
+        fixture::sha256_file(&luks).unwrap(),
+    ];
+    for boot in [&[][..], &["--boot", "kernel"][..]] {
+        let mut extra = vec!["--mode", "check", "--luks-key", &key_arg];
+        extra.extend_from_slice(boot);
+        let (code, report, stdout, err) = rescue_domain(&d.name, &extra);
+        assert_eq!(code, 1, "{boot:?}: {err}");
+        let r = report.unwrap_or_else(|| panic!("{boot:?}: no report: {err}"));
+        let layers = r["layers"].as_array().unwrap();
+        let kind = |k: &str| {
+            layers
+                .iter()
+                .find(|l| l["kind"] == k)
+                .unwrap_or_else(|| panic!("{boot:?}: no {k} layer: {r:#}"))
+        };
+        let lvm = kind("lvm");
+        assert_eq!(lvm["state"], "active", "{boot:?}: {lvm:#}");
+        assert_eq!(
+            lvm["devices"],
+            serde_json::json!(["/dev/mapper/vg0-home", "/dev/mapper/vg0-root"])
+        );
+        let l = kind("luks");
+        assert_eq!(l["state"], "active", "{boot:?}: {l:#} {:#}", r["warnings"]);
+        assert_eq!(l["read_only"], true);
+        let key_text = std::str::from_utf8(KEY).unwrap();
+        assert!(!stdout.contains(key_text) && !err.contains(key_text));
+    }
+    assert_eq!(
+        [
+            fixture::sha256_file(&g.pv).unwrap(),
+            fixture::sha256_file(&luks).unwrap()
+        ],
+        before,
+        "check mode wrote to a disk"
+    );
+}

@@ -152,7 +152,7 @@ pub fn open(
     // installs), LVM, then LUKS over it.
     let md_members = unopened(scans, &opened, FsType::LinuxRaidMember);
     if !md_members.is_empty() {
-        need(md::MDADM, rep);
+        need(md::MDADM, MD_MODULES, rep);
         let layers = md_open::open(&md_members, mode, rep);
         add(layers, scans, &mut opened, rep);
     }
@@ -174,7 +174,7 @@ pub fn open(
                         .join(", ")
                 ),
             );
-            need(lvm::LVM, rep);
+            need(lvm::LVM, LVM_MODULES, rep);
             lvm_open::open(&found, mode, rep)
         } else {
             let keyed = |c: &lvm::Member| {
@@ -185,7 +185,7 @@ pub fn open(
                 })
             };
             if found.iter().any(keyed) {
-                need(luks::CRYPTSETUP, rep);
+                need(luks::CRYPTSETUP, LUKS_MODULES, rep);
             }
             luks_open::open(&found, &luks_keys, mode, rep)
         };
@@ -204,12 +204,35 @@ pub(super) fn said(lines: &[String]) -> String {
         .join("; ")
 }
 
-/// Unpacks the late archive when `tool` is not there yet (a warning when it cannot).
-fn need(tool: &str, rep: &mut Reporter) {
+/// Unpacks the late archive when `tool` is not there yet and loads `modules` (on a kernel
+/// that has them as modules); a warning for what fails.
+fn need(tool: &str, modules: &[&str], rep: &mut Reporter) {
     if let Some(w) = late::need(tool) {
         rep.warn(Step::Layers, None, w);
     }
+    for f in crate::modules::ensure_named(modules) {
+        rep.warn(Step::Layers, None, f);
+    }
 }
+
+/// The modules each layer needs on a kernel that has them as modules.
+const MD_MODULES: &[&str] = &["md_mod", "raid0", "raid1", "raid10", "raid456"];
+const LVM_MODULES: &[&str] = &[
+    "dm_mod",
+    "dm_snapshot",
+    "dm_mirror",
+    "dm_thin_pool",
+    "dm_zero",
+];
+const LUKS_MODULES: &[&str] = &[
+    "dm_mod",
+    "dm_crypt",
+    "xts",
+    "essiv",
+    "aesni_intel",
+    "algif_skcipher",
+    "algif_hash",
+];
 
 /// Scans each device `layers` opened, like a disk, appends the scans, and keeps the layers.
 fn add(layers: Vec<Layer>, scans: &mut Vec<DiskScan>, opened: &mut Opened, rep: &mut Reporter) {

@@ -101,6 +101,35 @@ pub fn meta_pairs(json: &[u8]) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
+/// The cdroms once the host's settings drive is among them (the host said it attached one: a
+/// SATA or IDE cdrom shows up after the disks), or `limit` passed (then a warning).
+fn wait_for_settings_drive(limit: std::time::Duration, rep: &mut Reporter) -> Vec<DiskScan> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let cdroms = cdrom_scans();
+        if !find_all(&cdroms, paths::SETTINGS_LABEL).is_empty() {
+            return cdroms;
+        }
+        if std::time::Instant::now() >= until {
+            rep.warn(
+                Step::Cmdline,
+                None,
+                format!(
+                    "the host said it attached a settings drive, but no cdrom labelled {} showed up within {} s: its secrets (LUKS keys) are not read",
+                    paths::SETTINGS_LABEL,
+                    limit.as_secs()
+                ),
+            );
+            return cdroms;
+        }
+        let late = crate::modules::rescan(std::path::Path::new("/sys"));
+        if !late.is_empty() {
+            log::info!("modules for the settings drive: {}", late.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// The cdroms (`sr*`), which the guest-disk scan leaves out: nova attaches an ISO 9660 config
 /// drive as one.
 fn cdrom_scans() -> Vec<DiskScan> {
@@ -135,7 +164,14 @@ fn cdrom_scans() -> Vec<DiskScan> {
 /// drive's (which win). Returns the secrets (LUKS keys) the settings drive carries: the only
 /// place they come from.
 pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) -> Vec<LuksKey> {
-    let cdroms = cdrom_scans();
+    let cdroms = if settings.settings_drive {
+        wait_for_settings_drive(
+            std::time::Duration::from_secs(settings.settle_secs.max(30)),
+            rep,
+        )
+    } else {
+        cdrom_scans()
+    };
     if let Some(data) = read_drive(scans, &cdroms, LABEL, META_DATA, rep) {
         match meta_pairs(&data) {
             Ok(pairs) => {

@@ -107,6 +107,11 @@ fn make(tree: &Path, iso: &Path, settings: &Settings, keys: &[LuksKey]) -> Resul
             message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
+    // With secrets, readable by its owner only (libvirt hands it to its QEMU as it does a
+    // disk: dynamic ownership).
+    if !keys.is_empty() {
+        fs::set_permissions(iso, fs::Permissions::from_mode(0o600)).map_err(io("securing", iso))?;
+    }
     Ok(())
 }
 
@@ -172,6 +177,10 @@ mod tests {
         let keys = [LuksKey::new("abc", b"k3y".to_vec()).unwrap()];
         write(dir.path(), &iso, &Settings::default(), &keys).unwrap();
         assert!(!dir.path().join("settings-tree").exists());
+        assert_eq!(
+            fs::metadata(&iso).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let data = fs::read(&iso).unwrap();
         let needle = b"luks abc 6b3379";
         assert!(data.windows(needle.len()).any(|w| w == needle));

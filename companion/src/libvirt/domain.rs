@@ -42,7 +42,11 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 
 /// This rescue's settings for the agent.
 fn agent_settings(req: &DomainRequest) -> params::Settings {
-    crate::boot::settings::for_rescue(req.mode, req.timeout)
+    params::Settings {
+        // A kernel boot's line tells the agent to wait for the drive its secrets are on.
+        settings_drive: !req.luks_keys.is_empty(),
+        ..crate::boot::settings::for_rescue(req.mode, req.timeout)
+    }
 }
 
 fn unified_diff(a: &str, b: &str) -> Result<String, DomainError> {
@@ -183,9 +187,8 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     let kernel_boot =
         |kernel: &Path, initrd: &Path, bootcopy: Option<&str>| -> Result<BootMethod, DomainError> {
             let cmdline = super::kernel_cmdline(&params::Settings {
-                mode: req.mode,
                 bootcopy: bootcopy.map(str::to_owned),
-                ..params::Settings::default()
+                ..agent_settings(req)
             })
             .map_err(DomainError::Cmdline)?;
             Ok(BootMethod::Kernel {

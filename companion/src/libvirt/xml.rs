@@ -69,6 +69,21 @@ pub struct Rescue {
     pub staged: Vec<(String, String)>,
 }
 
+/// The settings drive as a cdrom on the machine's cdrom bus, at a target not in `used`.
+fn settings_cdrom(iso: &str, machine: &str, used: &[String]) -> String {
+    let bus = cdrom_bus(machine);
+    let prefix = if bus == "ide" { "hd" } else { "sd" };
+    fill(
+        CDROM,
+        &[
+            ("iso", &escape(iso)),
+            ("target", &free_target(prefix, used)),
+            ("bus", bus),
+            ("boot", ""),
+        ],
+    )
+}
+
 /// The serial of the scratch disk [`Rescue::scratch_disk`] attaches.
 pub const SCRATCH_SERIAL: &str = "vmrescue-scratch";
 
@@ -362,17 +377,7 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
             appends.push((devices, disk));
             if let Some(settings) = &r.settings_iso {
                 used.push(target);
-                let target = free_target(prefix, &used);
-                let drive = fill(
-                    CDROM,
-                    &[
-                        ("iso", &escape(settings)),
-                        ("target", &target),
-                        ("bus", bus),
-                        ("boot", ""),
-                    ],
-                );
-                appends.push((devices, drive));
+                appends.push((devices, settings_cdrom(settings, &f.machine, &used)));
             }
         }
         BootMethod::Kernel {
@@ -395,6 +400,11 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
                 ],
             );
             appends.push((os, frag));
+            // Secrets for a kernel boot come on a settings drive too (never its command line).
+            if let Some(settings) = &r.settings_iso {
+                let used = used_targets(devices);
+                appends.push((devices, settings_cdrom(settings, &f.machine, &used)));
+            }
         }
     }
     if let Some(image) = &r.scratch_disk {
@@ -813,6 +823,22 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("cdrom"));
+        Document::parse(&out).unwrap();
+        // With secrets, the settings drive comes as a cdrom (q35: SATA), not on the line.
+        let mut with_keys = rescue(
+            BootMethod::Kernel {
+                kernel: "/img/vmlinuz".into(),
+                initrd: "/img/initramfs.img".into(),
+                cmdline: "console=ttyS0 vmrescue.settings_drive=1".into(),
+            },
+            Mode::Check,
+        );
+        with_keys.settings_iso = Some("/run/s.iso".into());
+        let out = rescue_xml(xml, &with_keys).unwrap();
+        assert!(
+            out.contains("<source file='/run/s.iso'/>") && out.contains("bus='sata'"),
+            "{out}"
+        );
         Document::parse(&out).unwrap();
     }
 

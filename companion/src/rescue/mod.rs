@@ -198,6 +198,7 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
         // Every disk of a rescue here is on virtio.
         ata: false,
         undo: undo.map(str::to_owned),
+        settings_drive: !req.luks_keys.is_empty(),
         ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }
