@@ -151,12 +151,19 @@ pub fn unreached(report: &Report, fs: &Filesystem) -> Option<String> {
     }
 }
 
-/// Whether the container `device` is a member of a layer the rescue opened (an LVM volume
-/// group activated, an md array assembled, a LUKS container unlocked), even partly.
+/// Whether the container `device` is a member of a layer the rescue opened whole (an LVM
+/// volume group with every LV activated, an md array running, even degraded, a LUKS
+/// container unlocked).
 pub fn opened(report: &Report, device: &str) -> bool {
     report.layers.iter().any(|l| {
-        matches!(l.state, LayerState::Active | LayerState::Partial)
-            && l.members.iter().any(|m| m == device)
+        // A degraded md array still holds all of its data; a volume group activated only in
+        // part may hold what fstab names in an LV that was not activated.
+        let whole = match l.state {
+            LayerState::Active => true,
+            LayerState::Partial => l.kind == crate::LayerKind::Md,
+            _ => false,
+        };
+        whole && l.members.iter().any(|m| m == device)
     })
 }
 
@@ -578,8 +585,18 @@ mod tests {
         assert_eq!(outcome(m, &r, false), Outcome::Unrepaired);
         r.filesystems.remove(3);
 
-        // A gone volume with no container on the disks is not a gap: fstab's repair handles it.
+        // A volume group activated only in part may hold a missing /home in an LV that did not
+        // activate: its PV stays a gap. A degraded md array holds everything: no gap.
         r.fstab.as_mut().unwrap().entries[1].resolution = Resolution::Missing;
+        r.fstab.as_mut().unwrap().entries[1].device = None;
+        r.filesystems.truncate(2);
+        r.layers[0].state = LayerState::Partial;
+        assert_eq!(outcome(m, &r, false), Outcome::Unrepaired);
+        assert_eq!(super::gaps(&r)[0].device, "/dev/vdb");
+        r.layers[0].kind = LayerKind::Md;
+        assert_eq!(outcome(m, &r, false), Outcome::Repaired);
+
+        // A gone volume with no container on the disks is not a gap: fstab's repair handles it.
         r.filesystems.truncate(1);
         assert_eq!(outcome(m, &r, false), Outcome::Repaired);
     }
