@@ -5,6 +5,7 @@
 //!
 //! It packs the agent binary; it does not link the agent's code.
 
+mod assemble;
 pub mod closure;
 pub mod cpio;
 pub mod elf;
@@ -13,10 +14,10 @@ pub mod layout;
 pub mod manifest;
 pub mod media;
 pub mod modules;
+mod pack;
 pub mod pvh;
 pub mod rescue_kernel;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -153,233 +154,15 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &optional_text("modules.alias"),
         &optional_text("modules.builtin"),
     );
-    // `NAME`, `NAME optional`, `NAME late`.
-    let listed_modules: Vec<(&str, bool, bool)> = MODULES_LIST
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let mut words = l.split_whitespace();
-            let name = words.next().unwrap_or(l);
-            let flags: Vec<&str> = words.collect();
-            (name, flags.contains(&"optional"), flags.contains(&"late"))
-        })
-        .collect();
-    let resolve = |wanted: Vec<(&str, bool)>| {
-        index
-            .resolve_with(&wanted)
-            .map_err(|source| BuildError::Module {
-                version: version.clone(),
-                source,
-            })
-    };
-    let loads = resolve(listed_modules.iter().map(|(n, o, _)| (*n, *o)).collect())?;
-    // A module is late when only late ones need it.
-    let core_modules: BTreeSet<String> = resolve(
-        listed_modules
-            .iter()
-            .filter(|(_, _, late)| !late)
-            .map(|(n, o, _)| (*n, *o))
-            .collect(),
-    )?
-    .into_iter()
-    .map(|l| l.path)
-    .collect();
-
-    // Every entry by path, in the initramfs or the late archive; a BTreeMap sorts them (parents
-    // before children) and dedups.
-    let mut core: BTreeMap<String, cpio::Entry> = BTreeMap::new();
-    let mut late: BTreeMap<String, cpio::Entry> = BTreeMap::new();
-    let add_to =
-        |entries: &mut BTreeMap<String, cpio::Entry>, path: &str, mode: u32, kind: cpio::Kind| {
-            let key = path.trim_start_matches('/').to_owned();
-            // Parent directories too, so the archive unpacks whatever the list forgot.
-            for dir in Path::new(&key).ancestors().skip(1) {
-                let dir = dir.to_string_lossy().into_owned();
-                if !dir.is_empty() {
-                    let entry = cpio::Entry {
-                        path: dir.clone(),
-                        mode: 0o755,
-                        kind: cpio::Kind::Dir,
-                    };
-                    entries.entry(dir).or_insert(entry);
-                }
-            }
-            entries.insert(
-                key.clone(),
-                cpio::Entry {
-                    path: key,
-                    mode,
-                    kind,
-                },
-            );
-        };
-    let mut add = |path: &str, mode: u32, kind: cpio::Kind| add_to(&mut core, path, mode, kind);
-    // Shared libraries of `bin` items, by image path: each once, however many binaries need it;
-    // those only late binaries need go late.
-    let mut libs: BTreeMap<String, closure::Lib> = BTreeMap::new();
-    let mut core_libs: BTreeSet<String> = BTreeSet::new();
-    let mut late_bins: Vec<(String, u32, Vec<u8>)> = Vec::new();
-    let resolver = closure::Resolver::host();
-    let source_bytes = |source: &str| {
-        if source == layout::AGENT {
-            Ok(agent.clone())
-        } else {
-            read(Path::new(source))
-        }
-    };
-    let items = layout::parse(IMAGE_LIST)?;
-    let listed: BTreeSet<String> = items.iter().map(|i| i.path().to_owned()).collect();
-    for item in items {
-        let is_bin = matches!(item, layout::Item::Bin { .. });
-        match item {
-            layout::Item::Dir { path, mode } => add(&path, mode, cpio::Kind::Dir),
-            layout::Item::Nod {
-                path,
-                mode,
-                major,
-                minor,
-            } => add(&path, mode, cpio::Kind::CharDev { major, minor }),
-            layout::Item::Slink { path, target } => add(&path, 0o777, cpio::Kind::Symlink(target)),
-            // A file is taken as it is; a binary also brings its shared libraries.
-            layout::Item::File {
-                path,
-                source,
-                mode,
-                late,
-            }
-            | layout::Item::Bin {
-                path,
-                source,
-                mode,
-                late,
-            } => {
-                let data = source_bytes(&source)?;
-                if is_bin {
-                    for lib in resolver.closure(&path, Path::new(&source), &data)? {
-                        if !late {
-                            core_libs.insert(lib.image_path.clone());
-                        }
-                        libs.entry(lib.image_path.clone()).or_insert(lib);
-                    }
-                }
-                if late {
-                    late_bins.push((path, mode, data));
-                } else {
-                    add(&path, mode, cpio::Kind::File(data));
-                }
-            }
-        }
-    }
-    for (path, mode, data) in late_bins {
-        add_to(&mut late, &path, mode, cpio::Kind::File(data));
-    }
-    // What the list names itself wins over a library found for a binary.
-    for (path, lib) in libs {
-        if !listed.contains(&path) {
-            let into = if core_libs.contains(&path) {
-                &mut core
-            } else {
-                &mut late
-            };
-            add_to(into, &path, lib.mode, cpio::Kind::File(lib.data));
-        }
-    }
-    let mut add = |path: &str, mode: u32, kind: cpio::Kind| add_to(&mut core, path, mode, kind);
+    let loads = assemble::resolve(&index, &assemble::module_list(MODULES_LIST), &version)?;
+    let mut tree = assemble::Tree::default();
+    assemble::add_list(&mut tree, IMAGE_LIST, &agent)?;
     for e in &opts.extra {
-        add(&e.path, e.mode, e.kind.clone());
+        tree.add(false, &e.path, e.mode, e.kind.clone());
     }
-    // `PATH [optional] name=NAME needs=A,B`: in load order, each with what it needs first.
-    let carried: BTreeSet<String> = loads.iter().map(|l| modules::name_of(&l.path)).collect();
-    let mut load_list = String::from("# Written by vmrescue image build: modules in load order.\n");
-    let mut late_modules = Vec::new();
-    for l in &loads {
-        let image_path = format!("/lib/modules/{version}/{}", l.path);
-        let data = cpio::Kind::File(read(&moddir.join(&l.path))?);
-        if core_modules.contains(&l.path) {
-            add(&image_path, 0o644, data);
-        } else {
-            late_modules.push((image_path.clone(), data));
-        }
-        let name = modules::name_of(&l.path);
-        let needs = index.needs(&name, &carried).join(",");
-        load_list.push_str(&format!(
-            "{image_path}{} name={name} needs={needs}\n",
-            if l.optional { " optional" } else { "" }
-        ));
-    }
-    add(
-        MODULES_LOAD_PATH,
-        0o644,
-        cpio::Kind::File(load_list.into_bytes()),
-    );
-    let alias_list: String = index
-        .aliases_of(&carried)
-        .into_iter()
-        .map(|(pattern, module)| format!("alias {pattern} {module}\n"))
-        .collect();
-    add(
-        MODULES_ALIAS_PATH,
-        0o644,
-        cpio::Kind::File(alias_list.into_bytes()),
-    );
-
-    for (path, data) in late_modules {
-        add_to(&mut late, &path, 0o644, data);
-    }
+    assemble::add_modules(&mut tree, &index, &loads, &version, &moddir)?;
     let mtime = opts.mtime.unwrap_or_else(source_date_epoch);
-    let gzip = |data: &[u8], level: flate2::Compression| -> Result<Vec<u8>, BuildError> {
-        let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), level);
-        io::Write::write_all(&mut gz, data).map_err(io_err(&opts.out))?;
-        gz.finish().map_err(io_err(&opts.out))
-    };
-    // The late archive: the files themselves, not their directories (the agent makes those).
-    let late_files: Vec<cpio::Entry> = late
-        .into_values()
-        .filter(|e| !matches!(e.kind, cpio::Kind::Dir))
-        .collect();
-    let mut packed = Vec::new();
-    if !late_files.is_empty() {
-        let mut archive = Vec::new();
-        cpio::write(&mut archive, &late_files, mtime).map_err(io_err(&opts.out))?;
-        packed = gzip(&archive, flate2::Compression::best())?;
-    }
-    // The core alone, naming the late archive by checksum and length (from a disk, it is
-    // taken only when it matches); then the full initramfs, which carries it.
-    let mut lean = core.clone();
-    add_to(
-        &mut lean,
-        vmrescue_protocol::paths::LATE_SUM,
-        0o644,
-        cpio::Kind::File(format!("{} {}\n", sha256_hex(&packed), packed.len()).into_bytes()),
-    );
-    let lean: Vec<cpio::Entry> = lean.into_values().collect();
-    let mut core_archive = Vec::new();
-    cpio::write(&mut core_archive, &lean, mtime).map_err(io_err(&opts.out))?;
-    // The rescue kernel's: the core without the host kernel's modules (it takes none).
-    let mut rescue_archive = Vec::new();
-    if opts.rescue_kernel.is_some() && !packed.is_empty() {
-        let no_modules: Vec<cpio::Entry> = lean
-            .iter()
-            .filter(|e| !Path::new(&e.path).starts_with("lib/modules"))
-            .cloned()
-            .collect();
-        cpio::write(&mut rescue_archive, &no_modules, mtime).map_err(io_err(&opts.out))?;
-    }
-    let mut late_img = packed.clone();
-    late_img.resize(packed.len().div_ceil(512) * 512, 0);
-    if !packed.is_empty() {
-        add_to(
-            &mut core,
-            vmrescue_protocol::paths::LATE_ARCHIVE,
-            0o644,
-            cpio::Kind::File(packed),
-        );
-    }
-    let entries: Vec<cpio::Entry> = core.into_values().collect();
-    let mut archive = Vec::new();
-    cpio::write(&mut archive, &entries, mtime).map_err(io_err(&opts.out))?;
-    let initramfs = gzip(&archive, flate2::Compression::default())?;
+    let packed = pack::pack(tree, mtime, opts.rescue_kernel.is_some(), &opts.out)?;
 
     let vmlinux = pvh::vmlinux(&kernel_bytes);
     let rescue = match &opts.rescue_kernel {
@@ -393,7 +176,8 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 release: k.release.clone(),
                 source: k.source.clone(),
                 vmlinux_sha256: sha256_hex(&elf),
-                initramfs_sha256: (!rescue_archive.is_empty()).then(|| sha256_hex(&rescue_archive)),
+                initramfs_sha256: (!packed.rescue_archive.is_empty())
+                    .then(|| sha256_hex(&packed.rescue_archive)),
             };
             Some((elf, m))
         }
@@ -403,15 +187,20 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         builder_version: env!("CARGO_PKG_VERSION").to_owned(),
         kernel_version: version,
         kernel_sha256: sha256_hex(&kernel_bytes),
-        initramfs_sha256: sha256_hex(&initramfs),
+        initramfs_sha256: sha256_hex(&packed.initramfs),
         vmlinux_sha256: vmlinux.as_ref().ok().map(|v| sha256_hex(v)),
-        initramfs_cpio_sha256: Some(sha256_hex(&archive)),
-        initramfs_core_sha256: (!late_img.is_empty()).then(|| sha256_hex(&core_archive)),
-        late_sha256: (!late_img.is_empty()).then(|| sha256_hex(&late_img)),
+        initramfs_cpio_sha256: Some(sha256_hex(&packed.archive)),
+        initramfs_core_sha256: (!packed.late_img.is_empty())
+            .then(|| sha256_hex(&packed.core_archive)),
+        late_sha256: (!packed.late_img.is_empty()).then(|| sha256_hex(&packed.late_img)),
         vmlinux_missing: vmlinux.as_ref().err().map(|e| e.to_string()),
         agent_sha256: sha256_hex(&agent),
-        modules: loads.iter().map(|l| l.path.clone()).collect(),
-        late: late_files.iter().map(|e| format!("/{}", e.path)).collect(),
+        modules: loads.0.iter().map(|l| l.path.clone()).collect(),
+        late: packed
+            .late_files
+            .iter()
+            .map(|e| format!("/{}", e.path))
+            .collect(),
         media: None,
         rescue_kernel: rescue.as_ref().map(|(_, m)| m.clone()),
     };
@@ -419,15 +208,15 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &opts.out,
         &[
             (KERNEL_FILE, kernel_bytes.as_slice()),
-            (INITRAMFS_FILE, initramfs.as_slice()),
-            (INITRAMFS_CPIO_FILE, archive.as_slice()),
+            (INITRAMFS_FILE, packed.initramfs.as_slice()),
+            (INITRAMFS_CPIO_FILE, packed.archive.as_slice()),
         ]
         .into_iter()
         .chain(
-            (!late_img.is_empty())
+            (!packed.late_img.is_empty())
                 .then_some([
-                    (INITRAMFS_CORE_FILE, core_archive.as_slice()),
-                    (LATE_FILE, late_img.as_slice()),
+                    (INITRAMFS_CORE_FILE, packed.core_archive.as_slice()),
+                    (LATE_FILE, packed.late_img.as_slice()),
                 ])
                 .into_iter()
                 .flatten(),
@@ -439,8 +228,8 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 .map(|(elf, _)| (RESCUE_VMLINUX_FILE, elf.as_slice())),
         )
         .chain(
-            (rescue.is_some() && !rescue_archive.is_empty())
-                .then_some((RESCUE_INITRAMFS_FILE, rescue_archive.as_slice())),
+            (rescue.is_some() && !packed.rescue_archive.is_empty())
+                .then_some((RESCUE_INITRAMFS_FILE, packed.rescue_archive.as_slice())),
         )
         .collect::<Vec<_>>(),
         |tmp| {
@@ -458,7 +247,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                     .to_owned();
                 let inputs = media::Inputs {
                     kernel: &kernel_bytes,
-                    initramfs: &initramfs,
+                    initramfs: &packed.initramfs,
                     build_id: &build_id,
                     baked,
                     epoch: mtime,

@@ -12,7 +12,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use virt::connect::Connect;
 use virt::domain::Domain;
 use vmrescue_image_builder::{self as builder, Artefacts};
 use vmrescue_protocol::{params, paths, Mode, DEFAULT_PORT_NAME};
@@ -23,7 +22,8 @@ use super::remote_verify::boot_remote;
 pub use super::request::{connect, lookup, DomainError, DomainRequest, Done};
 use super::request::{io, is_local, lv};
 pub use super::state::unrescue;
-use super::state::{lock_state, write_synced};
+use super::state::{give_back, lock_state, write_synced};
+use super::verify_before::{before_boot, verify_before, First};
 use super::vm::LibvirtVm;
 use super::xml::{self, BootMethod};
 use crate::session::progress::{Event, Sink};
@@ -31,7 +31,7 @@ use crate::session::{self, host_warning};
 use crate::verify::flow;
 
 /// `VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE`.
-const XML_INACTIVE_SECURE: u32 = 1 | 2;
+pub(super) const XML_INACTIVE_SECURE: u32 = 1 | 2;
 const XML_SECURE: u32 = 1;
 /// The boot-copy disk (sparse): room for a kernel and a large initramfs. Remote: smaller, as it
 /// comes back whole through a stream.
@@ -440,126 +440,6 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             Err(DomainError::Session(e))
         }
     }
-}
-
-/// After the run: the persistent definition checked against the one saved before (a
-/// difference is said, never silently kept), and the domain started again when it ran before
-/// (a transient one is re-created from its XML) or `--start-after` asks. What went wrong is
-/// returned as warnings.
-#[allow(clippy::too_many_arguments)]
-fn give_back(
-    conn: &Connect,
-    uuid: &str,
-    name: &str,
-    original: &str,
-    persistent: bool,
-    active: bool,
-    req: &DomainRequest,
-    state_dir: &Path,
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if persistent {
-        match lookup(conn, uuid).and_then(|d| {
-            d.xml_desc(XML_INACTIVE_SECURE)
-                .map_err(lv("reading the definition", name))
-        }) {
-            Ok(after) if after == original => {}
-            Ok(_) => warnings.push(format!(
-                "the persistent definition of {name} differs from the one saved before the rescue ({}); compare with `virsh dumpxml --inactive {name}`",
-                state_dir.join("original.xml").display()
-            )),
-            Err(e) => warnings.push(format!("cannot read {name}'s definition back: {e}")),
-        }
-    }
-    let restart = (!persistent && active) || (req.start_after && persistent);
-    if restart {
-        let started = if persistent {
-            lookup(conn, uuid).and_then(|d| d.create().map_err(lv("starting", name)))
-        } else {
-            // A transient domain exists only while it runs: bring it back as it was.
-            conn.create_domain_xml(original, 0)
-                .map(|_| ())
-                .map_err(lv("re-creating", name))
-        };
-        if let Err(e) = started {
-            warnings.push(format!("{e}"));
-        }
-    }
-    warnings
-}
-
-/// What the rescue before the rescue gave.
-enum First {
-    /// The boot before (if a verify boot ran), for the record of the repair's verify boots.
-    Before(Option<vmrescue_protocol::BootCheck>),
-    /// In check mode that rescue is the whole answer.
-    Done(Done),
-}
-
-/// `--verify-before` (implied by `--rollback-on-regression`): a check-mode rescue first, whose
-/// verify boot is the boot before.
-fn verify_before(
-    req: &DomainRequest,
-    persistent: bool,
-    stage: bool,
-    sink: &mut dyn Sink,
-) -> Result<First, DomainError> {
-    if let Some(v) = req
-        .verify
-        .as_ref()
-        .filter(|v| (v.before || stage) && !req.dry_run)
-    {
-        if !persistent {
-            return Err(DomainError::VerifyUnsupported(
-                "--verify-before needs a persistent domain (a transient one is re-created after each rescue)",
-            ));
-        }
-        let check = req.mode == Mode::Check;
-        let first = DomainRequest {
-            mode: Mode::Check,
-            start_after: check && req.start_after,
-            verify: Some(crate::verify::VerifyRequest {
-                before: false,
-                rollback: false,
-                ..v.clone()
-            }),
-            ..req.clone()
-        };
-        let done = rescue(&first, sink)?;
-        let after = match &done {
-            Done::Report(r) => r.verify.as_ref().and_then(|v| v.after.clone()),
-            Done::DryRun(_) => None,
-        };
-        if check {
-            // Nothing changes in check mode: the boot after is the boot before.
-            let mut done = with_before(done, after);
-            if let (Done::Report(r), true) = (&mut done, v.rollback) {
-                r.warnings
-                    .push(host_warning(flow::ROLLBACK_IN_CHECK_MODE.into()));
-            }
-            return Ok(First::Done(done));
-        }
-        return Ok(First::Before(after));
-    }
-    Ok(First::Before(None))
-}
-
-/// A report with the boot before set (check mode: the same guest, booted before).
-fn with_before(done: Done, before: Option<vmrescue_protocol::BootCheck>) -> Done {
-    match done {
-        Done::Report(mut r) => {
-            if let Some(v) = r.verify.as_mut() {
-                v.before = before;
-            }
-            Done::Report(r)
-        }
-        other => other,
-    }
-}
-
-/// The boot before, as the flow records it.
-fn before_boot(b: Option<vmrescue_protocol::BootCheck>) -> flow::Before {
-    b.map_or(flow::Before::None, flow::Before::Boot)
 }
 
 #[cfg(test)]

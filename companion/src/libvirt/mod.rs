@@ -14,9 +14,11 @@ mod remote_verify;
 mod request;
 mod state;
 pub mod transfer;
+mod verify_before;
 pub mod verify_xml;
 pub mod vm;
 pub mod xml;
+mod xml_splice;
 
 /// Why a rescue XML cannot be made.
 #[derive(Debug, thiserror::Error)]

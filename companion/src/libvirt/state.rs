@@ -1,14 +1,16 @@
 //! A domain's rescue state on the host: its directory (the original definition, fsynced, the
 //! console log, the settings drive, staged overlays) and the lock held for the run; and
-//! `unrescue`, which cleans up after a crash.
+//! `unrescue`, which cleans up after a crash; and the definition given back after a run.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use virt::connect::Connect;
 use vmrescue_protocol::DEFAULT_PORT_NAME;
 
-use super::request::{connect, io, lookup, lv, DomainError};
+use super::domain::XML_INACTIVE_SECURE;
+use super::request::{connect, io, lookup, lv, DomainError, DomainRequest};
 
 /// A file written and fsynced.
 pub(super) fn write_synced(path: &Path, data: &[u8]) -> Result<(), DomainError> {
@@ -95,6 +97,52 @@ pub fn unrescue(domain: &str, uri: Option<&str>) -> Result<Vec<String>, DomainEr
         done.push(format!("nothing to undo for {name}"));
     }
     Ok(done)
+}
+
+/// After the run: the persistent definition checked against the one saved before (a
+/// difference is said, never silently kept), and the domain started again when it ran before
+/// (a transient one is re-created from its XML) or `--start-after` asks. What went wrong is
+/// returned as warnings.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn give_back(
+    conn: &Connect,
+    uuid: &str,
+    name: &str,
+    original: &str,
+    persistent: bool,
+    active: bool,
+    req: &DomainRequest,
+    state_dir: &Path,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if persistent {
+        match lookup(conn, uuid).and_then(|d| {
+            d.xml_desc(XML_INACTIVE_SECURE)
+                .map_err(lv("reading the definition", name))
+        }) {
+            Ok(after) if after == original => {}
+            Ok(_) => warnings.push(format!(
+                "the persistent definition of {name} differs from the one saved before the rescue ({}); compare with `virsh dumpxml --inactive {name}`",
+                state_dir.join("original.xml").display()
+            )),
+            Err(e) => warnings.push(format!("cannot read {name}'s definition back: {e}")),
+        }
+    }
+    let restart = (!persistent && active) || (req.start_after && persistent);
+    if restart {
+        let started = if persistent {
+            lookup(conn, uuid).and_then(|d| d.create().map_err(lv("starting", name)))
+        } else {
+            // A transient domain exists only while it runs: bring it back as it was.
+            conn.create_domain_xml(original, 0)
+                .map(|_| ())
+                .map_err(lv("re-creating", name))
+        };
+        if let Err(e) = started {
+            warnings.push(format!("{e}"));
+        }
+    }
+    warnings
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod follow;
 pub mod incident;
 pub mod kernel_lines;
 mod on_event;
+use on_event::disk_error_reason;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -301,72 +302,6 @@ impl Watch<'_> {
         }
     }
 
-    /// A paused incident for `uuid`, its disk and reason from the last I/O error event or
-    /// libvirt's recorded disk errors.
-    fn paused(&self, uuid: &str, dom: &Domain, what: &str) -> Incident {
-        let w = &self.watched[uuid];
-        let (mut disk, mut source, mut reason) = w.last_io.clone().unwrap_or_default();
-        if disk.is_none() {
-            if let Ok(errs) = events::disk_errors(dom) {
-                if let Some((d, code)) = errs.into_iter().next() {
-                    source = w.facts.target(&d).and_then(|f| f.source.clone());
-                    reason = reason.or(Some(disk_error_reason(code).into()));
-                    disk = Some(d);
-                }
-            }
-        }
-        let mut detail = what.to_owned();
-        if let Some(d) = &disk {
-            detail.push_str(&format!(" of {d}"));
-        }
-        if reason.as_deref() == Some("enospc") {
-            detail.push_str(": no space left where its disk lives on the host");
-        }
-        self.incident(
-            uuid,
-            Kind::Paused,
-            Source::LibvirtEvent,
-            disk,
-            source,
-            reason,
-            detail,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn incident(
-        &self,
-        uuid: &str,
-        kind: Kind,
-        source: Source,
-        disk: Option<String>,
-        source_file: Option<String>,
-        reason: Option<String>,
-        detail: String,
-    ) -> Incident {
-        let name = self
-            .watched
-            .get(uuid)
-            .map(|w| w.name.clone())
-            .unwrap_or_default();
-        Incident {
-            time: wall_time(),
-            suggest: domains::suggest(&name, self.opts.connect.as_deref()),
-            domain: name,
-            uuid: uuid.to_owned(),
-            kind,
-            disk,
-            source_file,
-            reason: reason.filter(|r| !r.is_empty()),
-            source,
-            detail,
-            count: 1,
-            guest_device: None,
-            repeat: false,
-            last_time: String::new(),
-        }
-    }
-
     fn observe(&mut self, inc: Incident) {
         let now = self.now_ms();
         self.dedup.observe(inc, now);
@@ -502,20 +437,4 @@ impl Watch<'_> {
         self.runner.reap(true);
         self.disconnect();
     }
-}
-
-/// libvirt's disk error code as a reason word.
-fn disk_error_reason(code: i32) -> &'static str {
-    if code == events::DISK_ERROR_NO_SPACE {
-        "enospc"
-    } else {
-        "eio"
-    }
-}
-
-fn wall_time() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    vmrescue_protocol::utc::rfc3339_millis(ms)
 }
