@@ -32,11 +32,44 @@ pub enum SessionError {
     #[error("{vm} failed to start the rescue: {detail}")]
     Refused { vm: String, detail: String },
     /// The rescue ran but did not report.
-    #[error("the rescue did not report: {reason}; console log: {}", console_log.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()))]
+    #[error("the rescue did not report: {reason}{}console log: {}", last_lines(last), console_log.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()))]
     NoReport {
         reason: String,
         console_log: Option<PathBuf>,
+        /// The console's last lines that are not the agent's frames (escaped): where a guest
+        /// stuck says why (a kernel's hung task, a panic).
+        last: Vec<String>,
     },
+}
+
+/// How many of the console's last lines a rescue that did not report shows.
+const LAST_LINES: usize = 12;
+
+/// The last `n` lines of a console log that are not the agent's frames, escaped.
+fn plain_lines(log: &[u8], n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(&log[log.len().saturating_sub(64 << 10)..]);
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && !l.contains(console::PREFIX))
+        .map(crate::render::clean)
+        .collect();
+    lines.drain(..lines.len().saturating_sub(n));
+    lines
+}
+
+/// The lines between the reason and the console log's path (which stays last).
+fn last_lines(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "; ".into();
+    }
+    let mut out = String::from("; the console's last lines:\n");
+    for l in lines {
+        out.push_str("  | ");
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }
 
 /// A warning the host adds to the guest's report.
@@ -68,6 +101,7 @@ pub fn run(
         return Err(SessionError::NoReport {
             reason: format!("interrupted by {sig} before the rescue VM started"),
             console_log: None,
+            last: Vec::new(),
         });
     }
     vm.start()?;
@@ -80,9 +114,8 @@ pub fn run(
     match collected {
         Collected::Report(r) => Ok(held(*r)),
         Collected::Nothing(mut reason) => {
-            let recovered = vm
-                .console_tail(CONSOLE_TAIL)
-                .map(|log| console::recover(&log));
+            let tail = vm.console_tail(CONSOLE_TAIL);
+            let recovered = tail.as_deref().map(console::recover);
             match recovered {
                 Some(console::Recovered::Report(mut r)) => {
                     r.warnings.push(host_warning(format!(
@@ -107,6 +140,9 @@ pub fn run(
             Err(SessionError::NoReport {
                 reason,
                 console_log: vm.console_log(),
+                last: tail
+                    .as_deref()
+                    .map_or_else(Vec::new, |t| plain_lines(t, LAST_LINES)),
             })
         }
     }
@@ -354,7 +390,10 @@ mod tests {
             SessionError::NoReport {
                 reason,
                 console_log,
+                last,
             } => {
+                // The frame (the summary) is not among the lines shown.
+                assert_eq!(last, &["no frames here"]);
                 assert!(reason.contains("closed without a report"), "{reason}");
                 assert!(
                     reason.contains("only the report's summary (outcome failed)"),
@@ -381,5 +420,47 @@ mod tests {
         vm.exit_after_polls = None;
         let e = run(&mut vm, Duration::from_millis(100), &mut progress::Quiet).unwrap_err();
         assert!(e.to_string().contains("timed out after 0 s"), "{e}");
+        assert!(
+            !e.to_string().contains("last lines"),
+            "an empty console adds none: {e}"
+        );
+        assert!(
+            e.to_string()
+                .ends_with("; console log: /run/fake/console.log"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_stuck_rescue_shows_the_consoles_last_lines_escaped() {
+        let mut console = Vec::new();
+        for i in 0..40 {
+            console.extend(format!("[ {i:3}.0] line {i}\r\n").into_bytes());
+        }
+        console.extend(b"INFO: task e2fsck:93 blocked for more than 120 seconds.\x1b[2J\n");
+        let mut vm = FakeVm::new(None, console);
+        vm.exit_after_polls = None;
+        let e = run(&mut vm, Duration::from_millis(100), &mut progress::Quiet).unwrap_err();
+        let SessionError::NoReport { last, .. } = &e else {
+            panic!("{e}");
+        };
+        assert_eq!(last.len(), LAST_LINES);
+        assert_eq!(
+            last[0], "[  29.0] line 29",
+            "the last ones, without carriage returns"
+        );
+        assert!(last[LAST_LINES - 1].starts_with("INFO: task e2fsck:93 blocked"));
+        assert!(!last[LAST_LINES - 1].contains('\x1b'), "escaped: {last:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("last lines:\n  | [  29.0] line 29\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                " blocked for more than 120 seconds.\\u{1b}[2J\nconsole log: /run/fake/console.log"
+            ),
+            "the path stays last: {text}"
+        );
     }
 }
