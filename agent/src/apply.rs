@@ -30,6 +30,54 @@ pub struct Applied {
     pub failures: Vec<(String, AtomicError)>,
 }
 
+fn perm(mode: u32, uid: u32, gid: u32) -> Perm {
+    Perm { mode, uid, gid }
+}
+
+/// The change a directory made (`Ok(None)`: it was there).
+fn made_dir(
+    made: Result<bool, AtomicError>,
+    step: &Step,
+    path: &str,
+    mode: u32,
+    device: &str,
+) -> Result<Option<Change>, AtomicError> {
+    made.map(|made| {
+        made.then(|| Change {
+            kind: ChangeKind::Mkdir,
+            path: path.to_owned(),
+            device: Some(device.to_owned()),
+            detail: format!("{} (mode {mode:04o})", step.why),
+            review: step.review,
+            ..Default::default()
+        })
+    })
+}
+
+/// Writes one planned file and says what changed.
+fn write(
+    root: &Root,
+    step: &Step,
+    path: &str,
+    content: &[u8],
+    perm: Perm,
+    stamp: &str,
+    device: &str,
+) -> Result<Option<Change>, AtomicError> {
+    root.write(path, content, perm, stamp).map(|w| {
+        Some(Change {
+            kind: ChangeKind::WriteFile,
+            path: path.to_owned(),
+            device: Some(device.to_owned()),
+            detail: step.why.clone(),
+            backup: w.backup,
+            sha256_before: w.sha256_before,
+            sha256_after: Some(w.sha256_after),
+            review: step.review,
+        })
+    })
+}
+
 /// Applies `steps` in order below `root` (the root filesystem `device`, mounted read-write);
 /// `done` hears of each change as soon as it is made.
 pub fn apply(
@@ -43,45 +91,54 @@ pub fn apply(
     for step in steps {
         let path = step.action.path().to_owned();
         let result = match &step.action {
-            Action::MakeDir { path, mode } => root.mkdir(path, *mode).map(|made| {
-                made.then(|| Change {
-                    kind: ChangeKind::Mkdir,
-                    path: path.clone(),
-                    device: Some(device.to_owned()),
-                    detail: format!("{} (mode {mode:04o})", step.why),
-                    review: step.review,
-                    ..Default::default()
-                })
-            }),
+            Action::MakeDir { path, mode } => {
+                made_dir(root.mkdir(path, *mode), step, path, *mode, device)
+            }
+            Action::MakeUserDir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => made_dir(
+                root.no_symlinks()
+                    .and_then(|r| r.mkdir_owned(path, *mode, *uid, *gid)),
+                step,
+                path,
+                *mode,
+                device,
+            ),
             Action::WriteFile {
                 path,
                 content,
                 mode,
                 uid,
                 gid,
-            } => root
-                .write(
+            } => write(
+                root,
+                step,
+                path,
+                content,
+                perm(*mode, *uid, *gid),
+                stamp,
+                device,
+            ),
+            Action::WriteUserFile {
+                path,
+                content,
+                mode,
+                uid,
+                gid,
+            } => root.no_symlinks().and_then(|r| {
+                write(
+                    &r,
+                    step,
                     path,
                     content,
-                    Perm {
-                        mode: *mode,
-                        uid: *uid,
-                        gid: *gid,
-                    },
+                    perm(*mode, *uid, *gid),
                     stamp,
+                    device,
                 )
-                .map(|w| {
-                    Some(Change {
-                        kind: ChangeKind::WriteFile,
-                        path: path.clone(),
-                        device: Some(device.to_owned()),
-                        detail: step.why.clone(),
-                        backup: w.backup,
-                        sha256_before: w.sha256_before,
-                        sha256_after: Some(w.sha256_after),
-                        review: step.review,
-                    })
-                }),
+            }),
             Action::Symlink { path, target } => root.symlink(path, target).map(|made| {
                 made.then(|| Change {
                     kind: ChangeKind::Symlink,
@@ -240,5 +297,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(saved, report);
+    }
+
+    #[test]
+    fn a_users_files_are_written_as_the_user_and_never_through_a_link() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        for dir in ["home/alice", "home/mallory", "root/.ssh"] {
+            std::fs::create_dir_all(d.path().join(dir)).unwrap();
+        }
+        std::fs::write(d.path().join("root/.ssh/authorized_keys"), b"root's\n").unwrap();
+        // Mallory's ~/.ssh points at root's: a write there must not land in root's file.
+        std::os::unix::fs::symlink("../../root/.ssh", d.path().join("home/mallory/.ssh")).unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let user = |path: &str, dir: bool| Step {
+            action: if dir {
+                Action::MakeUserDir {
+                    path: path.into(),
+                    mode: 0o700,
+                    uid: 1000,
+                    gid: 1001,
+                }
+            } else {
+                Action::WriteUserFile {
+                    path: path.into(),
+                    content: b"ssh-ed25519 AAAA k\n".to_vec(),
+                    mode: 0o600,
+                    uid: 1000,
+                    gid: 1001,
+                }
+            },
+            why: "1 key(s) added".into(),
+            review: false,
+        };
+        let steps = [
+            user("/home/alice/.ssh", true),
+            user("/home/alice/.ssh/authorized_keys", false),
+            user("/home/mallory/.ssh/authorized_keys", false),
+        ];
+        let applied = apply(&root, "/dev/vda1", &steps, "20261207T000000Z", &mut |_| {});
+        assert_eq!(applied.changes.len(), 2, "{:?}", applied.failures);
+        assert_eq!(applied.failures.len(), 1);
+        assert_eq!(applied.failures[0].0, "/home/mallory/.ssh/authorized_keys");
+        assert_eq!(
+            std::fs::read(d.path().join("root/.ssh/authorized_keys")).unwrap(),
+            b"root's\n"
+        );
+        let ssh = std::fs::metadata(d.path().join("home/alice/.ssh")).unwrap();
+        let keys = std::fs::metadata(d.path().join("home/alice/.ssh/authorized_keys")).unwrap();
+        assert_eq!((ssh.mode() & 0o7777, keys.mode() & 0o7777), (0o700, 0o600));
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(
+                (ssh.uid(), ssh.gid(), keys.uid(), keys.gid()),
+                (1000, 1001, 1000, 1001)
+            );
+        }
     }
 }

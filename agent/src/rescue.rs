@@ -101,7 +101,8 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         rep,
     );
     rep.mark(Phase::Disks);
-    let luks_keys = configdrive::apply(&mut found.scans, settings, rep);
+    let secrets = configdrive::apply(&mut found.scans, settings, rep);
+    let (luks_keys, access) = (secrets.luks, secrets.access);
     report.mode = settings.mode;
     let settings = &*settings;
     let undo = settings
@@ -161,7 +162,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
     let Some(root) = report.os.as_ref().and_then(|o| o.root_device.clone()) else {
         return Fixes::default();
     };
-    let fixes = fixes::run(settings, &root, report, rep);
+    let fixes = fixes::run(settings, &access, &root, report, rep);
     rep.mark(Phase::Fixes);
     if let Some(dev) = bootcopy {
         bootcopy::copy(&dev, report, fixes.root.as_ref().map(|r| &r.tree), rep);

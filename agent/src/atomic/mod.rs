@@ -45,6 +45,8 @@ pub use vmrescue_protocol::digest::sha256_hex;
 /// A directory that writes stay below.
 pub struct Root {
     fd: OwnedFd,
+    /// No symlink is followed anywhere on a path (see [`Root::no_symlinks`]).
+    strict: bool,
 }
 
 /// Why a write below a [`Root`] was not made. Every variant names the path (from the root);
@@ -133,7 +135,18 @@ impl Root {
             Mode::empty(),
         )
         .map_err(sys(&path.display().to_string(), "open"))?;
-        Ok(Root { fd })
+        Ok(Root { fd, strict: false })
+    }
+
+    /// The same root, where no symlink is followed on any path, even one inside the root: for
+    /// writes into a directory a guest user owns (their `~/.ssh`), which a link there must not
+    /// steer to another user's files.
+    pub fn no_symlinks(&self) -> Result<Root, AtomicError> {
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|e| io("/", "duplicate the root's descriptor")(e))?;
+        Ok(Root { fd, strict: true })
     }
 
     fn resolve(&self, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
@@ -144,7 +157,14 @@ impl Root {
             rel,
             flags | OFlags::CLOEXEC,
             Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+            ResolveFlags::IN_ROOT
+                | ResolveFlags::NO_MAGICLINKS
+                | ResolveFlags::NO_XDEV
+                | if self.strict {
+                    ResolveFlags::NO_SYMLINKS
+                } else {
+                    ResolveFlags::empty()
+                },
         )
     }
 
@@ -156,6 +176,17 @@ impl Root {
     /// Creates directory `path` (its parent must exist) with exactly `mode` (umask ignored),
     /// owned by root. An existing directory is left as it is: returns `Ok(false)`.
     pub fn mkdir(&self, path: &str, mode: u32) -> Result<bool, AtomicError> {
+        self.mkdir_owned(path, mode, 0, 0)
+    }
+
+    /// [`Root::mkdir`] owned by `uid`:`gid`.
+    pub fn mkdir_owned(
+        &self,
+        path: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<bool, AtomicError> {
         let (parent, name) = split(path).ok_or_else(|| bad_name(path, "directory"))?;
         let dir = self.dir(parent)?;
         match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
@@ -181,7 +212,8 @@ impl Root {
         )
         .map_err(sys(path, "open new directory"))?;
         if rustix::process::geteuid().is_root() {
-            rfs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(sys(path, "chown"))?;
+            rfs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(sys(path, "chown"))?;
         }
         rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(sys(path, "chmod"))?;
         rfs::fsync(&fd).map_err(sys(path, "fsync"))?;

@@ -15,7 +15,7 @@ use vmrescue_discovery::inventory::DiskScan;
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol::params::{self, Settings};
 use vmrescue_protocol::paths;
-use vmrescue_protocol::secrets::{self, LuksKey};
+use vmrescue_protocol::secrets::{self, Secrets};
 use vmrescue_protocol::Step;
 
 use crate::inspect::MountedTree;
@@ -161,9 +161,9 @@ fn cdrom_scans() -> Vec<DiskScan> {
 }
 
 /// Reads the drives' vmrescue settings into `settings`: the config drive's, then the settings
-/// drive's (which win). Returns the secrets (LUKS keys) the settings drive carries: the only
-/// place they come from.
-pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) -> Vec<LuksKey> {
+/// drive's (which win). Returns the secrets (LUKS keys, the access asked for) the settings
+/// drive carries: the only place they come from.
+pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter) -> Secrets {
     let cdroms = if settings.settings_drive {
         wait_for_settings_drive(
             std::time::Duration::from_secs(settings.settle_secs.max(30)),
@@ -213,7 +213,7 @@ pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter
         .unwrap_or_default()
         .into_iter();
     let (words, secrets) = (files.next().flatten(), files.next().flatten());
-    let mut keys = Vec::new();
+    let mut keys = Secrets::default();
     if let Some(mut data) = secrets {
         let (k, warnings) = secrets::decode(&data);
         data.iter_mut().for_each(|b| *b = 0);
@@ -221,10 +221,21 @@ pub fn apply(scans: &mut [DiskScan], settings: &mut Settings, rep: &mut Reporter
             rep.warn(Step::Cmdline, None, format!("settings drive: {w}"));
         }
         if !k.is_empty() {
+            let a = &k.access;
+            let access = [
+                a.root_password
+                    .as_ref()
+                    .map(|_| "a root password hash".to_owned()),
+                (!a.ssh_keys.is_empty()).then(|| format!("{} SSH key(s)", a.ssh_keys.len())),
+                (!a.unlock.is_empty()).then(|| format!("{} user(s) to unlock", a.unlock.len())),
+            ];
+            let what: Vec<String> = std::iter::once(format!("{} LUKS key(s)", k.luks.len()))
+                .chain(access.into_iter().flatten())
+                .collect();
             rep.progress(
                 Step::Cmdline,
                 None,
-                format!("{} LUKS key(s) from the host's settings drive", k.len()),
+                format!("{} from the host's settings drive", what.join(", ")),
             );
         }
         keys = k;

@@ -7,6 +7,7 @@ use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol::params::Settings;
 use vmrescue_protocol::paths::{REFERENCE_ETC, REFERENCE_ETC_RUN};
+use vmrescue_protocol::secrets::Access;
 use vmrescue_protocol::{Change, Filesystem, FsState, FsckStatus, Mode, Report, Step};
 
 use crate::inspect::MountedTree;
@@ -32,7 +33,13 @@ pub struct Fixes {
 
 /// Plans the guest fixes on the root and, in repair mode, applies them. Returns the root still
 /// mounted read-write in repair mode, for the report.
-pub fn run(settings: &Settings, root: &str, report: &mut Report, rep: &mut Reporter) -> Fixes {
+pub fn run(
+    settings: &Settings,
+    access: &Access,
+    root: &str,
+    report: &mut Report,
+    rep: &mut Reporter,
+) -> Fixes {
     let Some(fs) = report
         .filesystems
         .iter()
@@ -46,7 +53,7 @@ pub fn run(settings: &Settings, root: &str, report: &mut Report, rep: &mut Repor
         return Fixes::default();
     };
     let now = clock::now_secs();
-    let steps = plan_on(&tree, settings, root, now, report, rep);
+    let steps = plan_on(&tree, settings, access, root, now, report, rep);
     if settings.mode == Mode::Check {
         return Fixes::default();
     }
@@ -114,6 +121,7 @@ fn fresh_machine_id() -> String {
 fn plan_on(
     tree: &MountedTree,
     settings: &Settings,
+    access: &Access,
     root: &str,
     now: u64,
     report: &mut Report,
@@ -140,6 +148,7 @@ fn plan_on(
             errors_remount_ro: settings.errors_remount_ro,
             ..plan::Policy::default()
         },
+        access,
     };
     let planned = plan::plan(tree, &ctx);
     for n in &planned.notes {

@@ -402,6 +402,7 @@ mod tests {
             today: 20_000,
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
+            access: &vmrescue_protocol::secrets::access::NO_ACCESS,
         }
     }
 

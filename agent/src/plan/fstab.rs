@@ -459,6 +459,7 @@ mod tests {
             today: 0,
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy,
+            access: &vmrescue_protocol::secrets::access::NO_ACCESS,
         }
     }
 

@@ -2,6 +2,7 @@
 //! Pure: the root is read through a [`Tree`], nothing is written here. Check mode reports the
 //! plan; repair mode hands it to [`crate::apply`].
 
+pub mod access;
 pub mod conffiles;
 pub mod distro_defaults;
 pub mod etc;
@@ -31,6 +32,23 @@ pub enum Action {
     Symlink { path: String, target: String },
     /// Remove a temporary file an earlier, stopped rescue left (only such names).
     RemoveTemp { path: String },
+    /// Create a directory in a user's home, owned by the user, following no symlink anywhere
+    /// on its path (a user's link must not steer the rescue's write to another's files).
+    MakeUserDir {
+        path: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// Create or replace a file in a user's home, as [`Action::WriteFile`], following no
+    /// symlink anywhere on its path.
+    WriteUserFile {
+        path: String,
+        content: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 impl Action {
@@ -39,14 +57,16 @@ impl Action {
             Action::MakeDir { path, .. }
             | Action::WriteFile { path, .. }
             | Action::Symlink { path, .. }
-            | Action::RemoveTemp { path } => path,
+            | Action::RemoveTemp { path }
+            | Action::MakeUserDir { path, .. }
+            | Action::WriteUserFile { path, .. } => path,
         }
     }
 
     pub fn kind(&self) -> ChangeKind {
         match self {
-            Action::MakeDir { .. } => ChangeKind::Mkdir,
-            Action::WriteFile { .. } => ChangeKind::WriteFile,
+            Action::MakeDir { .. } | Action::MakeUserDir { .. } => ChangeKind::Mkdir,
+            Action::WriteFile { .. } | Action::WriteUserFile { .. } => ChangeKind::WriteFile,
             Action::Symlink { .. } => ChangeKind::Symlink,
             Action::RemoveTemp { .. } => ChangeKind::RemoveTemp,
         }
@@ -114,6 +134,8 @@ pub struct Context<'a> {
     /// `/etc/machine-id` when the guest's own cannot be found.
     pub fresh_machine_id: &'a str,
     pub policy: Policy,
+    /// The access the operator asked for (a root password, SSH keys, users to unlock).
+    pub access: &'a vmrescue_protocol::secrets::Access,
 }
 
 /// The plan, and what the planners noticed but will not fix.
@@ -183,13 +205,15 @@ pub fn plan(root: &dyn Tree, ctx: &Context) -> Plan {
         })
         .or(fstab_text);
     mountpoints::plan(root, ctx, fstab_for_mounts.as_deref(), &mut p);
+    // On the account files as restored or rebuilt above.
+    access::plan(root, ctx.access, ctx, &mut p);
     selinux_relabel(root, &mut p);
     leftovers::plan(root, vmrescue_protocol::paths::REPORT_DIR, &mut p);
     // Leftovers first, then directories before the files that go in them.
     p.steps.sort_by_key(|s| match s.action {
         Action::RemoveTemp { .. } => 0,
-        Action::MakeDir { .. } => 1,
-        Action::WriteFile { .. } => 2,
+        Action::MakeDir { .. } | Action::MakeUserDir { .. } => 1,
+        Action::WriteFile { .. } | Action::WriteUserFile { .. } => 2,
         Action::Symlink { .. } => 3,
     });
     p
@@ -248,6 +272,7 @@ pub(crate) mod testing {
             today: 20_000,
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
+            access: &vmrescue_protocol::secrets::access::NO_ACCESS,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The per-rescue settings drive: an ISO 9660 labelled `paths::SETTINGS_LABEL` holding the
 //! agent's settings (`paths::SETTINGS_FILE`) and the secrets the operator handed this rescue
-//! (`paths::SECRETS_FILE`: LUKS keys), attached as a cdrom (a guest cannot add one to its
+//! (`paths::SECRETS_FILE`: LUKS keys, the access asked for), attached as a cdrom (a guest cannot add one to its
 //! rescue). The one way a secret reaches the agent: never a kernel command line, a console
 //! line, the report or a log. The tree it is made from is removed as soon as the ISO exists.
 
@@ -12,7 +12,7 @@ use std::process::Command;
 
 use vmrescue_protocol::params::{self, Settings};
 use vmrescue_protocol::paths;
-use vmrescue_protocol::secrets::{self, LuksKey};
+use vmrescue_protocol::secrets::{self, Access, LuksKey, PasswordHash, Secrets};
 
 /// Why a settings drive could not be made, or a key not read.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,8 @@ pub enum DriveError {
     Xorriso { path: PathBuf, message: String },
     #[error("--luks-key {arg:?}: {message}")]
     Key { arg: String, message: String },
+    #[error("{flag}: {message}")]
+    Access { flag: String, message: String },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DriveError {
@@ -55,13 +57,60 @@ pub fn luks_key(arg: &str) -> Result<LuksKey, DriveError> {
     LuksKey::new(uuid, key).map_err(err)
 }
 
+/// Largest public key file read.
+const MAX_KEY_FILE: u64 = 64 << 10;
+
+/// The access asked for by `--root-password-hash`, `--ssh-key FILE` (for `user`) and
+/// `--unlock-user`, checked. An error names the flag and the file, never a hash or a key.
+pub fn access(
+    hash: Option<&str>,
+    key_files: &[PathBuf],
+    user: &str,
+    unlock: &[String],
+) -> Result<Access, DriveError> {
+    let err = |flag: String, message: String| DriveError::Access { flag, message };
+    let root_password = hash
+        .map(|h| PasswordHash::new(h).map_err(|m| err("--root-password-hash".into(), m)))
+        .transpose()?;
+    let mut ssh_keys = Vec::new();
+    for file in key_files {
+        let flag = format!("--ssh-key {}", file.display());
+        let meta = fs::metadata(file).map_err(|e| err(flag.clone(), e.to_string()))?;
+        if !meta.is_file() || meta.len() > MAX_KEY_FILE {
+            return Err(err(
+                flag,
+                format!("not a public key file of at most {MAX_KEY_FILE} bytes"),
+            ));
+        }
+        let text = fs::read_to_string(file).map_err(|e| err(flag.clone(), e.to_string()))?;
+        ssh_keys.extend(secrets::access::ssh_keys_from(user, &text).map_err(|m| err(flag, m))?);
+    }
+    if ssh_keys.len() > secrets::access::MAX_KEYS {
+        return Err(err(
+            "--ssh-key".into(),
+            format!("more than {} keys", secrets::access::MAX_KEYS),
+        ));
+    }
+    if let Some(u) = unlock.iter().find(|u| !secrets::access::valid_user(u)) {
+        return Err(err(
+            format!("--unlock-user {u:?}"),
+            "not a user name".into(),
+        ));
+    }
+    Ok(Access {
+        root_password,
+        ssh_keys,
+        unlock: unlock.to_vec(),
+    })
+}
+
 /// Writes the drive for `settings` and `keys` to `iso`, made from a tree under `work` (removed
 /// again, whatever happens).
 pub fn write(
     work: &Path,
     iso: &Path,
     settings: &Settings,
-    keys: &[LuksKey],
+    keys: &Secrets,
 ) -> Result<(), DriveError> {
     let tree = work.join("settings-tree");
     let _ = fs::remove_dir_all(&tree);
@@ -70,7 +119,7 @@ pub fn write(
     made
 }
 
-fn make(tree: &Path, iso: &Path, settings: &Settings, keys: &[LuksKey]) -> Result<(), DriveError> {
+fn make(tree: &Path, iso: &Path, settings: &Settings, keys: &Secrets) -> Result<(), DriveError> {
     let file = tree.join(paths::SETTINGS_FILE.trim_start_matches('/'));
     let dir = file.parent().unwrap_or(tree);
     fs::create_dir_all(dir).map_err(io("creating", dir))?;
@@ -120,7 +169,7 @@ fn make(tree: &Path, iso: &Path, settings: &Settings, keys: &[LuksKey]) -> Resul
 pub fn for_secrets(
     dir: &Path,
     settings: &Settings,
-    keys: &[LuksKey],
+    keys: &Secrets,
 ) -> Result<Option<PathBuf>, DriveError> {
     if keys.is_empty() {
         return Ok(None);
@@ -174,7 +223,10 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let iso = dir.path().join("settings.iso");
-        let keys = [LuksKey::new("abc", b"k3y".to_vec()).unwrap()];
+        let keys = Secrets {
+            luks: vec![LuksKey::new("abc", b"k3y".to_vec()).unwrap()],
+            ..Default::default()
+        };
         write(dir.path(), &iso, &Settings::default(), &keys).unwrap();
         assert!(!dir.path().join("settings-tree").exists());
         assert_eq!(
@@ -184,5 +236,59 @@ mod tests {
         let data = fs::read(&iso).unwrap();
         let needle = b"luks abc 6b3379";
         assert!(data.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn access_flags_are_checked_and_their_errors_show_no_hash_or_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("id.pub");
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHyLptXQsulXKbxnfyXQZHg0126hHD8G3/3cynPHq0r8 me";
+        fs::write(&public, format!("{key}\n")).unwrap();
+        let a = access(
+            Some("$y$j9T$salt$hash"),
+            std::slice::from_ref(&public),
+            "alice",
+            &["bob".into()],
+        )
+        .unwrap();
+        assert_eq!(a.ssh_keys[0].user, "alice");
+        assert_eq!(a.ssh_keys[0].line(), key);
+        assert_eq!(a.unlock, ["bob"]);
+        let private = dir.path().join("id");
+        fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n").unwrap();
+        type Case<'a> = (Option<&'a str>, Vec<PathBuf>, &'a str, Vec<String>, &'a str);
+        let cases: [Case; 5] = [
+            (
+                Some("hunter2-clear"),
+                vec![],
+                "root",
+                vec![],
+                "--root-password-hash",
+            ),
+            (None, vec![private], "root", vec![], "private key"),
+            (
+                None,
+                vec![dir.path().join("missing.pub")],
+                "root",
+                vec![],
+                "missing.pub",
+            ),
+            (
+                None,
+                vec![public.clone()],
+                "../root",
+                vec![],
+                "is not a user name",
+            ),
+            (None, vec![], "root", vec!["a:b".into()], "--unlock-user"),
+        ];
+        for (hash, files, user, unlock, said) in cases {
+            let e = access(hash, &files, user, &unlock).unwrap_err().to_string();
+            assert!(e.contains(said), "{e}");
+            for secret in ["hunter2-clear", "c2VjcmV0", "AAAAC3Nza"] {
+                assert!(!e.contains(secret), "{e}");
+            }
+        }
     }
 }

@@ -53,6 +53,8 @@ impl FormatArg {
     }
 }
 
+// Parsed once per run: the size of the largest command does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Boot the rescue image under QEMU with the guest's disk image(s), check or repair them,
@@ -148,11 +150,8 @@ pub enum Cmd {
         /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
         #[arg(long, value_name = "DIR")]
         undo_dir: Option<PathBuf>,
-        /// Unlock the LUKS container with this UUID with the key in FILE (repeatable). The key
-        /// reaches the rescue only on its settings drive (a cdrom), never on a command line, a
-        /// console, the report or a log; without one a LUKS container stays locked.
-        #[arg(long, value_name = "UUID=FILE")]
-        luks_key: Vec<String>,
+        #[command(flatten)]
+        secrets: SecretArgs,
         #[command(flatten)]
         boots: VerifyArgs,
     },
@@ -377,6 +376,35 @@ pub struct SalvageArgs {
     /// disk, console-log, other-file, directory (default: nova's layout). Repeatable.
     #[arg(long, value_name = "ROLE=USER:GROUP:MODE")]
     pub owner: Vec<String>,
+}
+
+/// What `vmrescue rescue` carries on its settings drive only (`--disk` and `--domain` alike):
+/// never on a command line, a console, the report or a log.
+#[derive(Debug, clap::Args)]
+pub struct SecretArgs {
+    /// Unlock the LUKS container with this UUID with the key in FILE (repeatable); without
+    /// one a LUKS container stays locked.
+    #[arg(long, value_name = "UUID=FILE")]
+    pub luks_key: Vec<String>,
+    /// Set root's password to this crypt(3) hash (from `openssl passwd -6` or `mkpasswd -m
+    /// yescrypt`; never a clear-text password). Repair mode writes it; check mode plans it.
+    #[arg(long, value_name = "HASH")]
+    pub root_password_hash: Option<String>,
+    /// Add the public keys in FILE (an OpenSSH .pub file) to --user's
+    /// ~/.ssh/authorized_keys (repeatable), creating ~/.ssh with the user's owner and mode 0700.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Vec<PathBuf>,
+    /// Whose authorized_keys --ssh-key adds to (an account of the guest's /etc/passwd).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "root",
+        requires = "ssh_key"
+    )]
+    pub user: String,
+    /// Clear this user's `!` password lock and a passed account expiry date (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub unlock_user: Vec<String>,
 }
 
 /// The verify boots of `vmrescue rescue` (`--disk` and `--domain` alike).

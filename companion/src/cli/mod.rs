@@ -163,19 +163,26 @@ fn salvage(args: SalvageArgs) -> i32 {
     finish(args.json, result, |r| (r.render(), status(r.ok())))
 }
 
-/// Reads every `--luks-key UUID=FILE`; `None` (after saying why) when one cannot be read.
-fn luks_keys(args: &[String]) -> Option<Vec<vmrescue_protocol::secrets::LuksKey>> {
-    let mut keys = Vec::new();
-    for a in args {
-        match crate::boot::drive::luks_key(a) {
-            Ok(k) => keys.push(k),
-            Err(e) => {
-                eprintln!("vmrescue: {e}");
-                return None;
-            }
-        }
-    }
-    Some(keys)
+/// Reads every `--luks-key UUID=FILE` and the access flags; `None` (after saying why) when one
+/// cannot be read or is not valid.
+fn secrets(a: &SecretArgs) -> Option<vmrescue_protocol::secrets::Secrets> {
+    use crate::boot::drive;
+    let read = || -> Result<_, drive::DriveError> {
+        Ok(vmrescue_protocol::secrets::Secrets {
+            luks: a
+                .luks_key
+                .iter()
+                .map(|k| drive::luks_key(k))
+                .collect::<Result<_, _>>()?,
+            access: drive::access(
+                a.root_password_hash.as_deref(),
+                &a.ssh_key,
+                &a.user,
+                &a.unlock_user,
+            )?,
+        })
+    };
+    read().map_err(|e| eprintln!("vmrescue: {e}")).ok()
 }
 
 /// Runs a parsed command line; returns the process exit status.
@@ -223,14 +230,14 @@ pub fn run(cli: Cli) -> i32 {
             image,
             memory,
             boots,
-            luks_key,
+            secrets: secret_args,
             ..
         } => {
-            let Some(luks_keys) = luks_keys(&luks_key) else {
+            let Some(secrets) = secrets(&secret_args) else {
                 return EXIT_HOST;
             };
             let req = crate::libvirt::domain::DomainRequest {
-                luks_keys,
+                secrets,
                 verify: boots.request(memory),
                 domain,
                 connect,
@@ -298,10 +305,10 @@ pub fn run(cli: Cli) -> i32 {
             reference_etc,
             undo_dir,
             boots,
-            luks_key,
+            secrets: secret_args,
             ..
         } => {
-            let Some(luks_keys) = luks_keys(&luks_key) else {
+            let Some(secrets) = secrets(&secret_args) else {
                 return EXIT_HOST;
             };
             let accel = match rescue::accel_choice(accel) {
@@ -330,7 +337,7 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 undo_dir,
                 verify: boots.request(memory),
-                luks_keys,
+                secrets,
             };
             match rescue::run(&req, &mut crate::session::progress::Stderr::default()) {
                 Err(e) if e.is_no_report() => {
@@ -621,12 +628,21 @@ mod tests {
             "b=/k2",
         ])
         .unwrap();
-        match cli.command {
-            Cmd::Rescue { luks_key, .. } => assert_eq!(luks_key, ["a=/k1", "b=/k2"]),
-            _ => panic!("wrong command"),
-        }
+        let Cmd::Rescue { secrets: args, .. } = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.luks_key, ["a=/k1", "b=/k2"]);
+        assert_eq!(args.user, "root");
         // An unreadable key stops the command before anything runs, naming the file only.
-        assert!(luks_keys(&["abc=/nonexistent/key".into()]).is_none());
-        assert_eq!(luks_keys(&[]).map(|k| k.len()), Some(0));
+        assert!(secrets(&args).is_none());
+        let none = SecretArgs {
+            luks_key: vec![],
+            ..args
+        };
+        assert!(secrets(&none).is_some_and(|s| s.is_empty()));
+        // --user goes with --ssh-key.
+        assert!(
+            Cli::try_parse_from(["vmrescue", "rescue", "--disk", "a", "--user", "alice"]).is_err()
+        );
     }
 }

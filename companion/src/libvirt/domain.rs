@@ -44,7 +44,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 fn agent_settings(req: &DomainRequest) -> params::Settings {
     params::Settings {
         // A kernel boot's line tells the agent to wait for the drive its secrets are on.
-        settings_drive: !req.luks_keys.is_empty(),
+        settings_drive: !req.secrets.is_empty(),
         ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }
@@ -210,7 +210,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         let xml_text = if req.kernel_boot {
             rescue_xml(
                 kernel_boot(&at(&kernel_name), &at(&initrd_name), None)?,
-                (!req.luks_keys.is_empty()).then_some(settings_iso.as_path()),
+                (!req.secrets.is_empty()).then_some(settings_iso.as_path()),
                 scratch_local.clone(),
             )?
         } else {
@@ -274,12 +274,12 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     };
     // The settings drive: always for a cdrom boot (it has no per-rescue command line), and
     // for a kernel boot when there are secrets to carry.
-    let settings_at = if !req.kernel_boot || !req.luks_keys.is_empty() {
+    let settings_at = if !req.kernel_boot || !req.secrets.is_empty() {
         let settings = params::Settings {
             bootcopy: bootcopy.as_ref().map(|b| b.uuid.clone()),
             ..agent_settings(req)
         };
-        settings_drive(&state.dir, &settings_iso, &settings, &req.luks_keys)?;
+        settings_drive(&state.dir, &settings_iso, &settings, &req.secrets)?;
         Some(if local {
             settings_iso.clone()
         } else {

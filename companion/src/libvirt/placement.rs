@@ -181,7 +181,7 @@ pub(super) fn settings_drive(
     state: &Path,
     iso: &Path,
     settings: &params::Settings,
-    keys: &[vmrescue_protocol::secrets::LuksKey],
+    keys: &vmrescue_protocol::secrets::Secrets,
 ) -> Result<(), DomainError> {
     Ok(crate::boot::drive::write(state, iso, settings, keys)?)
 }

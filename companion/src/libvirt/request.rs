@@ -93,8 +93,8 @@ pub struct DomainRequest {
     pub pool: String,
     /// Boot the guest's own OS after the rescue (`--verify`).
     pub verify: Option<crate::verify::VerifyRequest>,
-    /// `--luks-key`: keys for the guest's LUKS containers (on the settings drive only).
-    pub luks_keys: Vec<vmrescue_protocol::secrets::LuksKey>,
+    /// What travels on the settings drive only (LUKS keys, the access asked for).
+    pub secrets: vmrescue_protocol::secrets::Secrets,
 }
 
 /// What came of it.

@@ -43,7 +43,8 @@ pub struct Request {
     /// Boot the guest's own OS after the rescue (`--verify`).
     pub verify: Option<VerifyRequest>,
     /// `--luks-key`: keys for the guest's LUKS containers, carried on a settings drive.
-    pub luks_keys: Vec<vmrescue_protocol::secrets::LuksKey>,
+    /// What travels on the settings drive only (LUKS keys, the access asked for).
+    pub secrets: vmrescue_protocol::secrets::Secrets,
 }
 
 /// The operator's repair choices, passed to the agent.
@@ -199,7 +200,7 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
         // Every disk of a rescue here is on virtio.
         ata: false,
         undo: undo.map(str::to_owned),
-        settings_drive: !req.luks_keys.is_empty(),
+        settings_drive: !req.secrets.is_empty(),
         ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }
@@ -489,7 +490,7 @@ mod tests {
             policy: Policy::default(),
             undo_dir: None,
             verify: None,
-            luks_keys: vec![],
+            secrets: Default::default(),
         }
     }
 

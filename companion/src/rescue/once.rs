@@ -53,7 +53,7 @@ impl Once<'_> {
         let cmdline = kernel_cmdline(&settings)?;
         // Secrets go on a settings drive (a cdrom), never on the command line; it is removed
         // as soon as the rescue VM is gone.
-        let settings_iso = crate::boot::drive::for_secrets(self.dir, &settings, &req.luks_keys)?;
+        let settings_iso = crate::boot::drive::for_secrets(self.dir, &settings, &req.secrets)?;
         let socket = self.dir.join("agent.sock");
         if socket.as_os_str().len() >= 100 {
             return Err(RescueError::SocketPath(socket));
