@@ -179,6 +179,17 @@ pub fn for_secrets(
     Ok(Some(iso))
 }
 
+/// The drive an operator attaches to a media boot (`image settings-drive --out ISO`), made in
+/// a scratch directory beside it.
+pub fn for_media(iso: &Path, settings: &Settings, keys: &Secrets) -> Result<(), DriveError> {
+    let parent = iso
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let work = tempfile::tempdir_in(parent).map_err(io("making a scratch directory in", parent))?;
+    write(work.path(), iso, settings, keys)
+}
+
 /// Creates `path` readable by its owner only and writes `data`, synced.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), DriveError> {
     let mut f = fs::OpenOptions::new()

@@ -298,6 +298,22 @@ pub enum ImageCmd {
         #[arg(long, value_name = "ARCHIVE", conflicts_with = "no_rescue_kernel")]
         kernel_source: Option<PathBuf>,
     },
+    /// Make a settings drive for the rescue media (an ISO labelled VMRESCUE_SETTINGS): attached
+    /// as a second cdrom beside vmrescue.iso, it sets the rescue's mode and carries the
+    /// secrets (LUKS keys, the access asked for) that never go on a command line.
+    SettingsDrive {
+        /// The ISO to write (readable by its owner only when it holds secrets).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The mode of the rescue that reads it (it wins over the media's boot menu).
+        #[arg(long, value_enum, default_value = "check")]
+        mode: ModeArg,
+        /// Host name for a rebuilt /etc/hostname.
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+        #[command(flatten)]
+        secrets: SecretArgs,
+    },
     /// Print the `openstack` commands that upload the media for `openstack server rescue`.
     Nova {
         /// Image directory (default: as for `rescue`).

@@ -5,6 +5,7 @@
 //! error; 3 the rescue did not report (the message names the console log).
 
 mod args;
+mod image;
 pub mod nova;
 pub mod out;
 
@@ -399,102 +400,7 @@ pub fn run(cli: Cli) -> i32 {
                 EXIT_HOST
             }
         },
-        Cmd::Image {
-            command:
-                ImageCmd::Build {
-                    kernel,
-                    out,
-                    agent,
-                    reference_etc,
-                    mode,
-                    after,
-                    hostname,
-                    keep_root_error_behaviour,
-                    fsck_timeout,
-                    no_media,
-                    rescue_kernel,
-                    no_rescue_kernel,
-                    kernel_source,
-                },
-        } => {
-            let defaults = vmrescue_protocol::params::Settings::default();
-            let baked = vmrescue_protocol::params::Settings {
-                mode: mode.into(),
-                after: match after {
-                    AfterArg::Poweroff => vmrescue_protocol::params::After::PowerOff,
-                    AfterArg::Reboot => vmrescue_protocol::params::After::Reboot,
-                    AfterArg::Shell => vmrescue_protocol::params::After::Shell,
-                },
-                hostname,
-                errors_remount_ro: !keep_root_error_behaviour,
-                fsck_timeout_secs: fsck_timeout.unwrap_or(defaults.fsck_timeout_secs),
-                ..defaults
-            };
-            image_build(&crate::boot::image::BuildRequest {
-                kernel,
-                out,
-                agent,
-                reference_etc,
-                media: (!no_media).then_some(baked),
-                rescue_kernel: match (rescue_kernel, no_rescue_kernel) {
-                    (true, _) => crate::boot::image::RescueKernel::Yes,
-                    (_, true) => crate::boot::image::RescueKernel::No,
-                    _ => crate::boot::image::RescueKernel::Auto,
-                },
-                kernel_source,
-            })
-        }
-        Cmd::Image {
-            command: ImageCmd::Nova { image, json },
-        } => crate::cli::nova::print(image, json),
-    }
-}
-
-fn image_build(req: &crate::boot::image::BuildRequest) -> i32 {
-    match crate::boot::image::build(req, &mut |n| eprintln!("vmrescue: {n}")) {
-        Ok(a) => {
-            let mut lines = Vec::new();
-            lines.push(format!(
-                "rescue image for kernel {} in {}",
-                a.manifest.kernel_version,
-                a.dir.display()
-            ));
-            lines.push(format!("  kernel     {}", a.kernel.display()));
-            lines.push(format!(
-                "  initramfs  {} (sha256 {})",
-                a.initramfs.display(),
-                a.manifest.initramfs_sha256
-            ));
-            lines.push(format!("  modules    {}", a.manifest.modules.len()));
-            if let (Some(k), Some(m)) = (&a.rescue_vmlinux, &a.manifest.rescue_kernel) {
-                lines.push(format!(
-                    "  rescue kernel {} ({}, from {})",
-                    k.display(),
-                    m.release,
-                    m.source
-                ));
-            }
-            if let (Some(iso), Some(disk), Some(m)) = (&a.iso, &a.disk_image, &a.manifest.media) {
-                lines.push(format!(
-                    "  iso        {} (sha256 {})",
-                    iso.display(),
-                    m.iso_sha256
-                ));
-                lines.push(format!(
-                    "  disk image {} (sha256 {})",
-                    disk.display(),
-                    m.disk_sha256
-                ));
-                lines.push(format!("  default    {}", m.default_cmdline));
-            }
-            lines.push(String::new());
-            out::print(&lines.join("\n"));
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("vmrescue: {e:#}");
-            EXIT_HOST
-        }
+        Cmd::Image { command } => image::run(command),
     }
 }
 
