@@ -312,6 +312,11 @@ impl Tree for MountedTree {
         rustix::fs::fstat(&fd).ok().map(|st| st.st_mode & 0o7777)
     }
 
+    fn owner(&self, path: &str) -> Option<(u32, u32)> {
+        let fd = self.open(path, OFlags::PATH | OFlags::NOFOLLOW)?;
+        rustix::fs::fstat(&fd).ok().map(|st| (st.st_uid, st.st_gid))
+    }
+
     fn list(&self, path: &str) -> Vec<String> {
         let Some(fd) = self.open(path, OFlags::RDONLY | OFlags::DIRECTORY) else {
             return Vec::new();

@@ -98,6 +98,10 @@ pub struct Superblock {
     pub mount_count: u16,
     pub last_mount: u32,
     pub last_check: u32,
+    /// Where it was last mounted (`s_last_mounted`: ext4 records the path on the first write
+    /// after a mount), when that is an absolute path without `..`; guest data, never trusted
+    /// beyond a hint.
+    pub last_mounted: Option<String>,
     pub feature_compat: u32,
     pub feature_incompat: u32,
     pub feature_ro_compat: u32,
@@ -109,6 +113,20 @@ fn le16(b: &[u8], off: usize) -> u16 {
 
 fn le32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// `s_last_mounted`: up to its first NUL, kept only as a plain absolute path.
+fn last_mounted(raw: &[u8]) -> Option<String> {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    let path = std::str::from_utf8(&raw[..len]).ok()?;
+    let plain = path.starts_with('/')
+        && path.len() > 1
+        && !path.split('/').any(|c| c == ".." || c == ".")
+        && path.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'+' | b'@')
+        });
+    let path = path.trim_end_matches('/');
+    (plain && !path.is_empty()).then(|| path.to_owned())
 }
 
 impl Superblock {
@@ -177,6 +195,7 @@ impl Superblock {
             mount_count: le16(sb, 0x34),
             last_mount: le32(sb, 0x2C),
             last_check: le32(sb, 0x40),
+            last_mounted: last_mounted(&sb[0x88..0xC8]),
             feature_compat: compat,
             feature_incompat: incompat,
             feature_ro_compat: ro_compat,
@@ -226,6 +245,26 @@ mod tests {
         assert_eq!((p.state, p.error_count), (State::Errors, 4));
         sb[0x3A] = 0;
         assert_eq!(Superblock::parse(&sb).unwrap().state, State::NotClean);
+    }
+
+    #[test]
+    fn last_mounted_is_a_plain_absolute_path_or_nothing() {
+        let mut sb = blank();
+        assert_eq!(Superblock::parse(&sb).unwrap().last_mounted, None);
+        for (raw, want) in [
+            (&b"/home\0junk"[..], Some("/home")),
+            (b"/srv/data/", Some("/srv/data")),
+            (b"/", None),
+            (b"home", None),
+            (b"/../etc", None),
+            (b"/a\nb", None),
+            (&[b'/'; 64][..], None),
+        ] {
+            sb[0x88..0xC8].fill(0);
+            sb[0x88..0x88 + raw.len()].copy_from_slice(raw);
+            let got = Superblock::parse(&sb).unwrap().last_mounted;
+            assert_eq!(got.as_deref(), want, "{raw:?}");
+        }
     }
 
     #[test]

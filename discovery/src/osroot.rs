@@ -16,6 +16,11 @@ pub trait Tree {
     fn mode(&self, _path: &str) -> Option<u32> {
         None
     }
+    /// Owner (uid, gid) of a file or directory (a final symlink not followed), where the
+    /// implementation knows it.
+    fn owner(&self, _path: &str) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// What a piece of evidence is worth.

@@ -134,6 +134,22 @@ fn plan_on(
         .find(|p| p.is_dir())
         .and_then(|p| MountedTree::directory(p).ok());
     let machine_id = fresh_machine_id();
+    let evidence = if plan::etc::lost(tree) {
+        let ev = super::evidence::gather(tree, root, report, rep);
+        rep.progress(
+            Step::Plan,
+            Some(root),
+            format!(
+                "/etc is lost; the guest's evidence of it: {} home director(ies), host name {}, {} mount point(s)",
+                ev.homes.len(),
+                ev.hostname.as_ref().map_or("unknown", |(h, _)| h.as_str()),
+                ev.mounts.len()
+            ),
+        );
+        ev
+    } else {
+        plan::evidence::Evidence::default()
+    };
     let ctx = plan::Context {
         root_device: root,
         filesystems: &report.filesystems,
@@ -149,6 +165,7 @@ fn plan_on(
             ..plan::Policy::default()
         },
         access,
+        evidence: &evidence,
     };
     let planned = plan::plan(tree, &ctx);
     for n in &planned.notes {

@@ -21,6 +21,7 @@
 pub mod bootcopy;
 pub mod check;
 pub mod configdrive;
+pub mod evidence;
 pub mod fixes;
 pub mod inspect;
 pub mod report;

@@ -86,6 +86,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
     }
     // Account files: what exists (or is restored) feeds what is rebuilt.
     let mut have: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut rebuilt = Vec::new();
     for e in ACCOUNTS {
         let path = format!("/etc/{}", e.name);
         if let Some(text) = root.read(&path, MAX_ETC_FILE) {
@@ -98,7 +99,10 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
             ));
             continue;
         }
-        let (content, why) = restore(root, ctx, e.name, &have);
+        let (content, why, made) = restore(root, ctx, e.name, &have);
+        if made {
+            rebuilt.push(e.name);
+        }
         let gid = e.group.and_then(|g| group_id(&have, g)).unwrap_or(0);
         p.push(
             Action::WriteFile {
@@ -113,11 +117,20 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
         );
         have.push((e.name, content));
     }
+    if rebuilt.contains(&"passwd") {
+        add_accounts(root, ctx, &rebuilt, p);
+    }
     // A missing /etc/hostname is a valid state (the name comes from DHCP or cloud-init): it is
-    // only written when the operator names the host, or the reference /etc has one.
-    let hostname = ctx.hostname.unwrap_or("localhost");
+    // only written when the operator names the host, the guest's logs do, or the reference
+    // /etc has one.
+    let (named, from) = match (ctx.hostname, &ctx.evidence.hostname) {
+        (Some(h), _) => (Some(h), String::new()),
+        (None, Some((h, log))) => (Some(h.as_str()), format!(" (the name {log} gives it)")),
+        (None, None) => (None, String::new()),
+    };
+    let hostname = named.unwrap_or("localhost");
     let small = [
-        ("hostname", ctx.hostname.map(|h| format!("{h}\n"))),
+        ("hostname", named.map(|h| format!("{h}\n"))),
         ("hosts", Some(hosts(hostname))),
     ];
     for (name, built) in small {
@@ -127,7 +140,10 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
         }
         let (content, why) = match (reference(ctx, name), built) {
             (Some(c), _) => (c, "restored from the operator's reference /etc".to_owned()),
-            (None, Some(b)) => (b.into_bytes(), format!("rebuilt for host name {hostname}")),
+            (None, Some(b)) => (
+                b.into_bytes(),
+                format!("rebuilt for host name {hostname}{from}"),
+            ),
             (None, None) => continue,
         };
         p.push(
@@ -203,19 +219,93 @@ fn backup(root: &dyn Tree, name: &str) -> Option<Vec<u8>> {
     root.read(&format!("/etc/{name}-"), MAX_ETC_FILE)
 }
 
-/// Content for a missing account file and where it came from.
+/// The shell a rebuilt account gets: bash where the guest has it.
+fn shell(root: &dyn Tree) -> &'static str {
+    if root.exists("/bin/bash") || root.exists("/usr/bin/bash") {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
+}
+
+/// The accounts the home directories found show, added to the rebuilt account files (and a
+/// group named after each user whose group id no group has).
+fn add_accounts(root: &dyn Tree, ctx: &Context, rebuilt: &[&str], p: &mut Plan) {
+    let text = |p: &Plan, name: &str| -> String {
+        let path = format!("/etc/{name}");
+        p.steps
+            .iter()
+            .find_map(|s| match &s.action {
+                Action::WriteFile {
+                    path: at, content, ..
+                } if *at == path => Some(String::from_utf8_lossy(content).into_owned()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let new = super::evidence::accounts(
+        &ctx.evidence.homes,
+        &text(p, "passwd"),
+        &text(p, "group"),
+        shell(root),
+        ctx.today,
+    );
+    if new.said.is_empty() {
+        return;
+    }
+    let gshadow: String = new
+        .group
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .map(|g| format!("{g}:!::\n"))
+        .collect();
+    let why = format!("; accounts from home directories: {}", new.said.join(", "));
+    for (name, add) in [
+        ("passwd", &new.passwd),
+        ("group", &new.group),
+        ("shadow", &new.shadow),
+        ("gshadow", &gshadow),
+    ] {
+        let path = format!("/etc/{name}");
+        let step = p.steps.iter_mut().find(|s| s.action.path() == path);
+        if let (true, Some(step)) = (rebuilt.contains(&name) && !add.is_empty(), step) {
+            if let Action::WriteFile { content, .. } = &mut step.action {
+                content.extend_from_slice(add.as_bytes());
+            }
+            step.why.push_str(&why);
+        }
+    }
+}
+
+/// Content for a missing account file, where it came from, and whether it was rebuilt (not
+/// restored from a copy).
 fn restore(
     root: &dyn Tree,
     ctx: &Context,
     name: &str,
     have: &[(&str, Vec<u8>)],
-) -> (Vec<u8>, String) {
+) -> (Vec<u8>, String, bool) {
     if let Some(c) = reference(ctx, name) {
-        return (c, "restored from the operator's reference /etc".into());
+        return (
+            c,
+            "restored from the operator's reference /etc".into(),
+            false,
+        );
     }
     if let Some(c) = backup(root, name) {
-        return (c, format!("restored from /etc/{name}-"));
+        return (c, format!("restored from /etc/{name}-"), false);
     }
+    let (content, why) = rebuild(root, ctx, name, have);
+    (content, why, true)
+}
+
+/// A minimal account file: the distribution's system accounts, else root only.
+fn rebuild(
+    root: &dyn Tree,
+    ctx: &Context,
+    name: &str,
+    have: &[(&str, Vec<u8>)],
+) -> (Vec<u8>, String) {
     let passwd = have.iter().find(|(n, _)| *n == "passwd").map(|(_, t)| t);
     let group = have.iter().find(|(n, _)| *n == "group").map(|(_, t)| t);
     let master = match name {
@@ -233,17 +323,10 @@ fn restore(
         );
     }
     match name {
-        "passwd" => {
-            let shell = if root.exists("/bin/bash") || root.exists("/usr/bin/bash") {
-                "/bin/bash"
-            } else {
-                "/bin/sh"
-            };
-            (
-                format!("root:x:0:0:root:/root:{shell}\n").into_bytes(),
-                "rebuilt with the root account only".into(),
-            )
-        }
+        "passwd" => (
+            format!("root:x:0:0:root:/root:{}\n", shell(root)).into_bytes(),
+            "rebuilt with the root account only".into(),
+        ),
         "group" => (
             b"root:x:0:\n".to_vec(),
             "rebuilt with the root group only".into(),
@@ -403,6 +486,7 @@ mod tests {
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
+            evidence: &crate::plan::evidence::NO_EVIDENCE,
         }
     }
 

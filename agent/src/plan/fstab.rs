@@ -370,11 +370,19 @@ pub fn rebuild(ctx: &Context) -> Vec<u8> {
         .iter()
         .filter(|f| f.device != ctx.root_device)
     {
-        let known = fs.mountpoint.clone().or_else(|| match fs.role.as_deref() {
-            Some("boot") => Some("/boot".into()),
-            Some("efi") => Some("/boot/efi".into()),
-            _ => None,
-        });
+        let hint = ctx.evidence.mount_of(&fs.device);
+        let known = fs
+            .mountpoint
+            .clone()
+            .or_else(|| match fs.role.as_deref() {
+                Some("boot") => Some("/boot".into()),
+                Some("efi") => Some("/boot/efi".into()),
+                _ => None,
+            })
+            .or_else(|| hint.map(|h| h.mountpoint.clone()));
+        if let (Some(h), None) = (hint, &fs.mountpoint) {
+            s.push_str(&format!("# {}: {}\n", escape(&h.mountpoint), h.source));
+        }
         let line = match (fstype(fs), known) {
             (FsType::Swap, _) => format!("{}\tnone\tswap\tsw\t0\t0\n", spec_of(fs)),
             (FsType::Vfat, Some(mp)) => format!(
@@ -460,6 +468,7 @@ mod tests {
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy,
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
+            evidence: &crate::plan::evidence::NO_EVIDENCE,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod access;
 pub mod conffiles;
 pub mod distro_defaults;
 pub mod etc;
+pub mod evidence;
 pub mod fstab;
 pub mod leftovers;
 pub mod machine_id;
@@ -136,6 +137,8 @@ pub struct Context<'a> {
     pub policy: Policy,
     /// The access the operator asked for (a root password, SSH keys, users to unlock).
     pub access: &'a vmrescue_protocol::secrets::Access,
+    /// What the guest left elsewhere about a lost `/etc` (homes, host name, mount points).
+    pub evidence: &'a evidence::Evidence,
 }
 
 /// The plan, and what the planners noticed but will not fix.
@@ -273,6 +276,7 @@ pub(crate) mod testing {
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
+            evidence: &super::evidence::NO_EVIDENCE,
         }
     }
 
@@ -426,5 +430,87 @@ mod tests {
                 mode: 0o1777
             }
         );
+    }
+
+    #[test]
+    fn a_lost_etc_is_rebuilt_from_the_guests_evidence() {
+        use super::evidence::{Evidence, Home, MountHint};
+        let g = Guest::new(&[
+            ("/usr/bin/bash", Some("")),
+            ("/home", None),
+            ("/usr/lib/os-release", Some("ID=debian\n")),
+        ]);
+        let filesystems = [
+            fs("/dev/vda1", "ext4", "r", Some("root")),
+            fs("/dev/vdb", "ext4", "h", None),
+        ];
+        let evidence = Evidence {
+            homes: vec![Home {
+                name: "alice".into(),
+                uid: 1000,
+                gid: 1000,
+                dir: "/home/alice".into(),
+                seen_on: "/dev/vdb".into(),
+            }],
+            hostname: Some((
+                "web-1".into(),
+                "the journal /var/log/journal/m/system.journal".into(),
+            )),
+            mounts: vec![MountHint {
+                device: "/dev/vdb".into(),
+                mountpoint: "/home".into(),
+                source: "its superblock's last-mounted path".into(),
+            }],
+        };
+        let ctx = Context {
+            evidence: &evidence,
+            ..testing::ctx(&filesystems, Some("debian"))
+        };
+        let p = plan(&g.tree(), &ctx);
+        let file = |path: &str| -> (String, String) {
+            let s = p.steps.iter().find(|s| s.action.path() == path).unwrap();
+            match &s.action {
+                Action::WriteFile { content, .. } => {
+                    (String::from_utf8_lossy(content).into_owned(), s.why.clone())
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let (passwd, why) = file("/etc/passwd");
+        assert!(
+            passwd.ends_with("alice:x:1000:1000::/home/alice:/bin/bash\n"),
+            "{passwd}"
+        );
+        assert!(
+            why.contains("alice (uid 1000) from the home directory /home/alice on /dev/vdb"),
+            "{why}"
+        );
+        assert!(file("/etc/group").0.ends_with("alice:x:1000:\n"));
+        assert!(file("/etc/shadow")
+            .0
+            .ends_with("alice:!:20000:0:99999:7:::\n"));
+        assert!(file("/etc/gshadow").0.ends_with("alice:!::\n"));
+        let (hostname, why) = file("/etc/hostname");
+        assert_eq!(hostname, "web-1\n");
+        assert!(why.contains("the journal"), "{why}");
+        assert!(file("/etc/hosts").0.contains("127.0.1.1\tweb-1"));
+        let (fstab, _) = file("/etc/fstab");
+        assert!(
+            fstab.contains("# /home: its superblock's last-mounted path\nUUID=h\t/home\text4\tdefaults,nofail\t0\t2\n"),
+            "{fstab}"
+        );
+        assert!(!fstab.contains("CHANGE-ME"), "{fstab}");
+        // Asked for a host name, the operator's wins.
+        let ctx = Context {
+            hostname: Some("db-9"),
+            ..ctx
+        };
+        let p = plan(&g.tree(), &ctx);
+        let s = p
+            .steps
+            .iter()
+            .find(|s| s.action.path() == "/etc/hostname")
+            .unwrap();
+        assert!(matches!(&s.action, Action::WriteFile { content, .. } if content == b"db-9\n"));
     }
 }

@@ -152,6 +152,7 @@ mod tests {
             fresh_machine_id: "5eed5eed5eed5eed5eed5eed5eed5eed",
             policy: Policy::default(),
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
+            evidence: &crate::plan::evidence::NO_EVIDENCE,
         }
     }
 

@@ -1,0 +1,99 @@
+//! Gathering the evidence of a lost `/etc` (see [`crate::plan::evidence`]): the root's own
+//! `/home`, the journal and syslog on the root, and every other filesystem mounted read-only
+//! for a look at its top level and its recorded last mount point.
+
+use std::path::Path;
+
+use vmrescue_discovery::fstype::FsType;
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol::{Report, Step};
+
+use crate::inspect::MountedTree;
+use crate::plan::evidence::{self, Evidence, MountHint};
+use crate::reporter::Reporter;
+
+/// Most of a journal file read (its data objects are anywhere in it).
+const MAX_JOURNAL: usize = 16 << 20;
+/// Most of a text log read.
+const MAX_LOG: usize = 2 << 20;
+
+/// What the root (`tree`, on `root`) and the report's other filesystems show.
+pub fn gather(tree: &dyn Tree, root: &str, report: &Report, rep: &mut Reporter) -> Evidence {
+    let mut ev = Evidence {
+        homes: evidence::homes_in(tree, "/home", "/home", root),
+        hostname: hostname(tree),
+        mounts: Vec::new(),
+    };
+    for f in report.filesystems.iter().filter(|f| f.device != root) {
+        let fstype = FsType::parse(&f.fstype);
+        if !fstype.is_mountable() || f.mountpoint.is_some() {
+            continue;
+        }
+        let last = (fstype.is_ext())
+            .then(|| crate::disks::probe_ext(Path::new(&f.device)).ok().flatten())
+            .flatten()
+            .and_then(|sb| sb.last_mounted);
+        let name = f.device.trim_start_matches("/dev/").replace('/', "-");
+        let homes =
+            match MountedTree::mount_in(&f.device, fstype, &format!("evidence-{name}"), None) {
+                Ok(t) => evidence::homes_in(&t, "/", "/home", &f.device),
+                Err(e) => {
+                    rep.warn(
+                        Step::Plan,
+                        Some(&f.device),
+                        format!("{e}; not looked at for what /etc had"),
+                    );
+                    Vec::new()
+                }
+            };
+        let hint = match (&last, homes.is_empty()) {
+            (Some(mp), _) => Some((mp.clone(), "its superblock's last-mounted path".to_owned())),
+            (None, false) => Some((
+                "/home".to_owned(),
+                format!(
+                    "it holds the home directories of {}",
+                    homes
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            (None, true) => None,
+        };
+        if let Some((mountpoint, source)) = hint {
+            let is_home = mountpoint == "/home";
+            ev.mounts.push(MountHint {
+                device: f.device.clone(),
+                mountpoint,
+                source,
+            });
+            if is_home && ev.homes.is_empty() {
+                ev.homes = homes;
+            }
+        }
+    }
+    ev
+}
+
+/// The host name the journal or, failing that, syslog names.
+fn hostname(tree: &dyn Tree) -> Option<(String, String)> {
+    let mut dirs = tree.list("/var/log/journal");
+    dirs.sort();
+    for d in dirs {
+        let file = format!("/var/log/journal/{d}/system.journal");
+        if let Some(name) = tree
+            .read(&file, MAX_JOURNAL)
+            .and_then(|data| evidence::hostname_from_journal(&data))
+        {
+            return Some((name, format!("the journal {file}")));
+        }
+    }
+    ["/var/log/syslog", "/var/log/messages"]
+        .into_iter()
+        .find_map(|log| {
+            let text = tree.read(log, MAX_LOG)?;
+            let name = evidence::hostname_from_syslog(&String::from_utf8_lossy(&text))?;
+            Some((name, log.to_owned()))
+        })
+}

@@ -1,0 +1,287 @@
+//! What a guest whose `/etc` was lost left elsewhere about what it held (pure): its users' home
+//! directories and their owners (the accounts), the host name its logs carry (syslog lines,
+//! the systemd journal's `_HOSTNAME=` fields), and where its other filesystems were mounted.
+//! All of it is guest data: bounded, checked, and only ever a reviewed suggestion.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use vmrescue_discovery::osroot::Tree;
+use vmrescue_protocol::params::valid_hostname;
+use vmrescue_protocol::secrets::access::valid_user;
+
+/// Debian's range of regular users' ids (`FIRST_UID`..`LAST_UID` of adduser).
+pub const USER_IDS: RangeInclusive<u32> = 1000..=59999;
+/// Most homes taken from one directory.
+const MAX_HOMES: usize = 200;
+/// Longest host name read from a log.
+const MAX_NAME: usize = 253;
+
+/// A user's home directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Its path on the running guest (`/home/alice`).
+    pub dir: String,
+    /// The device it was found on.
+    pub seen_on: String,
+}
+
+/// Where a filesystem was mounted, and what says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountHint {
+    pub device: String,
+    pub mountpoint: String,
+    pub source: String,
+}
+
+/// Everything found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub homes: Vec<Home>,
+    /// The host name and the log that names it.
+    pub hostname: Option<(String, String)>,
+    pub mounts: Vec<MountHint>,
+}
+
+/// Nothing found (or not looked for: `/etc` is there).
+pub static NO_EVIDENCE: Evidence = Evidence {
+    homes: Vec::new(),
+    hostname: None,
+    mounts: Vec::new(),
+};
+
+impl Evidence {
+    /// The mount point evidence gives `device`.
+    pub fn mount_of(&self, device: &str) -> Option<&MountHint> {
+        self.mounts.iter().find(|m| m.device == device)
+    }
+}
+
+/// The home directories in `dir` of `tree`: directories named like a user and owned by a
+/// regular user's id, at `base/NAME` on the running guest, found on `device`.
+pub fn homes_in(tree: &dyn Tree, dir: &str, base: &str, device: &str) -> Vec<Home> {
+    let mut names = tree.list(dir);
+    names.sort();
+    names
+        .into_iter()
+        .filter(|n| valid_user(n) && !n.ends_with('$'))
+        .filter_map(|n| {
+            let path = format!("{}/{n}", dir.trim_end_matches('/'));
+            if !tree.is_dir(&path) {
+                return None;
+            }
+            let (uid, gid) = tree.owner(&path)?;
+            USER_IDS.contains(&uid).then(|| Home {
+                dir: format!("{}/{n}", base.trim_end_matches('/')),
+                name: n,
+                uid,
+                gid,
+                seen_on: device.to_owned(),
+            })
+        })
+        .take(MAX_HOMES)
+        .collect()
+}
+
+fn usable(name: &str) -> Option<String> {
+    (valid_hostname(name) && name != "localhost" && !name.starts_with("localhost."))
+        .then(|| name.to_owned())
+}
+
+/// The host name the newest syslog line names: `Dec  7 10:00:00 NAME prog[1]: ...`
+/// (traditional) or `2026-12-07T10:00:00.1+00:00 NAME prog[1]: ...` (RFC 3339).
+pub fn hostname_from_syslog(text: &str) -> Option<String> {
+    const MONTHS: &[&str] = &[
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    text.lines().rev().find_map(|line| {
+        let w: Vec<&str> = line.split_whitespace().take(5).collect();
+        let name = match w.first()? {
+            m if MONTHS.contains(m) => w.get(3)?,
+            t if t.len() >= 19 && t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b'T' => {
+                w.get(1)?
+            }
+            _ => return None,
+        };
+        usable(name)
+    })
+}
+
+/// The host name a systemd journal file's `_HOSTNAME=` fields name most often (a data object's
+/// payload is `FIELD=value`, uncompressed when it is as short as a host name).
+pub fn hostname_from_journal(data: &[u8]) -> Option<String> {
+    const FIELD: &[u8] = b"_HOSTNAME=";
+    let mut counts: BTreeMap<&[u8], usize> = BTreeMap::new();
+    let mut at = 0;
+    while let Some(i) = data[at..].windows(FIELD.len()).position(|w| w == FIELD) {
+        let start = at + i + FIELD.len();
+        let len = data[start..]
+            .iter()
+            .take(MAX_NAME + 1)
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+            .count();
+        if (1..=MAX_NAME).contains(&len) {
+            *counts.entry(&data[start..start + len]).or_default() += 1;
+        }
+        at = start;
+    }
+    let mut best: Vec<(&[u8], usize)> = counts.into_iter().collect();
+    best.sort_by_key(|b| std::cmp::Reverse(b.1));
+    best.into_iter()
+        .find_map(|(name, _)| usable(std::str::from_utf8(name).ok()?))
+}
+
+/// Accounts for the `homes` that `passwd` lacks (by name or by id): lines for passwd, group
+/// (a group named after the user for an id no group has) and shadow (the password locked),
+/// and what the plan says of them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NewAccounts {
+    pub passwd: String,
+    pub group: String,
+    pub shadow: String,
+    pub said: Vec<String>,
+}
+
+pub fn accounts(homes: &[Home], passwd: &str, group: &str, shell: &str, today: u64) -> NewAccounts {
+    let field = |text: &str, i: usize| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split(':').nth(i).map(str::to_owned))
+            .collect()
+    };
+    let (mut names, mut uids) = (field(passwd, 0), field(passwd, 2));
+    let mut gids = field(group, 2);
+    let mut out = NewAccounts::default();
+    for h in homes {
+        let (uid, gid) = (h.uid.to_string(), h.gid.to_string());
+        if names.contains(&h.name) || uids.contains(&uid) {
+            continue;
+        }
+        out.passwd
+            .push_str(&format!("{}:x:{uid}:{gid}::{}:{shell}\n", h.name, h.dir));
+        out.shadow
+            .push_str(&format!("{}:!:{today}:0:99999:7:::\n", h.name));
+        if !gids.contains(&gid) {
+            out.group.push_str(&format!("{}:x:{gid}:\n", h.name));
+            gids.push(gid);
+        }
+        out.said.push(format!(
+            "{} (uid {uid}) from the home directory {} on {}",
+            h.name, h.dir, h.seen_on
+        ));
+        names.push(h.name.clone());
+        uids.push(uid);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testing::Guest;
+    use std::os::unix::fs::chown;
+
+    #[test]
+    fn homes_are_user_owned_directories_named_like_users() {
+        let g = Guest::new(&[
+            ("/alice/notes", Some("x")),
+            ("/bob", None),
+            ("/lost+found", None),
+            ("/root-owned", None),
+            ("/a file", Some("")),
+        ]);
+        let p = g.dir.path();
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        chown(p.join("alice"), Some(1000), Some(1000)).unwrap();
+        chown(p.join("bob"), Some(1001), Some(100)).unwrap();
+        chown(p.join("lost+found"), Some(1002), Some(1002)).unwrap();
+        let homes = homes_in(&g.tree(), "/", "/home", "/dev/vdb");
+        let got: Vec<(&str, u32, u32, &str)> = homes
+            .iter()
+            .map(|h| (h.name.as_str(), h.uid, h.gid, h.dir.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alice", 1000, 1000, "/home/alice"),
+                ("bob", 1001, 100, "/home/bob")
+            ]
+        );
+        assert_eq!(homes[0].seen_on, "/dev/vdb");
+    }
+
+    #[test]
+    fn syslog_host_names_traditional_and_rfc3339() {
+        let text = "Dec  6 09:00:00 old-name kernel: x\nDec  7 10:00:00 web-1 systemd[1]: Started.\nnot a log line\n";
+        assert_eq!(hostname_from_syslog(text).as_deref(), Some("web-1"));
+        let text = "2026-12-07T10:00:00.123456+00:00 db-2.example.org sshd[9]: Accepted\n";
+        assert_eq!(
+            hostname_from_syslog(text).as_deref(),
+            Some("db-2.example.org")
+        );
+        assert_eq!(
+            hostname_from_syslog("Dec  7 10:00:00 localhost x: y\n"),
+            None
+        );
+        assert_eq!(
+            hostname_from_syslog("Dec  7 10:00:00 bad_name! x: y\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn journal_host_name_is_the_most_frequent_field() {
+        let mut data = b"LPKSHHRH\0\0garbage".to_vec();
+        for name in ["web-1", "web-1", "rescue", "web-1"] {
+            data.extend_from_slice(b"\0\0\0\0\x11\0\0\0_HOSTNAME=");
+            data.extend_from_slice(name.as_bytes());
+            data.extend_from_slice(b"\0\0\0");
+        }
+        data.extend_from_slice(b"_HOSTNAME=");
+        assert_eq!(hostname_from_journal(&data).as_deref(), Some("web-1"));
+        assert_eq!(hostname_from_journal(b"_HOSTNAME=localhost\0"), None);
+        assert_eq!(hostname_from_journal(b"nothing here"), None);
+    }
+
+    #[test]
+    fn accounts_for_homes_passwd_lacks() {
+        let home = |name: &str, uid, gid| Home {
+            name: name.into(),
+            uid,
+            gid,
+            dir: format!("/home/{name}"),
+            seen_on: "/dev/vdb".into(),
+        };
+        let homes = [
+            home("alice", 1000, 1000),
+            home("bob", 1001, 100),
+            home("root", 1002, 1002),
+            home("eve", 0, 0),
+        ];
+        let a = accounts(
+            &homes,
+            "root:x:0:0:root:/root:/bin/bash\n",
+            "root:x:0:\nusers:x:100:\n",
+            "/bin/bash",
+            20_000,
+        );
+        assert_eq!(
+            a.passwd,
+            "alice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:100::/home/bob:/bin/bash\n"
+        );
+        assert_eq!(a.group, "alice:x:1000:\n", "bob's group 100 exists");
+        assert_eq!(
+            a.shadow,
+            "alice:!:20000:0:99999:7:::\nbob:!:20000:0:99999:7:::\n"
+        );
+        assert_eq!(a.said.len(), 2);
+        assert_eq!(
+            a.said[0],
+            "alice (uid 1000) from the home directory /home/alice on /dev/vdb"
+        );
+    }
+}
