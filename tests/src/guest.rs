@@ -356,15 +356,38 @@ pub struct Booted {
 /// Boots the guest's own kernel and initramfs on `image` (behind an overlay: nothing written)
 /// until its console shows a login prompt, emergency mode or a panic, or `BOOT_LIMIT` passes.
 pub fn boot(image: &Path) -> Result<Booted> {
+    boot_disks(&[image], Written::No)
+}
+
+/// Whether a boot writes to its disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Behind overlays; judged until login, emergency mode or a panic.
+    No,
+    /// On the disks themselves, until the guest powers itself off (or `BOOT_LIMIT` passes):
+    /// what it wrote (its journal) stays.
+    UntilPowerOff,
+}
+
+/// [`boot`] with `disks` attached in order (vda, vdb...).
+pub fn boot_disks(disks: &[&Path], written: Written) -> Result<Booted> {
     let g = debian();
     let dir = tempfile::tempdir()?;
-    let base = Drive::new(image, Format::Raw);
-    let overlay = dir.path().join("overlay.qcow2");
-    let out = Command::new("qemu-img")
-        .args(qemu::overlay_args(&base, &overlay))
-        .output()?;
-    if !out.status.success() {
-        bail!("qemu-img: {}", String::from_utf8_lossy(&out.stderr));
+    let mut drives = Vec::new();
+    for (i, image) in disks.iter().enumerate() {
+        let base = Drive::new(image, Format::Raw);
+        if written == Written::UntilPowerOff {
+            drives.push(base);
+            continue;
+        }
+        let overlay = dir.path().join(format!("overlay{i}.qcow2"));
+        let out = Command::new("qemu-img")
+            .args(qemu::overlay_args(&base, &overlay))
+            .output()?;
+        if !out.status.success() {
+            bail!("qemu-img: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        drives.push(base.overlay(&overlay));
     }
     let console_log = dir.path().join("console.log");
     let config = Config::new(
@@ -378,7 +401,7 @@ pub fn boot(image: &Path) -> Result<Booted> {
     )
     .memory(1024)
     .console_log(&console_log)
-    .drive(base.overlay(&overlay));
+    .drives(drives);
     let mut vm = QemuVm::new(qemu::binary(), config, dir.path().join("qemu.log"));
     vm.start()?;
     let until = Instant::now() + BOOT_LIMIT;
@@ -387,10 +410,11 @@ pub fn boot(image: &Path) -> Result<Booted> {
         let text =
             String::from_utf8_lossy(&vm.console_tail(4 << 20).unwrap_or_default()).into_owned();
         let s = bootjudge::judge(&text);
-        let decided = matches!(
-            s,
-            BootState::Booted | BootState::Emergency | BootState::Panic
-        );
+        let decided = written == Written::No
+            && matches!(
+                s,
+                BootState::Booted | BootState::Emergency | BootState::Panic
+            );
         if decided || vm.exited().is_some() || Instant::now() > until {
             break s;
         }

@@ -110,11 +110,12 @@ pub fn hostname_from_syslog(text: &str) -> Option<String> {
     })
 }
 
-/// The host name a systemd journal file's `_HOSTNAME=` fields name most often (a data object's
-/// payload is `FIELD=value`, uncompressed when it is as short as a host name).
+/// The host name a systemd journal file's `_HOSTNAME=` fields name: a data object's payload is
+/// `FIELD=value` (uncompressed when it is as short as a host name), stored once per file and
+/// appended when first used, so the name seen most often, then last, is the newest.
 pub fn hostname_from_journal(data: &[u8]) -> Option<String> {
     const FIELD: &[u8] = b"_HOSTNAME=";
-    let mut counts: BTreeMap<&[u8], usize> = BTreeMap::new();
+    let mut counts: BTreeMap<&[u8], (usize, usize)> = BTreeMap::new();
     let mut at = 0;
     while let Some(i) = data[at..].windows(FIELD.len()).position(|w| w == FIELD) {
         let start = at + i + FIELD.len();
@@ -124,11 +125,12 @@ pub fn hostname_from_journal(data: &[u8]) -> Option<String> {
             .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
             .count();
         if (1..=MAX_NAME).contains(&len) {
-            *counts.entry(&data[start..start + len]).or_default() += 1;
+            let seen = counts.entry(&data[start..start + len]).or_default();
+            *seen = (seen.0 + 1, start);
         }
         at = start;
     }
-    let mut best: Vec<(&[u8], usize)> = counts.into_iter().collect();
+    let mut best: Vec<(&[u8], (usize, usize))> = counts.into_iter().collect();
     best.sort_by_key(|b| std::cmp::Reverse(b.1));
     best.into_iter()
         .find_map(|(name, _)| usable(std::str::from_utf8(name).ok()?))
@@ -243,6 +245,9 @@ mod tests {
         }
         data.extend_from_slice(b"_HOSTNAME=");
         assert_eq!(hostname_from_journal(&data).as_deref(), Some("web-1"));
+        // Each name once (as journal files store them): the newest.
+        let once = b"_HOSTNAME=old-name\0\0_HOSTNAME=localhost\0_HOSTNAME=new-name\0";
+        assert_eq!(hostname_from_journal(once).as_deref(), Some("new-name"));
         assert_eq!(hostname_from_journal(b"_HOSTNAME=localhost\0"), None);
         assert_eq!(hostname_from_journal(b"nothing here"), None);
     }
