@@ -249,6 +249,9 @@ pub struct Config {
     pub channel: Option<Channel>,
     /// The serial console, written to this file.
     pub console_log: Option<PathBuf>,
+    /// The serial console also on a unix socket QEMU listens on, for typing at it (its output
+    /// still goes to [`Config::console_log`]).
+    pub console_socket: Option<PathBuf>,
     /// An `isa-debug-exit` device at 0xf4 (the guest sets QEMU's exit status).
     pub debug_exit: bool,
     /// A guest reset ends QEMU instead of rebooting.
@@ -269,6 +272,7 @@ impl Config {
             drives: Vec::new(),
             channel: None,
             console_log: None,
+            console_socket: None,
             debug_exit: false,
             no_reboot: true,
             paused: false,
@@ -305,6 +309,12 @@ impl Config {
 
     pub fn console_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.console_log = Some(path.into());
+        self
+    }
+
+    /// Also serves the console on the unix socket `path` (with a console log only).
+    pub fn console_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.console_socket = Some(path.into());
         self
     }
 
@@ -358,7 +368,14 @@ impl Config {
         self.boot_args(&mut a);
         if let Some(log) = &self.console_log {
             a.push("-chardev".into());
-            a.push(with_path("file,id=console,path=", log));
+            match &self.console_socket {
+                None => a.push(with_path("file,id=console,path=", log)),
+                Some(sock) => {
+                    let mut c = with_path("socket,id=console,server=on,wait=off,path=", sock);
+                    c.push(with_path(",logfile=", log));
+                    a.push(c);
+                }
+            }
             a.push("-serial".into());
             a.push("chardev:console".into());
         }
@@ -556,6 +573,18 @@ mod tests {
         let args = strings(&c);
         assert!(after(&args, "-chardev")
             .contains(&"file,id=console,path=/run/a,,server=on/console.log"));
+    }
+
+    #[test]
+    fn a_console_socket_keeps_the_log() {
+        let c = rescue_like(vec![])
+            .console_log("/run/x/console.log")
+            .console_socket("/run/x/console.sock");
+        let args = strings(&c);
+        assert!(after(&args, "-chardev").contains(
+            &"socket,id=console,server=on,wait=off,path=/run/x/console.sock,logfile=/run/x/console.log"
+        ));
+        assert_eq!(after(&args, "-serial"), ["chardev:console"]);
     }
 
     #[test]

@@ -1,0 +1,117 @@
+//! Getting back into a real guest: the Debian guest, intact, whose root password nobody knows
+//! and whose user alice is locked out (`usermod -L -e 1`). Check mode plans and writes nothing;
+//! repair sets root's password from a hash, unlocks alice and gives her a key; then root and
+//! alice each log in on the guest's serial console, typed at as an operator would.
+
+use std::os::unix::fs::chown;
+use std::path::Path;
+
+use vmrescue_tests::fixture;
+use vmrescue_tests::guest;
+use vmrescue_tests::harness;
+
+/// `openssl passwd -6 -salt rootsalt throwaway`.
+const ROOT_HASH: &str = "$6$rootsalt$MYeWNoNtb0ikiVSoQqsixbzFrEziL2/EkpQXU4UIm6EFXMHfDJhUMUoKHw/IRYOHA8dK5fCLN/C7xrxDexRoQ1";
+/// `openssl passwd -6 -salt alicesalt alice-pass`, behind the lock `usermod -L` puts.
+const ALICE_HASH: &str = "$6$alicesalt$jSCAAEC3oSXxT9w5nPJOiAPl2wCQZLv7/xoqSKifFL2z.znBDnTRyimqfO6Z2kCbch2/zrahzWWEznlbB3QGv0";
+/// A real ed25519 public key (`ssh-keygen -t ed25519`, made for these tests).
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHyLptXQsulXKbxnfyXQZHg0126hHD8G3/3cynPHq0r8 alice@laptop";
+
+fn locked_out(root: &Path) -> anyhow::Result<()> {
+    let append = |file: &str, text: &str| -> anyhow::Result<()> {
+        let p = root.join(file);
+        let mut s = std::fs::read_to_string(&p)?;
+        s.push_str(text);
+        std::fs::write(&p, s)?;
+        Ok(())
+    };
+    append(
+        "etc/passwd",
+        "alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n",
+    )?;
+    append("etc/group", "alice:x:1000:\n")?;
+    append(
+        "etc/shadow",
+        &format!("alice:!{ALICE_HASH}:20000:0:99999:7::1:\n"),
+    )?;
+    std::fs::create_dir_all(root.join("home/alice"))?;
+    chown(root.join("home/alice"), Some(1000), Some(1000))?;
+    Ok(())
+}
+
+/// The console's lines without terminal control sequences (bash's bracketed paste) or `\r`.
+fn plain_lines(console: &str) -> Vec<String> {
+    let mut out = String::new();
+    let mut chars = console.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out.lines().map(|l| l.trim().to_owned()).collect()
+}
+
+#[test]
+fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("guest.img");
+    guest::disk(&image, locked_out).unwrap();
+    let key = dir.path().join("alice.pub");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let key = key.display().to_string();
+    let flags = [
+        "--root-password-hash",
+        ROOT_HASH,
+        "--ssh-key",
+        &key,
+        "--user",
+        "alice",
+        "--unlock-user",
+        "alice",
+    ];
+
+    let before = fixture::sha256_file(&image).unwrap();
+    let check = harness::rescue(&[&image], "check", &flags).unwrap();
+    let r = check.json();
+    assert_eq!(
+        fixture::sha256_file(&image).unwrap(),
+        before,
+        "check mode wrote"
+    );
+    assert!(
+        r["plan"]
+            .to_string()
+            .contains("root password set; alice unlocked"),
+        "{r:#}"
+    );
+
+    let run = harness::rescue(&[&image], "repair", &flags).unwrap();
+    let r = run.expect(0, "repaired");
+    let said = format!("{}{}{}", run.stdout, run.stderr, r);
+    assert!(
+        !said.contains("rootsalt") && !said.contains("AAAAC3Nza"),
+        "{said}"
+    );
+    assert_eq!(fixture::host_e2fsck(&image).unwrap(), 0);
+
+    let root = guest::log_in(&[&image], "root", "throwaway", "id -un").unwrap();
+    assert!(plain_lines(&root).iter().any(|l| l == "root"), "{root:?}");
+    let alice = guest::log_in(
+        &[&image],
+        "alice",
+        "alice-pass",
+        "id -un; stat -c '%U %a' ~/.ssh ~/.ssh/authorized_keys; cat ~/.ssh/authorized_keys",
+    )
+    .unwrap();
+    let lines = plain_lines(&alice);
+    for line in ["alice", "alice 700", "alice 600", KEY] {
+        assert!(lines.iter().any(|l| l == line), "{line:?} not in:\n{alice}");
+    }
+}
