@@ -75,6 +75,28 @@ impl Port {
             .inspect_err(|_| self.torn = true)
     }
 
+    /// Waits, at most `timeout`, until the host has taken everything written to the port, so a
+    /// report is out before the guest powers off: a blocking write to a virtio port returns
+    /// only once QEMU has consumed its buffers, so a newline written that way (a blank line,
+    /// which the host skips) follows the rest out. `false` when the time ran out (the host is
+    /// not reading); the writer is then left behind, and nothing is written after it.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let Ok(fd) = rustix::io::dup(&self.fd) else {
+            return false;
+        };
+        // The flag belongs to the open file: nothing non-blocking is written after this.
+        if rustix::fs::fcntl_setfl(&fd, OFlags::empty()).is_err() {
+            return false;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("port-drain".into())
+            .spawn(move || {
+                let _ = tx.send(rustix::io::write(&fd, b"\n").is_ok());
+            });
+        spawned.is_ok() && rx.recv_timeout(timeout).unwrap_or(false)
+    }
+
     fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), Errno> {
         while !data.is_empty() {
             match rustix::io::write(&self.fd, data) {
@@ -162,5 +184,27 @@ mod tests {
         );
         assert!(port.torn);
         drop(r);
+    }
+
+    #[test]
+    fn drain_waits_for_the_reader_and_gives_up_in_time() {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::NONBLOCK).unwrap();
+        let port = Port {
+            fd: w,
+            device: PathBuf::from("/dev/vport0p1"),
+            torn: false,
+        };
+        // Room: the newline goes out at once.
+        assert!(port.drain(Duration::from_secs(5)));
+        let mut buf = [0u8; 8];
+        assert_eq!(rustix::io::read(&r, &mut buf).unwrap(), 1);
+        assert_eq!(buf[0], b'\n');
+        // Full and nobody reading: it gives up. (The drain left the pipe blocking.)
+        rustix::fs::fcntl_setfl(&port.fd, OFlags::NONBLOCK).unwrap();
+        let chunk = [b'x'; 4096];
+        while rustix::io::write(&port.fd, &chunk).is_ok() {}
+        let started = Instant::now();
+        assert!(!port.drain(Duration::from_millis(300)));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

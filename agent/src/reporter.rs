@@ -14,6 +14,8 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Once the host missed a message, progress does not hold up the rescue any more.
 const DEGRADED_TIMEOUT: Duration = Duration::from_millis(200);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the host to take the report off the port before the guest powers off.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Reporter {
     started: Instant,
@@ -96,6 +98,12 @@ impl Reporter {
         self.send(msg, REPORT_TIMEOUT);
         if let Some(level) = old {
             consoles::restore_kernel(&level);
+        }
+        // Powering off now could drop what the host has not taken yet (a busy host).
+        if let Some(port) = self.port.as_ref().filter(|_| !self.degraded) {
+            if !port.drain(DRAIN_TIMEOUT) {
+                log::warn!("the host did not take the report off the port in time");
+            }
         }
     }
 

@@ -35,6 +35,16 @@ pub struct LibvirtVm {
     capture_console: bool,
     /// The rescue boots from a copy of UEFI variables.
     uefi: bool,
+    /// A channel still being opened (a slow libvirtd): asked again rather than opened twice,
+    /// so no byte the agent sent goes to a reader nobody reads.
+    opening: Option<Opening>,
+}
+
+/// A channel whose reader thread is opening it.
+struct Opening {
+    /// `true` once it is open, `false` if it could not be.
+    ready: mpsc::Receiver<bool>,
+    bytes: mpsc::Receiver<Vec<u8>>,
 }
 
 impl LibvirtVm {
@@ -56,6 +66,7 @@ impl LibvirtVm {
             channel_name,
             exit: None,
             capture_console: false,
+            opening: None,
             uefi: false,
         }
     }
@@ -93,6 +104,40 @@ fn capture(conn: Connect, dom: Domain, log: PathBuf) {
         }
         let _ = stream.finish();
     });
+}
+
+/// Starts a thread that opens the domain's channel `name` through a libvirt stream and hands
+/// over what it reads.
+fn open(conn: Connect, dom: Domain, name: String) -> Opening {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<bool>();
+    std::thread::spawn(move || {
+        let Ok(stream) = Stream::new(&conn, 0) else {
+            let _ = ready_tx.send(false);
+            return;
+        };
+        if dom.open_channel(Some(&name), &stream, 0).is_err() {
+            let _ = ready_tx.send(false);
+            return;
+        }
+        let _ = ready_tx.send(true);
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match stream.recv(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if tx.send(buf[..n as usize].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let _ = stream.finish();
+    });
+    Opening {
+        ready: ready_rx,
+        bytes: rx,
+    }
 }
 
 /// The channel's bytes, read by a thread that owns the libvirt stream (blocking receives),
@@ -144,37 +189,20 @@ impl Vm for LibvirtVm {
         let Some(dom) = &self.domain else {
             return Ok(None);
         };
-        let (conn, dom, name) = (self.conn.clone(), dom.clone(), self.channel_name.clone());
-        let (tx, rx) = mpsc::channel::<Vec<u8>>();
-        let (ready_tx, ready_rx) = mpsc::channel::<bool>();
-        std::thread::spawn(move || {
-            let Ok(stream) = Stream::new(&conn, 0) else {
-                let _ = ready_tx.send(false);
-                return;
-            };
-            if dom.open_channel(Some(&name), &stream, 0).is_err() {
-                let _ = ready_tx.send(false);
-                return;
-            }
-            let _ = ready_tx.send(true);
-            let mut buf = vec![0u8; 64 << 10];
-            loop {
-                match stream.recv(&mut buf) {
-                    Ok(n) if n > 0 => {
-                        if tx.send(buf[..n as usize].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            let _ = stream.finish();
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        let opening = match self.opening.take() {
+            Some(o) => o,
+            None => open(self.conn.clone(), dom.clone(), self.channel_name.clone()),
+        };
+        match opening.ready.recv_timeout(Duration::from_secs(1)) {
             Ok(true) => Ok(Some(Box::new(StreamReader {
-                rx,
+                rx: opening.bytes,
                 pending: Vec::new(),
             }))),
+            // Still opening: the same reader is asked again next time.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.opening = Some(opening);
+                Ok(None)
+            }
             // Not there yet (the guest is still booting): the session asks again.
             _ => {
                 std::thread::sleep(Duration::from_millis(200));
