@@ -34,21 +34,23 @@ fn perm(mode: u32, uid: u32, gid: u32) -> Perm {
     Perm { mode, uid, gid }
 }
 
-/// The change a directory made (`Ok(None)`: it was there).
-fn made_dir(
-    made: Result<bool, AtomicError>,
-    step: &Step,
+/// The change a step made: `kind` at `path`, said by `detail` (`Ok(None)`: nothing to do, it
+/// was there or was not).
+fn made(
+    done: Result<bool, AtomicError>,
+    kind: ChangeKind,
     path: &str,
-    mode: u32,
+    detail: String,
+    review: bool,
     device: &str,
 ) -> Result<Option<Change>, AtomicError> {
-    made.map(|made| {
-        made.then(|| Change {
-            kind: ChangeKind::Mkdir,
+    done.map(|done| {
+        done.then(|| Change {
+            kind,
             path: path.to_owned(),
             device: Some(device.to_owned()),
-            detail: format!("{} (mode {mode:04o})", step.why),
-            review: step.review,
+            detail,
+            review,
             ..Default::default()
         })
     })
@@ -91,20 +93,26 @@ pub fn apply(
     for step in steps {
         let path = step.action.path().to_owned();
         let result = match &step.action {
-            Action::MakeDir { path, mode } => {
-                made_dir(root.mkdir(path, *mode), step, path, *mode, device)
-            }
+            Action::MakeDir { path, mode } => made(
+                root.mkdir(path, *mode),
+                ChangeKind::Mkdir,
+                path,
+                format!("{} (mode {mode:04o})", step.why),
+                step.review,
+                device,
+            ),
             Action::MakeUserDir {
                 path,
                 mode,
                 uid,
                 gid,
-            } => made_dir(
+            } => made(
                 root.no_symlinks()
                     .and_then(|r| r.mkdir_owned(path, *mode, *uid, *gid)),
-                step,
+                ChangeKind::Mkdir,
                 path,
-                *mode,
+                format!("{} (mode {mode:04o})", step.why),
+                step.review,
                 device,
             ),
             Action::WriteFile {
@@ -139,26 +147,22 @@ pub fn apply(
                     device,
                 )
             }),
-            Action::Symlink { path, target } => root.symlink(path, target).map(|made| {
-                made.then(|| Change {
-                    kind: ChangeKind::Symlink,
-                    path: path.clone(),
-                    device: Some(device.to_owned()),
-                    detail: format!("{} (-> {target})", step.why),
-                    review: step.review,
-                    ..Default::default()
-                })
-            }),
-            Action::RemoveTemp { path } => root.remove_temp(path).map(|removed| {
-                removed.then(|| Change {
-                    kind: ChangeKind::RemoveTemp,
-                    path: path.clone(),
-                    device: Some(device.to_owned()),
-                    detail: step.why.clone(),
-                    review: step.review,
-                    ..Default::default()
-                })
-            }),
+            Action::Symlink { path, target } => made(
+                root.symlink(path, target),
+                ChangeKind::Symlink,
+                path,
+                format!("{} (-> {target})", step.why),
+                step.review,
+                device,
+            ),
+            Action::RemoveTemp { path } => made(
+                root.remove_temp(path),
+                ChangeKind::RemoveTemp,
+                path,
+                step.why.clone(),
+                step.review,
+                device,
+            ),
         };
         match result {
             Ok(Some(c)) => {

@@ -347,6 +347,15 @@ pub fn gone_volume_fstab(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Appends `text` to the guest tree's file `rel` (`etc/passwd`).
+pub fn append(root: &Path, rel: &str, text: &str) -> Result<()> {
+    let p = root.join(rel);
+    let mut s = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    s.push_str(text);
+    fs::write(&p, s)?;
+    Ok(())
+}
+
 /// What a boot of the guest showed.
 pub struct Booted {
     pub state: BootState,

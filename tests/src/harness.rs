@@ -262,6 +262,20 @@ impl Run {
     }
 }
 
+/// The run directory a `--keep-run-dir` rescue names on its standard error.
+pub fn run_dir(stderr: &str) -> PathBuf {
+    let at = stderr
+        .find("run directory ")
+        .unwrap_or_else(|| panic!("no run directory in {stderr}"));
+    let rest = &stderr[at + "run directory ".len()..];
+    PathBuf::from(
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(';'),
+    )
+}
+
 /// Runs `vmrescue rescue --json --image IMAGE --mode MODE --disk ...` plus `extra` arguments.
 pub fn rescue(disks: &[&Path], mode: &str, extra: &[&str]) -> Result<Run> {
     rescue_with_image(&image().dir, disks, mode, extra)

@@ -17,24 +17,10 @@ const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHyLptXQsulXKbxnfyXQZHg0126hHD8G3/3cynPHq0r8 alice@laptop";
 const BLOB: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIHyLptXQsulXKbxnfyXQZHg0126hHD8G3";
 
-/// The run directory a `--keep-run-dir` rescue names on its standard error.
-fn run_dir(stderr: &str) -> std::path::PathBuf {
-    let at = stderr
-        .find("run directory ")
-        .unwrap_or_else(|| panic!("no run directory in {stderr}"));
-    let rest = &stderr[at + "run directory ".len()..];
-    std::path::PathBuf::from(
-        rest.split_whitespace()
-            .next()
-            .unwrap()
-            .trim_end_matches(';'),
-    )
-}
-
 /// Asserts neither the hash nor the key is anywhere a run leaves text, and removes its kept
 /// run directory.
 fn nothing_secret(run: &harness::Run) {
-    let kept = run_dir(&run.stderr);
+    let kept = harness::run_dir(&run.stderr);
     let console =
         String::from_utf8_lossy(&std::fs::read(kept.join("console.log")).unwrap()).into_owned();
     let leftovers: Vec<String> = std::fs::read_dir(&kept)

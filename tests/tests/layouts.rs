@@ -249,20 +249,6 @@ fn a_root_on_md_raid1_is_assembled_checked_and_repaired_even_with_a_member_missi
     assert_eq!(fixture::host_e2fsck(&fs).unwrap(), 0);
 }
 
-/// The run directory a `--keep-run-dir` rescue names on its standard error.
-fn run_dir(stderr: &str) -> std::path::PathBuf {
-    let at = stderr
-        .find("run directory ")
-        .unwrap_or_else(|| panic!("no run directory in {stderr}"));
-    let rest = &stderr[at + "run directory ".len()..];
-    std::path::PathBuf::from(
-        rest.split_whitespace()
-            .next()
-            .unwrap()
-            .trim_end_matches(';'),
-    )
-}
-
 #[test]
 fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
     let dir = tempfile::tempdir().unwrap();
@@ -324,7 +310,7 @@ fn a_luks_home_opens_only_with_its_key_and_the_key_is_never_seen() {
     )
     .unwrap();
     let r = run.json();
-    let kept = run_dir(&run.stderr);
+    let kept = harness::run_dir(&run.stderr);
     let console = std::fs::read(kept.join("console.log")).unwrap_or_default();
     let leftovers: Vec<_> = std::fs::read_dir(&kept)
         .unwrap()

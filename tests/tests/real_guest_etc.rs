@@ -22,13 +22,7 @@ const SAYS: &str = "vmrescue-test home:";
 /// fstab, its host name; a unit under /usr (it outlives /etc) that prints what /home is
 /// mounted from; with `power_off`, a unit in /etc that powers the guest off once it is up.
 fn as_it_ran(root: &Path, power_off: bool) -> anyhow::Result<()> {
-    let append = |file: &str, text: &str| -> anyhow::Result<()> {
-        let p = root.join(file);
-        let mut s = std::fs::read_to_string(&p)?;
-        s.push_str(text);
-        std::fs::write(&p, s)?;
-        Ok(())
-    };
+    let append = |file: &str, text: &str| guest::append(root, file, text);
     append(
         "etc/passwd",
         "alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n",
