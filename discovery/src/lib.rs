@@ -8,6 +8,7 @@ pub mod fstab;
 pub mod fstype;
 pub mod inventory;
 pub mod lvm_meta;
+pub mod md_meta;
 pub mod medium;
 pub mod osroot;
 pub mod partition;

@@ -526,6 +526,62 @@ fn a_btrfs_root_in_a_subvolume_is_found_checked_once_and_fixed_inside_its_subvol
 }
 
 #[test]
+fn inspect_reads_a_raid1_root_through_a_member_and_names_a_luks_container_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (members, _) = raid1_root(d);
+    let luks = d.join("luks.img");
+    let luks_uuid = layouts::luks_format(&luks, 20, b"secret").unwrap();
+    let inspect = |disks: &[&Path]| -> serde_json::Value {
+        let out = std::process::Command::new(harness::vmrescue_bin().unwrap())
+            .args(["inspect", "--json"])
+            .args(disks)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before: Vec<String> = members.iter().map(|m| sha(m)).collect();
+    let r = inspect(&[&members[0], &members[1], &luks]);
+    assert_eq!(r["os"]["root_device"], "/dev/md/root", "{r:#}");
+    assert_eq!(filesystem(&r, "/dev/md/root")["label"], "guestroot");
+    let md = &r["layers"][0];
+    assert_eq!(
+        (&md["kind"], &md["name"]),
+        (&"md".into(), &"root".into()),
+        "{md:#}"
+    );
+    assert_eq!(md["state"], "active");
+    assert_eq!(md["members"], serde_json::json!(["/dev/vda", "/dev/vdb"]));
+    assert_eq!(md["devices"], serde_json::json!(["/dev/md/root"]));
+    let lk = &r["layers"][1];
+    assert_eq!(
+        (&lk["kind"], &lk["state"]),
+        (&"luks".into(), &"locked".into()),
+        "{lk:#}"
+    );
+    assert_eq!(lk["uuid"], luks_uuid.as_str());
+    assert!(
+        lk["detail"].as_str().unwrap().contains("--luks-key"),
+        "{lk:#}"
+    );
+    // One member alone: degraded, still read.
+    let r = inspect(&[&members[1]]);
+    let md = &r["layers"][0];
+    assert_eq!(md["state"], "partial", "{md:#}");
+    assert!(
+        md["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("degraded: 1 of its 2"),
+        "{md:#}"
+    );
+    assert_eq!(r["os"]["root_device"], "/dev/md/root");
+    let after: Vec<String> = members.iter().map(|m| sha(m)).collect();
+    assert_eq!(before, after, "inspect wrote to a member");
+}
+
+#[test]
 fn inspect_reads_the_logical_volumes_from_the_lvm_metadata_without_booting() {
     let dir = tempfile::tempdir().unwrap();
     let g = LvmGuest::make(dir.path()).unwrap();

@@ -14,6 +14,8 @@ use vmrescue_protocol as p;
 
 use crate::host::diskimage::Format;
 
+mod layers;
+
 /// The JSON `inspect --json` prints: the same sections as a rescue report.
 #[derive(Debug, Serialize)]
 pub struct Inspection {
@@ -25,7 +27,8 @@ pub struct Inspection {
     pub os: p::OsInfo,
     pub fstab: Option<p::FstabReport>,
     pub warnings: Vec<p::Warning>,
-    /// The LVM volume groups read from the disks' metadata (nothing activated).
+    /// The LVM volume groups, md arrays and LUKS containers read from the disks (nothing
+    /// activated, assembled or opened).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<p::Layer>,
 }
@@ -228,8 +231,12 @@ pub fn inspect(
     }
     // Each scan's image (the LVs' are windows onto their disk's).
     let mut image_of: Vec<usize> = (0..scans.len()).collect();
-    let (lv_scans, layers) = logical_volumes(&scans, &raws);
-    for (disk, scan) in lv_scans {
+    let paths: Vec<&Path> = raws.iter().map(|r| r.path.as_path()).collect();
+    let (lv_scans, mut layers) = layers::logical_volumes(&scans, &paths);
+    let (md_scans, md_layers) = layers::md_arrays(&scans, &paths);
+    layers.extend(md_layers);
+    layers.extend(layers::luks_containers(&scans));
+    for (disk, scan) in lv_scans.into_iter().chain(md_scans) {
         scans.push(scan);
         image_of.push(disk);
     }
@@ -277,85 +284,6 @@ pub fn inspect(
             })
             .collect(),
     })
-}
-
-/// The linear logical volumes of the volume groups on the scanned disks, read from their LVM
-/// metadata (no device-mapper): each scanned like a disk named `mapper/VG-LV` (its volumes'
-/// offsets on its disk's image), with the disk it is on; and what was found, as layers. A
-/// volume group seen twice (a copy) is read once; an LV that is not one linear segment on one
-/// of the PVs is named, not read.
-fn logical_volumes(
-    scans: &[inventory::DiskScan],
-    raws: &[Raw],
-) -> (Vec<(usize, inventory::DiskScan)>, Vec<p::Layer>) {
-    use vmrescue_discovery::fstype::FsType;
-    use vmrescue_discovery::lvm_meta;
-    let mut out = Vec::new();
-    let mut layers: Vec<p::Layer> = Vec::new();
-    for (disk, scan) in scans.iter().enumerate() {
-        let Some(raw) = raws.get(disk) else { continue };
-        let Ok(mut f) = File::open(&raw.path) else {
-            continue;
-        };
-        for v in &scan.volumes {
-            let Some(probe) = v.probe.as_ref().filter(|p| p.fstype == FsType::Lvm2Member) else {
-                continue;
-            };
-            let pv_id = probe.uuid.clone().unwrap_or_default();
-            let member = format!("/dev/{}", v.name);
-            let Some(vg) = lvm_meta::read(&mut inventory::Window::new(&mut f, v.offset, v.size))
-            else {
-                continue;
-            };
-            if let Some(l) = layers
-                .iter_mut()
-                .find(|l| l.uuid.as_deref() == Some(&vg.id))
-            {
-                l.members.push(member);
-                continue;
-            }
-            let mut layer = p::Layer {
-                kind: p::LayerKind::Lvm,
-                name: vg.name.clone(),
-                uuid: Some(vg.id.clone()),
-                members: vec![member],
-                state: p::LayerState::Active,
-                read_only: true,
-                ..Default::default()
-            };
-            let mut unread = Vec::new();
-            for lv in &vg.lvs {
-                let Some((off, len)) = vg
-                    .linear_extent(lv, &pv_id)
-                    .filter(|(off, len)| off.saturating_add(*len) <= v.size)
-                else {
-                    unread.push(format!("{}/{}", vg.name, lv.name));
-                    continue;
-                };
-                let name = format!("mapper/{}", lvm_meta::dm_name(&vg.name, &lv.name));
-                let at = v.offset + off;
-                let mut lv_scan =
-                    inventory::scan_disk(&name, &mut inventory::Window::new(&mut f, at, len), len);
-                for vol in &mut lv_scan.volumes {
-                    vol.offset += at;
-                }
-                layer.devices.push(format!("/dev/{name}"));
-                out.push((disk, lv_scan));
-            }
-            let mut detail =
-                vec!["read from the LVM metadata on the disk; nothing activated".to_owned()];
-            if !unread.is_empty() {
-                layer.state = p::LayerState::Partial;
-                detail.push(format!(
-                    "not one linear segment on this disk, so not looked into without booting: {}",
-                    unread.join(", ")
-                ));
-            }
-            layer.detail = Some(detail.join("; "));
-            layers.push(layer);
-        }
-    }
-    (out, layers)
 }
 
 /// The kernel's name for the `i`-th virtio disk: `vda`..`vdz`, then `vdaa`, `vdab`...
