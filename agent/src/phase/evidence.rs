@@ -23,6 +23,7 @@ pub fn gather(tree: &dyn Tree, root: &str, report: &Report, rep: &mut Reporter) 
         homes: evidence::homes_in(tree, "/home", "/home", root),
         hostname: hostname(tree),
         mounts: Vec::new(),
+        sudoers: sudoers(tree),
     };
     for f in report.filesystems.iter().filter(|f| f.device != root) {
         let fstype = FsType::parse(&f.fstype);
@@ -74,6 +75,38 @@ pub fn gather(tree: &dyn Tree, root: &str, report: &Report, rep: &mut Reporter) 
         }
     }
     ev
+}
+
+/// The users the journal or the auth log show running commands through sudo.
+fn sudoers(tree: &dyn Tree) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |users: Vec<String>, source: &str| {
+        for u in users {
+            if !out.iter().any(|(have, _)| *have == u) {
+                out.push((u, source.to_owned()));
+            }
+        }
+    };
+    let mut dirs = tree.list("/var/log/journal");
+    dirs.sort();
+    for d in dirs {
+        let file = format!("/var/log/journal/{d}/system.journal");
+        if let Some(data) = tree.read(&file, MAX_JOURNAL) {
+            add(
+                evidence::sudoers_from_journal(&data),
+                &format!("the journal {file}"),
+            );
+        }
+    }
+    for log in ["/var/log/auth.log", "/var/log/secure"] {
+        if let Some(text) = tree.read(log, MAX_LOG) {
+            add(
+                evidence::sudoers_from_syslog(&String::from_utf8_lossy(&text)),
+                log,
+            );
+        }
+    }
+    out
 }
 
 /// The host name the journal or, failing that, syslog names.

@@ -44,6 +44,8 @@ pub struct Evidence {
     /// The host name and the log that names it.
     pub hostname: Option<(String, String)>,
     pub mounts: Vec<MountHint>,
+    /// Users the logs show running commands through sudo, and the log.
+    pub sudoers: Vec<(String, String)>,
 }
 
 /// Nothing found (or not looked for: `/etc` is there).
@@ -51,6 +53,7 @@ pub static NO_EVIDENCE: Evidence = Evidence {
     homes: Vec::new(),
     hostname: None,
     mounts: Vec::new(),
+    sudoers: Vec::new(),
 };
 
 impl Evidence {
@@ -134,6 +137,55 @@ pub fn hostname_from_journal(data: &[u8]) -> Option<String> {
     best.sort_by_key(|b| std::cmp::Reverse(b.1));
     best.into_iter()
         .find_map(|(name, _)| usable(std::str::from_utf8(name).ok()?))
+}
+
+/// The user of one sudo log message (`alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ;
+/// COMMAND=/usr/bin/apt`): only a command sudo ran, never a refusal or a wrong password.
+fn sudo_user(message: &str) -> Option<String> {
+    let (user, rest) = message.trim().split_once(" : ")?;
+    let ran = rest.contains("PWD=") && rest.contains("COMMAND=");
+    let refused = rest.contains("NOT in sudoers") || rest.contains("incorrect password");
+    (ran && !refused && valid_user(user.trim())).then(|| user.trim().to_owned())
+}
+
+/// The users a syslog file's sudo lines show running commands (`... sudo:    alice : TTY=...`).
+pub fn sudoers_from_syslog(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(" sudo:").or_else(|| l.find(" sudo["))?;
+            let rest = &l[at..];
+            sudo_user(&rest[rest.find(':')? + 1..])
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The users a journal file's sudo messages show running commands (`MESSAGE=` payloads).
+pub fn sudoers_from_journal(data: &[u8]) -> Vec<String> {
+    const FIELD: &[u8] = b"MESSAGE=";
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = data[at..].windows(FIELD.len()).position(|w| w == FIELD) {
+        let start = at + i + FIELD.len();
+        let len = data[start..]
+            .iter()
+            .take(1024)
+            .take_while(|b| (0x20..0x7f).contains(*b))
+            .count();
+        if let Some(u) = std::str::from_utf8(&data[start..start + len])
+            .ok()
+            .and_then(sudo_user)
+        {
+            out.push(u);
+        }
+        at = start;
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Accounts for the `homes` that `passwd` lacks (by name or by id): lines for passwd, group
@@ -250,6 +302,24 @@ mod tests {
         assert_eq!(hostname_from_journal(once).as_deref(), Some("new-name"));
         assert_eq!(hostname_from_journal(b"_HOSTNAME=localhost\0"), None);
         assert_eq!(hostname_from_journal(b"nothing here"), None);
+    }
+
+    #[test]
+    fn sudo_users_from_logs_only_for_commands_run() {
+        let log = "Dec  7 10:00:00 web-1 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update\n\
+                   Dec  7 10:01:00 web-1 sudo:      bob : user NOT in sudoers ; TTY=pts/1 ; PWD=/home/bob ; USER=root ; COMMAND=/bin/sh\n\
+                   Dec  7 10:02:00 web-1 sudo:    carol : 3 incorrect password attempts ; TTY=pts/2 ; PWD=/ ; USER=root ; COMMAND=/bin/ls\n\
+                   Dec  7 10:03:00 web-1 sudo: pam_unix(sudo:session): session opened for user root\n\
+                   2026-12-07T10:04:00.1+00:00 web-1 sudo[99]:     dave : TTY=pts/3 ; PWD=/srv ; USER=root ; COMMAND=/bin/true\n";
+        assert_eq!(sudoers_from_syslog(log), ["alice", "dave"]);
+        let mut journal =
+            b"\0\0MESSAGE=  alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/id\0"
+                .to_vec();
+        journal.extend_from_slice(
+            b"\0MESSAGE=eve : user NOT in sudoers ; PWD=/ ; USER=root ; COMMAND=/bin/sh\0",
+        );
+        journal.extend_from_slice(b"\0MESSAGE=../x : PWD=/ ; COMMAND=/bin/sh\0MESSAGE=");
+        assert_eq!(sudoers_from_journal(&journal), ["alice"]);
     }
 
     #[test]

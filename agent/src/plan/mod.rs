@@ -439,6 +439,14 @@ mod tests {
             ("/usr/bin/bash", Some("")),
             ("/home", None),
             ("/usr/lib/os-release", Some("ID=debian\n")),
+            (
+                "/usr/share/base-passwd/passwd.master",
+                Some("root:*:0:0:root:/root:/bin/bash\n"),
+            ),
+            (
+                "/usr/share/base-passwd/group.master",
+                Some("root:*:0:\nsudo:*:27:\n"),
+            ),
         ]);
         let filesystems = [
             fs("/dev/vda1", "ext4", "r", Some("root")),
@@ -461,6 +469,7 @@ mod tests {
                 mountpoint: "/home".into(),
                 source: "its superblock's last-mounted path".into(),
             }],
+            sudoers: vec![("alice".into(), "/var/log/auth.log".into())],
         };
         let ctx = Context {
             evidence: &evidence,
@@ -485,7 +494,15 @@ mod tests {
             why.contains("alice (uid 1000) from the home directory /home/alice on /dev/vdb"),
             "{why}"
         );
-        assert!(file("/etc/group").0.ends_with("alice:x:1000:\n"));
+        let (group, why) = file("/etc/group");
+        assert_eq!(group, "root:x:0:\nsudo:x:27:alice\nalice:x:1000:\n");
+        assert!(
+            why.contains(
+                "alice in group sudo (alice ran commands through sudo: /var/log/auth.log)"
+            ),
+            "{why}"
+        );
+        assert!(file("/etc/gshadow").0.contains("sudo:*::alice\n"));
         assert!(file("/etc/shadow")
             .0
             .ends_with("alice:!:20000:0:99999:7:::\n"));
