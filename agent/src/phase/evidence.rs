@@ -24,7 +24,19 @@ pub fn gather(tree: &dyn Tree, root: &str, report: &Report, rep: &mut Reporter) 
         hostname: hostname(tree),
         mounts: Vec::new(),
         sudoers: sudoers(tree),
+        dhcp: Vec::new(),
     };
+    let (dhcp, leased_name) = leases(tree);
+    ev.dhcp = dhcp;
+    if ev.hostname.is_none() {
+        ev.hostname = leased_name.or_else(|| {
+            let file = "/var/lib/cloud/data/previous-hostname";
+            let text = tree.read(file, 4096)?;
+            let name = String::from_utf8_lossy(&text).trim().to_owned();
+            vmrescue_protocol::params::valid_hostname(&name)
+                .then(|| (name, format!("cloud-init's {file}")))
+        });
+    }
     for f in report.filesystems.iter().filter(|f| f.device != root) {
         let fstype = FsType::parse(&f.fstype);
         if !fstype.is_mountable() || f.mountpoint.is_some() {
@@ -75,6 +87,33 @@ pub fn gather(tree: &dyn Tree, root: &str, report: &Report, rep: &mut Reporter) 
         }
     }
     ev
+}
+
+/// A thing found and where (a log, a lease file).
+type Sourced = (String, String);
+
+/// The interfaces the guest's dhclient leased addresses on, and the newest leased host name.
+fn leases(tree: &dyn Tree) -> (Vec<Sourced>, Option<Sourced>) {
+    let mut ifaces: Vec<(String, String)> = Vec::new();
+    let mut host = None;
+    let mut files = tree.list("/var/lib/dhcp");
+    files.sort();
+    for f in files.into_iter().filter(|f| f.ends_with(".leases")) {
+        let path = format!("/var/lib/dhcp/{f}");
+        let Some(text) = tree.read(&path, MAX_LOG) else {
+            continue;
+        };
+        let (found, name) = evidence::dhclient_leases(&String::from_utf8_lossy(&text));
+        for i in found {
+            if !ifaces.iter().any(|(have, _)| *have == i) {
+                ifaces.push((i, path.clone()));
+            }
+        }
+        if let Some(n) = name {
+            host = Some((n, format!("the DHCP lease file {path}")));
+        }
+    }
+    (ifaces, host)
 }
 
 /// The users the journal or the auth log show running commands through sudo.

@@ -46,6 +46,8 @@ pub struct Evidence {
     pub mounts: Vec<MountHint>,
     /// Users the logs show running commands through sudo, and the log.
     pub sudoers: Vec<(String, String)>,
+    /// Interfaces the guest's DHCP client leased an address on, and the lease file.
+    pub dhcp: Vec<(String, String)>,
 }
 
 /// Nothing found (or not looked for: `/etc` is there).
@@ -54,6 +56,7 @@ pub static NO_EVIDENCE: Evidence = Evidence {
     hostname: None,
     mounts: Vec::new(),
     sudoers: Vec::new(),
+    dhcp: Vec::new(),
 };
 
 impl Evidence {
@@ -137,6 +140,32 @@ pub fn hostname_from_journal(data: &[u8]) -> Option<String> {
     best.sort_by_key(|b| std::cmp::Reverse(b.1));
     best.into_iter()
         .find_map(|(name, _)| usable(std::str::from_utf8(name).ok()?))
+}
+
+/// What a dhclient lease file (`/var/lib/dhcp/dhclient*.leases`) says: the interfaces leased
+/// on, and the newest lease's host name (`option host-name "web-1";`).
+pub fn dhclient_leases(text: &str) -> (Vec<String>, Option<String>) {
+    let quoted = |l: &str, key: &str| -> Option<String> {
+        let rest = l.trim().strip_prefix(key)?.trim();
+        Some(rest.strip_prefix('"')?.split('"').next()?.to_owned())
+    };
+    let mut ifaces: Vec<String> = Vec::new();
+    let mut host = None;
+    for line in text.lines() {
+        if let Some(i) = quoted(line, "interface") {
+            let ok = !i.is_empty()
+                && i.len() <= 15
+                && i.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if ok && !ifaces.contains(&i) {
+                ifaces.push(i);
+            }
+        }
+        if let Some(h) = quoted(line, "option host-name").and_then(|h| usable(&h)) {
+            host = Some(h);
+        }
+    }
+    (ifaces, host)
 }
 
 /// The user of one sudo log message (`alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ;
@@ -320,6 +349,15 @@ mod tests {
         );
         journal.extend_from_slice(b"\0MESSAGE=../x : PWD=/ ; COMMAND=/bin/sh\0MESSAGE=");
         assert_eq!(sudoers_from_journal(&journal), ["alice"]);
+    }
+
+    #[test]
+    fn dhclient_leases_name_interfaces_and_the_host() {
+        let text = "lease {\n  interface \"ens3\";\n  fixed-address 10.0.0.5;\n  option host-name \"old-name\";\n}\nlease {\n  interface \"ens3\";\n  option host-name \"web-1\";\n}\nlease {\n  interface \"bad/../x\";\n}\n";
+        let (ifaces, host) = dhclient_leases(text);
+        assert_eq!(ifaces, ["ens3"]);
+        assert_eq!(host.as_deref(), Some("web-1"));
+        assert_eq!(dhclient_leases("garbage\n"), (vec![], None));
     }
 
     #[test]

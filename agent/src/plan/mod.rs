@@ -437,6 +437,7 @@ mod tests {
         use super::evidence::{Evidence, Home, MountHint};
         let g = Guest::new(&[
             ("/usr/bin/bash", Some("")),
+            ("/usr/sbin/ifup", Some("")),
             ("/home", None),
             ("/usr/lib/os-release", Some("ID=debian\n")),
             (
@@ -470,6 +471,7 @@ mod tests {
                 source: "its superblock's last-mounted path".into(),
             }],
             sudoers: vec![("alice".into(), "/var/log/auth.log".into())],
+            dhcp: vec![("ens3".into(), "/var/lib/dhcp/dhclient.ens3.leases".into())],
         };
         let ctx = Context {
             evidence: &evidence,
@@ -517,6 +519,15 @@ mod tests {
             "{fstab}"
         );
         assert!(!fstab.contains("CHANGE-ME"), "{fstab}");
+        let (interfaces, why) = file("/etc/network/interfaces");
+        assert!(
+            interfaces.ends_with("\nallow-hotplug ens3\niface ens3 inet dhcp\n"),
+            "{interfaces}"
+        );
+        assert!(
+            why.contains("ens3 from /var/lib/dhcp/dhclient.ens3.leases"),
+            "{why}"
+        );
         // Asked for a host name, the operator's wins.
         let ctx = Context {
             hostname: Some("db-9"),
