@@ -801,8 +801,20 @@ fn lvm_and_luks_disks_are_opened_by_both_boots_with_the_key_on_the_settings_driv
         fixture::sha256_file(&g.pv).unwrap(),
         fixture::sha256_file(&luks).unwrap(),
     ];
+    // Access rides the same drive: `openssl passwd -6 -salt domsalt throwaway`.
+    const HASH: &str = "$6$domsalt$LMnhO0LfDNcYN4rr/M3q0ZvjfIsNOSz2Vs/03tqmB6Nc4IM82RIADWfY8vQCjeYYA50wUaI7.srkAZr6KD04Q1";
     for boot in [&[][..], &["--boot", "kernel"][..]] {
-        let mut extra = vec!["--mode", "check", "--luks-key", &key_arg];
+        let mut extra = vec![
+            "--mode",
+            "check",
+            "--luks-key",
+            &key_arg,
+            "--root-password-hash",
+            HASH,
+            // Two OS roots (vda, and vg0's): --root chooses, with --domain as with --disk.
+            "--root",
+            "/dev/vda",
+        ];
         extra.extend_from_slice(boot);
         let (code, report, stdout, err) = rescue_domain(&d.name, &extra);
         assert_eq!(code, 1, "{boot:?}: {err}");
@@ -825,6 +837,22 @@ fn lvm_and_luks_disks_are_opened_by_both_boots_with_the_key_on_the_settings_driv
         assert_eq!(l["read_only"], true);
         let key_text = std::str::from_utf8(KEY).unwrap();
         assert!(!stdout.contains(key_text) && !err.contains(key_text));
+        assert_eq!(
+            r["os"]["root_device"], "/dev/vda",
+            "{boot:?}: {:#}",
+            r["os"]
+        );
+        assert!(
+            r["plan"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["path"] == "/etc/shadow"
+                    && c["detail"].as_str().unwrap().contains("root password set")),
+            "{boot:?}: {:#}",
+            r["plan"]
+        );
+        assert!(!stdout.contains("domsalt") && !err.contains("domsalt"));
     }
     assert_eq!(
         [

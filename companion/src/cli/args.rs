@@ -115,18 +115,18 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         image: Option<PathBuf>,
         /// Agent binary to pack if the image must be built.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, conflicts_with = "domain", value_name = "PATH")]
         agent: Option<PathBuf>,
         /// QEMU accelerator (default: $VMRESCUE_ACCEL, else auto: KVM when it works, else TCG).
-        #[arg(long, value_enum)]
+        #[arg(long, conflicts_with = "domain", value_enum)]
         accel: Option<Choice>,
         /// Disk image format for every --disk (default: detected, qcow2 by its magic, else raw;
         /// a detected qcow2 that names a backing or data file is refused: name the format to
         /// follow it).
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, conflicts_with = "domain", value_enum, default_value = "auto")]
         format: FormatArg,
         /// Keep the run directory (console log, QEMU log) even after a successful rescue.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "domain")]
         keep_run_dir: bool,
         /// The OS root when discovery finds several: a device as the rescue VM names it
         /// (`/dev/vdb1`) or a filesystem UUID.
@@ -144,11 +144,11 @@ pub enum Cmd {
         xfs_zero_log: bool,
         /// A reference /etc directory: its files replace missing guest /etc files (before the
         /// guest's own backups or rebuilt minimal files).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, conflicts_with = "domain", value_name = "DIR")]
         reference_etc: Option<PathBuf>,
         /// Keep e2fsck undo files (repair mode) in a new subdirectory of DIR: a scratch disk
         /// is attached for them. `e2undo FILE DISK`, newest first, reverts e2fsck's changes.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, conflicts_with = "domain", value_name = "DIR")]
         undo_dir: Option<PathBuf>,
         #[command(flatten)]
         secrets: SecretArgs,

@@ -232,6 +232,10 @@ pub fn run(cli: Cli) -> i32 {
             memory,
             boots,
             secrets: secret_args,
+            root,
+            hostname,
+            keep_root_error_behaviour,
+            xfs_zero_log,
             ..
         } => {
             let Some(secrets) = secrets(&secret_args) else {
@@ -239,6 +243,13 @@ pub fn run(cli: Cli) -> i32 {
             };
             let req = crate::libvirt::domain::DomainRequest {
                 secrets,
+                root,
+                policy: rescue::Policy {
+                    hostname,
+                    keep_root_error_behaviour,
+                    xfs_zero_log,
+                    reference_etc: None,
+                },
                 verify: boots.request(memory),
                 domain,
                 connect,
@@ -546,6 +557,29 @@ mod tests {
             ..args
         };
         assert!(secrets(&none).is_some_and(|s| s.is_empty()));
+        // What a --domain rescue cannot honour is refused, never ignored.
+        for flag in [
+            &["--reference-etc", "/etc"][..],
+            &["--undo-dir", "/tmp"],
+            &["--keep-run-dir"],
+            &["--accel", "tcg"],
+            &["--agent", "/a"],
+            &["--format", "raw"],
+        ] {
+            let args = [&["vmrescue", "rescue", "--domain", "g"][..], flag].concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{flag:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "vmrescue",
+            "rescue",
+            "--domain",
+            "g",
+            "--root",
+            "/dev/vda",
+            "--hostname",
+            "web-1",
+        ]);
+        assert!(cli.is_ok(), "--root and --hostname apply to --domain");
         // --user goes with --ssh-key.
         assert!(
             Cli::try_parse_from(["vmrescue", "rescue", "--disk", "a", "--user", "alice"]).is_err()

@@ -45,6 +45,10 @@ fn agent_settings(req: &DomainRequest) -> params::Settings {
     params::Settings {
         // A kernel boot's line tells the agent to wait for the drive its secrets are on.
         settings_drive: !req.secrets.is_empty(),
+        root: req.root.clone(),
+        hostname: req.policy.hostname.clone(),
+        errors_remount_ro: !req.policy.keep_root_error_behaviour,
+        xfs_zero_log: req.policy.xfs_zero_log,
         ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }
@@ -81,6 +85,9 @@ fn wait_inactive(dom: &Domain, limit: Duration) -> bool {
 
 /// Rescues the domain.
 pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainError> {
+    // Bad values stop here, before anything changes (a cdrom boot's drive would not check).
+    params::validate(&agent_settings(req))
+        .map_err(|e| DomainError::Cmdline(super::LibvirtError::Cmdline(e)))?;
     let conn = connect(req.connect.as_deref())?;
     let uri = conn.uri().unwrap_or_default();
     let dom = lookup(&conn, &req.domain)?;

@@ -95,6 +95,11 @@ pub struct DomainRequest {
     pub verify: Option<crate::verify::VerifyRequest>,
     /// What travels on the settings drive only (LUKS keys, the access asked for).
     pub secrets: vmrescue_protocol::secrets::Secrets,
+    /// `--root`: the OS root when discovery finds several.
+    pub root: Option<String>,
+    /// `--hostname`, `--keep-root-error-behaviour`, `--xfs-zero-log`, as for `--disk` (no
+    /// reference /etc: `--reference-etc` is refused with `--domain`).
+    pub policy: crate::rescue::Policy,
 }
 
 /// What came of it.
