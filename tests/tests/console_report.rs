@@ -3,7 +3,7 @@
 //! logs hold several runs; consoles turn `\n` into `\r\n`).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use vmrescue_tests::fixture;
@@ -12,16 +12,9 @@ use vmrescue_tests::harness;
 /// nova's `MAX_CONSOLE_BYTES`.
 const NOVA_TAIL: usize = 100 << 10;
 
-fn run_dir(stderr: &str) -> PathBuf {
-    let dir = stderr
-        .split("run directory ")
-        .nth(1)
-        .and_then(|s| s.lines().next())
-        .expect("the run directory is named");
-    PathBuf::from(dir.trim())
-}
-
-/// A rescue of a broken disk in `mode`, its channel report and its console log's bytes.
+/// A rescue of a broken disk in `mode`: what its agent reported over the channel (without the
+/// warnings the host adds, such as another run's leftovers: the console carries the agent's
+/// report only) and its console log's bytes.
 fn rescue(mode: &str) -> (serde_json::Value, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let disk = fixture::broken_root(&dir.path().join("root.img")).unwrap();
@@ -30,9 +23,13 @@ fn rescue(mode: &str) -> (serde_json::Value, Vec<u8>) {
         .report
         .clone()
         .unwrap_or_else(|| panic!("{}", run.stderr));
-    let rd = run_dir(&run.stderr);
+    let rd = harness::run_dir(&run.stderr);
     let log = std::fs::read(rd.join("console.log")).unwrap();
     let _ = std::fs::remove_dir_all(&rd);
+    let mut report = report;
+    if let Some(w) = report["warnings"].as_array_mut() {
+        w.retain(|w| w["step"] != "host");
+    }
     (report, log)
 }
 
