@@ -118,7 +118,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
         have.push((e.name, content));
     }
     if rebuilt.contains(&"passwd") {
-        add_accounts(root, ctx, &rebuilt, p);
+        super::from_evidence::add_accounts(root, ctx, &rebuilt, p);
     }
     // A missing /etc/hostname is a valid state (the name comes from DHCP or cloud-init): it is
     // only written when the operator names the host, the guest's logs do, or the reference
@@ -186,7 +186,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
     super::machine_id::plan(root, ctx, lost, p);
     restore_reference_extras(root, ctx, p);
     if lost {
-        network(root, ctx, p);
+        super::from_evidence::network(root, ctx, p);
     }
     if lost {
         super::distro_defaults::plan(root, p);
@@ -223,168 +223,12 @@ fn backup(root: &dyn Tree, name: &str) -> Option<Vec<u8>> {
 }
 
 /// The shell a rebuilt account gets: bash where the guest has it.
-fn shell(root: &dyn Tree) -> &'static str {
+pub(super) fn shell(root: &dyn Tree) -> &'static str {
     if root.exists("/bin/bash") || root.exists("/usr/bin/bash") {
         "/bin/bash"
     } else {
         "/bin/sh"
     }
-}
-
-/// The accounts the home directories found show, added to the rebuilt account files (and a
-/// group named after each user whose group id no group has).
-fn add_accounts(root: &dyn Tree, ctx: &Context, rebuilt: &[&str], p: &mut Plan) {
-    let text = |p: &Plan, name: &str| -> String {
-        let path = format!("/etc/{name}");
-        p.steps
-            .iter()
-            .find_map(|s| match &s.action {
-                Action::WriteFile {
-                    path: at, content, ..
-                } if *at == path => Some(String::from_utf8_lossy(content).into_owned()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
-    let new = super::evidence::accounts(
-        &ctx.evidence.homes,
-        &text(p, "passwd"),
-        &text(p, "group"),
-        shell(root),
-        ctx.today,
-    );
-    if new.said.is_empty() {
-        return;
-    }
-    // Who used sudo goes back into the sudo group (Debian's; `wheel` elsewhere).
-    let admins: Vec<&(String, String)> = ctx
-        .evidence
-        .sudoers
-        .iter()
-        .filter(|(u, _)| new.passwd.lines().any(|l| l.split(':').next() == Some(u)))
-        .collect();
-    let admin_group = ["sudo", "wheel"].into_iter().find(|g| {
-        text(p, "group")
-            .lines()
-            .any(|l| l.split(':').next() == Some(g))
-    });
-    let mut said = new.said.clone();
-    if let (Some(g), false) = (admin_group, admins.is_empty()) {
-        let names: Vec<&str> = admins.iter().map(|(u, _)| u.as_str()).collect();
-        for name in ["group", "gshadow"]
-            .into_iter()
-            .filter(|n| rebuilt.contains(n))
-        {
-            let path = format!("/etc/{name}");
-            if let Some(step) = p.steps.iter_mut().find(|s| s.action.path() == path) {
-                if let Action::WriteFile { content, .. } = &mut step.action {
-                    *content =
-                        with_members(&String::from_utf8_lossy(content), g, &names).into_bytes();
-                }
-            }
-        }
-        for (u, log) in &admins {
-            said.push(format!(
-                "{u} in group {g} ({u} ran commands through sudo: {log})"
-            ));
-        }
-    }
-    let gshadow: String = new
-        .group
-        .lines()
-        .filter_map(|l| l.split(':').next())
-        .map(|g| format!("{g}:!::\n"))
-        .collect();
-    let why = format!("; accounts from home directories: {}", said.join(", "));
-    for (name, add) in [
-        ("passwd", &new.passwd),
-        ("group", &new.group),
-        ("shadow", &new.shadow),
-        ("gshadow", &gshadow),
-    ] {
-        let path = format!("/etc/{name}");
-        let step = p.steps.iter_mut().find(|s| s.action.path() == path);
-        if let (true, Some(step)) = (rebuilt.contains(&name) && !add.is_empty(), step) {
-            if let Action::WriteFile { content, .. } = &mut step.action {
-                content.extend_from_slice(add.as_bytes());
-            }
-            step.why.push_str(&why);
-        }
-    }
-}
-
-/// ifupdown's `/etc/network/interfaces` for the interfaces the guest's DHCP client leased on,
-/// when ifupdown is what configures its network (without it, its network comes up as before).
-fn network(root: &dyn Tree, ctx: &Context, p: &mut Plan) {
-    let path = "/etc/network/interfaces";
-    let ifupdown = ["/sbin/ifup", "/usr/sbin/ifup"]
-        .iter()
-        .any(|f| root.exists(f));
-    if !ifupdown || ctx.evidence.dhcp.is_empty() || root.exists(path) || p.has(path) {
-        return;
-    }
-    let mut text = String::from(
-        "# Rebuilt by vmrescue from the guest's DHCP leases (review it).\n\
-         source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
-    );
-    for (i, _) in &ctx.evidence.dhcp {
-        text.push_str(&format!("\nallow-hotplug {i}\niface {i} inet dhcp\n"));
-    }
-    let from: Vec<String> = ctx
-        .evidence
-        .dhcp
-        .iter()
-        .map(|(i, f)| format!("{i} from {f}"))
-        .collect();
-    if !root.exists("/etc/network") && !p.has("/etc/network") {
-        p.push(
-            Action::MakeDir {
-                path: "/etc/network".into(),
-                mode: 0o755,
-            },
-            "for ifupdown's configuration",
-            false,
-        );
-    }
-    p.push(
-        Action::WriteFile {
-            path: path.into(),
-            content: text.into_bytes(),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-        },
-        format!(
-            "{path} is missing: rebuilt for DHCP on the interfaces the guest leased addresses on ({})",
-            from.join(", ")
-        ),
-        true,
-    );
-}
-
-/// A group or gshadow file's text with `users` added to `group`'s member list (the last field).
-fn with_members(text: &str, group: &str, users: &[&str]) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let mut f: Vec<String> = line.split(':').map(str::to_owned).collect();
-        if f.first().map(String::as_str) == Some(group) && f.len() >= 3 {
-            let last = f.len() - 1;
-            let mut members: Vec<String> = f[last]
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned)
-                .collect();
-            for u in users {
-                if !members.iter().any(|m| m == u) {
-                    members.push((*u).to_owned());
-                }
-            }
-            f[last] = members.join(",");
-        }
-        out.push_str(&f.join(":"));
-        out.push('\n');
-    }
-    out
 }
 
 /// Content for a missing account file, where it came from, and whether it was rebuilt (not

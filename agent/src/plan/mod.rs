@@ -7,6 +7,7 @@ pub mod conffiles;
 pub mod distro_defaults;
 pub mod etc;
 pub mod evidence;
+mod from_evidence;
 pub mod fstab;
 pub mod leftovers;
 pub mod machine_id;
