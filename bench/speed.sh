@@ -249,9 +249,43 @@ e=$(now)
 cores=$(nproc)
 echo "  wall $(echo "$e - $s" | bc)s against 8 x ${am}s / $cores cores = $(echo "scale=2; 8 * $am / $cores" | bc)s"
 
+# RUNS runs of a boot path, each on fresh seed disks: median, min and max, and the ratio of
+# the median to guestfish's.
+ratio() { [[ $gf == yes ]] && echo "; $(echo "scale=2; $1 / $bm" | bc) x guestfish" || true; }
+domain_rescue() { # NAME extra args...
+    local s e
+    s=$(now)
+    "$bin" rescue --json --domain "$1" --image "$work/image" --mode repair "${@:2}" >"$work/report.json" 2>"$work/domain.err" || true
+    e=$(now)
+    echo "$e - $s" | bc
+}
+iso_boot() {
+    local s e
+    s=$(now)
+    timeout 300 "${VMRESCUE_QEMU:-qemu-system-x86_64}" -machine pc -accel tcg -m 512 -nodefaults -display none \
+        -no-reboot -cdrom "$work/image/vmrescue.iso" -boot d \
+        -drive file="$work/a.img",if=virtio,format=raw,readonly=on \
+        -drive file="$work/b.img",if=virtio,format=raw,readonly=on \
+        -serial file:"$work/iso-console.log" >/dev/null 2>&1 || true
+    e=$(now)
+    "$bin" report --console-log "$work/iso-console.log" --json >"$work/report.json" 2>/dev/null || true
+    echo "$e - $s" | bc
+}
+measure() { # LABEL COMMAND...: RUNS runs on fresh seed disks
+    local f=$work/m.times t o
+    : >"$f"
+    for ((r = 1; r <= runs; r++)); do
+        fresh "$work/seed"
+        t=$("${@:2}")
+        o=$(outcome)
+        echo "$t" >>"$f"
+    done
+    read -r mm mmin mmax < <(stats <"$f")
+    echo "  $1: median ${mm}s  min ${mmin}s  max ${mmax}s ($o$(ratio "$mm"); $(python3 -c "import json; print(json.load(open('$work/report.json')).get('kernel','?'))" 2>/dev/null || echo '?'))"
+}
+
 if virsh -c qemu:///system version >/dev/null 2>&1; then
-    echo "-- rescue --domain"
-    fresh "$work/seed"
+    echo "-- rescue --domain (a pc domain, BIOS, both seed disks on virtio)"
     name=vmrescue-bench-$$
     cat >"$work/domain.xml" <<XML
 <domain type='qemu'><name>$name</name><memory unit='MiB'>512</memory>
@@ -261,22 +295,12 @@ if virsh -c qemu:///system version >/dev/null 2>&1; then
 <serial type='pty'/><console type='pty'/></devices></domain>
 XML
     virsh -q define "$work/domain.xml" >/dev/null
-    s=$(now)
-    "$bin" rescue --json --domain "$name" --image "$work/image" --mode repair >"$work/report.json" 2>"$work/domain.err" || true
-    e=$(now)
-    echo "  $(echo "$e - $s" | bc)s ($(outcome))"
+    measure "default boot (the rescue kernel by direct kernel boot)" domain_rescue "$name"
+    [[ $(outcome) != none ]] || sed 's/^/  /' "$work/domain.err" | tail -2
+    measure "--boot cdrom (the ISO through SeaBIOS and ISOLINUX)" domain_rescue "$name" --boot cdrom
     [[ $(outcome) != none ]] || sed 's/^/  /' "$work/domain.err" | tail -2
     virsh -q undefine "$name" --nvram >/dev/null 2>&1 || virsh -q undefine "$name" >/dev/null
 fi
 
-echo "-- a boot of the ISO (check mode, until the rescue powers off)"
-fresh "$work/seed"
-s=$(now)
-timeout 300 "${VMRESCUE_QEMU:-qemu-system-x86_64}" -machine pc -accel tcg -m 512 -nodefaults -display none \
-    -no-reboot -cdrom "$work/image/vmrescue.iso" -boot d \
-    -drive file="$work/a.img",if=virtio,format=raw,readonly=on \
-    -drive file="$work/b.img",if=virtio,format=raw,readonly=on \
-    -serial file:"$work/iso-console.log" || true
-e=$(now)
-"$bin" report --console-log "$work/iso-console.log" --json >"$work/report.json" 2>/dev/null || true
-echo "  $(echo "$e - $s" | bc)s ($(outcome))"
+echo "-- a boot of the ISO by hand (QEMU, BIOS, check mode, until the rescue powers off)"
+measure "ISO boot" iso_boot

@@ -47,6 +47,12 @@ pub const LATE_FILE: &str = "late.img";
 pub const RESCUE_VMLINUX_FILE: &str = "vmlinux-rescue";
 /// [`INITRAMFS_CORE_FILE`] without the host kernel's modules, for the rescue kernel.
 pub const RESCUE_INITRAMFS_FILE: &str = "initramfs-rescue.cpio";
+/// The rescue kernel as its bzImage: what a UEFI firmware starts (its EFI stub), and the
+/// smaller file to upload to a remote libvirt host.
+pub const RESCUE_BZIMAGE_FILE: &str = "vmlinuz-rescue";
+/// [`INITRAMFS_CPIO_FILE`] without the host kernel's modules (the late archive inside), for
+/// the rescue kernel in a libvirt domain: a direct kernel boot there attaches no late disk.
+pub const RESCUE_INITRAMFS_FULL_FILE: &str = "initramfs-rescue-full.cpio";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The manifest's `format` this builder writes: 2 added the core initramfs, the late archive
 /// and the rescue kernel. An image of an older format still boots, the slower way.
@@ -168,7 +174,8 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     let rescue = match &opts.rescue_kernel {
         None => None,
         Some(k) => {
-            let elf = pvh::vmlinux(&read(&k.bzimage)?).map_err(|e| BuildError::RescueKernel {
+            let bzimage = read(&k.bzimage)?;
+            let elf = pvh::vmlinux(&bzimage).map_err(|e| BuildError::RescueKernel {
                 path: k.bzimage.clone(),
                 reason: e.to_string(),
             })?;
@@ -178,8 +185,11 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 vmlinux_sha256: sha256_hex(&elf),
                 initramfs_sha256: (!packed.rescue_archive.is_empty())
                     .then(|| sha256_hex(&packed.rescue_archive)),
+                bzimage_sha256: Some(sha256_hex(&bzimage)),
+                initramfs_full_sha256: (!packed.rescue_full.is_empty())
+                    .then(|| sha256_hex(&packed.rescue_full)),
             };
-            Some((elf, m))
+            Some((elf, bzimage, m))
         }
     };
     let mut manifest = Manifest {
@@ -202,7 +212,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             .map(|e| format!("/{}", e.path))
             .collect(),
         media: None,
-        rescue_kernel: rescue.as_ref().map(|(_, m)| m.clone()),
+        rescue_kernel: rescue.as_ref().map(|(_, _, m)| m.clone()),
     };
     publish(
         &opts.out,
@@ -222,14 +232,19 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 .flatten(),
         )
         .chain(vmlinux.as_deref().ok().map(|v| (VMLINUX_FILE, v)))
-        .chain(
-            rescue
-                .as_ref()
-                .map(|(elf, _)| (RESCUE_VMLINUX_FILE, elf.as_slice())),
-        )
+        .chain(rescue.as_ref().into_iter().flat_map(|(elf, bzimage, _)| {
+            [
+                (RESCUE_VMLINUX_FILE, elf.as_slice()),
+                (RESCUE_BZIMAGE_FILE, bzimage.as_slice()),
+            ]
+        }))
         .chain(
             (rescue.is_some() && !packed.rescue_archive.is_empty())
                 .then_some((RESCUE_INITRAMFS_FILE, packed.rescue_archive.as_slice())),
+        )
+        .chain(
+            (rescue.is_some() && !packed.rescue_full.is_empty())
+                .then_some((RESCUE_INITRAMFS_FULL_FILE, packed.rescue_full.as_slice())),
         )
         .collect::<Vec<_>>(),
         |tmp| {

@@ -56,6 +56,12 @@ pub struct RescueKernelManifest {
     /// `initramfs-rescue.cpio`, when the image has a late archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initramfs_sha256: Option<String>,
+    /// `vmlinuz-rescue` (its bzImage), in images since libvirt domains boot it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bzimage_sha256: Option<String>,
+    /// `initramfs-rescue-full.cpio`, when the image has a late archive (and the bzImage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initramfs_full_sha256: Option<String>,
 }
 
 /// What the boot media are.
@@ -85,6 +91,10 @@ pub struct Artefacts {
     /// The purpose-made rescue kernel (PVH) and its initramfs, when built with one.
     pub rescue_vmlinux: Option<PathBuf>,
     pub rescue_initramfs: Option<PathBuf>,
+    /// The rescue kernel's bzImage and its initramfs with the late archive inside, for libvirt
+    /// domains, when built with them.
+    pub rescue_bzimage: Option<PathBuf>,
+    pub rescue_initramfs_full: Option<PathBuf>,
     /// `vmrescue.iso` and `vmrescue-disk.qcow2`, when built.
     pub iso: Option<PathBuf>,
     pub disk_image: Option<PathBuf>,
@@ -96,6 +106,9 @@ impl Artefacts {
     pub fn open(dir: &Path) -> Option<Artefacts> {
         let manifest: Manifest =
             serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()?;
+        let rescue = |has: &dyn Fn(&RescueKernelManifest) -> bool| {
+            manifest.rescue_kernel.as_ref().is_some_and(has)
+        };
         let media = |name: &str| {
             let p = dir.join(name);
             (manifest.media.is_some() && p.is_file()).then_some(p)
@@ -120,6 +133,12 @@ impl Artefacts {
                     .as_ref()
                     .is_some_and(|k| k.initramfs_sha256.is_some())
                     && p.is_file()
+            }),
+            rescue_bzimage: Some(dir.join(RESCUE_BZIMAGE_FILE)).filter(|p| {
+                rescue(&|k: &RescueKernelManifest| k.bzimage_sha256.is_some()) && p.is_file()
+            }),
+            rescue_initramfs_full: Some(dir.join(RESCUE_INITRAMFS_FULL_FILE)).filter(|p| {
+                rescue(&|k: &RescueKernelManifest| k.initramfs_full_sha256.is_some()) && p.is_file()
             }),
             iso: media(media::ISO_FILE),
             disk_image: media(media::DISK_FILE),

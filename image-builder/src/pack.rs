@@ -1,6 +1,6 @@
 //! The archives made of an image's entries: the late archive (gzip), the core initramfs naming
 //! it by checksum, the rescue kernel's core (no host modules), and the full initramfs that
-//! carries the late archive inside.
+//! carries the late archive inside (with and without the host's modules).
 
 use std::io;
 use std::path::Path;
@@ -18,6 +18,9 @@ pub(crate) struct Packed {
     pub core_archive: Vec<u8>,
     /// The core without the host kernel's modules, for the rescue kernel (empty: not wanted).
     pub rescue_archive: Vec<u8>,
+    /// The full initramfs without the host kernel's modules, for the rescue kernel booted where
+    /// no late disk can be attached (libvirt domains; empty: not wanted).
+    pub rescue_full: Vec<u8>,
     /// The full initramfs, uncompressed and compressed.
     pub archive: Vec<u8>,
     pub initramfs: Vec<u8>,
@@ -67,14 +70,17 @@ pub(crate) fn pack(
     );
     let lean: Vec<cpio::Entry> = lean.into_values().collect();
     let core_archive = cpio_of(&lean, mtime, out)?;
-    let mut rescue_archive = Vec::new();
-    if rescue_kernel && !packed.is_empty() {
-        let no_modules: Vec<cpio::Entry> = lean
+    let rescue = rescue_kernel && !packed.is_empty();
+    let no_modules = |entries: &[cpio::Entry]| -> Vec<cpio::Entry> {
+        entries
             .iter()
             .filter(|e| !Path::new(&e.path).starts_with("lib/modules"))
             .cloned()
-            .collect();
-        rescue_archive = cpio_of(&no_modules, mtime, out)?;
+            .collect()
+    };
+    let mut rescue_archive = Vec::new();
+    if rescue {
+        rescue_archive = cpio_of(&no_modules(&lean), mtime, out)?;
     }
     let mut late_img = packed.clone();
     late_img.resize(packed.len().div_ceil(512) * 512, 0);
@@ -88,12 +94,17 @@ pub(crate) fn pack(
     }
     let entries: Vec<cpio::Entry> = core.into_values().collect();
     let archive = cpio_of(&entries, mtime, out)?;
+    let mut rescue_full = Vec::new();
+    if rescue {
+        rescue_full = cpio_of(&no_modules(&entries), mtime, out)?;
+    }
     let initramfs = gzip(&archive, flate2::Compression::default(), out)?;
     Ok(Packed {
         late_files,
         late_img,
         core_archive,
         rescue_archive,
+        rescue_full,
         archive,
         initramfs,
     })
@@ -149,6 +160,9 @@ mod tests {
         // The rescue kernel's core: the same without the host kernel's modules.
         assert!(has(&p.rescue_archive, "init") && has(&p.rescue_archive, "late.sha256"));
         assert!(!has(&p.rescue_archive, "lib/modules"));
+        // And the rescue kernel's full one: the archive inside, no module, no disk to name.
+        assert!(has(&p.rescue_full, "init") && has(&p.rescue_full, "lib/vmrescue/late.cpio.gz"));
+        assert!(!has(&p.rescue_full, "lib/modules") && !has(&p.rescue_full, "late.sha256"));
         // The full one: the core with the archive inside, and compressed.
         assert!(has(&p.archive, "lib/vmrescue/late.cpio.gz"));
         assert!(has(&p.archive, "lib/modules/6.1/kernel/virtio.ko"));
@@ -161,7 +175,7 @@ mod tests {
         file(&mut tree, false, "/init", "agent");
         let p = pack(tree, 0, true, Path::new("/out")).unwrap();
         assert!(p.late_files.is_empty() && p.late_img.is_empty());
-        assert!(p.rescue_archive.is_empty());
+        assert!(p.rescue_archive.is_empty() && p.rescue_full.is_empty());
         assert!(!has(&p.archive, "late.cpio.gz"));
     }
 

@@ -183,7 +183,7 @@ pub fn silent_image() -> &'static Artefacts {
     )
 }
 
-/// [`silent_image`] with boot media (check mode), for `rescue --domain`.
+/// [`silent_image`] with boot media (check mode) and the rescue kernel, for `rescue --domain`.
 pub fn silent_media_image() -> &'static Artefacts {
     static IMAGE: OnceLock<Artefacts> = OnceLock::new();
     built_once(
@@ -192,13 +192,13 @@ pub fn silent_media_image() -> &'static Artefacts {
             name: "silent-media",
             init: Some(SILENT_INIT),
             media: Some(vmrescue_protocol::Mode::Check),
-            rescue_kernel: false,
+            rescue_kernel: true,
         },
     )
 }
 
-/// An image with boot media whose menu defaults to `mode` (`check` or `repair`), built once
-/// per test process.
+/// An image with boot media whose menu defaults to `mode` (`check` or `repair`) and the rescue
+/// kernel (what `rescue --domain` boots by default), built once per test process.
 pub fn media_image(mode: vmrescue_protocol::Mode) -> &'static Artefacts {
     static CHECK: OnceLock<Artefacts> = OnceLock::new();
     static REPAIR: OnceLock<Artefacts> = OnceLock::new();
@@ -215,7 +215,7 @@ pub fn media_image(mode: vmrescue_protocol::Mode) -> &'static Artefacts {
             },
             init: None,
             media: Some(mode),
-            rescue_kernel: false,
+            rescue_kernel: true,
         },
     )
 }

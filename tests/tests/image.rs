@@ -342,4 +342,34 @@ fn the_rescue_kernel_has_its_drivers_built_in_and_its_own_initramfs() {
     );
     assert!(!names.contains(".ko"), "{names}");
     assert!(!names.contains("late.cpio.gz"), "{names}");
+    // For libvirt domains: its bzImage, whose EFI stub a UEFI firmware starts (a PE image
+    // behind the boot sector), and the initramfs with the late archive inside, no modules.
+    let bz = std::fs::read(a.rescue_bzimage.as_ref().expect("vmlinuz-rescue")).unwrap();
+    assert_eq!(
+        m.bzimage_sha256.as_deref(),
+        Some(vmrescue_image_builder::sha256_hex(&bz).as_str())
+    );
+    assert_eq!(&bz[..2], b"MZ", "EFI stub: a PE header");
+    assert_eq!(
+        &bz[0x202..0x206],
+        b"HdrS",
+        "and a Linux boot protocol header"
+    );
+    let full = Command::new("cpio")
+        .args(["-it", "--quiet", "-F"])
+        .arg(
+            a.rescue_initramfs_full
+                .as_ref()
+                .expect("initramfs-rescue-full.cpio"),
+        )
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&full.stdout);
+    assert!(names.lines().any(|l| l == "init"), "{names}");
+    assert!(
+        names.lines().any(|l| l == "lib/vmrescue/late.cpio.gz"),
+        "{names}"
+    );
+    assert!(!names.contains(".ko"), "{names}");
+    assert!(!names.contains("late.sha256"), "{names}");
 }

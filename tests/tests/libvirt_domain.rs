@@ -216,10 +216,17 @@ fn check_then_repair_a_domain_leaving_its_definition_byte_identical() {
     );
     assert_eq!(inactive_xml(&d.name), before);
 
-    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair"]);
+    // The ISO's path, asked for: the host's kernel through the cdrom's boot loader.
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair", "--boot", "cdrom"]);
     assert_eq!(code, 0, "{err}");
     let r = report.unwrap();
     assert_eq!(r["outcome"], "repaired", "{r}");
+    let release = r["kernel"].as_str().unwrap_or_default();
+    assert!(
+        !release.is_empty() && !release.ends_with("-vmrescue"),
+        "the ISO boots the host's kernel: {release:?}"
+    );
+    assert!(err.contains("(repair mode, cdrom)"), "{err}");
     assert_eq!(
         r["disks"][0]["serial"], "vol-0001",
         "the guest's own disk, with its serial"
@@ -243,50 +250,101 @@ fn check_then_repair_a_domain_leaving_its_definition_byte_identical() {
     );
 }
 
-#[test]
-fn a_data_disk_on_sata_next_to_a_virtio_root_is_found_and_repaired() {
-    // The agent loads drivers by the devices' modaliases; the SATA disk only shows up after
-    // libata's asynchronous port scan, when the modalias rounds may be over.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let data = dir.path().join("data.img");
+/// A broken ext4 data disk (error state recorded, one file) labelled `label` in `dir`.
+fn broken_data_disk(dir: &std::path::Path, label: &str) -> PathBuf {
+    let data = dir.join(format!("{label}.img"));
     let tree = tempfile::tempdir().unwrap();
     std::fs::write(tree.path().join("records.txt"), "kept\n").unwrap();
-    fixture::mkfs_ext4(&data, 32, "srvdata", tree.path()).unwrap();
+    fixture::mkfs_ext4(&data, 32, label, tree.path()).unwrap();
     fixture::debugfs_write(&data, &["ssv state 2", "ssv error_count 1"]).unwrap();
-    let sata = format!(
+    data
+}
+
+/// A `<disk>` of `file` at `target` on `bus`.
+fn disk_xml(file: &std::path::Path, target: &str, bus: &str) -> String {
+    format!(
         "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      \
-         <source file='{}'/>\n      <target dev='sda' bus='sata'/>\n      <serial>vol-data</serial>\n    </disk>\n",
-        data.display()
-    );
-    let d = TestDomain::build("sata", "q35", "", "", &sata, true);
-    let before = inactive_xml(&d.name);
-    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair", "--boot", "kernel"]);
-    assert_eq!(code, 0, "{err}");
-    let r = report.unwrap();
-    assert_eq!(r["outcome"], "repaired", "{r}");
-    let names: Vec<&str> = r["disks"]
+         <source file='{}'/>\n      <target dev='{target}' bus='{bus}'/>\n    </disk>\n",
+        file.display()
+    )
+}
+
+/// The labels of the filesystems a report found.
+fn labels(r: &serde_json::Value) -> Vec<String> {
+    r["filesystems"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|d| d["name"].as_str())
-        .collect();
+        .filter_map(|f| f["label"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_default_boot_is_the_rescue_kernel_and_it_reaches_disks_on_every_bus_the_domain_uses() {
+    // q35: data disks on SATA (AHCI) and virtio-scsi beside the virtio root; pc: one on IDE.
+    // The rescue kernel has every driver built in; nothing is loaded by the devices' aliases.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sata = broken_data_disk(dir.path(), "sata-data");
+    let scsi = broken_data_disk(dir.path(), "scsi-data");
+    let ide = broken_data_disk(dir.path(), "ide-data");
+    let devices = format!(
+        "    <controller type='scsi' model='virtio-scsi'/>\n{}{}",
+        disk_xml(&sata, "sda", "sata"),
+        disk_xml(&scsi, "sdb", "scsi")
+    );
+    let d = TestDomain::build("buses", "q35", "", "", &devices, true);
+    let before = inactive_xml(&d.name);
+    let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r}");
+    let release = r["kernel"].as_str().unwrap_or_default();
     assert!(
-        names.contains(&"vda") && names.contains(&"sda"),
-        "both disks seen: {names:?}\n{r}"
+        release.ends_with("-vmrescue"),
+        "the rescue kernel booted, not {release:?}"
     );
-    assert_eq!(
-        fixture::host_e2fsck(&data).unwrap(),
-        0,
-        "the SATA disk repaired"
-    );
-    assert_eq!(
-        fixture::read_in_image(&data, "/records.txt")
-            .unwrap()
-            .as_deref(),
-        Some(&b"kept\n"[..])
-    );
+    assert!(err.contains("direct kernel boot: rescue kernel"), "{err}");
+    let found = labels(&r);
+    for (disk, label) in [(&sata, "sata-data"), (&scsi, "scsi-data")] {
+        assert!(found.iter().any(|l| l == label), "{label}: {found:?}\n{r}");
+        assert_eq!(fixture::host_e2fsck(disk).unwrap(), 0, "{label} repaired");
+        assert_eq!(
+            fixture::read_in_image(disk, "/records.txt")
+                .unwrap()
+                .as_deref(),
+            Some(&b"kept\n"[..]),
+            "{label}"
+        );
+    }
     assert_eq!(inactive_xml(&d.name), before);
+
+    let pc = TestDomain::build("ide", "pc", "", "", &disk_xml(&ide, "hdb", "ide"), true);
+    let sum = fixture::sha256_file(&ide).unwrap();
+    let (code, report, _, err) = rescue_domain(&pc.name, &["--mode", "check"]);
+    assert_eq!(code, 1, "check mode finds what to repair: {err}");
+    let r = report.unwrap();
+    assert!(
+        r["kernel"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("-vmrescue"),
+        "{r}"
+    );
+    assert!(labels(&r).iter().any(|l| l == "ide-data"), "{r}");
+    assert_eq!(
+        fixture::sha256_file(&ide).unwrap(),
+        sum,
+        "check mode wrote nothing"
+    );
+    // An IDE disk cannot be read-only: it was transient, and libvirt's overlay is gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("TRANSIENT"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -489,6 +547,60 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
+    // By default the rescue kernel's bzImage (less to upload than its ELF) and its initramfs.
+    for suffix in ["-vmlinuz-rescue", "-initrd-rescue.cpio"] {
+        assert!(
+            uploaded
+                .iter()
+                .any(|n| n.starts_with("vmrescue-") && n.ends_with(suffix)),
+            "{suffix}: {uploaded:?}"
+        );
+    }
+    assert!(
+        r["kernel"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("-vmrescue"),
+        "{r}"
+    );
+    assert!(
+        err.contains("rescue kernel") && err.contains("bzImage"),
+        "{err}"
+    );
+    assert_eq!(fixture::host_e2fsck(&d.disk).unwrap(), 0);
+    assert_eq!(inactive_xml(&d.name), before);
+
+    // The ISO's path over the same connection: the ISO and a settings drive go to the pool,
+    // and the per-run drive is removed afterwards.
+    let (code, report, _, err) = rescue_domain(
+        &d.name,
+        &[
+            "--connect",
+            uri,
+            "--pool",
+            &pool.name,
+            "--mode",
+            "check",
+            "--boot",
+            "cdrom",
+        ],
+    );
+    assert!(code == 0 || code == 1, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["mode"], "check", "{r}");
+    assert!(
+        !r["kernel"]
+            .as_str()
+            .unwrap_or("-vmrescue")
+            .ends_with("-vmrescue"),
+        "{r}"
+    );
+    assert!(err.contains("(check mode, cdrom)"), "{err}");
+    let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
         uploaded
             .iter()
@@ -499,7 +611,6 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
         !uploaded.iter().any(|n| n.contains("settings")),
         "the per-run settings drive is removed: {uploaded:?}"
     );
-    assert_eq!(fixture::host_e2fsck(&d.disk).unwrap(), 0);
     assert_eq!(inactive_xml(&d.name), before);
 }
 
@@ -595,6 +706,24 @@ fn uefi_domain_boots_the_rescue_from_a_copy_of_its_nvram_and_a_transient_domain_
     let r = report.unwrap();
     assert_eq!(r["outcome"], "repaired", "{r}");
     assert_eq!(r["firmware"]["type"], "uefi", "{r}");
+    // libvirt chose a firmware with Secure Boot on: the ISO's signed chain by default, as the
+    // rescue kernel is not signed (asked for by name, it is refused before anything changes).
+    assert_eq!(r["firmware"]["secure_boot"], true, "{r}");
+    assert!(err.contains("(repair mode, cdrom)"), "{err}");
+    assert!(
+        !r["kernel"]
+            .as_str()
+            .unwrap_or("-vmrescue")
+            .ends_with("-vmrescue"),
+        "{r}"
+    );
+    let (code, _, _, err) = rescue_domain(&d.name, &["--mode", "check", "--boot", "kernel"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("Secure Boot") && err.contains("--boot cdrom"),
+        "{err}"
+    );
+    assert_eq!(inactive_xml(&d.name), before);
     assert_eq!(inactive_xml(&d.name), before);
     // The guest's own variables file was never created or written by the rescue.
     let nvram = before
@@ -607,6 +736,35 @@ fn uefi_domain_boots_the_rescue_from_a_copy_of_its_nvram_and_a_transient_domain_
     assert!(
         nvram.is_empty() || !std::path::Path::new(&nvram).exists(),
         "{nvram} was touched"
+    );
+
+    // Without Secure Boot: the rescue kernel by default, started by the firmware's EFI stub.
+    let plain = TestDomain::with_os(
+        "efi-nosb",
+        "q35",
+        " firmware='efi'",
+        "    <firmware><feature enabled='no' name='secure-boot'/></firmware>\n",
+        true,
+    );
+    let (code, report, _, err) = rescue_domain(&plain.name, &["--mode", "repair"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "repaired", "{r}");
+    assert_eq!(
+        (&r["firmware"]["type"], &r["firmware"]["secure_boot"]),
+        (&serde_json::json!("uefi"), &serde_json::json!(false)),
+        "{r}"
+    );
+    assert!(
+        r["kernel"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("-vmrescue"),
+        "{r}"
+    );
+    assert!(
+        err.contains("rescue kernel") && err.contains("EFI stub"),
+        "{err}"
     );
 
     // A transient domain (running): --force, and it is there again afterwards.
@@ -803,7 +961,7 @@ fn lvm_and_luks_disks_are_opened_by_both_boots_with_the_key_on_the_settings_driv
     ];
     // Access rides the same drive: `openssl passwd -6 -salt domsalt throwaway`.
     const HASH: &str = "$6$domsalt$LMnhO0LfDNcYN4rr/M3q0ZvjfIsNOSz2Vs/03tqmB6Nc4IM82RIADWfY8vQCjeYYA50wUaI7.srkAZr6KD04Q1";
-    for boot in [&[][..], &["--boot", "kernel"][..]] {
+    for boot in [&["--boot", "cdrom"][..], &[][..]] {
         let mut extra = vec![
             "--mode",
             "check",

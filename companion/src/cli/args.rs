@@ -74,10 +74,12 @@ pub enum Cmd {
         /// libvirt URI for --domain (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).
         #[arg(long, value_name = "URI", requires = "domain")]
         connect: Option<String>,
-        /// How a --domain rescue boots: the ISO as a cdrom first in the boot order, or the
-        /// rescue kernel directly.
-        #[arg(long, value_enum, default_value = "cdrom", requires = "domain")]
-        boot: BootArg,
+        /// How a --domain rescue boots. kernel: the image's rescue kernel by direct kernel boot
+        /// (BIOS and UEFI domains, local and remote). cdrom: the ISO as a cdrom first in the
+        /// boot order. Default: kernel, except for a domain that boots its own kernel directly
+        /// or whose firmware enforces Secure Boot (the ISO's signed chain then).
+        #[arg(long, value_enum, requires = "domain")]
+        boot: Option<BootArg>,
         /// A running --domain: shut it down gracefully first (destroyed after a timeout).
         #[arg(long, requires = "domain", conflicts_with = "force")]
         stop: bool,
@@ -285,8 +287,8 @@ pub enum ImageCmd {
         no_media: bool,
         /// Carry the purpose-made rescue kernel, built from Debian's linux-source with only
         /// the drivers a rescue needs, all built in (minutes, once: it is kept in the cache
-        /// directory by its inputs). `rescue --disk` boots it; the media and libvirt boots keep
-        /// the host's kernel. Default: when a linux-source archive is installed, and a failed
+        /// directory by its inputs). `rescue --disk` and `rescue --domain` boot it; the media
+        /// keep the host's kernel. Default: when a linux-source archive is installed, and a failed
         /// build then leaves the host's kernel only; with this flag a failed build is an error.
         #[arg(long, conflicts_with = "no_rescue_kernel")]
         rescue_kernel: bool,

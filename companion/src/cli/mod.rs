@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use vmrescue_protocol::Outcome;
 
+use crate::libvirt::boot_media::BootChoice;
 use crate::qemu::Format;
 use crate::rescue::{self, Request};
 
@@ -253,7 +254,11 @@ pub fn run(cli: Cli) -> i32 {
                 verify: boots.request(memory),
                 domain,
                 connect,
-                kernel_boot: boot == BootArg::Kernel,
+                boot: match boot {
+                    None => BootChoice::Auto,
+                    Some(BootArg::Kernel) => BootChoice::Kernel,
+                    Some(BootArg::Cdrom) => BootChoice::Cdrom,
+                },
                 mode: mode.into(),
                 stop,
                 force,

@@ -16,8 +16,9 @@ use virt::domain::Domain;
 use vmrescue_image_builder::{self as builder, Artefacts};
 use vmrescue_protocol::{params, paths, Mode, DEFAULT_PORT_NAME};
 
+use super::boot_media::{resolve, BootPath, KernelAsked, MediaFiles};
 use super::disks::guest_drives;
-use super::placement::{settings_drive, Media, MediaFiles, LOCAL_MEDIA_DIR};
+use super::placement::{settings_drive, Media, LOCAL_MEDIA_DIR};
 use super::remote_verify::boot_remote;
 pub use super::request::{connect, lookup, DomainError, DomainRequest, Done};
 use super::request::{io, is_local, lv};
@@ -106,6 +107,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         source,
     })?;
     let local = is_local(&uri);
+    let kernel_boot = resolve(req.boot, &facts).map_err(|source| DomainError::Xml {
+        domain: name.clone(),
+        source,
+    })? == BootPath::Kernel;
     // The disks our own QEMU opens for the verify boots (and, to roll back, stages).
     let mut drives = Vec::new();
     let mut skipped = Vec::new();
@@ -191,7 +196,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             source,
         })
     };
-    let kernel_boot =
+    let kernel_method =
         |kernel: &Path, initrd: &Path, bootcopy: Option<&str>| -> Result<BootMethod, DomainError> {
             let cmdline = super::kernel_cmdline(&params::Settings {
                 bootcopy: bootcopy.map(str::to_owned),
@@ -211,12 +216,13 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         iso_name,
         kernel: (kernel_file, kernel_name),
         initrd: (initrd_file, initrd_name),
-    } = MediaFiles::choose(&image, local, facts.uefi);
+        how,
+    } = MediaFiles::choose(&image, local, facts.uefi, KernelAsked::from_env());
     if req.dry_run {
         let at = |n: &str| Path::new(LOCAL_MEDIA_DIR).join(n);
-        let xml_text = if req.kernel_boot {
+        let xml_text = if kernel_boot {
             rescue_xml(
-                kernel_boot(&at(&kernel_name), &at(&initrd_name), None)?,
+                kernel_method(&at(&kernel_name), &at(&initrd_name), None)?,
                 (!req.secrets.is_empty()).then_some(settings_iso.as_path()),
                 scratch_local.clone(),
             )?
@@ -281,7 +287,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     };
     // The settings drive: always for a cdrom boot (it has no per-rescue command line), and
     // for a kernel boot when there are secrets to carry.
-    let settings_at = if !req.kernel_boot || !req.secrets.is_empty() {
+    let settings_at = if !kernel_boot || !req.secrets.is_empty() {
         let settings = params::Settings {
             bootcopy: bootcopy.as_ref().map(|b| b.uuid.clone()),
             ..agent_settings(req)
@@ -297,9 +303,9 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     } else {
         None
     };
-    let xml_text = if req.kernel_boot {
+    let xml_text = if kernel_boot {
         rescue_xml(
-            kernel_boot(
+            kernel_method(
                 &media.put(&kernel_file, &kernel_name, true)?,
                 &media.put(&initrd_file, &initrd_name, true)?,
                 bootcopy.as_ref().map(|b| b.uuid.as_str()),
@@ -337,10 +343,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
     sink.event(Event::Note(&format!(
         "booting the rescue of {name} ({} mode, {}); state in {}",
         req.mode.as_str(),
-        if req.kernel_boot {
-            "direct kernel boot"
+        if kernel_boot {
+            format!("direct kernel boot: {how}")
         } else {
-            "cdrom"
+            "cdrom".to_owned()
         },
         state.dir.display()
     )));

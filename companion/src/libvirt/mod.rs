@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use vmrescue_image_builder::{self as builder, media, Artefacts};
 use vmrescue_protocol::{params, Mode, DEFAULT_PORT_NAME};
 
+pub mod boot_media;
 pub mod disks;
 pub mod domain;
 mod placement;
@@ -92,10 +93,16 @@ pub fn rescue_xml_for_file(
     let dir = image.unwrap_or_else(builder::default_dir);
     let image = || Artefacts::open(&dir).ok_or_else(|| LibvirtError::NoImage(dir.clone()));
     let boot = if kernel_boot {
-        let a = image()?;
+        // What `rescue --domain` boots here, from the image directory itself.
+        let files = boot_media::MediaFiles::choose(
+            &image()?,
+            true,
+            facts.uefi,
+            boot_media::KernelAsked::from_env(),
+        );
         xml::BootMethod::Kernel {
-            kernel: a.kernel.display().to_string(),
-            initrd: a.initramfs.display().to_string(),
+            kernel: files.kernel.0.display().to_string(),
+            initrd: files.initrd.0.display().to_string(),
             cmdline: kernel_cmdline(&params::Settings {
                 mode,
                 ..params::Settings::default()

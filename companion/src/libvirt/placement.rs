@@ -6,7 +6,6 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use virt::connect::Connect;
-use vmrescue_image_builder::Artefacts;
 use vmrescue_protocol::params;
 
 use super::request::{io, DomainError};
@@ -14,51 +13,6 @@ use super::xml;
 
 /// Where local media go: libvirt's image directory.
 pub(super) const LOCAL_MEDIA_DIR: &str = "/var/lib/libvirt/images";
-
-/// The image's files a domain's rescue boots, each with the name it gets where it is placed
-/// (names carry their content's checksum, so a medium of that name is reused).
-pub(super) struct MediaFiles {
-    pub iso_name: String,
-    pub kernel: (PathBuf, String),
-    pub initrd: (PathBuf, String),
-}
-
-impl MediaFiles {
-    /// Here (`local`): the uncompressed PVH kernel and initramfs where the image has them
-    /// (nothing to decompress, seconds under TCG); remote: the compressed ones (less to
-    /// upload). UEFI firmware loads only the bzImage (its EFI stub), not the ELF.
-    pub fn choose(image: &Artefacts, local: bool, uefi: bool) -> MediaFiles {
-        let m = &image.manifest;
-        let iso_name = match &m.media {
-            Some(media) => format!("vmrescue-{}.iso", &media.iso_sha256[..16]),
-            None => format!("vmrescue-{}.iso", &m.initramfs_sha256[..16]),
-        };
-        let pvh = crate::rescue::boot_kernel(image);
-        let kernel = match &m.vmlinux_sha256 {
-            Some(sum) if local && !uefi && pvh != image.kernel => {
-                (pvh, format!("vmrescue-{}-vmlinux", &sum[..16]))
-            }
-            _ => (
-                image.kernel.clone(),
-                format!("vmrescue-{}-vmlinuz", &m.kernel_sha256[..16]),
-            ),
-        };
-        let initrd = match (&image.initramfs_cpio, &m.initramfs_cpio_sha256) {
-            (Some(cpio), Some(sum)) if local => {
-                (cpio.clone(), format!("vmrescue-{}-initrd.cpio", &sum[..16]))
-            }
-            _ => (
-                image.initramfs.clone(),
-                format!("vmrescue-{}-initrd.img", &m.initramfs_sha256[..16]),
-            ),
-        };
-        MediaFiles {
-            iso_name,
-            kernel,
-            initrd,
-        }
-    }
-}
 
 /// Where rescue media go for a connection.
 pub(super) struct Media<'a> {

@@ -81,7 +81,8 @@ pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error)
 pub struct DomainRequest {
     pub domain: String,
     pub connect: Option<String>,
-    pub kernel_boot: bool,
+    /// `--boot`: direct kernel boot by default where the domain allows it.
+    pub boot: super::boot_media::BootChoice,
     pub mode: Mode,
     pub stop: bool,
     pub force: bool,

@@ -97,6 +97,11 @@ pub struct Facts {
     /// The guest's own NVRAM file (UEFI), which the rescue never touches.
     pub nvram: Option<String>,
     pub uefi: bool,
+    /// It boots a kernel of its own directly (`<os><kernel>`).
+    pub own_kernel: bool,
+    /// Its firmware enforces Secure Boot (`<loader secure='yes'>`, or the `secure-boot`
+    /// feature of `<os firmware='efi'>` enabled).
+    pub secure_boot: bool,
 }
 
 /// Target names the domain's disks use.
@@ -140,12 +145,20 @@ pub fn facts(text: &str) -> Result<Facts, XmlError> {
     let uefi = os.attribute("firmware") == Some("efi")
         || loader.is_some_and(|l| l.attribute("type") == Some("pflash"))
         || nvram.is_some();
+    let secure_boot = loader.is_some_and(|l| l.attribute("secure") == Some("yes"))
+        || child(os, "firmware").is_some_and(|fw| {
+            children(fw, "feature").any(|f| {
+                f.attribute("name") == Some("secure-boot") && f.attribute("enabled") == Some("yes")
+            })
+        });
     Ok(Facts {
         name: text_of(child(dom, "name")).ok_or(XmlError::Missing("name"))?,
         uuid: text_of(child(dom, "uuid")),
         machine: ty.attribute("machine").unwrap_or("pc").to_owned(),
         nvram: text_of(nvram).filter(|t| !t.is_empty()),
         uefi,
+        own_kernel: child(os, "kernel").is_some(),
+        secure_boot,
     })
 }
 
@@ -384,17 +397,41 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
         stage_disk(&mut edits, &mut appends, d, &escape(overlay));
     }
 
-    // Check mode: the guest's disks read-only as well (the agent writes nothing anyway).
+    // Check mode: the guest's disks read-only as well (the agent writes nothing anyway). IDE
+    // and SATA disks cannot be read-only (libvirt refuses, as QEMU's ide-hd does): they are
+    // transient instead, so libvirt puts a throw-away overlay over each (beside its file, gone
+    // with the run) and QEMU opens the disk itself read-only.
     if r.mode == Mode::Check {
         for d in
             children(devices, "disk").filter(|d| d.attribute("device").unwrap_or("disk") == "disk")
         {
-            if child(d, "readonly").is_none() && child(d, "shareable").is_none() {
-                appends.push((d, "<readonly/>".into()));
+            if child(d, "readonly").is_some()
+                || child(d, "shareable").is_some()
+                || child(d, "transient").is_some()
+            {
+                continue;
             }
+            let element = if on_ide_or_sata(d) {
+                "<transient/>"
+            } else {
+                "<readonly/>"
+            };
+            appends.push((d, element.into()));
         }
     }
     Ok(finish(text, edits, appends))
+}
+
+/// Whether disk `d` is on an IDE or SATA bus (without a `bus`, libvirt takes an `hd*` target
+/// for IDE).
+fn on_ide_or_sata(d: Node) -> bool {
+    let target = child(d, "target");
+    match target.and_then(|t| t.attribute("bus")) {
+        Some(bus) => bus == "ide" || bus == "sata",
+        None => target
+            .and_then(|t| t.attribute("dev"))
+            .is_some_and(|dev| dev.starts_with("hd")),
+    }
 }
 
 /// Points disk `d` at `overlay` (a qcow2 file whose backing is the disk): its type, source,
@@ -592,6 +629,38 @@ mod tests {
     }
 
     #[test]
+    fn check_mode_makes_virtio_disks_read_only_and_ide_ones_transient() {
+        let xml = "<domain type='qemu'><name>p</name><os><type arch='x86_64' machine='pc'>hvm</type></os>\
+                   <devices><disk type='file' device='disk'><target dev='vda' bus='virtio'/></disk>\
+                   <disk type='file' device='disk'><target dev='hdb'/></disk>\
+                   <disk type='file' device='disk'><target dev='sdc' bus='scsi'/></disk></devices></domain>";
+        let out = rescue_xml(xml, &rescue(cdrom(), Mode::Check)).unwrap();
+        assert_eq!(disk_marks(&out, "vda"), ["target", "readonly"], "{out}");
+        assert_eq!(disk_marks(&out, "hdb"), ["target", "transient"], "{out}");
+        assert_eq!(disk_marks(&out, "sdc"), ["target", "readonly"], "{out}");
+        let repair = rescue_xml(xml, &rescue(cdrom(), Mode::Repair)).unwrap();
+        for dev in ["vda", "hdb", "sdc"] {
+            assert_eq!(disk_marks(&repair, dev), ["target"], "{repair}");
+        }
+    }
+
+    /// The child elements of the disk at target `dev` in `xml`.
+    fn disk_marks(xml: &str, dev: &str) -> Vec<String> {
+        let doc = Document::parse(xml).unwrap();
+        let disk = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("disk")
+                    && child(*n, "target").and_then(|t| t.attribute("dev")) == Some(dev)
+            })
+            .unwrap_or_else(|| panic!("no disk {dev} in {xml}"));
+        disk.children()
+            .filter(|c| c.is_element())
+            .map(|c| c.tag_name().name().to_owned())
+            .collect()
+    }
+
+    #[test]
     fn per_device_boot_order_is_renumbered_never_mixed() {
         let xml = "<domain type='qemu'><name>q</name><os><type arch='x86_64' machine='pc-q35-9.0'>hvm</type></os>\
                    <devices><disk type='file' device='disk'><target dev='sda' bus='sata'/><boot order='1'/></disk>\
@@ -608,8 +677,12 @@ mod tests {
             "q35: SATA, next free name: {out}"
         );
         assert!(out.contains("  <boot order='1'/>"), "{out}");
-        // Check mode: the guest's disk read-only.
-        assert!(out.contains("<readonly/>"), "{out}");
+        // Check mode: the guest's SATA disk transient (libvirt refuses a read-only one).
+        assert_eq!(
+            disk_marks(&out, "sda"),
+            ["target", "boot", "transient"],
+            "{out}"
+        );
         Document::parse(&out).unwrap();
         let with_settings = rescue_xml(
             xml,
