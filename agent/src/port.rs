@@ -42,6 +42,9 @@ pub fn wait_for(sys: &Path, name: &str, timeout: Duration) -> Option<String> {
     }
 }
 
+/// How often [`Port::drain`] looks whether the host closed its end.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 pub struct Port {
     fd: OwnedFd,
     pub device: PathBuf,
@@ -78,9 +81,14 @@ impl Port {
     /// Waits, at most `timeout`, until the host has taken everything written to the port, so a
     /// report is out before the guest powers off: a blocking write to a virtio port returns
     /// only once QEMU has consumed its buffers, so a newline written that way (a blank line,
-    /// which the host skips) follows the rest out. `false` when the time ran out (the host is
-    /// not reading); the writer is then left behind, and nothing is written after it.
+    /// which the host skips) follows the rest out. A host that closed its end has taken what
+    /// it wanted (it closes once it has the report; a write would then block until it came
+    /// back): done at once. `false` when the time ran out (the host is connected but not
+    /// reading); the writer is then left behind, and nothing is written after it.
     pub fn drain(&self, timeout: Duration) -> bool {
+        if self.host_closed() {
+            return true;
+        }
         let Ok(fd) = rustix::io::dup(&self.fd) else {
             return false;
         };
@@ -94,7 +102,34 @@ impl Port {
             .spawn(move || {
                 let _ = tx.send(rustix::io::write(&fd, b"\n").is_ok());
             });
-        spawned.is_ok() && rx.recv_timeout(timeout).unwrap_or(false)
+        if spawned.is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(DRAIN_POLL)) {
+                Ok(written) => return written || self.host_closed(),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if self.host_closed() {
+                return true;
+            }
+            if left.is_zero() {
+                return false;
+            }
+        }
+    }
+
+    /// Whether the host's end is closed (a virtio port then polls as hung up).
+    fn host_closed(&self) -> bool {
+        let mut fds = [PollFd::new(&self.fd, PollFlags::OUT)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
     }
 
     fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), Errno> {
@@ -206,5 +241,23 @@ mod tests {
         let started = Instant::now();
         assert!(!port.drain(Duration::from_millis(300)));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn drain_is_done_at_once_when_the_host_closed_its_end() {
+        // A virtio port whose host end is closed polls as hung up and a write to it blocks
+        // until the host comes back; a socket whose peer is gone polls as hung up too.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        rustix::fs::fcntl_setfl(&ours, OFlags::NONBLOCK).unwrap();
+        let port = Port {
+            fd: OwnedFd::from(ours),
+            device: PathBuf::from("/dev/vport0p1"),
+            torn: false,
+        };
+        assert!(!port.host_closed());
+        drop(theirs);
+        let started = Instant::now();
+        assert!(port.drain(Duration::from_secs(10)));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
