@@ -12,8 +12,9 @@
 # guestfish on the same disk.
 #
 # The image carries the purpose-made rescue kernel (`image build --rescue-kernel`, built once
-# into the cache), which `rescue --disk` boots; the same runs with the host's kernel
-# (VMRESCUE_KERNEL=host) are measured beside it.
+# into the cache), which `rescue --disk` and `rescue --domain` boot; the same `--disk` runs with
+# the host's kernel (VMRESCUE_KERNEL=host, its uncompressed files carried for it with
+# --host-kernel-files) are measured beside it.
 #
 # Usage: bench/speed.sh [RUNS]   (default 5)
 # Env:   VMRESCUE_BIN  a vmrescue binary to use instead of building the release one
@@ -49,7 +50,7 @@ trap 'rm -rf "$work"' EXIT
 # libvirt's QEMU runs as its own user: it must reach the disks and media in here.
 chmod 0755 "$work"
 log "== vmrescue image build (with media) into $work/image"
-"$bin" image build --out "$work/image" --agent "$agent" --rescue-kernel >/dev/null
+"$bin" image build --out "$work/image" --agent "$agent" --rescue-kernel --host-kernel-files >/dev/null
 
 export LIBGUESTFS_BACKEND=direct
 if ! grep -qw -e vmx -e svm /proc/cpuinfo || ! [[ -w /dev/kvm ]]; then

@@ -28,6 +28,17 @@ pub fn find(sys: &Path, name: &str) -> Option<String> {
     found.into_iter().next()
 }
 
+/// Whether the VM has a virtio-serial device at all (virtio device id 3), under a sysfs root:
+/// its ports come a moment after it, named by the host; without it no port will ever come.
+/// Every virtio device is probed before the agent looks (built in, or loaded before).
+pub fn has_serial_device(sys: &Path) -> bool {
+    fs::read_dir(sys.join("bus/virtio/devices")).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            fs::read_to_string(e.path().join("device")).is_ok_and(|id| id.trim() == "0x0003")
+        })
+    })
+}
+
 /// Waits (bounded) for the port to appear; virtio_console may still be probing.
 pub fn wait_for(sys: &Path, name: &str, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
@@ -200,6 +211,21 @@ mod tests {
         let t = Instant::now();
         assert_eq!(wait_for(sys.path(), "n", Duration::from_millis(150)), None);
         assert!(t.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[test]
+    fn a_serial_device_is_told_by_its_virtio_id() {
+        let sys = tempfile::tempdir().unwrap();
+        assert!(!has_serial_device(sys.path()));
+        let dev = |n: &str, id: &str| {
+            let d = sys.path().join("bus/virtio/devices").join(n);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("device"), id).unwrap();
+        };
+        dev("virtio0", "0x0002\n");
+        assert!(!has_serial_device(sys.path()), "a block device only");
+        dev("virtio1", "0x0003\n");
+        assert!(has_serial_device(sys.path()));
     }
 
     #[test]

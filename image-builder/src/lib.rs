@@ -54,6 +54,10 @@ pub const RESCUE_BZIMAGE_FILE: &str = "vmlinuz-rescue";
 /// the rescue kernel in a libvirt domain: a direct kernel boot there attaches no late disk.
 pub const RESCUE_INITRAMFS_FULL_FILE: &str = "initramfs-rescue-full.cpio";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Why an image with the rescue kernel has no [`VMLINUX_FILE`] (the manifest's
+/// `vmlinux_missing`).
+pub const NOT_CARRIED: &str =
+    "not carried: the image boots its rescue kernel (image build --host-kernel-files carries it)";
 /// The manifest's `format` this builder writes: 2 added the core initramfs, the late archive
 /// and the rescue kernel. An image of an older format still boots, the slower way.
 pub const MANIFEST_FORMAT: u32 = 2;
@@ -121,6 +125,11 @@ pub struct Options {
     /// A purpose-made rescue kernel (a bzImage [`rescue_kernel::ensure`] built, everything
     /// built in), carried beside the host's kernel for the VMs vmrescue starts itself.
     pub rescue_kernel: Option<rescue_kernel::Built>,
+    /// Also carry the host kernel's uncompressed boot files ([`VMLINUX_FILE`],
+    /// [`INITRAMFS_CPIO_FILE`], [`INITRAMFS_CORE_FILE`]: about 95 MB), which only boots of the
+    /// host's kernel take (`VMRESCUE_KERNEL=host`, for comparisons). Carried anyway without a
+    /// rescue kernel: the host's kernel is then what every own boot starts.
+    pub host_kernel_files: bool,
 }
 
 pub use vmrescue_protocol::digest::sha256_hex;
@@ -170,7 +179,12 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
     let mtime = opts.mtime.unwrap_or_else(source_date_epoch);
     let packed = pack::pack(tree, mtime, opts.rescue_kernel.is_some(), &opts.out)?;
 
-    let vmlinux = pvh::vmlinux(&kernel_bytes);
+    // The host kernel's uncompressed files: only where its boots need them.
+    let host_files = opts.host_kernel_files || opts.rescue_kernel.is_none();
+    let vmlinux = match host_files {
+        true => pvh::vmlinux(&kernel_bytes).map_err(|e| e.to_string()),
+        false => Err(NOT_CARRIED.to_owned()),
+    };
     let rescue = match &opts.rescue_kernel {
         None => None,
         Some(k) => {
@@ -199,11 +213,11 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         kernel_sha256: sha256_hex(&kernel_bytes),
         initramfs_sha256: sha256_hex(&packed.initramfs),
         vmlinux_sha256: vmlinux.as_ref().ok().map(|v| sha256_hex(v)),
-        initramfs_cpio_sha256: Some(sha256_hex(&packed.archive)),
-        initramfs_core_sha256: (!packed.late_img.is_empty())
+        initramfs_cpio_sha256: host_files.then(|| sha256_hex(&packed.archive)),
+        initramfs_core_sha256: (host_files && !packed.late_img.is_empty())
             .then(|| sha256_hex(&packed.core_archive)),
         late_sha256: (!packed.late_img.is_empty()).then(|| sha256_hex(&packed.late_img)),
-        vmlinux_missing: vmlinux.as_ref().err().map(|e| e.to_string()),
+        vmlinux_missing: vmlinux.as_ref().err().cloned(),
         agent_sha256: sha256_hex(&agent),
         modules: loads.0.iter().map(|l| l.path.clone()).collect(),
         late: packed
@@ -219,18 +233,14 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
         &[
             (KERNEL_FILE, kernel_bytes.as_slice()),
             (INITRAMFS_FILE, packed.initramfs.as_slice()),
-            (INITRAMFS_CPIO_FILE, packed.archive.as_slice()),
         ]
         .into_iter()
+        .chain(host_files.then_some((INITRAMFS_CPIO_FILE, packed.archive.as_slice())))
         .chain(
-            (!packed.late_img.is_empty())
-                .then_some([
-                    (INITRAMFS_CORE_FILE, packed.core_archive.as_slice()),
-                    (LATE_FILE, packed.late_img.as_slice()),
-                ])
-                .into_iter()
-                .flatten(),
+            (host_files && !packed.late_img.is_empty())
+                .then_some((INITRAMFS_CORE_FILE, packed.core_archive.as_slice())),
         )
+        .chain((!packed.late_img.is_empty()).then_some((LATE_FILE, packed.late_img.as_slice())))
         .chain(vmlinux.as_deref().ok().map(|v| (VMLINUX_FILE, v)))
         .chain(rescue.as_ref().into_iter().flat_map(|(elf, bzimage, _)| {
             [
@@ -252,9 +262,19 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 // Names this build of the media: the initramfs and the baked settings.
                 let (entries, default) =
                     media::bootcfg::menu(baked).map_err(media::MediaError::Settings)?;
+                // The rescue kernel's pair, booted by the media too (the late archive inside).
+                let rescue_pair = match &rescue {
+                    Some((_, bz, _)) if !packed.rescue_full.is_empty() => {
+                        Some((bz.as_slice(), packed.rescue_full.as_slice()))
+                    }
+                    _ => None,
+                };
+                let rescue_sum = rescue_pair
+                    .map(|(bz, full)| format!("\n{}\n{}", sha256_hex(bz), sha256_hex(full)))
+                    .unwrap_or_default();
                 let build_id = sha256_hex(
                     format!(
-                        "{}\n{}",
+                        "{}\n{}{rescue_sum}",
                         manifest.initramfs_sha256, entries[default].cmdline
                     )
                     .as_bytes(),
@@ -266,6 +286,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                     build_id: &build_id,
                     baked,
                     epoch: mtime,
+                    rescue: rescue_pair,
                 };
                 let work = tmp.join(".media-work");
                 let (iso, disk) = media::build(&inputs, &work, tmp)?;

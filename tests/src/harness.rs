@@ -108,6 +108,8 @@ struct Recipe {
     /// Boot media whose menu defaults to this mode.
     media: Option<vmrescue_protocol::Mode>,
     rescue_kernel: bool,
+    /// The host kernel's uncompressed boot files too (its own boots' tests need them).
+    host_kernel_files: bool,
 }
 
 /// Builds `recipe` once per test process into `cell`; a failure fails the test that needed it.
@@ -135,6 +137,7 @@ fn built_once(cell: &'static OnceLock<Artefacts>, recipe: Recipe) -> &'static Ar
                 } else {
                     None
                 },
+                host_kernel_files: recipe.host_kernel_files,
             })?)
         };
         match build() {
@@ -151,7 +154,7 @@ fn built_once(cell: &'static OnceLock<Artefacts>, recipe: Recipe) -> &'static Ar
 }
 
 /// The rescue image, built once per test process from the current agent, with the rescue
-/// kernel.
+/// kernel and the host kernel's uncompressed boot files (the tests of its boots take them).
 pub fn image() -> &'static Artefacts {
     static IMAGE: OnceLock<Artefacts> = OnceLock::new();
     built_once(
@@ -161,6 +164,7 @@ pub fn image() -> &'static Artefacts {
             init: None,
             media: None,
             rescue_kernel: true,
+            host_kernel_files: true,
         },
     )
 }
@@ -179,6 +183,7 @@ pub fn silent_image() -> &'static Artefacts {
             init: Some(SILENT_INIT),
             media: None,
             rescue_kernel: true,
+            host_kernel_files: false,
         },
     )
 }
@@ -193,6 +198,7 @@ pub fn silent_media_image() -> &'static Artefacts {
             init: Some(SILENT_INIT),
             media: Some(vmrescue_protocol::Mode::Check),
             rescue_kernel: true,
+            host_kernel_files: false,
         },
     )
 }
@@ -216,6 +222,7 @@ pub fn media_image(mode: vmrescue_protocol::Mode) -> &'static Artefacts {
             init: None,
             media: Some(mode),
             rescue_kernel: true,
+            host_kernel_files: false,
         },
     )
 }

@@ -275,6 +275,7 @@ fn build_image(
         extra,
         media,
         rescue_kernel: None,
+        host_kernel_files: false,
     })
     .unwrap()
 }
@@ -372,4 +373,53 @@ fn the_rescue_kernel_has_its_drivers_built_in_and_its_own_initramfs() {
     );
     assert!(!names.contains(".ko"), "{names}");
     assert!(!names.contains("late.sha256"), "{names}");
+}
+
+#[test]
+fn with_the_rescue_kernel_the_hosts_uncompressed_files_are_carried_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, host_kernel_files: bool| {
+        builder::build(&builder::Options {
+            kernel: None,
+            modules_dir: None,
+            agent: harness::agent().unwrap(),
+            out: dir.path().join(name),
+            mtime: Some(0),
+            extra: Vec::new(),
+            media: None,
+            rescue_kernel: Some(harness::rescue_kernel().unwrap()),
+            host_kernel_files,
+        })
+        .unwrap()
+    };
+    let slim = build("slim", false);
+    for name in ["vmlinux", "initramfs.cpio", "initramfs-core.cpio"] {
+        assert!(!slim.dir.join(name).exists(), "{name} carried unasked");
+    }
+    assert!(slim.vmlinux.is_none() && slim.initramfs_cpio.is_none());
+    assert!(slim.initramfs_core.is_none());
+    assert_eq!(
+        slim.manifest.vmlinux_missing.as_deref(),
+        Some(builder::NOT_CARRIED)
+    );
+    // What its boots take is all there: the rescue kernel's files, the late disk, and the
+    // host's compressed pair (the media's, and a boot of the host's kernel when told).
+    for p in [
+        slim.rescue_vmlinux.as_ref(),
+        slim.rescue_initramfs.as_ref(),
+        slim.rescue_bzimage.as_ref(),
+        slim.rescue_initramfs_full.as_ref(),
+        slim.late_disk.as_ref(),
+    ] {
+        assert!(p.is_some_and(|p| p.is_file()), "{p:?}");
+    }
+    assert!(slim.kernel.is_file() && slim.initramfs.is_file());
+    let full = build("full", true);
+    assert!(full.vmlinux.is_some() && full.initramfs_cpio.is_some());
+    assert!(full.initramfs_core.is_some());
+    // The same archives either way: only which files are written differs.
+    assert_eq!(
+        slim.manifest.initramfs_sha256,
+        full.manifest.initramfs_sha256
+    );
 }

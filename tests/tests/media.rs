@@ -186,10 +186,17 @@ fn firmware_of(b: &Booted) -> (String, bool) {
     (fw.kind.to_string(), fw.secure_boot)
 }
 
+/// Whether the rescue kernel booted (else Debian's kernel with its modules).
+fn rescue_kernel_booted(b: &Booted) -> bool {
+    b.console.kernel.ends_with("-vmrescue")
+}
+
 #[test]
 fn iso_as_a_bios_cdrom_on_pc_ide() {
     let b = repairs(Machine::Pc, Fw::Bios, Medium::IsoCdrom, true);
     assert_eq!(firmware_of(&b), ("bios".into(), false));
+    // The media carry the rescue kernel: the menu boots it.
+    assert!(rescue_kernel_booted(&b), "{}", b.console.kernel);
 }
 
 #[test]
@@ -201,6 +208,8 @@ fn iso_as_a_bios_cdrom_on_q35_sata() {
 fn iso_as_a_uefi_cdrom_on_q35() {
     let b = repairs(Machine::Q35, Fw::Uefi, Medium::IsoCdrom, true);
     assert_eq!(firmware_of(&b), ("uefi".into(), false));
+    // Without Secure Boot, GRUB starts the rescue kernel's EFI stub.
+    assert!(rescue_kernel_booted(&b), "{}", b.console.kernel);
 }
 
 #[test]
@@ -222,6 +231,12 @@ fn disk_image_under_bios() {
 fn disk_image_under_uefi_with_secure_boot_enforcing() {
     let b = repairs(Machine::Q35, Fw::SecureBoot, Medium::DiskImage, false);
     assert_eq!(firmware_of(&b), ("uefi".into(), true));
+    // Locked down, GRUB boots Debian's signed kernel (the rescue kernel is not signed).
+    assert!(!rescue_kernel_booted(&b), "{}", b.console.kernel);
+    assert_eq!(
+        b.console.kernel,
+        harness::media_image(Mode::Repair).manifest.kernel_version
+    );
 }
 
 #[test]

@@ -130,7 +130,13 @@ fn has_disk(class_block: &Path) -> bool {
 /// Opens the host's virtio-serial port and attaches it to the reporter; without it the
 /// rescue reports on the console only.
 pub fn connect_port(settings: &Settings, rep: &mut Reporter) {
-    let Some(dev) = port::wait_for(Path::new("/sys"), &settings.port, PORT_WAIT) else {
+    let sys = Path::new("/sys");
+    // No virtio-serial device (a medium booted without the channel): no port to wait for.
+    let wait = match port::has_serial_device(sys) {
+        true => PORT_WAIT,
+        false => Duration::ZERO,
+    };
+    let Some(dev) = port::wait_for(sys, &settings.port, wait) else {
         rep.warn(
             Step::Port,
             None,

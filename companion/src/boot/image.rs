@@ -83,6 +83,8 @@ pub struct BuildRequest {
     pub rescue_kernel: RescueKernel,
     /// The linux-source archive for it (default: the newest in /usr/src).
     pub kernel_source: Option<PathBuf>,
+    /// Also carry the host kernel's uncompressed boot files (for `VMRESCUE_KERNEL=host`).
+    pub host_kernel_files: bool,
 }
 
 /// Whether an image carries the purpose-made rescue kernel.
@@ -138,6 +140,7 @@ pub fn build(req: &BuildRequest, note: &mut dyn FnMut(&str)) -> Result<Artefacts
         extra,
         media: req.media.clone(),
         rescue_kernel,
+        host_kernel_files: req.host_kernel_files,
     })
     .map_err(|source| ImageError::Build {
         out,

@@ -299,6 +299,12 @@ pub enum ImageCmd {
         /// /usr/src/linux-source-*.tar.*).
         #[arg(long, value_name = "ARCHIVE", conflicts_with = "no_rescue_kernel")]
         kernel_source: Option<PathBuf>,
+        /// Also carry the host kernel's uncompressed boot files (vmlinux, initramfs.cpio,
+        /// initramfs-core.cpio: about 95 MB), which only boots of the host's kernel use
+        /// (VMRESCUE_KERNEL=host, for comparisons). Without a rescue kernel they are carried
+        /// anyway.
+        #[arg(long)]
+        host_kernel_files: bool,
     },
     /// Make a settings drive for the rescue media (an ISO labelled VMRESCUE_SETTINGS): attached
     /// as a second cdrom beside vmrescue.iso, it sets the rescue's mode and carries the

@@ -21,6 +21,7 @@ pub(super) fn run(command: ImageCmd) -> i32 {
             rescue_kernel,
             no_rescue_kernel,
             kernel_source,
+            host_kernel_files,
         } => {
             let defaults = vmrescue_protocol::params::Settings::default();
             let baked = vmrescue_protocol::params::Settings {
@@ -47,6 +48,7 @@ pub(super) fn run(command: ImageCmd) -> i32 {
                     _ => crate::boot::image::RescueKernel::Auto,
                 },
                 kernel_source,
+                host_kernel_files,
             })
         }
         ImageCmd::Nova { image, json } => crate::cli::nova::print(image, json),

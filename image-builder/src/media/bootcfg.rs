@@ -1,6 +1,10 @@
 //! The boot loaders' configuration (pure): a menu of check, repair and shell, each with the
 //! kernel command line that tells the agent its settings, the image's baked default chosen
-//! after a short timeout (unattended boots must not wait).
+//! after a short timeout (unattended boots must not wait). Where the media carry the rescue
+//! kernel, the menu boots it (every driver built in: nothing to load), except under UEFI
+//! Secure Boot, where GRUB is locked down and only Debian's signed kernel starts; each entry
+//! also has a twin on Debian's kernel (`check-debian`...), for hardware the rescue kernel has
+//! no driver for.
 
 use vmrescue_protocol::cmdline::{Cmdline, CmdlineError};
 use vmrescue_protocol::params::{After, Settings};
@@ -8,9 +12,15 @@ use vmrescue_protocol::Mode;
 
 /// Seconds the menu waits before booting the default.
 pub const MENU_TIMEOUT_SECS: u32 = 3;
-/// Where the kernel and initramfs sit on the media.
+/// Where the kernel and initramfs sit on the media (Debian's kernel with its modules).
 pub const KERNEL_PATH: &str = "/vmrescue/vmlinuz";
 pub const INITRD_PATH: &str = "/vmrescue/initrd.img";
+/// The rescue kernel (its bzImage, with the EFI stub) and its initramfs with the late archive
+/// inside, when the media carry them.
+pub const RESCUE_KERNEL_PATH: &str = "/vmrescue/vmlinuz-rescue";
+pub const RESCUE_INITRD_PATH: &str = "/vmrescue/initrd-rescue.cpio";
+/// The suffix of the entries that boot Debian's kernel where the rescue kernel is the default.
+pub const DEBIAN_SUFFIX: &str = "-debian";
 /// The kernel command line the media boot with `settings`: the kernel's own parameters
 /// (every console, the serial one last: it becomes `/dev/console`, and it is what nova and
 /// libvirt log), then the agent's settings.
@@ -75,8 +85,8 @@ pub fn menu(baked: &Settings) -> Result<(Vec<Entry>, usize), String> {
 }
 
 /// ISOLINUX / SYSLINUX: a `boot:` prompt on screen and serial (type a label), the default after
-/// the timeout. Only `ldlinux.c32` is needed.
-pub fn syslinux(entries: &[Entry], default: usize) -> String {
+/// the timeout. Only `ldlinux.c32` is needed. `rescue`: the media carry the rescue kernel.
+pub fn syslinux(entries: &[Entry], default: usize, rescue: bool) -> String {
     let mut s = String::new();
     s.push_str("SERIAL 0 115200\nPROMPT 1\n");
     s.push_str(&format!("TIMEOUT {}\n", MENU_TIMEOUT_SECS * 10));
@@ -88,18 +98,40 @@ pub fn syslinux(entries: &[Entry], default: usize) -> String {
         entries[default].label,
         MENU_TIMEOUT_SECS
     ));
-    for e in entries {
+    if rescue {
         s.push_str(&format!(
-            "LABEL {}\n  KERNEL {KERNEL_PATH}\n  APPEND initrd={INITRD_PATH} {}\n",
-            e.label, e.cmdline
+            "SAY vmrescue: {}{DEBIAN_SUFFIX} and the others boot Debian's kernel with its modules\n",
+            entries[default].label
         ));
+    }
+    let label = |kernel: &str, initrd: &str, label: &str, cmdline: &str| {
+        format!("LABEL {label}\n  KERNEL {kernel}\n  APPEND initrd={initrd} {cmdline}\n")
+    };
+    for e in entries {
+        if rescue {
+            s.push_str(&label(
+                RESCUE_KERNEL_PATH,
+                RESCUE_INITRD_PATH,
+                e.label,
+                &e.cmdline,
+            ));
+        } else {
+            s.push_str(&label(KERNEL_PATH, INITRD_PATH, e.label, &e.cmdline));
+        }
+    }
+    if rescue {
+        for e in entries {
+            let twin = format!("{}{DEBIAN_SUFFIX}", e.label);
+            s.push_str(&label(KERNEL_PATH, INITRD_PATH, &twin, &e.cmdline));
+        }
     }
     s
 }
 
 /// GRUB (Debian's signed grub, through shim): finds the medium by its marker file, then the
-/// menu on screen and serial.
-pub fn grub(entries: &[Entry], default: usize, marker: &str) -> String {
+/// menu on screen and serial. With `rescue`, the entries boot the rescue kernel unless GRUB is
+/// locked down (Secure Boot: it sets `lockdown=y` and starts only signed kernels).
+pub fn grub(entries: &[Entry], default: usize, marker: &str, rescue: bool) -> String {
     let mut s = String::new();
     s.push_str("serial --unit=0 --speed=115200\n");
     s.push_str("terminal_input console serial\nterminal_output console serial\n");
@@ -107,11 +139,34 @@ pub fn grub(entries: &[Entry], default: usize, marker: &str) -> String {
     s.push_str(&format!(
         "set timeout={MENU_TIMEOUT_SECS}\nset timeout_style=menu\nset default={default}\n"
     ));
-    for e in entries {
+    let (kernel, initrd) = if rescue {
         s.push_str(&format!(
-            "menuentry '{}' --id {} {{\n  linux {KERNEL_PATH} {}\n  initrd {INITRD_PATH}\n}}\n",
-            e.title, e.label, e.cmdline
+            "if [ \"$lockdown\" = \"y\" ]; then\n  set vmrescue_kernel={KERNEL_PATH}\n  \
+             set vmrescue_initrd={INITRD_PATH}\nelse\n  set vmrescue_kernel={RESCUE_KERNEL_PATH}\n  \
+             set vmrescue_initrd={RESCUE_INITRD_PATH}\nfi\nexport vmrescue_kernel vmrescue_initrd\n"
         ));
+        ("$vmrescue_kernel", "$vmrescue_initrd")
+    } else {
+        (KERNEL_PATH, INITRD_PATH)
+    };
+    let entry = |title: &str, id: &str, kernel: &str, initrd: &str, cmdline: &str| {
+        format!(
+            "menuentry '{title}' --id {id} {{\n  linux {kernel} {cmdline}\n  initrd {initrd}\n}}\n"
+        )
+    };
+    for e in entries {
+        s.push_str(&entry(e.title, e.label, kernel, initrd, &e.cmdline));
+    }
+    if rescue {
+        for e in entries {
+            s.push_str(&entry(
+                &format!("{} (Debian's kernel)", e.title),
+                &format!("{}{DEBIAN_SUFFIX}", e.label),
+                KERNEL_PATH,
+                INITRD_PATH,
+                &e.cmdline,
+            ));
+        }
     }
     s
 }
@@ -155,17 +210,65 @@ mod tests {
     #[test]
     fn loader_configs_boot_the_default_after_the_timeout() {
         let (entries, default) = menu(&Settings::default()).unwrap();
-        let sys = syslinux(&entries, default);
+        let sys = syslinux(&entries, default, false);
         assert!(
             sys.contains("TIMEOUT 30\n") && sys.contains("DEFAULT check\n"),
             "{sys}"
         );
         assert!(sys.contains("APPEND initrd=/vmrescue/initrd.img console=tty0"));
         assert_eq!(sys.matches("LABEL ").count(), 3);
-        let g = grub(&entries, default, "/vmrescue/medium-abc");
+        let g = grub(&entries, default, "/vmrescue/medium-abc", false);
         assert!(g.contains("search --no-floppy --file --set=root /vmrescue/medium-abc\n"));
         assert!(g.contains("set timeout=3\n") && g.contains("set default=0\n"));
         assert_eq!(g.matches("menuentry ").count(), 3);
         assert!(g.contains("vmrescue.mode=repair"));
+    }
+
+    #[test]
+    fn with_the_rescue_kernel_it_is_the_default_but_under_secure_boot() {
+        let (entries, default) = menu(&Settings::default()).unwrap();
+        let sys = syslinux(&entries, default, true);
+        assert!(sys.contains("DEFAULT check\n"), "{sys}");
+        assert!(
+            sys.contains(
+                "LABEL check\n  KERNEL /vmrescue/vmlinuz-rescue\n  APPEND initrd=/vmrescue/initrd-rescue.cpio console=tty0"
+            ),
+            "{sys}"
+        );
+        assert!(
+            sys.contains("LABEL check-debian\n  KERNEL /vmrescue/vmlinuz\n  APPEND initrd=/vmrescue/initrd.img console=tty0"),
+            "{sys}"
+        );
+        assert_eq!(sys.matches("LABEL ").count(), 6);
+        let g = grub(&entries, default, "/vmrescue/medium-abc", true);
+        // Locked down (Secure Boot): Debian's signed kernel; else the rescue kernel. The
+        // variables are exported, as a menu entry sees only exported ones.
+        let lockdown = g
+            .find("if [ \"$lockdown\" = \"y\" ]")
+            .expect("the lockdown test");
+        let first_entry = g.find("menuentry ").unwrap();
+        assert!(lockdown < first_entry, "{g}");
+        assert!(
+            g.contains("then\n  set vmrescue_kernel=/vmrescue/vmlinuz\n"),
+            "{g}"
+        );
+        assert!(
+            g.contains("else\n  set vmrescue_kernel=/vmrescue/vmlinuz-rescue\n"),
+            "{g}"
+        );
+        assert!(
+            g.contains("export vmrescue_kernel vmrescue_initrd\n"),
+            "{g}"
+        );
+        assert!(
+            g.contains("--id check {\n  linux $vmrescue_kernel console=tty0"),
+            "{g}"
+        );
+        assert!(g.contains("--id check-debian {\n  linux /vmrescue/vmlinuz console=tty0"));
+        assert!(
+            g.contains("set default=0\n"),
+            "the default stays the first entry: {g}"
+        );
+        assert_eq!(g.matches("menuentry ").count(), 6);
     }
 }

@@ -3,8 +3,10 @@
 //! `vmrescue-disk.qcow2` (a DOS-partitioned disk with one FAT partition holding SYSLINUX for
 //! BIOS and shim + GRUB at `EFI/BOOT/BOOTX64.EFI` for UEFI), for `virsh edit` and `nova rescue`.
 //!
-//! UEFI boots Debian's Microsoft-signed shim and Debian-signed GRUB, which load Debian's signed
-//! kernel: the same files boot with Secure Boot on or off. Both media carry the rescue-medium
+//! UEFI boots Debian's Microsoft-signed shim and Debian-signed GRUB: the same files boot with
+//! Secure Boot on or off. Where the image has the rescue kernel, the media carry it too and
+//! boot it under BIOS and UEFI without Secure Boot; with Secure Boot, GRUB loads Debian's
+//! signed kernel (see [`bootcfg`]). Both media carry the rescue-medium
 //! marker sector, so discovery never mistakes them for the guest. Built with xorriso, mtools,
 //! syslinux and qemu-img on image files (no loop mounts); reproducible: the same inputs and
 //! `SOURCE_DATE_EPOCH` give the same bytes.
@@ -79,6 +81,9 @@ pub struct Inputs<'a> {
     pub baked: &'a Settings,
     /// Timestamp of every file on the media.
     pub epoch: u32,
+    /// The rescue kernel's bzImage and its initramfs (the late archive inside), to boot by
+    /// default where no Secure Boot is enforced.
+    pub rescue: Option<(&'a [u8], &'a [u8])>,
 }
 
 /// Runs a tool (argv, never a shell) with the reproducible timestamp in its environment.
@@ -222,6 +227,8 @@ fn id32(build_id: &str, salt: u8) -> u32 {
 struct Staged {
     kernel: PathBuf,
     initrd: PathBuf,
+    /// The rescue kernel and its initramfs, when carried.
+    rescue: Option<(PathBuf, PathBuf)>,
     marker: PathBuf,
     syslinux_cfg: PathBuf,
     grub_cfg: PathBuf,
@@ -232,23 +239,31 @@ fn stage(dir: &Path, inp: &Inputs) -> Result<Staged, MediaError> {
     let s = Staged {
         kernel: dir.join("vmlinuz"),
         initrd: dir.join("initrd.img"),
+        rescue: inp
+            .rescue
+            .map(|_| (dir.join("vmlinuz-rescue"), dir.join("initrd-rescue.cpio"))),
         marker: dir.join("marker"),
         syslinux_cfg: dir.join("syslinux.cfg"),
         grub_cfg: dir.join("grub.cfg"),
     };
     write(&s.kernel, inp.kernel)?;
     write(&s.initrd, inp.initramfs)?;
+    if let (Some((kernel, initrd)), Some((k, i))) = (inp.rescue, &s.rescue) {
+        write(k, kernel)?;
+        write(i, initrd)?;
+    }
+    let rescue = s.rescue.is_some();
     write(
         &s.marker,
         format!("vmrescue rescue medium {}\n", inp.build_id).as_bytes(),
     )?;
     write(
         &s.syslinux_cfg,
-        bootcfg::syslinux(&entries, default).as_bytes(),
+        bootcfg::syslinux(&entries, default, rescue).as_bytes(),
     )?;
     write(
         &s.grub_cfg,
-        bootcfg::grub(&entries, default, &marker_file(inp.build_id)).as_bytes(),
+        bootcfg::grub(&entries, default, &marker_file(inp.build_id), rescue).as_bytes(),
     )?;
     Ok(s)
 }
@@ -283,6 +298,16 @@ fn efi_files(staged: &Staged) -> [(&'static str, &Path); 3] {
     ]
 }
 
+/// The rescue kernel's files on the media, when carried.
+fn rescue_files(staged: &Staged) -> impl Iterator<Item = (&str, &Path)> {
+    staged.rescue.iter().flat_map(|(k, i)| {
+        [
+            (bootcfg::RESCUE_KERNEL_PATH, k.as_path()),
+            (bootcfg::RESCUE_INITRD_PATH, i.as_path()),
+        ]
+    })
+}
+
 fn copy_into(tree: &Path, dest: &str, src: &Path) -> Result<(), MediaError> {
     let to = tree.join(dest.trim_start_matches('/'));
     if let Some(parent) = to.parent() {
@@ -314,6 +339,7 @@ fn build_iso(
         ("/boot/grub/grub.cfg".into(), &staged.grub_cfg),
     ];
     files.extend(efi_files(staged).iter().map(|(d, s)| ((*d).to_owned(), *s)));
+    files.extend(rescue_files(staged).map(|(d, s)| (d.to_owned(), s)));
     for (dest, src) in &files {
         copy_into(&tree, dest, src)?;
     }
@@ -381,6 +407,7 @@ fn build_disk(
         (&marker, &staged.marker),
     ];
     files.extend(efi_files(staged));
+    files.extend(rescue_files(staged));
     fat_image(
         &part,
         DISK_PART_MIB,
