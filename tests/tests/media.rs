@@ -213,6 +213,56 @@ fn iso_as_a_uefi_cdrom_on_q35() {
 }
 
 #[test]
+fn the_isos_rescue_kernel_reaches_a_data_disk_on_nvme() {
+    // The rescue kernel has the NVMe driver built in (libvirt 11.3 has no NVMe disk bus; an
+    // NVMe volume reaches a guest as a passed-through controller, or by QEMU's own device).
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, _) = broken(dir.path());
+    let data = dir.path().join("nvme.img");
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("records.txt"), "kept\n").unwrap();
+    fixture::mkfs_ext4(&data, 32, "nvme-data", tree.path()).unwrap();
+    fixture::debugfs_write(&data, &["ssv state 2", "ssv error_count 1"]).unwrap();
+    let nvme = Drive::new(&data, Format::Raw)
+        .bus(Bus::Nvme)
+        .serial("vol-nvme");
+    let b = boot_with(
+        Mode::Repair,
+        Machine::Q35,
+        Fw::Bios,
+        Medium::IsoCdrom,
+        &guest,
+        true,
+        Some(nvme),
+    );
+    assert!(rescue_kernel_booted(&b), "{}", b.console.kernel);
+    assert_eq!(
+        b.console.outcome,
+        Outcome::Repaired,
+        "{:?}",
+        b.console.warnings
+    );
+    let nvme_disk = b.console.disks.iter().find(|d| d.name.starts_with("nvme"));
+    assert_eq!(
+        nvme_disk.and_then(|d| d.serial.as_deref()),
+        Some("vol-nvme"),
+        "{:?}",
+        b.console.disks
+    );
+    assert_eq!(
+        fixture::host_e2fsck(&data).unwrap(),
+        0,
+        "the NVMe disk repaired"
+    );
+    assert_eq!(
+        fixture::read_in_image(&data, "/records.txt")
+            .unwrap()
+            .as_deref(),
+        Some(&b"kept\n"[..])
+    );
+}
+
+#[test]
 fn iso_as_the_first_disk_like_nova_legacy_rescue_under_bios_and_uefi() {
     for (machine, fw) in [(Machine::Pc, Fw::Bios), (Machine::Q35, Fw::Uefi)] {
         let b = repairs(machine, fw, Medium::IsoDisk, false);

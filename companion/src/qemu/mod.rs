@@ -78,9 +78,10 @@ pub enum Bus {
     Virtio,
     /// IDE on `pc`, the built-in AHCI ports on `q35`.
     Ide,
-    /// A virtio-scsi controller (added with the first such drive): how a cdrom reaches the
-    /// rescue kernel, which has no ATA drivers.
+    /// A virtio-scsi controller (added with the first such drive).
     Scsi,
+    /// An NVMe controller of its own (a disk; its serial is the drive's, else `nvmeN`).
+    Nvme,
 }
 
 /// A disk or a cdrom.
@@ -406,6 +407,11 @@ impl Config {
                 (Bus::Virtio, _) => format!("virtio-blk-pci,drive={node}"),
                 (Bus::Scsi, Media::Cdrom) => format!("scsi-cd,drive={node},bus=scsi0.0"),
                 (Bus::Scsi, Media::Disk) => format!("scsi-hd,drive={node},bus=scsi0.0"),
+                // QEMU's NVMe controller requires a serial.
+                (Bus::Nvme, _) => format!(
+                    "nvme,drive={node},serial={}",
+                    d.serial.clone().unwrap_or_else(|| format!("nvme{i}"))
+                ),
                 (Bus::Ide, media) => {
                     let kind = if media == Media::Cdrom {
                         "ide-cd"
@@ -421,7 +427,7 @@ impl Config {
                     format!("{kind},drive={node},{at}")
                 }
             };
-            if let Some(s) = &d.serial {
+            if let (Some(s), false) = (&d.serial, d.bus == Bus::Nvme) {
                 dev.push_str(&format!(",serial={s}"));
             }
             if let Some(b) = d.boot_index {
@@ -644,6 +650,24 @@ mod tests {
                 "virtio-scsi-pci,id=scsi0",
                 "virtio-blk-pci,drive=disk0",
                 "scsi-cd,drive=disk1,bus=scsi0.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_nvme_disk_gets_a_controller_with_its_serial() {
+        let cfg = Config::new("t", Accel::Tcg, Boot::Firmware(Firmware::SeaBios)).drives(vec![
+            Drive::new("/g.img", Format::Raw)
+                .bus(Bus::Nvme)
+                .serial("vol-1"),
+            Drive::new("/h.img", Format::Raw).bus(Bus::Nvme),
+        ]);
+        let args = strings(&cfg);
+        assert_eq!(
+            after(&args, "-device"),
+            [
+                "nvme,drive=disk0,serial=vol-1",
+                "nvme,drive=disk1,serial=nvme1"
             ]
         );
     }
