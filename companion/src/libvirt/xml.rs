@@ -306,6 +306,20 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
         }
     }
 
+    // The rescue powers off through ACPI: without it the VM only halts, and the run would wait
+    // out its grace period before destroying it.
+    match child(dom, "features") {
+        Some(f) if child(f, "acpi").is_none() => appends.push((f, "<acpi/>".into())),
+        Some(_) => {}
+        None => {
+            let indent = line_indent(text, devices.range().start);
+            edits.insert(
+                devices.range().start,
+                format!("<features>\n{indent}  <acpi/>\n{indent}</features>\n{indent}"),
+            );
+        }
+    }
+
     // A serial console (the report's fallback), logged where the run can read it.
     if r.console_log.is_none() && children(devices, "serial").next().is_none() {
         appends.push((
@@ -626,6 +640,29 @@ mod tests {
         let doc = Document::parse(&out).unwrap();
         assert_eq!(doc.root_element().tag_name().name(), "domain");
         assert!(out.contains("<nova:name>web-1</nova:name>"));
+    }
+
+    #[test]
+    fn the_rescue_run_has_acpi_to_power_off() {
+        let acpi = |xml: &str| {
+            let out = rescue_xml(xml, &rescue(cdrom(), Mode::Check)).unwrap();
+            let doc = Document::parse(&out).unwrap();
+            let features = doc
+                .root_element()
+                .children()
+                .filter(|n| n.has_tag_name("features"))
+                .collect::<Vec<_>>();
+            assert_eq!(features.len(), 1, "{out}");
+            children(features[0], "acpi").count()
+        };
+        let head = "<domain type='qemu'><name>p</name><os><type arch='x86_64' machine='pc'>hvm</type></os>";
+        let tail = "<devices><disk type='file' device='disk'><target dev='vda' bus='virtio'/></disk></devices></domain>";
+        assert_eq!(acpi(&format!("{head}{tail}")), 1, "added");
+        assert_eq!(acpi(&format!("{head}<features><pae/></features>{tail}")), 1);
+        assert_eq!(
+            acpi(&format!("{head}<features><acpi/><apic/></features>{tail}")),
+            1
+        );
     }
 
     #[test]
