@@ -216,16 +216,14 @@ fn check_then_repair_a_domain_leaving_its_definition_byte_identical() {
     );
     assert_eq!(inactive_xml(&d.name), before);
 
-    // The ISO's path, asked for: the host's kernel through the cdrom's boot loader.
+    // The ISO's path, asked for: its boot loader starts the rescue kernel it carries (no
+    // Secure Boot here).
     let (code, report, _, err) = rescue_domain(&d.name, &["--mode", "repair", "--boot", "cdrom"]);
     assert_eq!(code, 0, "{err}");
     let r = report.unwrap();
     assert_eq!(r["outcome"], "repaired", "{r}");
     let release = r["kernel"].as_str().unwrap_or_default();
-    assert!(
-        !release.is_empty() && !release.ends_with("-vmrescue"),
-        "the ISO boots the host's kernel: {release:?}"
-    );
+    assert!(release.ends_with("-vmrescue"), "{release:?}");
     assert!(err.contains("(repair mode, cdrom)"), "{err}");
     assert_eq!(
         r["disks"][0]["serial"], "vol-0001",
@@ -588,13 +586,6 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
     assert!(code == 0 || code == 1, "{err}");
     let r = report.unwrap();
     assert_eq!(r["mode"], "check", "{r}");
-    assert!(
-        !r["kernel"]
-            .as_str()
-            .unwrap_or("-vmrescue")
-            .ends_with("-vmrescue"),
-        "{r}"
-    );
     assert!(err.contains("(check mode, cdrom)"), "{err}");
     let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
         .unwrap()
