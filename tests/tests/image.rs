@@ -307,6 +307,16 @@ fn the_image_has_the_kernel_for_qemus_pvh_entry() {
     assert_eq!(&bz[0x202..0x206], b"HdrS");
 }
 
+/// The member names of a newc archive, as `cpio -it` lists them.
+fn cpio_names(archive: &std::path::Path) -> String {
+    let list = Command::new("cpio")
+        .args(["-it", "--quiet", "-F"])
+        .arg(archive)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&list.stdout).into_owned()
+}
+
 #[test]
 fn the_rescue_kernel_has_its_drivers_built_in_and_its_own_initramfs() {
     let a = harness::image();
@@ -329,12 +339,7 @@ fn the_rescue_kernel_has_its_drivers_built_in_and_its_own_initramfs() {
         Vec::<String>::new()
     );
     // Its initramfs is the core without the host kernel's modules, and names the late archive.
-    let list = Command::new("cpio")
-        .args(["-it", "--quiet", "-F"])
-        .arg(a.rescue_initramfs.as_ref().expect("initramfs-rescue.cpio"))
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&list.stdout);
+    let names = cpio_names(a.rescue_initramfs.as_ref().expect("initramfs-rescue.cpio"));
     assert!(names.lines().any(|l| l == "init"), "{names}");
     assert!(names.lines().any(|l| l == "sbin/e2fsck"), "{names}");
     assert!(
@@ -356,16 +361,11 @@ fn the_rescue_kernel_has_its_drivers_built_in_and_its_own_initramfs() {
         b"HdrS",
         "and a Linux boot protocol header"
     );
-    let full = Command::new("cpio")
-        .args(["-it", "--quiet", "-F"])
-        .arg(
-            a.rescue_initramfs_full
-                .as_ref()
-                .expect("initramfs-rescue-full.cpio"),
-        )
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&full.stdout);
+    let names = cpio_names(
+        a.rescue_initramfs_full
+            .as_ref()
+            .expect("initramfs-rescue-full.cpio"),
+    );
     assert!(names.lines().any(|l| l == "init"), "{names}");
     assert!(
         names.lines().any(|l| l == "lib/vmrescue/late.cpio.gz"),

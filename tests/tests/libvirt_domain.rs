@@ -248,6 +248,15 @@ fn check_then_repair_a_domain_leaving_its_definition_byte_identical() {
     );
 }
 
+/// The names of the files in `dir`.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// A broken ext4 data disk (error state recorded, one file) labelled `label` in `dir`.
 fn broken_data_disk(dir: &std::path::Path, label: &str) -> PathBuf {
     let data = dir.join(format!("{label}.img"));
@@ -336,10 +345,8 @@ fn the_default_boot_is_the_rescue_kernel_and_it_reaches_disks_on_every_bus_the_d
         "check mode wrote nothing"
     );
     // An IDE disk cannot be read-only: it was transient, and libvirt's overlay is gone.
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let left: Vec<_> = file_names(dir.path())
+        .into_iter()
         .filter(|n| n.contains("TRANSIENT"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
@@ -540,11 +547,7 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
             .contains("recovered it from the console log"),
         "the report came over the stream: {r}"
     );
-    let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let uploaded: Vec<String> = file_names(pool.dir.path());
     // By default the rescue kernel's bzImage (less to upload than its ELF) and its initramfs.
     for suffix in ["-vmlinuz-rescue", "-initrd-rescue.cpio"] {
         assert!(
@@ -587,11 +590,7 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
     let r = report.unwrap();
     assert_eq!(r["mode"], "check", "{r}");
     assert!(err.contains("(check mode, cdrom)"), "{err}");
-    let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let uploaded: Vec<String> = file_names(pool.dir.path());
     assert!(
         uploaded
             .iter()
@@ -666,21 +665,15 @@ fn verify_over_a_remote_uri_boots_the_guest_on_that_host_as_a_transient_domain()
     // no transient overlay beside the disk.
     let names = String::from_utf8_lossy(&virsh(&["list", "--all", "--name"]).stdout).into_owned();
     assert!(!names.contains("vmrescue-verify-"), "{names}");
-    let uploaded: Vec<String> = std::fs::read_dir(pool.dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let uploaded: Vec<String> = file_names(pool.dir.path());
     assert!(
         uploaded.iter().all(|n| n.starts_with("vmrescue-")
             && !n.contains("bootcopy")
             && !n.contains("verify")),
         "{uploaded:?}"
     );
-    let beside: Vec<String> = std::fs::read_dir(d.disk.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let beside: Vec<String> = file_names(d.disk.parent().unwrap())
+        .into_iter()
         .filter(|n| n.contains("TRANSIENT"))
         .collect();
     assert!(beside.is_empty(), "{beside:?}");

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use vmrescue_image_builder::Artefacts;
 
+pub use crate::boot::KernelAsked;
+
 use super::xml::{Facts, XmlError};
 
 /// How the operator asked a domain's rescue to boot (`--boot`, or nothing).
@@ -152,30 +154,6 @@ impl MediaFiles {
             kernel,
             initrd,
             how,
-        }
-    }
-}
-
-/// Which kernel a kernel boot takes, as the environment asks (for comparisons), the same as
-/// for the VMs vmrescue starts itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelAsked {
-    /// The rescue kernel where the image carries it (nothing set).
-    Rescue,
-    /// `VMRESCUE_KERNEL=host`.
-    Host,
-    /// `VMRESCUE_KERNEL_ENTRY=bzimage`: the host's bzImage, not its PVH ELF.
-    HostBzimage,
-}
-
-impl KernelAsked {
-    pub fn from_env() -> KernelAsked {
-        if std::env::var("VMRESCUE_KERNEL_ENTRY").is_ok_and(|v| v == "bzimage") {
-            KernelAsked::HostBzimage
-        } else if std::env::var("VMRESCUE_KERNEL").is_ok_and(|v| v == "host") {
-            KernelAsked::Host
-        } else {
-            KernelAsked::Rescue
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use vmrescue_protocol::params::{self, After, Settings};
 use vmrescue_protocol::{Mode, Report, DEFAULT_PORT_NAME};
 
+use crate::boot::KernelAsked;
 use crate::host::diskimage::DiskImageError;
 use crate::qemu::accel::{self, Choice};
 use crate::qemu::{self, Drive, Format};
@@ -226,10 +227,9 @@ pub const CPIO_MIN_MEMORY_MIB: u32 = 160;
 /// The kernel QEMU boots: the image's uncompressed PVH kernel where it has one (no real-mode
 /// setup, no self-decompression: the cheapest boot QEMU offers), else the bzImage.
 /// `VMRESCUE_KERNEL_ENTRY=bzimage` forces the bzImage (for comparisons).
-pub fn boot_kernel(image: &vmrescue_image_builder::Artefacts) -> PathBuf {
-    let forced = std::env::var("VMRESCUE_KERNEL_ENTRY").is_ok_and(|v| v == "bzimage");
+fn boot_kernel(image: &vmrescue_image_builder::Artefacts, asked: KernelAsked) -> PathBuf {
     match &image.vmlinux {
-        Some(v) if !forced => v.clone(),
+        Some(v) if asked != KernelAsked::HostBzimage => v.clone(),
         _ => image.kernel.clone(),
     }
 }
@@ -254,10 +254,9 @@ pub struct OwnBoot {
 /// (for comparisons), as does `VMRESCUE_KERNEL_ENTRY=bzimage` (the rescue kernel is carried as
 /// an ELF only).
 pub fn own_vm_boot(image: &vmrescue_image_builder::Artefacts, memory_mib: u32) -> OwnBoot {
-    let host = std::env::var("VMRESCUE_KERNEL").is_ok_and(|v| v == "host")
-        || std::env::var("VMRESCUE_KERNEL_ENTRY").is_ok_and(|v| v == "bzimage");
-    if let (false, Some(k), Some(i), Some(late)) = (
-        host,
+    let asked = KernelAsked::from_env();
+    if let (KernelAsked::Rescue, Some(k), Some(i), Some(late)) = (
+        asked,
         &image.rescue_vmlinux,
         &image.rescue_initramfs,
         &image.late_disk,
@@ -269,7 +268,7 @@ pub fn own_vm_boot(image: &vmrescue_image_builder::Artefacts, memory_mib: u32) -
             late: Some(late.clone()),
         };
     }
-    let kernel = boot_kernel(image);
+    let kernel = boot_kernel(image, asked);
     let how = if kernel == image.kernel {
         "bzImage"
     } else {
