@@ -36,6 +36,8 @@ pub struct Job {
 pub struct Options {
     pub mode: Mode,
     pub xfs_zero_log: bool,
+    /// `btrfs check --repair` allowed (repair mode only).
+    pub btrfs_repair: bool,
     /// Longest one checker pass may run.
     pub pass_timeout: std::time::Duration,
 }
@@ -222,10 +224,18 @@ fn check_one(opts: Options, undo: UndoDir, job: &Job, say: &dyn Fn(String)) -> F
             fs.state_after = c.after;
         }
         Checker::Btrfs => {
-            say("btrfs: running btrfs check --readonly (never --repair)".into());
-            fs.fsck = fsck::simple::btrfs(BTRFS, dev, &mut runner);
+            let repair = if opts.mode == Mode::Repair && opts.btrfs_repair {
+                "--repair if it finds errors, as the operator allowed"
+            } else {
+                "never --repair"
+            };
+            say(format!("btrfs: running btrfs check --readonly ({repair})"));
+            fs.fsck = fsck::simple::btrfs(BTRFS, dev, opts.mode, opts.btrfs_repair, &mut runner);
             fs.state_before = state_from(fs.fsck.passes.first());
-            fs.state_after = fs.state_before;
+            fs.state_after = match fs.fsck.status {
+                FsckStatus::Corrected => FsState::Clean,
+                _ => fs.state_before,
+            };
         }
         Checker::FsckFat => {
             say(format!("vfat: running fsck.fat ({mode})"));

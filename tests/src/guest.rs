@@ -18,8 +18,11 @@ use vmrescue_companion::vm::{QemuVm, Vm};
 
 /// What the guest is built from: changing any of it builds a new one.
 const SUITE: &str = "bookworm";
-/// lvm2 puts LVM into the guest's initramfs, as on an LVM install (harmless on a plain root).
-const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs,lvm2";
+/// lvm2, mdadm, cryptsetup and btrfs-progs put what an install on those layouts has into the
+/// guest and its initramfs (harmless on a plain root); xfsprogs for an XFS root; openssh-server
+/// for a login with a key.
+const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs,lvm2,mdadm,\
+                       cryptsetup,btrfs-progs,xfsprogs,openssh-server";
 /// Filesystem UUID of every guest root disk (its fstab names it).
 pub const ROOT_UUID: &str = "3b1d0c6e-5f0a-4d7b-9a62-7c1e2d3f4a5b";
 /// A TCG boot of this guest reaches its login prompt in about 35 s on an idle machine.
@@ -140,15 +143,12 @@ pub fn debian() -> &'static Guest {
     })
 }
 
-/// A root disk of the guest at `image`, after `change` edited a copy of its tree.
-pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let g = debian();
-    let work = tempfile::tempdir()?;
-    let tree = work.path().join("root");
+/// A copy of the guest's tree at `tree`, after `change` edited it.
+fn tree_copy(tree: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let out = Command::new("cp")
         .args(["-a"])
-        .arg(&g.root)
-        .arg(&tree)
+        .arg(&debian().root)
+        .arg(tree)
         .output()?;
     if !out.status.success() {
         bail!(
@@ -156,9 +156,79 @@ pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    change(&tree)?;
-    crate::fixture::mkfs_ext4_uuid(image, 1536, "guestroot", Some(ROOT_UUID), &tree)
+    change(tree)
 }
+
+/// A root disk of the guest at `image`, after `change` edited a copy of its tree.
+pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let tree = work.path().join("root");
+    tree_copy(&tree, change)?;
+    crate::fixture::mkfs_ext4_uuid(image, ROOT_MIB, "guestroot", Some(ROOT_UUID), &tree)
+}
+
+/// The guest on btrfs as Ubuntu's and Fedora's installers lay it out, booting through
+/// syslinux with `rootflags=subvol=@`: the filesystem (UUID [`ROOT_UUID`]) is the disk's
+/// second partition, its root in the subvolume `@` (after `change`), /home in `@home` (alice's
+/// notes), the top level holding nothing else; fstab mounts both with `subvol=`. The tree is
+/// written by `mkfs.btrfs --rootdir`; the subvolumes are made in a throw-away VM on the rescue
+/// kernel (`@` a snapshot of the top level, whose own copy is then removed).
+pub fn btrfs_syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let tree = work.path().join("root");
+    tree_copy(&tree, |tree| {
+        empty_boot(tree)?;
+        fs::write(
+            tree.join("etc/fstab"),
+            format!(
+                "UUID={ROOT_UUID} / btrfs defaults,subvol=@ 0 0\n\
+                 UUID={ROOT_UUID} /home btrfs defaults,subvol=@home 0 0\n"
+            ),
+        )?;
+        change(tree)
+    })?;
+    let fs_image = work.path().join("root.btrfs");
+    fs::File::create(&fs_image)?.set_len(BTRFS_ROOT_MIB << 20)?;
+    crate::fixture::run(
+        Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "-U", ROOT_UUID, "-L", "guestroot", "--rootdir"])
+            .arg(&tree)
+            .arg(&fs_image),
+    )
+    .context("mkfs.btrfs --rootdir")?;
+    let script = r#"$bb mount -t btrfs /dev/vda /mnt || die "mount"
+/sbin/btrfs subvolume snapshot /mnt /mnt/@ >/dev/null || die "snapshot @"
+for e in /mnt/* /mnt/.[!.]*; do
+  [ "$e" = /mnt/@ ] || [ ! -e "$e" ] || $bb rm -rf "$e" || die "removing $e"
+done
+/sbin/btrfs subvolume create /mnt/@home >/dev/null || die "subvolume @home"
+$bb mkdir /mnt/@home/alice || die "mkdir"
+$bb cp /crash-payload/notes.txt /mnt/@home/alice/notes.txt || die "notes"
+$bb umount /mnt || die "umount"
+mark laid-out
+power_off
+"#;
+    let boot = crate::crash::crash_guest_on(
+        crate::crash::CrashKernel::Rescue,
+        &[&fs_image],
+        script,
+        &[("notes.txt", ALICE_NOTES)],
+    )?;
+    boot.expect(&["laid-out"])?;
+    // mkfs.btrfs --rootdir grows the image when the tree needs more: the partition takes
+    // what it made.
+    let mib = fs::metadata(&fs_image)?.len().div_ceil(1 << 20);
+    syslinux_boot(
+        image,
+        &format!("UUID={ROOT_UUID} rootflags=subvol=@"),
+        &fs_image,
+        "83",
+        mib,
+    )
+}
+
+/// The btrfs root's size (its DUP metadata takes more room than ext4's).
+const BTRFS_ROOT_MIB: u64 = 2048;
 
 /// A disk of the guest that boots only through its firmware and its own boot loader, as a
 /// BIOS guest of an older image does: an MBR with syslinux's boot code, a FAT partition holding
@@ -166,14 +236,31 @@ pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
 /// on the second partition, its /boot empty; syslinux writes to the serial console and boots
 /// with `console=ttyS0`. Made without mounting anything (mtools, `syslinux --offset`).
 pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    syslinux_disk_broken(image, change, |_| Ok(()))
+}
+
+/// [`syslinux_disk`] whose root filesystem `break_fs` damages before it is placed; the root
+/// filesystem's bytes are at [`SYSLINUX_ROOT`] on the disk.
+pub fn syslinux_disk_broken(
+    image: &Path,
+    change: impl FnOnce(&Path) -> Result<()>,
+    break_fs: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let work = tempfile::tempdir()?;
     let root = work.path().join("root.img");
     disk(&root, |tree| {
         empty_boot(tree)?;
         change(tree)
     })?;
+    break_fs(&root)?;
     syslinux_boot(image, &format!("UUID={ROOT_UUID}"), &root, "83", ROOT_MIB)
 }
+
+/// Where a syslinux disk's root filesystem is (its second partition).
+pub const SYSLINUX_ROOT: crate::layouts::Extent = crate::layouts::Extent {
+    offset: (BOOT_START_MIB + BOOT_MIB) << 20,
+    len: ROOT_MIB << 20,
+};
 
 /// Size of the guest's root filesystem.
 const ROOT_MIB: u64 = 1536;
@@ -245,6 +332,52 @@ pub fn lvm_syslinux_disk(
         len: e.len,
     };
     Ok((at(extents[0]), at(extents[1])))
+}
+
+/// What a metadata-1.0 md member needs past its data: the superblock at the end.
+const MD_SUPERBLOCK_MIB: u64 = 4;
+
+/// The guest with its root mirrored by md RAID1 across two disks, as an install with a
+/// mirrored root lays it out: each disk boots through syslinux from its own FAT partition (the
+/// same on both, so either disk boots alone) with `root=UUID=...`, and its second partition
+/// (MBR type fd) is a member of the array `root` (metadata 1.0: the root filesystem starts
+/// each member, the superblock is at its end). `break_fs` runs on the root filesystem before
+/// it is mirrored. Returns where the root filesystem's bytes are on each disk.
+pub fn raid1_syslinux_disks(
+    disks: [&Path; 2],
+    break_fs: impl Fn(&Path) -> Result<()>,
+) -> Result<crate::layouts::Extent> {
+    let work = tempfile::tempdir()?;
+    let root = work.path().join("root.img");
+    disk(&root, empty_boot)?;
+    break_fs(&root)?;
+    let member_mib = ROOT_MIB + MD_SUPERBLOCK_MIB;
+    let members = [work.path().join("a.img"), work.path().join("b.img")];
+    for m in &members {
+        sparse_copy(&root, m)?;
+        fs::OpenOptions::new()
+            .write(true)
+            .open(m)?
+            .set_len(member_mib << 20)?;
+    }
+    crate::layouts::md_raid1(&[&members[0], &members[1]], "root")?;
+    for (image, member) in disks.iter().zip(&members) {
+        syslinux_boot(
+            image,
+            &format!("UUID={ROOT_UUID}"),
+            member,
+            "fd",
+            member_mib,
+        )?;
+    }
+    Ok(SYSLINUX_ROOT)
+}
+
+/// Copies `from` to `to` keeping its holes (guest disks are mostly holes).
+pub fn sparse_copy(from: &Path, to: &Path) -> Result<()> {
+    crate::fixture::run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
 }
 
 const BOOT_START_MIB: u64 = 1;

@@ -229,6 +229,10 @@ pub fn luks_format(image: &Path, size_mib: u64, key: &[u8]) -> Result<String> {
     fs::write(&key_file, key)?;
     run(Command::new("cryptsetup")
         .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+        // 512-byte sectors: the content is a filesystem image made apart (1 KiB blocks when
+        // small), which a kernel cannot mount on a 4096-byte-sector mapping (cryptsetup's
+        // default for an image file).
+        .args(["--sector-size", "512"])
         .args(["--pbkdf-force-iterations", "1000"])
         .arg(image)
         .arg(&key_file))
@@ -261,6 +265,58 @@ power_off
     )?;
     boot.expect(&["filled"])?;
     Ok(uuid)
+}
+
+/// What the LUKS2 container `image` holds, opened with `key` in a throw-away VM on the rescue
+/// kernel and copied into the new image file `out` (`size_mib`), for the host to read.
+pub fn luks_content(image: &Path, key: &[u8], out: &Path, size_mib: u64) -> Result<()> {
+    fs::File::create(out)?.set_len(size_mib << 20)?;
+    let script = format!(
+        r#"/sbin/cryptsetup open --type luks --readonly --disable-locks --key-file /crash-payload/key /dev/vda out || die "cryptsetup open"
+$bb dd if=/dev/mapper/out of=/dev/vdb bs=1M count={size_mib} 2>/dev/null || die "dd"
+$bb sync
+/sbin/cryptsetup close out || die "cryptsetup close"
+mark copied
+power_off
+"#
+    );
+    let boot = crate::crash::crash_guest_on(
+        crate::crash::CrashKernel::Rescue,
+        &[image, out],
+        &script,
+        &[("key", key)],
+    )?;
+    boot.expect(&["copied"])
+}
+
+/// The SHA-256 of `path` inside subvolume `subvol` (`/` for the top level) of the btrfs
+/// filesystem on `dev` (`/dev/vda2`: the first disk is `disk`), read in a throw-away VM on
+/// the rescue kernel (the host never mounts it); `None` when the file is not there.
+pub fn btrfs_file_sha(disk: &Path, dev: &str, subvol: &str, path: &str) -> Result<Option<String>> {
+    let script = format!(
+        r#"wait_dev {dev}
+$bb mount -t btrfs -o ro,subvol={subvol} {dev} /mnt || die "mount"
+if [ -f "/mnt{path}" ]; then
+  set -- $($bb sha256sum "/mnt{path}")
+  mark "sha $1"
+else
+  mark absent
+fi
+$bb umount /mnt
+power_off
+"#
+    );
+    let boot =
+        crate::crash::crash_guest_on(crate::crash::CrashKernel::Rescue, &[disk], &script, &[])?;
+    let marks = boot.marks();
+    if marks.contains(&"absent") {
+        return Ok(None);
+    }
+    marks
+        .iter()
+        .find_map(|m| m.strip_prefix("sha "))
+        .map(|s| Some(s.to_owned()))
+        .with_context(|| format!("no checksum of {path} on the console:\n{}", boot.tail()))
 }
 
 /// The GPT type of an LVM physical volume partition.

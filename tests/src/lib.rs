@@ -1,6 +1,7 @@
 //! Shared pieces of vmrescue's end-to-end tests and demo: broken guest disks made from scratch
 //! (`mkfs.ext4 -d`, `debugfs -w`; no mounting) and a harness that runs the real `vmrescue` CLI.
 
+pub mod btrfs;
 pub mod budgets;
 pub mod crash;
 pub mod fixture;

@@ -3,7 +3,7 @@
 //! a copy of the volume group attached beside it, never merged and never touched; a root on
 //! md RAID1, assembled read-only in check mode, repaired on both mirrors, and degraded; a
 //! LUKS /home; a RHEL-like XFS root on LVM with a dirty log; a btrfs root in a subvolume with
-//! /home in another.
+//! /home in another; a damaged btrfs, repaired only with `--btrfs-repair`.
 
 use std::path::Path;
 
@@ -613,5 +613,95 @@ fn inspect_reads_the_logical_volumes_from_the_lvm_metadata_without_booting() {
     assert_eq!(
         filesystem(&r, "/dev/vda2")["opened_as"],
         serde_json::json!(["/dev/mapper/vg0-root", "/dev/mapper/vg0-home"])
+    );
+}
+
+#[test]
+fn a_damaged_btrfs_is_repaired_only_on_the_operators_explicit_word() {
+    const UUID: &str = "c4d5e6f7-0a1b-4c2d-9e3f-4a5b6c7d8e9f";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // /srv on btrfs (named in fstab, so the guest needs it), one of its inodes with a wrong
+    // byte count in every copy of its metadata.
+    let srv = d.join("srv-tree");
+    std::fs::create_dir_all(srv.join("app")).unwrap();
+    let data = fixture::bytes(11, 8192);
+    std::fs::write(srv.join("app/state.db"), &data).unwrap();
+    let btrfs = d.join("srv.btrfs");
+    std::fs::File::create(&btrfs)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    fixture::run(
+        std::process::Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "-U", UUID, "--rootdir"])
+            .arg(&srv)
+            .arg(&btrfs),
+    )
+    .unwrap();
+    assert_eq!(
+        vmrescue_tests::btrfs::wrong_nbytes(&btrfs, "state.db").unwrap(),
+        2
+    );
+    let host_check = |img: &Path| {
+        std::process::Command::new("btrfs")
+            .args(["check", "--readonly"])
+            .arg(img)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(host_check(&btrfs), Some(1), "the damage is not seen");
+    let tree = d.join("root-tree");
+    fixture::os_tree_with_fstab(
+        &tree,
+        &format!(
+            "LABEL=guestroot / ext4 errors=remount-ro 0 1\nUUID={UUID} /srv btrfs defaults 0 0\n"
+        ),
+    )
+    .unwrap();
+    let root = d.join("root.img");
+    fixture::mkfs_ext4(&root, 64, "guestroot", &tree).unwrap();
+
+    // Check mode and repair mode without the flag: the damage reported, nothing written, the
+    // repair named and not run, the guest not called repaired.
+    let before = sha(&btrfs);
+    let run = harness::rescue(&[&root, &btrfs], "check", &[]).unwrap();
+    let r = run.expect(1, "unrepaired");
+    assert_eq!(filesystem(r, "/dev/vdb")["state_before"], "errors", "{r:#}");
+    let run = harness::rescue(&[&root, &btrfs], "repair", &[]).unwrap();
+    let r = run.expect(1, "unrepaired");
+    let f = filesystem(r, "/dev/vdb");
+    assert_eq!(f["fsck"]["status"], "uncorrected", "{f:#}");
+    let passes = f["fsck"]["passes"].as_array().unwrap();
+    assert!(
+        !passes
+            .iter()
+            .any(|p| p["args"].to_string().contains("--force")),
+        "btrfs check --repair ran without the flag: {f:#}"
+    );
+    assert!(
+        passes.last().unwrap()["output"]
+            .to_string()
+            .contains("--btrfs-repair"),
+        "{f:#}"
+    );
+    assert_eq!(sha(&btrfs), before, "written without --btrfs-repair");
+
+    // With --btrfs-repair: repaired and verified; the host's own btrfs check agrees, and the
+    // file's bytes are the same.
+    let run = harness::rescue(&[&root, &btrfs], "repair", &["--btrfs-repair"]).unwrap();
+    let r = run.expect(0, "repaired");
+    let f = filesystem(r, "/dev/vdb");
+    assert_eq!(
+        (&f["fsck"]["status"], &f["state_after"]),
+        (&"corrected".into(), &"clean".into()),
+        "{f:#}"
+    );
+    assert_eq!(host_check(&btrfs), Some(0));
+    assert_eq!(
+        layouts::btrfs_file_sha(&btrfs, "/dev/vda", "/", "/app/state.db").unwrap(),
+        Some(vmrescue_protocol::digest::sha256_hex(&data))
     );
 }

@@ -27,6 +27,7 @@ pub fn run(
     let opts = checks::Options {
         mode: settings.mode,
         xfs_zero_log: settings.xfs_zero_log,
+        btrfs_repair: settings.btrfs_repair,
         pass_timeout: Duration::from_secs(settings.fsck_timeout_secs),
     };
     checks::run_all(opts, undo, groups, rep)

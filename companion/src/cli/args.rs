@@ -144,6 +144,11 @@ pub enum Cmd {
         /// it, losing the transactions it holds.
         #[arg(long)]
         xfs_zero_log: bool,
+        /// DESTRUCTIVE: in repair mode, let `btrfs check --repair` mend a btrfs the read-only
+        /// check found damaged (it can make the damage worse; without this flag it is
+        /// reported and left to you).
+        #[arg(long)]
+        btrfs_repair: bool,
         /// A reference /etc directory: its files replace missing guest /etc files (before the
         /// guest's own backups or rebuilt minimal files).
         #[arg(long, conflicts_with = "domain", value_name = "DIR")]

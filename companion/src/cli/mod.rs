@@ -237,6 +237,7 @@ pub fn run(cli: Cli) -> i32 {
             hostname,
             keep_root_error_behaviour,
             xfs_zero_log,
+            btrfs_repair,
             ..
         } => {
             let Some(secrets) = secrets(&secret_args) else {
@@ -249,6 +250,7 @@ pub fn run(cli: Cli) -> i32 {
                     hostname,
                     keep_root_error_behaviour,
                     xfs_zero_log,
+                    btrfs_repair,
                     reference_etc: None,
                 },
                 verify: boots.request(memory),
@@ -319,6 +321,7 @@ pub fn run(cli: Cli) -> i32 {
             hostname,
             keep_root_error_behaviour,
             xfs_zero_log,
+            btrfs_repair,
             reference_etc,
             undo_dir,
             boots,
@@ -350,6 +353,7 @@ pub fn run(cli: Cli) -> i32 {
                     hostname,
                     keep_root_error_behaviour,
                     xfs_zero_log,
+                    btrfs_repair,
                     reference_etc,
                 },
                 undo_dir,

@@ -50,6 +50,7 @@ fn agent_settings(req: &DomainRequest) -> params::Settings {
         hostname: req.policy.hostname.clone(),
         errors_remount_ro: !req.policy.keep_root_error_behaviour,
         xfs_zero_log: req.policy.xfs_zero_log,
+        btrfs_repair: req.policy.btrfs_repair,
         ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }

@@ -60,6 +60,9 @@ pub struct Settings {
     /// Allow `xfs_repair -L` (zeroes the log, losing its transactions) when the log cannot be
     /// replayed: destructive, only on the operator's explicit request.
     pub xfs_zero_log: bool,
+    /// Allow `btrfs check --repair` on a btrfs the read-only check found damaged: it can make
+    /// the damage worse, so only on the operator's explicit request.
+    pub btrfs_repair: bool,
     /// Longest one checker pass may run before it is killed: a checker can loop on some damage.
     pub fsck_timeout_secs: u64,
     /// Filesystem UUID of the undo scratch disk the host attached.
@@ -91,6 +94,7 @@ impl Default for Settings {
             hostname: None,
             errors_remount_ro: true,
             xfs_zero_log: false,
+            btrfs_repair: false,
             fsck_timeout_secs: 1800,
             undo: None,
             bootcopy: None,
@@ -327,6 +331,7 @@ mod tests {
             hostname: Some("web-1.example".into()),
             errors_remount_ro: false,
             xfs_zero_log: true,
+            btrfs_repair: true,
             fsck_timeout_secs: 90,
             undo: Some("2c309045-caea-4e02-8bc7-cf04b2b71566".into()),
             bootcopy: Some("7d0f3b4e-9a1c-4e2b-8f60-1c2d3e4f5a6b".into()),
@@ -421,6 +426,7 @@ mod tests {
                 "hostname",
                 "errors_remount_ro",
                 "xfs_zero_log",
+                "btrfs_repair",
                 "fsck_timeout"
             ]
         );

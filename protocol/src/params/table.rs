@@ -164,6 +164,21 @@ pub const PARAMS: &[Param] = &[
         get: |s| s.xfs_zero_log.then(|| flag_text(s.xfs_zero_log)),
     },
     Param {
+        key: "btrfs_repair",
+        kind: Kind::Flag,
+        default: "0",
+        always: false,
+        invalid: None,
+        from_meta: true,
+        from_drive: true,
+        set: |s, v| {
+            s.btrfs_repair =
+                flag(v).ok_or_else(|| format!("vmrescue.btrfs_repair={v:?} is not 0 or 1"))?;
+            Ok(())
+        },
+        get: |s| s.btrfs_repair.then(|| flag_text(s.btrfs_repair)),
+    },
+    Param {
         key: "undo",
         kind: Kind::Uuid,
         default: "",
