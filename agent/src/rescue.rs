@@ -117,6 +117,7 @@ fn work(settings: &mut Settings, kernel: &str, rep: &mut Reporter, report: &mut 
         &mut found.scans,
         settings.mode,
         settings.root.as_deref(),
+        settings.thin_repair,
         luks_keys,
         rep,
     );

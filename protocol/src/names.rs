@@ -122,6 +122,9 @@ wire_names! {
         /// An md array assembled read-write (repair mode): the kernel writes its members'
         /// superblocks, and resynchronises them if it was not stopped cleanly.
         Assemble => "assemble",
+        /// A thin pool's metadata rebuilt by `lvconvert --repair` (`--thin-repair`); the old
+        /// metadata stays beside it as `POOL_metaN`.
+        ThinRepair => "thin_repair",
     }
 }
 

@@ -427,6 +427,60 @@ hard_reset
     Ok(boot)
 }
 
+/// An XFS root of `size_mib` (label `label`) holding the tree of the ext4 image `tree`, as a
+/// crash leaves it: the tree copied and checkpointed (unmounted cleanly once), then `dirty`
+/// files written and synced to the log only before the machine resets. Made in a crash guest
+/// on the rescue kernel (XFS and ext4 built in): the host never mounts either.
+pub fn xfs_tree_with_dirty_log(
+    image: &Path,
+    size_mib: u64,
+    label: &str,
+    tree: &Path,
+    dirty: &[(&str, &[u8])],
+) -> Result<Boot> {
+    mkfs_xfs(image, size_mib, label)?;
+    let mut payload: Vec<(String, &[u8])> = vec![("dirty/".into(), b"")];
+    for (p, d) in dirty {
+        payload.push((format!("dirty/{}", p.trim_start_matches('/')), d));
+    }
+    let refs: Vec<(&str, &[u8])> = payload.iter().map(|(p, d)| (p.as_str(), *d)).collect();
+    let boot = crash_guest_on(
+        CrashKernel::Rescue,
+        &[image, tree],
+        &format!(
+            r#"
+echo 720000 > /proc/sys/fs/xfs/xfssyncd_centisecs || die "cannot set xfssyncd_centisecs"
+$bb mkdir -p /src
+$bb mount -t ext4 -o ro {tree} /src || die "cannot mount the tree {tree}"
+$bb mount -t xfs {disk} /mnt || die "cannot mount {disk}"
+$bb cp -a /src/. /mnt/ || die "cannot copy the tree"
+$bb umount /mnt || die "cannot unmount"
+$bb umount /src
+$bb mount -t xfs {disk} /mnt || die "cannot mount {disk} again"
+mark mounted
+$bb cp -R {PAYLOAD_DIR}/dirty/. /mnt/ || die "cannot copy the files"
+mark written
+$bb sync || die "sync failed"
+mark synced
+hard_reset
+"#,
+            disk = guest_disk(0),
+            tree = guest_disk(1),
+        ),
+        &refs,
+    )?;
+    boot.expect(&["mounted", "written", "synced", "reset"])?;
+    let state = xfs_log_state(image)?;
+    if state != LogState::Dirty {
+        bail!(
+            "the log of {} is {state:?} after the crash; console:\n{}",
+            image.display(),
+            boot.tail()
+        );
+    }
+    Ok(boot)
+}
+
 /// Replays an XFS log the way the rescue policy does: a crash guest mounts the filesystem,
 /// unmounts it and powers off. The console shows the kernel's `Starting recovery` when there
 /// was a log to replay.

@@ -380,6 +380,79 @@ pub fn sparse_copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A file the XFS guest's last writes before the power cut hold (in its log only).
+pub const LATE_WRITE: (&str, &[u8]) = (
+    "home/alice/late.txt",
+    b"written just before the power cut\n",
+);
+
+/// The guest as a RHEL-like install lays it out, booting through syslinux from its FAT
+/// partition with `root=/dev/mapper/rhel-root`: the second partition an LVM physical volume of
+/// `rhel` holding `root` (XFS: the guest's tree after `change`, then [`LATE_WRITE`] left in its
+/// log by a power cut) and `swap`; fstab names both by `/dev/mapper/` path. Returns where the
+/// root LV's bytes are on the disk.
+pub fn xfs_lvm_syslinux_disk(
+    image: &Path,
+    change: impl FnOnce(&Path) -> Result<()>,
+) -> Result<crate::layouts::Extent> {
+    const SWAP_MIB: u64 = 64;
+    let work = tempfile::tempdir()?;
+    let tree = work.path().join("root");
+    tree_copy(&tree, |tree| {
+        empty_boot(tree)?;
+        // The package cache: nothing boots from it, and it would be copied twice.
+        for e in fs::read_dir(tree.join("var/cache/apt/archives"))?.flatten() {
+            if e.path().extension().is_some_and(|x| x == "deb") {
+                fs::remove_file(e.path())?;
+            }
+        }
+        fs::create_dir_all(tree.join("home/alice"))?;
+        fs::write(
+            tree.join("etc/fstab"),
+            "/dev/mapper/rhel-root / xfs defaults 0 0\n/dev/mapper/rhel-swap none swap defaults 0 0\n",
+        )?;
+        change(tree)
+    })?;
+    let tree_image = work.path().join("tree.ext4");
+    crate::fixture::mkfs_ext4(&tree_image, ROOT_MIB, "tree", &tree)?;
+    fs::remove_dir_all(&tree)?;
+    let root = work.path().join("root.xfs");
+    crate::crash::xfs_tree_with_dirty_log(
+        &root,
+        ROOT_MIB,
+        "guestroot",
+        &tree_image,
+        &[LATE_WRITE],
+    )?;
+    let swap = work.path().join("swap.img");
+    fs::File::create(&swap)?.set_len(SWAP_MIB << 20)?;
+    crate::fixture::run(Command::new("mkswap").arg("-q").arg(&swap)).context("mkswap")?;
+    let pv = work.path().join("pv.img");
+    let pv_mib = ROOT_MIB + SWAP_MIB + 8;
+    let extents = crate::layouts::lvm_vg(
+        &pv,
+        pv_mib,
+        "rhel",
+        &[
+            crate::layouts::Lv {
+                name: "root",
+                size_mib: ROOT_MIB,
+                content: Some(&root),
+            },
+            crate::layouts::Lv {
+                name: "swap",
+                size_mib: SWAP_MIB,
+                content: Some(&swap),
+            },
+        ],
+    )?;
+    syslinux_boot(image, "/dev/mapper/rhel-root", &pv, "8e", pv_mib)?;
+    Ok(crate::layouts::Extent {
+        offset: ((BOOT_START_MIB + BOOT_MIB) << 20) + extents[0].offset,
+        len: extents[0].len,
+    })
+}
+
 const BOOT_START_MIB: u64 = 1;
 const BOOT_MIB: u64 = 64;
 

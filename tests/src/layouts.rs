@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::fixture::{self, run, Part};
 
@@ -317,6 +317,79 @@ power_off
         .find_map(|m| m.strip_prefix("sha "))
         .map(|s| Some(s.to_owned()))
         .with_context(|| format!("no checksum of {path} on the console:\n{}", boot.tail()))
+}
+
+/// Makes `image` (`size_mib`) an LVM physical volume of `vg` holding the thin pool `pool`
+/// (`pool_mib`) and in it the thin LV `lv`, filled with `content` (a filesystem image of the
+/// LV's size), made by lvm in a throw-away VM on the rescue kernel (dm-thin built in); then
+/// damages the pool's metadata as a bad write does: a byte of the metadata space map's index
+/// block (the superblock says where it is) flipped, so that thin_check fails on its checksum
+/// and the pool no longer activates, while thin_repair, which rebuilds the space maps from the
+/// mapping trees, loses nothing.
+pub fn thin_pool_damaged(
+    image: &Path,
+    size_mib: u64,
+    vg: &str,
+    pool_mib: u64,
+    lv: &str,
+    content: &Path,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    fs::File::create(image)?.set_len(size_mib << 20)?;
+    let lv_mib = fs::metadata(content)?.len() >> 20;
+    let script = format!(
+        r#"$bb mkdir -p /run/lock/lvm /run/lvm /etc/lvm
+C='devices {{ filter = [ "a|^/dev/vda$|", "r|.*|" ] obtain_device_list_from_udev = 0 use_devicesfile = 0 }} activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 }} global {{ use_lvmpolld = 0 thin_check_executable = "/sbin/thin_check" }} backup {{ backup = 0 archive = 0 }}'
+lvm() {{ /sbin/lvm "$@" --config "$C"; }}
+lvm pvcreate -y -ff /dev/vda >/dev/null || die "pvcreate"
+lvm vgcreate {vg} /dev/vda >/dev/null || die "vgcreate"
+lvm lvcreate -y -T -L {pool_mib}m {vg}/pool >/dev/null || die "lvcreate pool"
+lvm lvcreate -y -V {lv_mib}m -T {vg}/pool -n {lv} >/dev/null || die "lvcreate {lv}"
+$bb dd if=/dev/vdb of=/dev/mapper/{vg}-{lv} bs=1M 2>/dev/null || die "dd"
+$bb sync
+lvm vgchange -an {vg} >/dev/null || die "vgchange -an"
+r=$(lvm lvs -a --noheadings -o seg_pe_ranges {vg}/pool_tmeta) || die "lvs pool_tmeta"
+r=${{r##*:}}
+first=${{r%-*}}
+start=$(lvm pvs --noheadings --units b --nosuffix -o pe_start /dev/vda) || die "pvs"
+ext=$(lvm vgs --noheadings --units b --nosuffix -o vg_extent_size {vg}) || die "vgs"
+mark "tmeta $(( start + first * ext ))"
+power_off
+"#
+    );
+    let boot = crate::crash::crash_guest_on(
+        crate::crash::CrashKernel::Rescue,
+        &[image, content],
+        &script,
+        &[],
+    )?;
+    let tmeta: u64 = boot
+        .marks()
+        .iter()
+        .find_map(|m| m.strip_prefix("tmeta "))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| {
+            format!(
+                "where the pool's metadata is was not said:\n{}",
+                boot.tail()
+            )
+        })?;
+    // The thin superblock: the metadata space map root (nr_blocks, nr_allocated, index
+    // block, ref count root) is 192 bytes in; its index block number 16 bytes further.
+    let f = fs::OpenOptions::new().read(true).write(true).open(image)?;
+    let mut word = [0u8; 8];
+    f.read_exact_at(&mut word, tmeta + 192 + 16)?;
+    let index = u64::from_le_bytes(word);
+    if index == 0 || index > 1 << 16 {
+        bail!("the thin superblock names metadata block {index} as the space map index");
+    }
+    let at = tmeta + index * 4096 + 64;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at)?;
+    byte[0] ^= 0xff;
+    f.write_all_at(&byte, at)?;
+    f.sync_all()?;
+    Ok(())
 }
 
 /// The GPT type of an LVM physical volume partition.

@@ -705,3 +705,94 @@ fn a_damaged_btrfs_is_repaired_only_on_the_operators_explicit_word() {
         Some(vmrescue_protocol::digest::sha256_hex(&data))
     );
 }
+
+#[test]
+fn a_thin_pool_that_fails_thin_check_is_rebuilt_only_on_the_operators_explicit_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // /srv on a thin LV (named in fstab) of vg0/pool, whose metadata a bad write damaged.
+    let data = fixture::broken_ext4(
+        d,
+        "data.fs",
+        "data",
+        &[("app/state.db", &fixture::bytes(12, 20_000))],
+    )
+    .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    let pv = d.join("pv.img");
+    layouts::thin_pool_damaged(&pv, 160, "vg0", 96, "data", &data).unwrap();
+    let tree = d.join("root-tree");
+    fixture::os_tree_with_fstab(
+        &tree,
+        "LABEL=guestroot / ext4 errors=remount-ro 0 1\n/dev/mapper/vg0-data /srv ext4 defaults 0 2\n",
+    )
+    .unwrap();
+    let root = d.join("root.img");
+    fixture::mkfs_ext4(&root, 64, "guestroot", &tree).unwrap();
+
+    // Check mode, and repair mode without the flag: the pool stays closed, named with the
+    // flag, /srv is not reached, nothing is written (LVM metadata included).
+    let before = sha(&pv);
+    for mode in ["check", "repair"] {
+        let run = harness::rescue(&[&root, &pv], mode, &[]).unwrap();
+        let r = run.expect(1, "unrepaired");
+        let layer = &r["layers"][0];
+        assert_eq!(layer["kind"], "lvm", "{r:#}");
+        assert_ne!(layer["state"], "active", "{layer:#}");
+        assert!(
+            layer["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--thin-repair"),
+            "{layer:#}"
+        );
+        assert!(r["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kind"] != "thin_repair"));
+        assert_eq!(sha(&pv), before, "{mode} mode wrote to the physical volume");
+    }
+
+    // With --thin-repair: the metadata rebuilt (recorded), the pool activated, /srv reached,
+    // checked and mended.
+    let run = harness::rescue(&[&root, &pv], "repair", &["--thin-repair"]).unwrap();
+    let r = run.expect(0, "repaired");
+    let rebuilt: Vec<&serde_json::Value> = r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "thin_repair")
+        .collect();
+    assert_eq!(rebuilt.len(), 1, "{r:#}");
+    assert_eq!(rebuilt[0]["path"], "vg0/pool");
+    assert_eq!(r["layers"][0]["state"], "active", "{r:#}");
+    let f = filesystem(r, "/dev/mapper/vg0-data");
+    assert_eq!(
+        (&f["mountpoint"], &f["fsck"]["status"]),
+        (&"/srv".into(), &"corrected".into()),
+        "{f:#}"
+    );
+
+    // The pool now passes thin_check: a repair-mode run without the flag (check mode's
+    // read-only disks cannot run a thin pool) activates it and finds /srv clean.
+    let run = harness::rescue(&[&root, &pv], "repair", &[]).unwrap();
+    let r = run.json();
+    assert_eq!(run.code, 0, "{r:#}");
+    assert_eq!(r["layers"][0]["state"], "active", "{r:#}");
+    assert!(r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["kind"] != "thin_repair"));
+    assert_eq!(
+        filesystem(r, "/dev/mapper/vg0-data")["state_before"],
+        "clean",
+        "{r:#}"
+    );
+}

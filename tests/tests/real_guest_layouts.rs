@@ -305,3 +305,46 @@ fn a_debian_guest_on_btrfs_subvolumes_is_repaired_inside_its_subvolume_and_boots
         Some(notes)
     );
 }
+
+#[test]
+fn a_rhel_like_guest_with_an_xfs_root_on_lvm_and_a_dirty_log_is_replayed_and_boots_to_login() {
+    use vmrescue_tests::crash;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("rhel-guest.img");
+    let root_at = guest::xfs_lvm_syslinux_disk(&disk, |_| Ok(())).unwrap();
+    let root_lv = "/dev/mapper/rhel-root";
+
+    // Check mode: the root found on rhel/root (what was checkpointed: no replay), the dirty
+    // log a problem left, nothing written.
+    let before = fixture::sha256_file(&disk).unwrap();
+    let run = harness::rescue(&[&disk], "check", &[]).unwrap();
+    let r = run.expect(1, "unrepaired");
+    assert_eq!(r["os"]["root_device"], root_lv, "{r:#}");
+    let f = filesystem(r, root_lv);
+    assert_eq!(
+        (&f["type"], &f["state_before"]),
+        (&"xfs".into(), &"not_clean".into()),
+        "{f:#}"
+    );
+    assert_eq!(
+        fixture::sha256_file(&disk).unwrap(),
+        before,
+        "check mode wrote"
+    );
+
+    // Repair with --verify: the log replayed on the LV (the last write kept), the root clean,
+    // and the guest's own boot (its initramfs activating rhel) reaches a login prompt.
+    let run = harness::repair_verified(&[&disk], &["--verify"]).unwrap();
+    let r = run.expect(0, "repaired");
+    assert_eq!(r["verify"]["after"]["state"], "booted", "{:#}", r["verify"]);
+    let now = dir.path().join("root-now.xfs");
+    layouts::extract(&disk, root_at, &now).unwrap();
+    assert_eq!(crash::xfs_log_state(&now).unwrap(), crash::LogState::Clean);
+    let check = crash::xfs_repair(&now, &["-n"]).unwrap();
+    assert_eq!(check.code, 0, "xfs_repair -n: {}", check.stderr);
+    let (path, content) = guest::LATE_WRITE;
+    assert_eq!(
+        crash::xfs_read_file(&now, &format!("/{path}")).unwrap(),
+        Some(content.to_vec())
+    );
+}

@@ -9,6 +9,18 @@ use serde::Deserialize;
 pub const LVM: &str = "/sbin/lvm";
 /// thin_check, run by lvm before it activates a thin pool (late archive).
 pub const THIN_CHECK: &str = "/sbin/thin_check";
+/// thin_repair and thin_dump, run by `lvconvert --repair` (the same multi-call binary).
+pub const THIN_REPAIR: &str = "/sbin/thin_repair";
+pub const THIN_DUMP: &str = "/sbin/thin_dump";
+
+/// Whether lvm may write metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// Never (every activation, in both modes).
+    ReadOnly,
+    /// `lvconvert --repair` of a thin pool, on the operator's `--thin-repair` in repair mode.
+    Writable,
+}
 
 /// A container as discovery saw it on a guest disk: a physical volume, an md member.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -23,9 +35,9 @@ pub struct Member {
 
 /// The `--config` of every `lvm` command: only `devices` are scanned (the guest's physical
 /// volumes; nothing of the rescue's own), no udev, no backups or archives written, no daemon;
-/// metadata is never written (activation does not need it). Every LV of the volume groups in
-/// `read_only` (check mode: all of them) is activated read-only.
-pub fn config(devices: &[String], read_only: &[String]) -> String {
+/// metadata is written only when `metadata` says so (activation never needs it). Every LV of
+/// the volume groups in `read_only` (check mode: all of them) is activated read-only.
+pub fn config(devices: &[String], read_only: &[String], metadata: Metadata) -> String {
     let filter: Vec<String> = devices
         .iter()
         .map(|d| format!("\"a|^{}$|\"", regex_escape(d)))
@@ -38,12 +50,30 @@ pub fn config(devices: &[String], read_only: &[String]) -> String {
     } else {
         format!(" read_only_volume_list = [ {} ]", ro.join(", "))
     };
+    let metadata_read_only = match metadata {
+        Metadata::ReadOnly => 1,
+        Metadata::Writable => 0,
+    };
     format!(
         "devices {{ filter = [ {filter} ] global_filter = [ {filter} ] obtain_device_list_from_udev = 0 external_device_info_source = \"none\" use_devicesfile = 0 multipath_component_detection = 0 md_component_detection = 1 }} \
-         global {{ metadata_read_only = 1 use_lvmpolld = 0 event_activation = 0 thin_check_executable = \"{THIN_CHECK}\" thin_check_options = [ \"-q\" ] }} \
+         global {{ metadata_read_only = {metadata_read_only} use_lvmpolld = 0 event_activation = 0 thin_check_executable = \"{THIN_CHECK}\" thin_check_options = [ \"-q\" ] thin_repair_executable = \"{THIN_REPAIR}\" thin_dump_executable = \"{THIN_DUMP}\" }} \
          activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 verify_udev_operations = 1{ro} }} \
          backup {{ backup = 0 archive = 0 }}"
     )
+}
+
+/// The thin pools of `lvs` that are not active: a pool stays down when its metadata fails
+/// `thin_check`, and on a read-only disk (the kernel's thin-pool target is never read-only).
+pub fn inactive_pools(lvs: &[LvRow]) -> Vec<&LvRow> {
+    lvs.iter()
+        .filter(|l| l.lv_attr.starts_with('t') && !l.active())
+        .collect()
+}
+
+/// Whether lvm's activation output `said` that `thin_check` failed on the pool `vg/pool`
+/// ("Check of pool vg0/pool failed (status:1). Manual repair required!").
+pub fn pool_failed_check(said: &str, pool: &str) -> bool {
+    said.contains(&format!("Check of pool {pool} failed"))
 }
 
 /// Escapes a device path for an LVM filter regex.
@@ -191,7 +221,11 @@ mod tests {
 
     #[test]
     fn the_configuration_scans_only_the_guest_pvs_and_writes_no_metadata() {
-        let c = config(&["/dev/vda3".into(), "/dev/md127".into()], &[]);
+        let c = config(
+            &["/dev/vda3".into(), "/dev/md127".into()],
+            &[],
+            Metadata::ReadOnly,
+        );
         assert!(
             c.contains("\"a|^/dev/vda3$|\", \"a|^/dev/md127$|\", \"r|.*|\""),
             "{c}"
@@ -200,9 +234,20 @@ mod tests {
         assert!(c.contains("backup = 0 archive = 0"));
         assert!(c.contains("udev_sync = 0"));
         assert!(!c.contains("read_only_volume_list"));
-        let c = config(&["/dev/vda3".into()], &["vg0".into(), "data".into()]);
+        let c = config(
+            &["/dev/vda3".into()],
+            &["vg0".into(), "data".into()],
+            Metadata::ReadOnly,
+        );
         assert!(
             c.contains("read_only_volume_list = [ \"vg0\", \"data\" ] }"),
+            "{c}"
+        );
+        // Only a thin repair writes metadata.
+        let c = config(&["/dev/vda3".into()], &[], Metadata::Writable);
+        assert!(c.contains("metadata_read_only = 0"), "{c}");
+        assert!(
+            c.contains("thin_repair_executable = \"/sbin/thin_repair\""),
             "{c}"
         );
         assert_eq!(regex_escape("/dev/mapper/a.b"), "/dev/mapper/a\\.b");
@@ -226,6 +271,21 @@ mod tests {
         assert!(lvs[0].holds_data() && lvs[0].active());
         assert!(!lvs[1].holds_data());
         assert!(!lvs[2].active());
+        assert!(inactive_pools(&lvs).is_empty());
+        let down = r#"{"report":[{"lv":[{"vg_name":"vg0","lv_name":"pool","lv_attr":"twi---tz--","lv_dm_path":""},{"vg_name":"vg0","lv_name":"data","lv_attr":"Vwi---tz--","lv_dm_path":""}]}]}"#;
+        let down = parse_lvs(down).unwrap();
+        let pools: Vec<&str> = inactive_pools(&down)
+            .iter()
+            .map(|l| l.lv_name.as_str())
+            .collect();
+        assert_eq!(pools, ["pool"]);
+        let said = "lvm vgchange failed: Check of pool vg0/pool failed (status:1). Manual repair required!";
+        assert!(pool_failed_check(said, "vg0/pool"));
+        assert!(!pool_failed_check(said, "vg0/other"));
+        assert!(!pool_failed_check(
+            "thin-pool: target type may not be included in a read-only table",
+            "vg0/pool"
+        ));
         assert!(parse_pvs("not json").is_none());
     }
 

@@ -1,7 +1,7 @@
 //! Activating LVM volume groups with lvm ([`super::lvm`] holds the configuration, the report
 //! parsing and the choice among copies).
 
-use vmrescue_protocol::{Layer, LayerKind, LayerState, Mode, Step};
+use vmrescue_protocol::{Change, ChangeKind, Layer, LayerKind, LayerState, Mode, Step};
 
 use super::{said, TOOL_TIMEOUT};
 use crate::proc;
@@ -46,11 +46,19 @@ fn plain_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
 }
 
-pub(super) fn open(pvs: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<Layer> {
+/// Opens the volume groups on `pvs`; with `thin_repair` in repair mode, a thin pool that does
+/// not activate has its metadata rebuilt first (each rebuild is added to `changes`).
+pub(super) fn open(
+    pvs: &[lvm::Member],
+    mode: Mode,
+    thin_repair: bool,
+    changes: &mut Vec<Change>,
+    rep: &mut Reporter,
+) -> Vec<Layer> {
     let mut layers = Vec::new();
     let (kept, dup_pvs) = lvm::duplicate_pvs(pvs);
     let devices: Vec<String> = kept.iter().map(|m| m.device.clone()).collect();
-    let config = lvm::config(&devices, &[]);
+    let config = lvm::config(&devices, &[], lvm::Metadata::ReadOnly);
     let rows = match run_lvm(
         &[
             "pvs",
@@ -124,13 +132,70 @@ pub(super) fn open(pvs: &[lvm::Member], mode: Mode, rep: &mut Reporter) -> Vec<L
         });
     }
     for g in open {
-        layers.push(activate(&g, mode, rep));
+        layers.push(activate(&g, mode, thin_repair, changes, rep));
     }
     layers
 }
 
+/// The LVs of the volume group `select` picks, as `lvs` lists them now.
+fn list_lvs(select: &str, config: &str) -> Vec<lvm::LvRow> {
+    run_lvm(
+        &[
+            "lvs",
+            "--reportformat",
+            "json",
+            "--select",
+            select,
+            "-o",
+            "vg_name,lv_name,lv_attr,lv_dm_path",
+        ],
+        config,
+    )
+    .ok()
+    .and_then(|lines| lvm::parse_lvs(&json_of(&lines)))
+    .unwrap_or_default()
+}
+
+/// Rebuilds the metadata of each thin pool in `pools` (`VG/POOL`) with `lvconvert --repair`:
+/// thin_repair writes new metadata into the pool's spare, and the old metadata stays in the
+/// volume group as `POOL_metaN`. Each rebuild is a change; each failure a note.
+fn repair_pools(
+    pools: &[String],
+    members: &[String],
+    changes: &mut Vec<Change>,
+    rep: &mut Reporter,
+) -> Vec<String> {
+    let write = lvm::config(members, &[], lvm::Metadata::Writable);
+    let mut notes = Vec::new();
+    for pool in pools {
+        rep.progress(
+            Step::Layers,
+            None,
+            format!("thin pool {pool}: rebuilding its metadata (lvconvert --repair, as --thin-repair allows)"),
+        );
+        match run_lvm(&["lvconvert", "--repair", "-y", pool], &write) {
+            Ok(_) => changes.push(Change {
+                kind: ChangeKind::ThinRepair,
+                path: pool.clone(),
+                detail: format!(
+                    "thin pool {pool}: its metadata did not pass thin_check and was rebuilt by lvconvert --repair (thin_repair); the old metadata is kept in the volume group as {pool}_metaN (lvs -a)"
+                ),
+                ..Default::default()
+            }),
+            Err(e) => notes.push(format!("thin pool {pool}: {e}")),
+        }
+    }
+    notes
+}
+
 /// Activates one volume group (read-only in check mode) and lists its LVs.
-fn activate(g: &lvm::Group, mode: Mode, rep: &mut Reporter) -> Layer {
+fn activate(
+    g: &lvm::Group,
+    mode: Mode,
+    thin_repair: bool,
+    changes: &mut Vec<Change>,
+    rep: &mut Reporter,
+) -> Layer {
     let read_only = mode == Mode::Check;
     let mut layer = Layer {
         kind: LayerKind::Lvm,
@@ -153,24 +218,38 @@ fn activate(g: &lvm::Group, mode: Mode, rep: &mut Reporter) -> Layer {
     } else {
         vec![]
     };
-    let config = lvm::config(&g.members, &ro);
+    let config = lvm::config(&g.members, &ro, lvm::Metadata::ReadOnly);
     let select = format!("vg_uuid={}", g.uuid);
-    let activated = run_lvm(&["vgchange", "-ay", "--select", &select], &config);
-    let lvs = run_lvm(
-        &[
-            "lvs",
-            "--reportformat",
-            "json",
-            "--select",
-            &select,
-            "-o",
-            "vg_name,lv_name,lv_attr,lv_dm_path",
-        ],
-        &config,
-    )
-    .ok()
-    .and_then(|lines| lvm::parse_lvs(&json_of(&lines)))
-    .unwrap_or_default();
+    let mut activated = run_lvm(&["vgchange", "-ay", "--select", &select], &config);
+    let mut lvs = list_lvs(&select, &config);
+    let said = activated.as_ref().err().cloned().unwrap_or_default();
+    let (failed_check, other): (Vec<String>, Vec<String>) = lvm::inactive_pools(&lvs)
+        .iter()
+        .map(|l| format!("{}/{}", l.vg_name, l.lv_name))
+        .partition(|p| lvm::pool_failed_check(&said, p));
+    let mut pool_notes = Vec::new();
+    if !failed_check.is_empty() {
+        if mode == Mode::Repair && thin_repair {
+            pool_notes = repair_pools(&failed_check, &g.members, changes, rep);
+            activated = run_lvm(&["vgchange", "-ay", "--select", &select], &config);
+            lvs = list_lvs(&select, &config);
+        } else {
+            let how = match mode {
+                Mode::Check => "in repair mode with --thin-repair",
+                Mode::Repair => "rerun with --thin-repair",
+            };
+            pool_notes.push(format!(
+                "thin pool {}: its metadata fails thin_check; to rebuild it with lvconvert --repair (which keeps the old metadata as POOL_metaN), {how}",
+                failed_check.join(", ")
+            ));
+        }
+    }
+    if !other.is_empty() && mode == Mode::Check {
+        pool_notes.push(format!(
+            "thin pool {} not activated: the kernel's thin-pool target cannot run on the read-only disks of check mode, so the thin volumes in it were not checked (a repair-mode rescue activates it)",
+            other.join(", ")
+        ));
+    }
     let (active, inactive): (Vec<_>, Vec<_>) = lvs
         .into_iter()
         .filter(lvm::LvRow::holds_data)
@@ -199,6 +278,7 @@ fn activate(g: &lvm::Group, mode: Mode, rep: &mut Reporter) -> Layer {
     if !not_active.is_empty() {
         detail.push(format!("not activated: {}", not_active.join(", ")));
     }
+    detail.extend(pool_notes);
     layer.detail = (!detail.is_empty()).then(|| detail.join("; "));
     let how = if read_only { " read-only" } else { "" };
     match layer.state {

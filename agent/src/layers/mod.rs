@@ -37,6 +37,9 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Default)]
 pub struct Opened {
     pub layers: Vec<Layer>,
+    /// What opening them changed on the guest's disks besides assembling arrays (a thin
+    /// pool's metadata rebuilt).
+    pub changes: Vec<Change>,
 }
 
 impl Opened {
@@ -102,7 +105,8 @@ pub fn record(opened: Opened, report: &mut vmrescue_protocol::Report) {
                 ..Default::default()
             })
         });
-    report.changes.splice(0..0, assembled);
+    let rebuilt = opened.changes.into_iter();
+    report.changes.splice(0..0, assembled.chain(rebuilt));
     report.layers = opened.layers;
 }
 
@@ -133,11 +137,14 @@ fn containers(scans: &[DiskScan], kind: FsType, prefer: Option<&str>) -> Vec<lvm
 }
 
 /// Opens what it can of the layers on `scans` and appends a scan of every device opened;
-/// `prefer` is the operator's `--root`, which picks among copies when it names a disk.
+/// `prefer` is the operator's `--root`, which picks among copies when it names a disk;
+/// `thin_repair` (repair mode only) lets a thin pool whose metadata fails `thin_check` be
+/// rebuilt.
 pub fn open(
     scans: &mut Vec<DiskScan>,
     mode: Mode,
     prefer: Option<&str>,
+    thin_repair: bool,
     luks_keys: Vec<LuksKey>,
     rep: &mut Reporter,
 ) -> Opened {
@@ -175,7 +182,7 @@ pub fn open(
                 ),
             );
             need(lvm::LVM, LVM_MODULES, rep);
-            lvm_open::open(&found, mode, rep)
+            lvm_open::open(&found, mode, thin_repair, &mut opened.changes, rep)
         } else {
             let keyed = |c: &lvm::Member| {
                 luks_keys.iter().any(|k| {
@@ -359,9 +366,43 @@ mod tests {
                 devices: vec!["/dev/mapper/vg0-root".into()],
                 ..Default::default()
             }],
+            ..Default::default()
         };
         assert_eq!(o.opened_from("/dev/vda3"), ["/dev/mapper/vg0-root"]);
         assert!(o.opened_from("/dev/vdb").is_empty());
         assert_eq!(o.device_names(), ["mapper/vg0-root"]);
+    }
+
+    #[test]
+    fn what_opening_changed_comes_first_in_the_report() {
+        let o = Opened {
+            layers: vec![Layer {
+                kind: LayerKind::Md,
+                members: vec!["/dev/vda2".into(), "/dev/vdb2".into()],
+                devices: vec!["/dev/md127".into()],
+                ..Default::default()
+            }],
+            changes: vec![Change {
+                kind: ChangeKind::ThinRepair,
+                path: "vg0/pool".into(),
+                ..Default::default()
+            }],
+        };
+        let mut report = vmrescue_protocol::Report::default();
+        report.changes.push(Change {
+            kind: ChangeKind::Fsck,
+            path: "/dev/md127".into(),
+            ..Default::default()
+        });
+        record(o, &mut report);
+        let kinds: Vec<ChangeKind> = report.changes.iter().map(|c| c.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [
+                ChangeKind::Assemble,
+                ChangeKind::ThinRepair,
+                ChangeKind::Fsck
+            ]
+        );
     }
 }

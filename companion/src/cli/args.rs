@@ -149,6 +149,11 @@ pub enum Cmd {
         /// reported and left to you).
         #[arg(long)]
         btrfs_repair: bool,
+        /// DESTRUCTIVE: in repair mode, let `lvconvert --repair` rebuild the metadata of a thin
+        /// pool that fails thin_check (thin_repair can drop mappings it cannot read; the old
+        /// metadata is kept as POOL_metaN). Without this flag the pool stays closed, reported.
+        #[arg(long)]
+        thin_repair: bool,
         /// A reference /etc directory: its files replace missing guest /etc files (before the
         /// guest's own backups or rebuilt minimal files).
         #[arg(long, conflicts_with = "domain", value_name = "DIR")]

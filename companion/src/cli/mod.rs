@@ -238,6 +238,7 @@ pub fn run(cli: Cli) -> i32 {
             keep_root_error_behaviour,
             xfs_zero_log,
             btrfs_repair,
+            thin_repair,
             ..
         } => {
             let Some(secrets) = secrets(&secret_args) else {
@@ -251,6 +252,7 @@ pub fn run(cli: Cli) -> i32 {
                     keep_root_error_behaviour,
                     xfs_zero_log,
                     btrfs_repair,
+                    thin_repair,
                     reference_etc: None,
                 },
                 verify: boots.request(memory),
@@ -322,6 +324,7 @@ pub fn run(cli: Cli) -> i32 {
             keep_root_error_behaviour,
             xfs_zero_log,
             btrfs_repair,
+            thin_repair,
             reference_etc,
             undo_dir,
             boots,
@@ -354,6 +357,7 @@ pub fn run(cli: Cli) -> i32 {
                     keep_root_error_behaviour,
                     xfs_zero_log,
                     btrfs_repair,
+                    thin_repair,
                     reference_etc,
                 },
                 undo_dir,

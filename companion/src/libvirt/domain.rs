@@ -51,6 +51,7 @@ fn agent_settings(req: &DomainRequest) -> params::Settings {
         errors_remount_ro: !req.policy.keep_root_error_behaviour,
         xfs_zero_log: req.policy.xfs_zero_log,
         btrfs_repair: req.policy.btrfs_repair,
+        thin_repair: req.policy.thin_repair,
         ..crate::boot::settings::for_rescue(req.mode, req.timeout)
     }
 }

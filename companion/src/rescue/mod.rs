@@ -59,6 +59,8 @@ pub struct Policy {
     pub xfs_zero_log: bool,
     /// Allow `btrfs check --repair` on a damaged btrfs (can make the damage worse).
     pub btrfs_repair: bool,
+    /// Allow `lvconvert --repair` of a thin pool whose metadata fails thin_check.
+    pub thin_repair: bool,
     /// A reference `/etc` whose files take precedence when the guest's are missing.
     pub reference_etc: Option<PathBuf>,
 }
@@ -201,6 +203,7 @@ pub fn agent_settings(req: &Request, undo: Option<&str>) -> Settings {
         errors_remount_ro: !req.policy.keep_root_error_behaviour,
         xfs_zero_log: req.policy.xfs_zero_log,
         btrfs_repair: req.policy.btrfs_repair,
+        thin_repair: req.policy.thin_repair,
         // Every disk of a rescue here is on virtio.
         ata: false,
         undo: undo.map(str::to_owned),
@@ -456,12 +459,13 @@ mod tests {
             keep_root_error_behaviour: true,
             xfs_zero_log: true,
             btrfs_repair: true,
+            thin_repair: true,
             reference_etc: None,
         };
         let s = agent_settings(&req, Some("2c309045-caea-4e02-8bc7-cf04b2b71566"));
         let c = kernel_cmdline(&s).unwrap();
         assert!(c.as_str().contains(
-            "vmrescue.hostname=db-1 vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1 vmrescue.btrfs_repair=1 vmrescue.undo=2c309045-caea-4e02-8bc7-cf04b2b71566"
+            "vmrescue.hostname=db-1 vmrescue.errors_remount_ro=0 vmrescue.xfs_zero_log=1 vmrescue.btrfs_repair=1 vmrescue.thin_repair=1 vmrescue.undo=2c309045-caea-4e02-8bc7-cf04b2b71566"
         ), "{}", c.as_str());
         assert_eq!(params::parse(c.as_str()).0, s);
         for (root, hostname) in [(Some("a b"), None), (None, Some("a b")), (None, Some("-x"))] {

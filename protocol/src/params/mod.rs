@@ -63,6 +63,10 @@ pub struct Settings {
     /// Allow `btrfs check --repair` on a btrfs the read-only check found damaged: it can make
     /// the damage worse, so only on the operator's explicit request.
     pub btrfs_repair: bool,
+    /// Allow `lvconvert --repair` on a thin pool whose metadata fails `thin_check` (repair
+    /// mode): it rebuilds the metadata with `thin_repair`, which can drop mappings it cannot
+    /// read, so only on the operator's explicit request.
+    pub thin_repair: bool,
     /// Longest one checker pass may run before it is killed: a checker can loop on some damage.
     pub fsck_timeout_secs: u64,
     /// Filesystem UUID of the undo scratch disk the host attached.
@@ -95,6 +99,7 @@ impl Default for Settings {
             errors_remount_ro: true,
             xfs_zero_log: false,
             btrfs_repair: false,
+            thin_repair: false,
             fsck_timeout_secs: 1800,
             undo: None,
             bootcopy: None,
@@ -332,6 +337,7 @@ mod tests {
             errors_remount_ro: false,
             xfs_zero_log: true,
             btrfs_repair: true,
+            thin_repair: true,
             fsck_timeout_secs: 90,
             undo: Some("2c309045-caea-4e02-8bc7-cf04b2b71566".into()),
             bootcopy: Some("7d0f3b4e-9a1c-4e2b-8f60-1c2d3e4f5a6b".into()),
@@ -427,6 +433,7 @@ mod tests {
                 "errors_remount_ro",
                 "xfs_zero_log",
                 "btrfs_repair",
+                "thin_repair",
                 "fsck_timeout"
             ]
         );

@@ -179,6 +179,21 @@ pub const PARAMS: &[Param] = &[
         get: |s| s.btrfs_repair.then(|| flag_text(s.btrfs_repair)),
     },
     Param {
+        key: "thin_repair",
+        kind: Kind::Flag,
+        default: "0",
+        always: false,
+        invalid: None,
+        from_meta: true,
+        from_drive: true,
+        set: |s, v| {
+            s.thin_repair =
+                flag(v).ok_or_else(|| format!("vmrescue.thin_repair={v:?} is not 0 or 1"))?;
+            Ok(())
+        },
+        get: |s| s.thin_repair.then(|| flag_text(s.thin_repair)),
+    },
+    Param {
         key: "undo",
         kind: Kind::Uuid,
         default: "",
