@@ -22,6 +22,8 @@ base_pkgs=(
   # thin_check (late archive); the tests lay out LVM disks with lvm's no-activation modes and
   # LUKS headers with cryptsetup, on loop devices and image files, nothing activated.
   lvm2 mdadm cryptsetup-bin thin-provisioning-tools
+  # ssh-keygen: the key a test gives a guest user (--ssh-key), then logs in with.
+  openssh-client
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -37,6 +39,7 @@ need_paths=(
   /usr/bin/xmllint /usr/sbin/debootstrap
   /usr/bin/make /usr/bin/gcc /usr/bin/flex /usr/bin/bison /usr/bin/bc /usr/include/libelf.h
   /usr/sbin/pvcreate /usr/sbin/losetup /sbin/mdadm /sbin/cryptsetup /usr/sbin/thin_check
+  /usr/bin/ssh-keygen
 )
 
 missing=()

@@ -77,6 +77,41 @@ fn type_id(t: &PartType) -> String {
     }
 }
 
+/// `--root` naming a disk or a partition that holds no filesystem of its own (an LVM physical
+/// volume, say: naming its disk picks which copy of a volume group is opened): the one OS root
+/// candidate on that disk or inside what was opened (a device on no plain disk), or why there
+/// is none. `None` when `want` names no disk or partition.
+fn root_on_named_disk(want: &str, dev_prefix: &str, f: &Found) -> Option<Result<String, String>> {
+    let name = want.strip_prefix(dev_prefix).unwrap_or(want);
+    let disk = f.disks.iter().find(|d| {
+        !d.name.contains('/') && (d.name == name || d.partitions.iter().any(|p| p == name))
+    })?;
+    let plain = |dev: &str| -> Option<&str> {
+        let n = dev.strip_prefix(dev_prefix).unwrap_or(dev);
+        f.disks
+            .iter()
+            .filter(|d| !d.name.contains('/'))
+            .find(|d| d.name == n || d.partitions.iter().any(|p| p == n))
+            .map(|d| d.name.as_str())
+    };
+    let found: Vec<&str> =
+        f.os.candidates
+            .iter()
+            .map(|c| c.device.as_str())
+            .filter(|dev| plain(dev).is_none_or(|d| d == disk.name))
+            .collect();
+    Some(match found.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(format!(
+            "--root {want} names a disk, and no OS root was found on it or inside what was opened from it"
+        )),
+        many => Err(format!(
+            "--root {want} names a disk holding several OS roots ({}); none chosen: name one with --root DEVICE|UUID",
+            many.join(", ")
+        )),
+    })
+}
+
 /// Builds the sections. `tree` opens a volume's contents (`None`: cannot be read); `root_choice`
 /// is the operator's `--root DEVICE|UUID`.
 pub fn assemble(
@@ -178,24 +213,39 @@ pub fn assemble(
     }
 
     // The root: the operator's choice, else the only candidate.
-    let chosen =
-        match root_choice {
-            Some(want) => {
-                let hit = f.filesystems.iter().find(|fs| {
-                    fs.device == want
-                        || fs.device.strip_prefix(dev_prefix) == Some(want)
-                        || fs
-                            .uuid
-                            .as_deref()
-                            .is_some_and(|u| u.eq_ignore_ascii_case(want))
-                });
-                if hit.is_none() {
-                    f.warnings
-                        .push(format!("--root {want}: no such device or filesystem UUID"));
-                }
-                hit.map(|fs| fs.device.clone())
+    let chosen = match root_choice {
+        Some(want) => {
+            let hit = f.filesystems.iter().find(|fs| {
+                fs.device == want
+                    || fs.device.strip_prefix(dev_prefix) == Some(want)
+                    || fs
+                        .uuid
+                        .as_deref()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(want))
+            });
+            match hit {
+                Some(fs) => Some(fs.device.clone()),
+                None => match root_on_named_disk(want, dev_prefix, &f) {
+                    Some(Ok(dev)) => {
+                        f.warnings.push(format!(
+                                "--root {want} names a disk, not a filesystem: the OS root found on it (or inside what was opened from it) is {dev}"
+                            ));
+                        Some(dev)
+                    }
+                    Some(Err(w)) => {
+                        f.warnings.push(w);
+                        None
+                    }
+                    None => {
+                        f.warnings
+                            .push(format!("--root {want}: no such device or filesystem UUID"));
+                        None
+                    }
+                },
             }
-            None => match f.os.candidates.len() {
+        }
+        None => {
+            match f.os.candidates.len() {
                 1 => Some(f.os.candidates[0].device.clone()),
                 0 => None,
                 _ => {
@@ -205,8 +255,9 @@ pub fn assemble(
                 ));
                     None
                 }
-            },
-        };
+            }
+        }
+    };
     f.os.root_device = chosen.clone();
     let Some(root) = chosen else {
         return f;
@@ -442,6 +493,52 @@ mod tests {
             .map(|(n, b)| scan_disk(n, &mut Cursor::new(b), b.len() as u64))
             .collect();
         assemble(&scans, "/dev/", &mut |_| None, None, &Opened::default())
+    }
+
+    #[test]
+    fn a_root_named_by_its_disk_is_the_one_os_root_on_it_or_opened_from_it() {
+        let disk = |name: &str, parts: &[&str]| p::Disk {
+            name: name.into(),
+            partitions: parts.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut f = Found {
+            disks: vec![
+                disk("vda", &["vda1", "vda2"]),
+                disk("vdb", &["vdb1", "vdb2"]),
+                disk("mapper/vg0-root", &[]),
+            ],
+            ..Default::default()
+        };
+        let candidate = |d: &str| p::RootCandidate {
+            device: d.into(),
+            ..Default::default()
+        };
+        // An LVM root opened from the named disk's copy, another guest's root on vda1.
+        f.os.candidates = vec![candidate("/dev/vda1"), candidate("/dev/mapper/vg0-root")];
+        assert_eq!(
+            root_on_named_disk("/dev/vdb", "/dev/", &f),
+            Some(Ok("/dev/mapper/vg0-root".into()))
+        );
+        assert_eq!(
+            root_on_named_disk("vdb2", "/dev/", &f),
+            Some(Ok("/dev/mapper/vg0-root".into()))
+        );
+        // vda holds one of its own and what was opened: two, none chosen.
+        let e = root_on_named_disk("/dev/vda", "/dev/", &f)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("several OS roots"), "{e}");
+        // Not a disk at all, or a disk with nothing.
+        assert_eq!(root_on_named_disk("/dev/vdz", "/dev/", &f), None);
+        assert_eq!(
+            root_on_named_disk("/dev/mapper/vg0-root", "/dev/", &f),
+            None
+        );
+        f.os.candidates.clear();
+        assert!(root_on_named_disk("/dev/vdb", "/dev/", &f)
+            .unwrap()
+            .is_err());
     }
 
     #[test]

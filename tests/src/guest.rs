@@ -387,9 +387,10 @@ pub const LATE_WRITE: (&str, &[u8]) = (
 );
 
 /// The guest as a RHEL-like install lays it out, booting through syslinux from its FAT
-/// partition with `root=/dev/mapper/rhel-root`: the second partition an LVM physical volume of
-/// `rhel` holding `root` (XFS: the guest's tree after `change`, then [`LATE_WRITE`] left in its
-/// log by a power cut) and `swap`; fstab names both by `/dev/mapper/` path. Returns where the
+/// partition with `root=/dev/mapper/rhel-root`: the second partition `/boot` (XFS, label
+/// `boot`), the third an LVM physical volume of `rhel` holding `root` (XFS: the guest's tree
+/// after `change`, then [`LATE_WRITE`] left in its log by a power cut) and `swap`; fstab names
+/// the LVs by `/dev/mapper/` path and /boot by label. Returns where the
 /// root LV's bytes are on the disk.
 pub fn xfs_lvm_syslinux_disk(
     image: &Path,
@@ -409,7 +410,8 @@ pub fn xfs_lvm_syslinux_disk(
         fs::create_dir_all(tree.join("home/alice"))?;
         fs::write(
             tree.join("etc/fstab"),
-            "/dev/mapper/rhel-root / xfs defaults 0 0\n/dev/mapper/rhel-swap none swap defaults 0 0\n",
+            "/dev/mapper/rhel-root / xfs defaults 0 0\nLABEL=boot /boot xfs defaults 0 0\n\
+             /dev/mapper/rhel-swap none swap defaults 0 0\n",
         )?;
         change(tree)
     })?;
@@ -446,15 +448,24 @@ pub fn xfs_lvm_syslinux_disk(
             },
         ],
     )?;
-    syslinux_boot(image, "/dev/mapper/rhel-root", &pv, "8e", pv_mib)?;
+    // /boot as RHEL has it, XFS (the boot loader reads its own copy on the FAT partition).
+    let boot = work.path().join("boot.xfs");
+    crate::crash::mkfs_xfs(&boot, XFS_BOOT_MIB, "boot")?;
+    syslinux_boot_parts(
+        image,
+        "/dev/mapper/rhel-root",
+        &[(&boot, "83", XFS_BOOT_MIB), (&pv, "8e", pv_mib)],
+    )?;
     Ok(crate::layouts::Extent {
-        offset: ((BOOT_START_MIB + BOOT_MIB) << 20) + extents[0].offset,
+        offset: ((BOOT_START_MIB + BOOT_MIB + XFS_BOOT_MIB) << 20) + extents[0].offset,
         len: extents[0].len,
     })
 }
 
 const BOOT_START_MIB: u64 = 1;
 const BOOT_MIB: u64 = 64;
+/// The RHEL-like guest's XFS /boot (XFS needs 300 MiB at least).
+const XFS_BOOT_MIB: u64 = 300;
 
 /// Writes `image`: an MBR with syslinux's boot code, a FAT boot partition with syslinux, the
 /// guest's kernel and initramfs booting `root=ROOT`, and `second` (`second_mib`, MBR type
@@ -466,10 +477,17 @@ fn syslinux_boot(
     kind: &str,
     second_mib: u64,
 ) -> Result<()> {
+    syslinux_boot_parts(image, root_arg, &[(second, kind, second_mib)])
+}
+
+/// [`syslinux_boot`] with `parts` (content, MBR type, MiB) as the partitions after the FAT
+/// one, in order, each right after the one before.
+fn syslinux_boot_parts(image: &Path, root_arg: &str, parts: &[(&Path, &str, u64)]) -> Result<()> {
     let g = debian();
     let work = tempfile::tempdir()?;
     let second_start = BOOT_START_MIB + BOOT_MIB;
-    fs::File::create(image)?.set_len((second_start + second_mib + 1) << 20)?;
+    let total: u64 = parts.iter().map(|p| p.2).sum();
+    fs::File::create(image)?.set_len((second_start + total + 1) << 20)?;
     let run = |cmd: &mut Command| -> Result<()> {
         let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
         if !out.status.success() {
@@ -483,13 +501,16 @@ fn syslinux_boot(
         .arg(image);
     sfdisk.stdin(std::process::Stdio::piped());
     let mut child = sfdisk.spawn()?;
+    let mut table =
+        format!("label: dos\nstart={BOOT_START_MIB}MiB, size={BOOT_MIB}MiB, type=e, bootable\n");
+    let mut at = second_start;
+    for (_, kind, mib) in parts {
+        table.push_str(&format!("start={at}MiB, size={mib}MiB, type={kind}\n"));
+        at += mib;
+    }
     std::io::Write::write_all(
         child.stdin.as_mut().context("sfdisk stdin")?,
-        format!(
-            "label: dos\nstart={}MiB, size={}MiB, type=e, bootable\nstart={}MiB, size={}MiB, type={kind}\n",
-            BOOT_START_MIB, BOOT_MIB, second_start, second_mib
-        )
-        .as_bytes(),
+        table.as_bytes(),
     )?;
     drop(child.stdin.take());
     if !child.wait()?.success() {
@@ -527,11 +548,15 @@ fn syslinux_boot(
         .arg("if=/usr/lib/syslinux/mbr/mbr.bin")
         .arg(format!("of={}", image.display()))
         .args(["bs=440", "count=1", "conv=notrunc", "status=none"]))?;
-    run(Command::new("dd")
-        .arg(format!("if={}", second.display()))
-        .arg(format!("of={}", image.display()))
-        .arg(format!("seek={second_start}"))
-        .args(["bs=1M", "conv=notrunc,sparse", "status=none"]))?;
+    let mut at = second_start;
+    for (content, _, mib) in parts {
+        run(Command::new("dd")
+            .arg(format!("if={}", content.display()))
+            .arg(format!("of={}", image.display()))
+            .arg(format!("seek={at}"))
+            .args(["bs=1M", "conv=notrunc,sparse", "status=none"]))?;
+        at += mib;
+    }
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! Getting back into a real guest: the Debian guest, intact, whose root password nobody knows
 //! and whose user alice is locked out (`usermod -L -e 1`). Check mode plans and writes nothing;
 //! repair sets root's password from a hash, unlocks alice and gives her a key; then root and
-//! alice each log in on the guest's serial console, typed at as an operator would.
+//! alice each log in on the guest's serial console, typed at as an operator would, and root
+//! logs in as alice over SSH with the key's private half (the guest's own sshd, on its
+//! loopback: the test guest has no network).
 
 use std::os::unix::fs::chown;
 use std::path::Path;
@@ -14,11 +16,33 @@ use vmrescue_tests::harness;
 const ROOT_HASH: &str = "$6$rootsalt$MYeWNoNtb0ikiVSoQqsixbzFrEziL2/EkpQXU4UIm6EFXMHfDJhUMUoKHw/IRYOHA8dK5fCLN/C7xrxDexRoQ1";
 /// `openssl passwd -6 -salt alicesalt alice-pass`, behind the lock `usermod -L` puts.
 const ALICE_HASH: &str = "$6$alicesalt$jSCAAEC3oSXxT9w5nPJOiAPl2wCQZLv7/xoqSKifFL2z.znBDnTRyimqfO6Z2kCbch2/zrahzWWEznlbB3QGv0";
-/// A real ed25519 public key (`ssh-keygen -t ed25519`, made for these tests).
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHyLptXQsulXKbxnfyXQZHg0126hHD8G3/3cynPHq0r8 alice@laptop";
+/// Where the guest's root keeps the private half of alice's new key (put there by the test,
+/// as if root had brought it: the guest has no network to bring it over).
+const GUEST_PRIVATE_KEY: &str = "root/.ssh/alice_key";
 
-fn locked_out(root: &Path) -> anyhow::Result<()> {
+/// A new ed25519 key pair (`ssh-keygen`) in `dir`: the private key's path and the public line.
+fn key_pair(dir: &Path) -> (std::path::PathBuf, String) {
+    let private = dir.join("alice_key");
+    fixture::run(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"])
+            .arg(&private),
+    )
+    .unwrap();
+    let public = std::fs::read_to_string(dir.join("alice_key.pub")).unwrap();
+    (private, public.trim().to_owned())
+}
+
+fn locked_out(root: &Path, private_key: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let key_at = root.join(GUEST_PRIVATE_KEY);
+    std::fs::create_dir_all(key_at.parent().unwrap())?;
+    std::fs::set_permissions(
+        key_at.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )?;
+    std::fs::copy(private_key, &key_at)?;
+    std::fs::set_permissions(&key_at, std::fs::Permissions::from_mode(0o600))?;
     let append = |file: &str, text: &str| guest::append(root, file, text);
     append(
         "etc/passwd",
@@ -56,9 +80,10 @@ fn plain_lines(console: &str) -> Vec<String> {
 fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("guest.img");
-    guest::disk(&image, locked_out).unwrap();
+    let (private_key, public) = key_pair(dir.path());
+    guest::disk(&image, |root| locked_out(root, &private_key)).unwrap();
     let key = dir.path().join("alice.pub");
-    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    std::fs::write(&key, format!("{public}\n")).unwrap();
     let key = key.display().to_string();
     let flags = [
         "--root-password-hash",
@@ -105,7 +130,25 @@ fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
     )
     .unwrap();
     let lines = plain_lines(&alice);
-    for line in ["alice", "alice 700", "alice 600", KEY] {
+    for line in ["alice", "alice 700", "alice 600", public.as_str()] {
         assert!(lines.iter().any(|l| l == line), "{line:?} not in:\n{alice}");
     }
+
+    // The key works: sshd lets alice in with it, and with nothing else (no password asked;
+    // `-n`: ssh would otherwise read what is typed next on the console).
+    let ssh = guest::log_in(
+        &[&image],
+        "root",
+        "throwaway",
+        &format!(
+            "for try in 1 2 3 4 5 6; do ssh -n -i /{GUEST_PRIVATE_KEY} -o BatchMode=yes \
+             -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null alice@127.0.0.1 \
+             'echo over-ssh-as-$(id -un)' && break; sleep 5; done"
+        ),
+    )
+    .unwrap();
+    assert!(
+        plain_lines(&ssh).iter().any(|l| l == "over-ssh-as-alice"),
+        "{ssh}"
+    );
 }

@@ -315,7 +315,7 @@ fn a_rhel_like_guest_with_an_xfs_root_on_lvm_and_a_dirty_log_is_replayed_and_boo
     let root_lv = "/dev/mapper/rhel-root";
 
     // Check mode: the root found on rhel/root (what was checkpointed: no replay), the dirty
-    // log a problem left, nothing written.
+    // log a problem left, nothing written. /boot is XFS on the second partition.
     let before = fixture::sha256_file(&disk).unwrap();
     let run = harness::rescue(&[&disk], "check", &[]).unwrap();
     let r = run.expect(1, "unrepaired");
@@ -337,6 +337,12 @@ fn a_rhel_like_guest_with_an_xfs_root_on_lvm_and_a_dirty_log_is_replayed_and_boo
     let run = harness::repair_verified(&[&disk], &["--verify"]).unwrap();
     let r = run.expect(0, "repaired");
     assert_eq!(r["verify"]["after"]["state"], "booted", "{:#}", r["verify"]);
+    let boot = filesystem(r, "/dev/vda2");
+    assert_eq!(
+        (&boot["type"], &boot["mountpoint"], &boot["fsck"]["status"]),
+        (&"xfs".into(), &"/boot".into(), &"clean".into()),
+        "{boot:#}"
+    );
     let now = dir.path().join("root-now.xfs");
     layouts::extract(&disk, root_at, &now).unwrap();
     assert_eq!(crash::xfs_log_state(&now).unwrap(), crash::LogState::Clean);
@@ -347,4 +353,69 @@ fn a_rhel_like_guest_with_an_xfs_root_on_lvm_and_a_dirty_log_is_replayed_and_boo
         crash::xfs_read_file(&now, &format!("/{path}")).unwrap(),
         Some(content.to_vec())
     );
+}
+
+#[test]
+fn a_clone_of_the_lvm_guest_beside_it_is_never_touched_and_the_named_guest_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = d.join("source.img");
+    let (root_at, _) = guest::lvm_syslinux_disk(
+        &source,
+        |_| Ok(()),
+        |fs| fixture::debugfs_write(fs, &["ssv state 2", "ssv error_count 2"]),
+    )
+    .unwrap();
+    // A clone of the whole disk attached first (a copy made for a migration, or the image it
+    // was made from): the same PV and VG UUIDs and name; the operator names the source's disk.
+    let clone = d.join("clone.img");
+    guest::sparse_copy(&source, &clone).unwrap();
+    let sha = |p: &std::path::Path| fixture::sha256_file(p).unwrap();
+    let clone_before = sha(&clone);
+
+    let run = harness::rescue(&[&clone, &source], "repair", &["--root", "/dev/vdb"]).unwrap();
+    let r = run.expect(0, "repaired");
+    let layers = r["layers"].as_array().unwrap();
+    let active: Vec<_> = layers.iter().filter(|l| l["state"] == "active").collect();
+    assert_eq!(active.len(), 1, "{r:#}");
+    assert_eq!(
+        active[0]["members"],
+        serde_json::json!(["/dev/vdb2"]),
+        "{r:#}"
+    );
+    let dup = layers
+        .iter()
+        .find(|l| l["state"] == "duplicate")
+        .unwrap_or_else(|| panic!("no duplicate named: {r:#}"));
+    assert_eq!(dup["members"], serde_json::json!(["/dev/vda2"]), "{dup:#}");
+    assert!(
+        dup["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("vgimportclone"),
+        "{dup:#}"
+    );
+    assert_eq!(sha(&clone), clone_before, "the clone was written to");
+    for lv in ["/dev/mapper/vg0-root", "/dev/mapper/vg0-home"] {
+        assert_eq!(
+            filesystem(r, lv)["fsck"]["status"],
+            "corrected",
+            "{lv}: {r:#}"
+        );
+    }
+    assert_eq!(host_fsck_at(&source, root_at, d), 0, "the source's root");
+
+    // The repaired guest on its own: a check finds it clean and its own boot reaches login.
+    let run = harness::rescue(
+        &[&source],
+        "check",
+        &[
+            "--verify",
+            "--verify-timeout",
+            &vmrescue_tests::budgets::secs(vmrescue_tests::budgets::GUEST_BOOT),
+        ],
+    )
+    .unwrap();
+    let r = run.expect(0, "clean");
+    assert_eq!(r["verify"]["after"]["state"], "booted", "{:#}", r["verify"]);
 }
