@@ -18,11 +18,13 @@ use vmrescue_companion::vm::{QemuVm, Vm};
 
 /// What the guest is built from: changing any of it builds a new one.
 const SUITE: &str = "bookworm";
-/// lvm2, mdadm, cryptsetup and btrfs-progs put what an install on those layouts has into the
-/// guest and its initramfs (harmless on a plain root); xfsprogs for an XFS root; openssh-server
-/// for a login with a key.
-const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs,lvm2,mdadm,\
-                       cryptsetup,btrfs-progs,xfsprogs,openssh-server";
+/// lvm2 puts LVM into the guest's initramfs, as on an LVM install (harmless on a plain root).
+const INCLUDE: &str = "systemd-sysv,linux-image-amd64,initramfs-tools,udev,e2fsprogs,lvm2";
+/// What [`debian_layouts`] adds: mdadm, cryptsetup and btrfs-progs put what an install on
+/// those layouts has into the guest and its initramfs; xfsprogs for an XFS root;
+/// openssh-server for a login with a key. Apart from the plain guest because each boot of a
+/// guest that has them takes longer (mdadm's initramfs script waits for udev at every boot).
+const LAYOUTS_INCLUDE: &str = "mdadm,cryptsetup,btrfs-progs,xfsprogs,openssh-server";
 /// Filesystem UUID of every guest root disk (its fstab names it).
 pub const ROOT_UUID: &str = "3b1d0c6e-5f0a-4d7b-9a62-7c1e2d3f4a5b";
 /// A TCG boot of this guest reaches its login prompt in about 35 s on an idle machine.
@@ -89,11 +91,11 @@ fn newest(dir: &Path, prefix: &str) -> Result<PathBuf> {
         .with_context(|| format!("no {prefix}* in {}", dir.display()))
 }
 
-fn build(dir: &Path, mirror: &str) -> Result<()> {
+fn build(dir: &Path, mirror: &str, include: &str) -> Result<()> {
     let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     let out = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
+        .args(["--variant=minbase", &format!("--include={include}"), SUITE])
         .arg(&tmp)
         .arg(mirror)
         .output()
@@ -120,34 +122,44 @@ fn build(dir: &Path, mirror: &str) -> Result<()> {
 /// The guest, built on first use (a few minutes) and then cached.
 pub fn debian() -> &'static Guest {
     static GUEST: OnceLock<Guest> = OnceLock::new();
-    GUEST.get_or_init(|| {
-        let get = || -> Result<Guest> {
-            let mirror = mirror()?;
-            let key = vmrescue_protocol::digest::sha256_hex(
-                format!("{SUITE}\n{INCLUDE}\n{mirror}\nminbase\n").as_bytes(),
-            );
-            let dir = cache_base().join(format!("guest-{}", &key[..16]));
-            fs::create_dir_all(cache_base())?;
-            let lock = fs::File::create(cache_base().join(format!("guest-{}.lock", &key[..16])))?;
-            rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-            if !dir.join("etc/fstab").is_file() {
-                build(&dir, &mirror)?;
-            }
-            Ok(Guest {
-                kernel: newest(&dir.join("boot"), "vmlinuz-")?,
-                initrd: newest(&dir.join("boot"), "initrd.img-")?,
-                root: dir,
-            })
-        };
-        get().unwrap_or_else(|e| panic!("cannot build the Debian test guest: {e:#}"))
-    })
+    GUEST.get_or_init(|| cached(INCLUDE.to_owned()))
+}
+
+/// The guest with the layouts' tools too ([`LAYOUTS_INCLUDE`]), for the guests on md, LUKS,
+/// btrfs and XFS and for an SSH login; built and cached like [`debian`].
+pub fn debian_layouts() -> &'static Guest {
+    static GUEST: OnceLock<Guest> = OnceLock::new();
+    GUEST.get_or_init(|| cached(format!("{INCLUDE},{LAYOUTS_INCLUDE}")))
+}
+
+/// The guest debootstrapped with `include`, from the cache (built there on first use).
+fn cached(include: String) -> Guest {
+    let get = || -> Result<Guest> {
+        let mirror = mirror()?;
+        let key = vmrescue_protocol::digest::sha256_hex(
+            format!("{SUITE}\n{include}\n{mirror}\nminbase\n").as_bytes(),
+        );
+        let dir = cache_base().join(format!("guest-{}", &key[..16]));
+        fs::create_dir_all(cache_base())?;
+        let lock = fs::File::create(cache_base().join(format!("guest-{}.lock", &key[..16])))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+        if !dir.join("etc/fstab").is_file() {
+            build(&dir, &mirror, &include)?;
+        }
+        Ok(Guest {
+            kernel: newest(&dir.join("boot"), "vmlinuz-")?,
+            initrd: newest(&dir.join("boot"), "initrd.img-")?,
+            root: dir,
+        })
+    };
+    get().unwrap_or_else(|e| panic!("cannot build the Debian test guest: {e:#}"))
 }
 
 /// A copy of the guest's tree at `tree`, after `change` edited it.
-fn tree_copy(tree: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+fn tree_copy(g: &Guest, tree: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let out = Command::new("cp")
         .args(["-a"])
-        .arg(&debian().root)
+        .arg(&g.root)
         .arg(tree)
         .output()?;
     if !out.status.success() {
@@ -161,9 +173,14 @@ fn tree_copy(tree: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
 
 /// A root disk of the guest at `image`, after `change` edited a copy of its tree.
 pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    disk_of(debian(), image, change)
+}
+
+/// [`disk`] of the guest `g` ([`debian`] or [`debian_layouts`]).
+pub fn disk_of(g: &Guest, image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let work = tempfile::tempdir()?;
     let tree = work.path().join("root");
-    tree_copy(&tree, change)?;
+    tree_copy(g, &tree, change)?;
     crate::fixture::mkfs_ext4_uuid(image, ROOT_MIB, "guestroot", Some(ROOT_UUID), &tree)
 }
 
@@ -174,9 +191,10 @@ pub fn disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()
 /// written by `mkfs.btrfs --rootdir`; the subvolumes are made in a throw-away VM on the rescue
 /// kernel (`@` a snapshot of the top level, whose own copy is then removed).
 pub fn btrfs_syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let g = debian_layouts();
     let work = tempfile::tempdir()?;
     let tree = work.path().join("root");
-    tree_copy(&tree, |tree| {
+    tree_copy(g, &tree, |tree| {
         empty_boot(tree)?;
         fs::write(
             tree.join("etc/fstab"),
@@ -219,6 +237,7 @@ power_off
     // what it made.
     let mib = fs::metadata(&fs_image)?.len().div_ceil(1 << 20);
     syslinux_boot(
+        g,
         image,
         &format!("UUID={ROOT_UUID} rootflags=subvol=@"),
         &fs_image,
@@ -236,24 +255,32 @@ const BTRFS_ROOT_MIB: u64 = 2048;
 /// on the second partition, its /boot empty; syslinux writes to the serial console and boots
 /// with `console=ttyS0`. Made without mounting anything (mtools, `syslinux --offset`).
 pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    syslinux_disk_broken(image, change, |_| Ok(()))
+    syslinux_disk_broken(debian(), image, change, |_| Ok(()))
 }
 
 /// [`syslinux_disk`] whose root filesystem `break_fs` damages before it is placed; the root
 /// filesystem's bytes are at [`SYSLINUX_ROOT`] on the disk.
 pub fn syslinux_disk_broken(
+    g: &Guest,
     image: &Path,
     change: impl FnOnce(&Path) -> Result<()>,
     break_fs: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     let work = tempfile::tempdir()?;
     let root = work.path().join("root.img");
-    disk(&root, |tree| {
+    disk_of(g, &root, |tree| {
         empty_boot(tree)?;
         change(tree)
     })?;
     break_fs(&root)?;
-    syslinux_boot(image, &format!("UUID={ROOT_UUID}"), &root, "83", ROOT_MIB)
+    syslinux_boot(
+        g,
+        image,
+        &format!("UUID={ROOT_UUID}"),
+        &root,
+        "83",
+        ROOT_MIB,
+    )
 }
 
 /// Where a syslinux disk's root filesystem is (its second partition).
@@ -326,7 +353,7 @@ pub fn lvm_syslinux_disk(
             },
         ],
     )?;
-    syslinux_boot(image, "/dev/mapper/vg0-root", &pv, "8e", pv_mib)?;
+    syslinux_boot(debian(), image, "/dev/mapper/vg0-root", &pv, "8e", pv_mib)?;
     let at = |e: crate::layouts::Extent| crate::layouts::Extent {
         offset: ((BOOT_START_MIB + BOOT_MIB) << 20) + e.offset,
         len: e.len,
@@ -349,7 +376,8 @@ pub fn raid1_syslinux_disks(
 ) -> Result<crate::layouts::Extent> {
     let work = tempfile::tempdir()?;
     let root = work.path().join("root.img");
-    disk(&root, empty_boot)?;
+    let g = debian_layouts();
+    disk_of(g, &root, empty_boot)?;
     break_fs(&root)?;
     let member_mib = ROOT_MIB + MD_SUPERBLOCK_MIB;
     let members = [work.path().join("a.img"), work.path().join("b.img")];
@@ -363,6 +391,7 @@ pub fn raid1_syslinux_disks(
     crate::layouts::md_raid1(&[&members[0], &members[1]], "root")?;
     for (image, member) in disks.iter().zip(&members) {
         syslinux_boot(
+            g,
             image,
             &format!("UUID={ROOT_UUID}"),
             member,
@@ -399,7 +428,8 @@ pub fn xfs_lvm_syslinux_disk(
     const SWAP_MIB: u64 = 64;
     let work = tempfile::tempdir()?;
     let tree = work.path().join("root");
-    tree_copy(&tree, |tree| {
+    let g = debian_layouts();
+    tree_copy(g, &tree, |tree| {
         empty_boot(tree)?;
         // The package cache: nothing boots from it, and it would be copied twice.
         for e in fs::read_dir(tree.join("var/cache/apt/archives"))?.flatten() {
@@ -452,6 +482,7 @@ pub fn xfs_lvm_syslinux_disk(
     let boot = work.path().join("boot.xfs");
     crate::crash::mkfs_xfs(&boot, XFS_BOOT_MIB, "boot")?;
     syslinux_boot_parts(
+        g,
         image,
         "/dev/mapper/rhel-root",
         &[(&boot, "83", XFS_BOOT_MIB), (&pv, "8e", pv_mib)],
@@ -471,19 +502,24 @@ const XFS_BOOT_MIB: u64 = 300;
 /// guest's kernel and initramfs booting `root=ROOT`, and `second` (`second_mib`, MBR type
 /// `kind`) as the second partition.
 fn syslinux_boot(
+    g: &Guest,
     image: &Path,
     root_arg: &str,
     second: &Path,
     kind: &str,
     second_mib: u64,
 ) -> Result<()> {
-    syslinux_boot_parts(image, root_arg, &[(second, kind, second_mib)])
+    syslinux_boot_parts(g, image, root_arg, &[(second, kind, second_mib)])
 }
 
 /// [`syslinux_boot`] with `parts` (content, MBR type, MiB) as the partitions after the FAT
 /// one, in order, each right after the one before.
-fn syslinux_boot_parts(image: &Path, root_arg: &str, parts: &[(&Path, &str, u64)]) -> Result<()> {
-    let g = debian();
+fn syslinux_boot_parts(
+    g: &Guest,
+    image: &Path,
+    root_arg: &str,
+    parts: &[(&Path, &str, u64)],
+) -> Result<()> {
     let work = tempfile::tempdir()?;
     let second_start = BOOT_START_MIB + BOOT_MIB;
     let total: u64 = parts.iter().map(|p| p.2).sum();

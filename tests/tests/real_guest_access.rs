@@ -81,7 +81,11 @@ fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("guest.img");
     let (private_key, public) = key_pair(dir.path());
-    guest::disk(&image, |root| locked_out(root, &private_key)).unwrap();
+    // The guest with openssh-server.
+    guest::disk_of(guest::debian_layouts(), &image, |root| {
+        locked_out(root, &private_key)
+    })
+    .unwrap();
     let key = dir.path().join("alice.pub");
     std::fs::write(&key, format!("{public}\n")).unwrap();
     let key = key.display().to_string();

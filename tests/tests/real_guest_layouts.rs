@@ -165,6 +165,7 @@ fn a_debian_guest_with_a_luks_home_is_repaired_only_with_its_key_and_boots_to_lo
     let uuid = layouts::luks_with(&luks, KEY, &home).unwrap();
     let disk = d.join("guest.img");
     guest::syslinux_disk_broken(
+        guest::debian_layouts(),
         &disk,
         |tree| {
             guest::append(
