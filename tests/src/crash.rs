@@ -415,16 +415,7 @@ hard_reset
         ),
         &refs,
     )?;
-    boot.expect(&["mounted", "written", "synced", "reset"])?;
-    let state = xfs_log_state(image)?;
-    if state != LogState::Dirty {
-        bail!(
-            "the log of {} is {state:?} after the crash; console:\n{}",
-            image.display(),
-            boot.tail()
-        );
-    }
-    Ok(boot)
+    crashed_dirty(image, boot)
 }
 
 /// An XFS root of `size_mib` (label `label`) holding the tree of the ext4 image `tree`, as a
@@ -469,6 +460,12 @@ hard_reset
         ),
         &refs,
     )?;
+    crashed_dirty(image, boot)
+}
+
+/// `boot` after a crash script that marked `mounted`, `written`, `synced` and reset; fails
+/// unless `image`'s XFS log is dirty.
+fn crashed_dirty(image: &Path, boot: Boot) -> Result<Boot> {
     boot.expect(&["mounted", "written", "synced", "reset"])?;
     let state = xfs_log_state(image)?;
     if state != LogState::Dirty {

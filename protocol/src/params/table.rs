@@ -24,6 +24,32 @@ fn flag_text(b: bool) -> String {
     if b { "1" } else { "0" }.to_owned()
 }
 
+/// An operator's flag that is off unless asked for (on the command line, in the server
+/// metadata or on the settings drive): `vmrescue.FIELD=1`, written only when on.
+macro_rules! off_flag {
+    ($field:ident) => {
+        Param {
+            key: stringify!($field),
+            kind: Kind::Flag,
+            default: "0",
+            always: false,
+            invalid: None,
+            from_meta: true,
+            from_drive: true,
+            set: |s, v| {
+                s.$field = flag(v).ok_or_else(|| {
+                    format!(
+                        concat!("vmrescue.", stringify!($field), "={:?} is not 0 or 1"),
+                        v
+                    )
+                })?;
+                Ok(())
+            },
+            get: |s| s.$field.then(|| flag_text(s.$field)),
+        }
+    };
+}
+
 const SETTLE_MAX: u64 = 600;
 /// Disks a rescue VM has at most (virtio-blk, SATA, IDE, SCSI together).
 pub const DISKS_MAX: u64 = 64;
@@ -148,51 +174,9 @@ pub const PARAMS: &[Param] = &[
         },
         get: |s| (!s.errors_remount_ro).then(|| flag_text(s.errors_remount_ro)),
     },
-    Param {
-        key: "xfs_zero_log",
-        kind: Kind::Flag,
-        default: "0",
-        always: false,
-        invalid: None,
-        from_meta: true,
-        from_drive: true,
-        set: |s, v| {
-            s.xfs_zero_log =
-                flag(v).ok_or_else(|| format!("vmrescue.xfs_zero_log={v:?} is not 0 or 1"))?;
-            Ok(())
-        },
-        get: |s| s.xfs_zero_log.then(|| flag_text(s.xfs_zero_log)),
-    },
-    Param {
-        key: "btrfs_repair",
-        kind: Kind::Flag,
-        default: "0",
-        always: false,
-        invalid: None,
-        from_meta: true,
-        from_drive: true,
-        set: |s, v| {
-            s.btrfs_repair =
-                flag(v).ok_or_else(|| format!("vmrescue.btrfs_repair={v:?} is not 0 or 1"))?;
-            Ok(())
-        },
-        get: |s| s.btrfs_repair.then(|| flag_text(s.btrfs_repair)),
-    },
-    Param {
-        key: "thin_repair",
-        kind: Kind::Flag,
-        default: "0",
-        always: false,
-        invalid: None,
-        from_meta: true,
-        from_drive: true,
-        set: |s, v| {
-            s.thin_repair =
-                flag(v).ok_or_else(|| format!("vmrescue.thin_repair={v:?} is not 0 or 1"))?;
-            Ok(())
-        },
-        get: |s| s.thin_repair.then(|| flag_text(s.thin_repair)),
-    },
+    off_flag!(xfs_zero_log),
+    off_flag!(btrfs_repair),
+    off_flag!(thin_repair),
     Param {
         key: "undo",
         kind: Kind::Uuid,
