@@ -258,8 +258,8 @@ pub fn syslinux_disk(image: &Path, change: impl FnOnce(&Path) -> Result<()>) -> 
     syslinux_disk_broken(debian(), image, change, |_| Ok(()))
 }
 
-/// [`syslinux_disk`] whose root filesystem `break_fs` damages before it is placed; the root
-/// filesystem's bytes are at [`SYSLINUX_ROOT`] on the disk.
+/// [`syslinux_disk`] of the guest `g`, whose root filesystem `break_fs` damages before it is
+/// placed; the root filesystem's bytes are at [`SYSLINUX_ROOT`] on the disk.
 pub fn syslinux_disk_broken(
     g: &Guest,
     image: &Path,
