@@ -5,7 +5,7 @@
 
 use std::ffi::{CString, NulError};
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -307,6 +307,33 @@ impl Tree for MountedTree {
         Some(buf)
     }
 
+    fn read_tail(&self, path: &str, max: usize) -> Option<Vec<u8>> {
+        let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return None;
+        }
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        let cut = size > max as u64;
+        // One byte before the tail says whether it starts a line.
+        let start = if cut { size - max as u64 - 1 } else { 0 };
+        let mut file = fs::File::from(fd);
+        file.seek(std::io::SeekFrom::Start(start)).ok()?;
+        let mut buf = Vec::new();
+        file.take(max as u64 + u64::from(cut))
+            .read_to_end(&mut buf)
+            .ok()?;
+        // A line cut by where the tail starts is no line.
+        if cut {
+            let first = buf
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(buf.len(), |i| i + 1);
+            buf.drain(..first);
+        }
+        Some(buf)
+    }
+
     fn mode(&self, path: &str) -> Option<u32> {
         let fd = self.open(path, OFlags::PATH | OFlags::NOFOLLOW)?;
         rustix::fs::fstat(&fd).ok().map(|st| st.st_mode & 0o7777)
@@ -335,6 +362,22 @@ impl Tree for MountedTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_is_whole_lines_from_the_end() {
+        let g = crate::plan::testing::Guest::new(&[(
+            "/var/log/syslog",
+            Some("line one\nline two\nline three\n"),
+        )]);
+        let t = g.tree();
+        assert_eq!(t.read_tail("/var/log/syslog", 14).unwrap(), b"line three\n");
+        assert_eq!(t.read_tail("/var/log/syslog", 11).unwrap(), b"line three\n");
+        assert_eq!(
+            t.read_tail("/var/log/syslog", 1000).unwrap(),
+            b"line one\nline two\nline three\n"
+        );
+        assert!(t.read_tail("/var/log", 10).is_none());
+    }
 
     #[test]
     fn a_btrfs_subvolume_is_one_more_mount_option() {

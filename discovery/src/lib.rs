@@ -7,6 +7,7 @@ pub mod ext;
 pub mod fstab;
 pub mod fstype;
 pub mod inventory;
+pub mod journal;
 pub mod lvm_meta;
 pub mod md_meta;
 pub mod medium;

@@ -10,6 +10,11 @@ pub trait Tree {
     fn is_dir(&self, path: &str) -> bool;
     /// Up to `max` bytes of a regular file.
     fn read(&self, path: &str, max: usize) -> Option<Vec<u8>>;
+    /// The last `max` bytes of a regular file (a log's newest lines), where the
+    /// implementation can seek; else its first `max` bytes.
+    fn read_tail(&self, path: &str, max: usize) -> Option<Vec<u8>> {
+        self.read(path, max)
+    }
     /// Names in a directory (bounded by the implementation).
     fn list(&self, path: &str) -> Vec<String>;
     /// Permission bits of a regular file or directory, where the implementation knows them.

@@ -186,7 +186,7 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
     super::machine_id::plan(root, ctx, lost, p);
     restore_reference_extras(root, ctx, p);
     if lost {
-        super::from_evidence::network(root, ctx, p);
+        super::network::plan(root, ctx, p);
     }
     if lost {
         super::distro_defaults::plan(root, p);

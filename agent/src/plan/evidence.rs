@@ -1,9 +1,9 @@
 //! What a guest whose `/etc` was lost left elsewhere about what it held (pure): its users' home
-//! directories and their owners (the accounts), the host name its logs carry (syslog lines,
-//! the systemd journal's `_HOSTNAME=` fields), and where its other filesystems were mounted.
+//! directories and their owners (the accounts), the users other evidence names, the host name
+//! its text logs carry (syslog lines; the journal is read in [`super::journal`]), and where its
+//! other filesystems were mounted.
 //! All of it is guest data: bounded, checked, and only ever a reviewed suggestion.
 
-use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use vmrescue_discovery::osroot::Tree;
@@ -14,8 +14,6 @@ use vmrescue_protocol::secrets::access::valid_user;
 pub const USER_IDS: RangeInclusive<u32> = 1000..=59999;
 /// Most homes taken from one directory.
 const MAX_HOMES: usize = 200;
-/// Longest host name read from a log.
-const MAX_NAME: usize = 253;
 
 /// A user's home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +25,14 @@ pub struct Home {
     pub dir: String,
     /// The device it was found on.
     pub seen_on: String,
+}
+
+/// A regular user other evidence names (a login in the journal, a mail spool, a crontab).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserHint {
+    pub name: String,
+    pub uid: u32,
+    pub source: String,
 }
 
 /// Where a filesystem was mounted, and what says so.
@@ -41,18 +47,64 @@ pub struct MountHint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evidence {
     pub homes: Vec<Home>,
+    /// Users named elsewhere, for those without a home directory found.
+    pub users: Vec<UserHint>,
     /// The host name and the log that names it.
     pub hostname: Option<(String, String)>,
     pub mounts: Vec<MountHint>,
     /// Users the logs show running commands through sudo, and the log.
     pub sudoers: Vec<(String, String)>,
-    /// Interfaces the guest's DHCP client leased an address on, and the lease file.
-    pub dhcp: Vec<(String, String)>,
+    /// Interfaces the guest's DHCP clients leased addresses on.
+    pub dhcp: Vec<Lease>,
+}
+
+/// The DHCP client that leased an address: what configured the guest's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Client {
+    /// ISC dhclient (ifupdown's).
+    Dhclient,
+    /// NetworkManager, with the connection's UUID where its lease file names it.
+    NetworkManager {
+        connection: Option<String>,
+    },
+    Networkd,
+}
+
+/// An interface a DHCP client leased an address on, and what says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub iface: String,
+    pub client: Client,
+    pub source: String,
+}
+
+/// A network interface's name as the kernel allows it (at most 15 bytes, no `/`), and only
+/// the characters names have in practice.
+pub fn valid_iface(i: &str) -> bool {
+    (1..=15).contains(&i.len())
+        && i.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && i != "."
+        && i != ".."
+}
+
+/// The connection UUID and interface a NetworkManager lease file's name carries
+/// (`internal-UUID-IFACE.lease`, `dhclient-UUID-IFACE.lease`).
+pub fn nm_lease_name(file: &str) -> Option<(String, String)> {
+    let rest = file.strip_suffix(".lease")?;
+    let rest = rest
+        .strip_prefix("internal-")
+        .or_else(|| rest.strip_prefix("dhclient-"))?;
+    let (uuid, iface) = (rest.get(..36)?, rest.get(36..)?.strip_prefix('-')?);
+    let is_uuid = uuid.bytes().filter(|&b| b == b'-').count() == 4
+        && uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (is_uuid && valid_iface(iface)).then(|| (uuid.to_ascii_lowercase(), iface.to_owned()))
 }
 
 /// Nothing found (or not looked for: `/etc` is there).
 pub static NO_EVIDENCE: Evidence = Evidence {
     homes: Vec::new(),
+    users: Vec::new(),
     hostname: None,
     mounts: Vec::new(),
     sudoers: Vec::new(),
@@ -92,7 +144,7 @@ pub fn homes_in(tree: &dyn Tree, dir: &str, base: &str, device: &str) -> Vec<Hom
         .collect()
 }
 
-fn usable(name: &str) -> Option<String> {
+pub(super) fn usable(name: &str) -> Option<String> {
     (valid_hostname(name) && name != "localhost" && !name.starts_with("localhost."))
         .then(|| name.to_owned())
 }
@@ -116,32 +168,6 @@ pub fn hostname_from_syslog(text: &str) -> Option<String> {
     })
 }
 
-/// The host name a systemd journal file's `_HOSTNAME=` fields name: a data object's payload is
-/// `FIELD=value` (uncompressed when it is as short as a host name), stored once per file and
-/// appended when first used, so the name seen most often, then last, is the newest.
-pub fn hostname_from_journal(data: &[u8]) -> Option<String> {
-    const FIELD: &[u8] = b"_HOSTNAME=";
-    let mut counts: BTreeMap<&[u8], (usize, usize)> = BTreeMap::new();
-    let mut at = 0;
-    while let Some(i) = data[at..].windows(FIELD.len()).position(|w| w == FIELD) {
-        let start = at + i + FIELD.len();
-        let len = data[start..]
-            .iter()
-            .take(MAX_NAME + 1)
-            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
-            .count();
-        if (1..=MAX_NAME).contains(&len) {
-            let seen = counts.entry(&data[start..start + len]).or_default();
-            *seen = (seen.0 + 1, start);
-        }
-        at = start;
-    }
-    let mut best: Vec<(&[u8], (usize, usize))> = counts.into_iter().collect();
-    best.sort_by_key(|b| std::cmp::Reverse(b.1));
-    best.into_iter()
-        .find_map(|(name, _)| usable(std::str::from_utf8(name).ok()?))
-}
-
 /// What a dhclient lease file (`/var/lib/dhcp/dhclient*.leases`) says: the interfaces leased
 /// on, and the newest lease's host name (`option host-name "web-1";`).
 pub fn dhclient_leases(text: &str) -> (Vec<String>, Option<String>) {
@@ -153,11 +179,7 @@ pub fn dhclient_leases(text: &str) -> (Vec<String>, Option<String>) {
     let mut host = None;
     for line in text.lines() {
         if let Some(i) = quoted(line, "interface") {
-            let ok = !i.is_empty()
-                && i.len() <= 15
-                && i.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            if ok && !ifaces.contains(&i) {
+            if valid_iface(&i) && !ifaces.contains(&i) {
                 ifaces.push(i);
             }
         }
@@ -170,7 +192,7 @@ pub fn dhclient_leases(text: &str) -> (Vec<String>, Option<String>) {
 
 /// The user of one sudo log message (`alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ;
 /// COMMAND=/usr/bin/apt`): only a command sudo ran, never a refusal or a wrong password.
-fn sudo_user(message: &str) -> Option<String> {
+pub(super) fn sudo_user(message: &str) -> Option<String> {
     let (user, rest) = message.trim().split_once(" : ")?;
     let ran = rest.contains("PWD=") && rest.contains("COMMAND=");
     let refused = rest.contains("NOT in sudoers") || rest.contains("incorrect password");
@@ -192,31 +214,6 @@ pub fn sudoers_from_syslog(text: &str) -> Vec<String> {
     out
 }
 
-/// The users a journal file's sudo messages show running commands (`MESSAGE=` payloads).
-pub fn sudoers_from_journal(data: &[u8]) -> Vec<String> {
-    const FIELD: &[u8] = b"MESSAGE=";
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(i) = data[at..].windows(FIELD.len()).position(|w| w == FIELD) {
-        let start = at + i + FIELD.len();
-        let len = data[start..]
-            .iter()
-            .take(1024)
-            .take_while(|b| (0x20..0x7f).contains(*b))
-            .count();
-        if let Some(u) = std::str::from_utf8(&data[start..start + len])
-            .ok()
-            .and_then(sudo_user)
-        {
-            out.push(u);
-        }
-        at = start;
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// Accounts for the `homes` that `passwd` lacks (by name or by id): lines for passwd, group
 /// (a group named after the user for an id no group has) and shadow (the password locked),
 /// and what the plan says of them.
@@ -228,7 +225,14 @@ pub struct NewAccounts {
     pub said: Vec<String>,
 }
 
-pub fn accounts(homes: &[Home], passwd: &str, group: &str, shell: &str, today: u64) -> NewAccounts {
+pub fn accounts(
+    homes: &[Home],
+    users: &[UserHint],
+    passwd: &str,
+    group: &str,
+    shell: &str,
+    today: u64,
+) -> NewAccounts {
     let field = |text: &str, i: usize| -> Vec<String> {
         text.lines()
             .filter_map(|l| l.split(':').nth(i).map(str::to_owned))
@@ -237,24 +241,40 @@ pub fn accounts(homes: &[Home], passwd: &str, group: &str, shell: &str, today: u
     let (mut names, mut uids) = (field(passwd, 0), field(passwd, 2));
     let mut gids = field(group, 2);
     let mut out = NewAccounts::default();
-    for h in homes {
-        let (uid, gid) = (h.uid.to_string(), h.gid.to_string());
-        if names.contains(&h.name) || uids.contains(&uid) {
+    // The homes first; then users named elsewhere, in Debian's way (a group of their own
+    // with their uid as its id, a home under /home).
+    let found = homes.iter().map(|h| {
+        let said = format!(
+            "{} (uid {}) from the home directory {} on {}",
+            h.name, h.uid, h.dir, h.seen_on
+        );
+        (&h.name, h.uid, h.gid, h.dir.clone(), said)
+    });
+    let named = users.iter().map(|u| {
+        let said = format!(
+            "{} (uid {}) from {}; no home directory found, so /home/{} and group {} are assumed",
+            u.name, u.uid, u.source, u.name, u.uid
+        );
+        (&u.name, u.uid, u.uid, format!("/home/{}", u.name), said)
+    });
+    for (name, uid, gid, dir, said) in found.chain(named) {
+        let (uid, gid) = (uid.to_string(), gid.to_string());
+        if names.contains(name)
+            || uids.contains(&uid)
+            || !USER_IDS.contains(&uid.parse().unwrap_or(0))
+        {
             continue;
         }
         out.passwd
-            .push_str(&format!("{}:x:{uid}:{gid}::{}:{shell}\n", h.name, h.dir));
+            .push_str(&format!("{name}:x:{uid}:{gid}::{dir}:{shell}\n"));
         out.shadow
-            .push_str(&format!("{}:!:{today}:0:99999:7:::\n", h.name));
+            .push_str(&format!("{name}:!:{today}:0:99999:7:::\n"));
         if !gids.contains(&gid) {
-            out.group.push_str(&format!("{}:x:{gid}:\n", h.name));
+            out.group.push_str(&format!("{name}:x:{gid}:\n"));
             gids.push(gid);
         }
-        out.said.push(format!(
-            "{} (uid {uid}) from the home directory {} on {}",
-            h.name, h.dir, h.seen_on
-        ));
-        names.push(h.name.clone());
+        out.said.push(said);
+        names.push(name.clone());
         uids.push(uid);
     }
     out
@@ -317,23 +337,6 @@ mod tests {
     }
 
     #[test]
-    fn journal_host_name_is_the_most_frequent_field() {
-        let mut data = b"LPKSHHRH\0\0garbage".to_vec();
-        for name in ["web-1", "web-1", "rescue", "web-1"] {
-            data.extend_from_slice(b"\0\0\0\0\x11\0\0\0_HOSTNAME=");
-            data.extend_from_slice(name.as_bytes());
-            data.extend_from_slice(b"\0\0\0");
-        }
-        data.extend_from_slice(b"_HOSTNAME=");
-        assert_eq!(hostname_from_journal(&data).as_deref(), Some("web-1"));
-        // Each name once (as journal files store them): the newest.
-        let once = b"_HOSTNAME=old-name\0\0_HOSTNAME=localhost\0_HOSTNAME=new-name\0";
-        assert_eq!(hostname_from_journal(once).as_deref(), Some("new-name"));
-        assert_eq!(hostname_from_journal(b"_HOSTNAME=localhost\0"), None);
-        assert_eq!(hostname_from_journal(b"nothing here"), None);
-    }
-
-    #[test]
     fn sudo_users_from_logs_only_for_commands_run() {
         let log = "Dec  7 10:00:00 web-1 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update\n\
                    Dec  7 10:01:00 web-1 sudo:      bob : user NOT in sudoers ; TTY=pts/1 ; PWD=/home/bob ; USER=root ; COMMAND=/bin/sh\n\
@@ -341,14 +344,6 @@ mod tests {
                    Dec  7 10:03:00 web-1 sudo: pam_unix(sudo:session): session opened for user root\n\
                    2026-12-07T10:04:00.1+00:00 web-1 sudo[99]:     dave : TTY=pts/3 ; PWD=/srv ; USER=root ; COMMAND=/bin/true\n";
         assert_eq!(sudoers_from_syslog(log), ["alice", "dave"]);
-        let mut journal =
-            b"\0\0MESSAGE=  alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/id\0"
-                .to_vec();
-        journal.extend_from_slice(
-            b"\0MESSAGE=eve : user NOT in sudoers ; PWD=/ ; USER=root ; COMMAND=/bin/sh\0",
-        );
-        journal.extend_from_slice(b"\0MESSAGE=../x : PWD=/ ; COMMAND=/bin/sh\0MESSAGE=");
-        assert_eq!(sudoers_from_journal(&journal), ["alice"]);
     }
 
     #[test]
@@ -358,6 +353,27 @@ mod tests {
         assert_eq!(ifaces, ["ens3"]);
         assert_eq!(host.as_deref(), Some("web-1"));
         assert_eq!(dhclient_leases("garbage\n"), (vec![], None));
+    }
+
+    #[test]
+    fn network_manager_lease_names() {
+        assert_eq!(
+            nm_lease_name("internal-0A1B2C3D-4E5F-6071-8293-A4B5C6D7E8F9-ens3.lease"),
+            Some((
+                "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9".to_owned(),
+                "ens3".to_owned()
+            ))
+        );
+        assert!(
+            nm_lease_name("dhclient-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9-enp1s0.lease").is_some()
+        );
+        assert_eq!(
+            nm_lease_name("internal-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9-...lease"),
+            None
+        );
+        assert_eq!(nm_lease_name("internal-short-ens3.lease"), None);
+        assert_eq!(nm_lease_name("timestamps"), None);
+        assert!(!valid_iface("a/b") && !valid_iface("") && !valid_iface("sixteen-chars-xx"));
     }
 
     #[test]
@@ -375,8 +391,26 @@ mod tests {
             home("root", 1002, 1002),
             home("eve", 0, 0),
         ];
+        let users = [
+            UserHint {
+                name: "carol".into(),
+                uid: 1003,
+                source: "the mail spool /var/mail/carol".into(),
+            },
+            UserHint {
+                name: "alice".into(),
+                uid: 1000,
+                source: "the journal".into(),
+            },
+            UserHint {
+                name: "daemon2".into(),
+                uid: 999,
+                source: "the journal".into(),
+            },
+        ];
         let a = accounts(
             &homes,
+            &users,
             "root:x:0:0:root:/root:/bin/bash\n",
             "root:x:0:\nusers:x:100:\n",
             "/bin/bash",
@@ -384,14 +418,22 @@ mod tests {
         );
         assert_eq!(
             a.passwd,
-            "alice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:100::/home/bob:/bin/bash\n"
+            "alice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:100::/home/bob:/bin/bash\n\
+             carol:x:1003:1003::/home/carol:/bin/bash\n"
         );
-        assert_eq!(a.group, "alice:x:1000:\n", "bob's group 100 exists");
+        assert_eq!(
+            a.group, "alice:x:1000:\ncarol:x:1003:\n",
+            "bob's group 100 exists"
+        );
         assert_eq!(
             a.shadow,
-            "alice:!:20000:0:99999:7:::\nbob:!:20000:0:99999:7:::\n"
+            "alice:!:20000:0:99999:7:::\nbob:!:20000:0:99999:7:::\ncarol:!:20000:0:99999:7:::\n"
         );
-        assert_eq!(a.said.len(), 2);
+        assert_eq!(a.said.len(), 3);
+        assert_eq!(
+            a.said[2],
+            "carol (uid 1003) from the mail spool /var/mail/carol; no home directory found, so /home/carol and group 1003 are assumed"
+        );
         assert_eq!(
             a.said[0],
             "alice (uid 1000) from the home directory /home/alice on /dev/vdb"

@@ -1,6 +1,6 @@
 //! The parts of a lost `/etc` rebuilt from the guest's own evidence ([`super::evidence`]) rather
 //! than from defaults: the accounts its home directories show, with their groups and `sudo`
-//! membership, and ifupdown's network configuration for the interfaces it leased addresses on.
+//! membership (its network configuration is [`super::network`]'s).
 
 use vmrescue_discovery::osroot::Tree;
 
@@ -23,6 +23,7 @@ pub(super) fn add_accounts(root: &dyn Tree, ctx: &Context, rebuilt: &[&str], p: 
     };
     let new = super::evidence::accounts(
         &ctx.evidence.homes,
+        &ctx.evidence.users,
         &text(p, "passwd"),
         &text(p, "group"),
         super::etc::shell(root),
@@ -86,55 +87,6 @@ pub(super) fn add_accounts(root: &dyn Tree, ctx: &Context, rebuilt: &[&str], p: 
             step.why.push_str(&why);
         }
     }
-}
-
-/// ifupdown's `/etc/network/interfaces` for the interfaces the guest's DHCP client leased on,
-/// when ifupdown is what configures its network (without it, its network comes up as before).
-pub(super) fn network(root: &dyn Tree, ctx: &Context, p: &mut Plan) {
-    let path = "/etc/network/interfaces";
-    let ifupdown = ["/sbin/ifup", "/usr/sbin/ifup"]
-        .iter()
-        .any(|f| root.exists(f));
-    if !ifupdown || ctx.evidence.dhcp.is_empty() || root.exists(path) || p.has(path) {
-        return;
-    }
-    let mut text = String::from(
-        "# Rebuilt by vmrescue from the guest's DHCP leases (review it).\n\
-         source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
-    );
-    for (i, _) in &ctx.evidence.dhcp {
-        text.push_str(&format!("\nallow-hotplug {i}\niface {i} inet dhcp\n"));
-    }
-    let from: Vec<String> = ctx
-        .evidence
-        .dhcp
-        .iter()
-        .map(|(i, f)| format!("{i} from {f}"))
-        .collect();
-    if !root.exists("/etc/network") && !p.has("/etc/network") {
-        p.push(
-            Action::MakeDir {
-                path: "/etc/network".into(),
-                mode: 0o755,
-            },
-            "for ifupdown's configuration",
-            false,
-        );
-    }
-    p.push(
-        Action::WriteFile {
-            path: path.into(),
-            content: text.into_bytes(),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-        },
-        format!(
-            "{path} is missing: rebuilt for DHCP on the interfaces the guest leased addresses on ({})",
-            from.join(", ")
-        ),
-        true,
-    );
 }
 
 /// A group or gshadow file's text with `users` added to `group`'s member list (the last field).

@@ -9,9 +9,11 @@ pub mod etc;
 pub mod evidence;
 mod from_evidence;
 pub mod fstab;
+pub mod journal;
 pub mod leftovers;
 pub mod machine_id;
 pub mod mountpoints;
+mod network;
 pub mod unit_links;
 
 use vmrescue_discovery::osroot::Tree;
@@ -472,7 +474,12 @@ mod tests {
                 source: "its superblock's last-mounted path".into(),
             }],
             sudoers: vec![("alice".into(), "/var/log/auth.log".into())],
-            dhcp: vec![("ens3".into(), "/var/lib/dhcp/dhclient.ens3.leases".into())],
+            dhcp: vec![evidence::Lease {
+                iface: "ens3".into(),
+                client: evidence::Client::Dhclient,
+                source: "/var/lib/dhcp/dhclient.ens3.leases".into(),
+            }],
+            users: vec![],
         };
         let ctx = Context {
             evidence: &evidence,

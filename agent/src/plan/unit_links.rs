@@ -216,6 +216,10 @@ pub fn plan(root: &dyn Tree, p: &mut Plan) {
         }
     }
     for (rel, (target, why)) in links.into_iter().take(MAX_LINKS) {
+        // A link the plan already makes (the network's, rebuilt from evidence) stays one.
+        if p.has(&format!("{UNIT_DIR}/{rel}")) {
+            continue;
+        }
         if let Some((dir, _)) = rel.split_once('/') {
             let dir = format!("{UNIT_DIR}/{dir}");
             if !p.has(&dir) {
