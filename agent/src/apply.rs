@@ -235,6 +235,7 @@ mod tests {
                 },
                 why: "/tmp is missing".into(),
                 review: false,
+                on: None,
             },
             Step {
                 action: Action::MakeDir {
@@ -243,6 +244,7 @@ mod tests {
                 },
                 why: "/proc is missing".into(),
                 review: false,
+                on: None,
             },
             Step {
                 action: Action::WriteFile {
@@ -254,6 +256,7 @@ mod tests {
                 },
                 why: "fstab fixed".into(),
                 review: false,
+                on: None,
             },
         ];
         let mut heard = Vec::new();
@@ -333,6 +336,7 @@ mod tests {
             },
             why: "1 key(s) added".into(),
             review: false,
+            on: None,
         };
         let steps = [
             user("/home/alice/.ssh", true),

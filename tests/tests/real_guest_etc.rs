@@ -3,7 +3,8 @@
 //! runs once (its journal reaches the disk); then a power cut leaves /etc and /proc gone and
 //! both filesystems in the error state. After the repair alice exists with her uid, /home is
 //! mounted from the second disk at boot and the host name is the original one: all from the
-//! guest's own evidence (the home directory's owner, the journal), none of it given.
+//! guest's own evidence (the home directory's owner, the journal's host name and its record
+//! of mounting /home), none of it given.
 
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::Path;
@@ -143,6 +144,12 @@ fn a_lost_etc_comes_back_with_alice_her_home_and_the_host_name() {
     );
     assert!(
         changes.contains("the journal /var/log/journal/"),
+        "{changes}"
+    );
+    // Where /home goes comes from the guest's own boot, read from its journal file: systemd
+    // mounted it just after checking the filesystem its fstab named by label.
+    assert!(
+        changes.contains(r"home.mount was mounted after the check of /dev/disk/by-label/home"),
         "{changes}"
     );
 

@@ -53,11 +53,136 @@ pub fn run(
         return Fixes::default();
     };
     let now = clock::now_secs();
-    let steps = plan_on(&tree, settings, access, root, now, report, rep);
+    let (steps, others) = plan_on(&tree, settings, access, root, now, report, rep);
     if settings.mode == Mode::Check {
         return Fixes::default();
     }
-    apply_on(tree, root, &fs, &steps, &clock::stamp(now), report, rep)
+    let stamp = clock::stamp(now);
+    let mut failed = 0;
+    for o in &others {
+        failed += apply_elsewhere(o, &steps, &stamp, report, rep);
+    }
+    let mut fixes = apply_on(tree, root, &fs, &steps, &stamp, report, rep);
+    fixes.failed += failed;
+    fixes
+}
+
+/// One of the guest's other filesystems, opened for access steps (a key for a user whose home
+/// is on a separate /home).
+struct OtherFs {
+    device: String,
+    mountpoint: String,
+    tree: MountedTree,
+}
+
+/// The guest's other filesystems a key may go to, when keys are asked for: each mountable one
+/// the guest mounts somewhere (its fstab, or the evidence of a lost /etc), read-only in check
+/// mode, read-write in repair mode where fsck left it consistent.
+fn open_others(
+    mode: Mode,
+    access: &Access,
+    root: &str,
+    report: &Report,
+    evidence: &plan::evidence::Evidence,
+    rep: &mut Reporter,
+) -> Vec<OtherFs> {
+    if access.ssh_keys.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for f in report.filesystems.iter().filter(|f| f.device != root) {
+        let fstype = FsType::parse(&f.fstype);
+        let mountpoint = f
+            .mountpoint
+            .clone()
+            .or_else(|| evidence.mount_of(&f.device).map(|m| m.mountpoint.clone()));
+        let Some(mountpoint) = mountpoint.filter(|m| m.starts_with('/') && m != "/") else {
+            continue;
+        };
+        if !fstype.is_mountable() {
+            continue;
+        }
+        if mode == Mode::Repair
+            && !matches!(f.fsck.status, FsckStatus::Clean | FsckStatus::Corrected)
+        {
+            rep.warn(
+                Step::Plan,
+                Some(&f.device),
+                format!(
+                    "not consistent after fsck ({}): no key is added to a home on it ({mountpoint})",
+                    f.fsck.status.as_str()
+                ),
+            );
+            continue;
+        }
+        let name = format!(
+            "other-{}",
+            f.device.trim_start_matches("/dev/").replace('/', "-")
+        );
+        let mounted = match mode {
+            Mode::Check => MountedTree::mount_in(&f.device, fstype, &name, None),
+            Mode::Repair => MountedTree::mount_rw_in(&f.device, fstype, &name, None),
+        };
+        match mounted {
+            Ok(tree) => out.push(OtherFs {
+                device: f.device.clone(),
+                mountpoint,
+                tree,
+            }),
+            Err(e) => rep.warn(
+                Step::Plan,
+                Some(&f.device),
+                format!("{e}; no key is added to a home on it ({mountpoint})"),
+            ),
+        }
+    }
+    out
+}
+
+/// Applies the steps planned on the other filesystem `o`; how many failed.
+fn apply_elsewhere(
+    o: &OtherFs,
+    steps: &[plan::Step],
+    stamp: &str,
+    report: &mut Report,
+    rep: &mut Reporter,
+) -> usize {
+    let mine: Vec<plan::Step> = steps
+        .iter()
+        .filter(|s| s.on.as_deref() == Some(o.device.as_str()))
+        .cloned()
+        .collect();
+    if mine.is_empty() {
+        return 0;
+    }
+    let dir = match atomic::Root::open(o.tree.path()) {
+        Ok(d) => d,
+        Err(e) => {
+            rep.warn(
+                Step::Apply,
+                Some(&o.device),
+                format!("{e}; no fix made on it"),
+            );
+            return mine.len();
+        }
+    };
+    let applied = apply::apply(&dir, &o.device, &mine, stamp, &mut |c| {
+        rep.progress(
+            Step::Apply,
+            Some(&o.device),
+            format!("{} {}", c.kind, c.path),
+        )
+    });
+    let failed = applied.failures.len();
+    for (path, e) in applied.failures {
+        rep.warn(
+            Step::Apply,
+            Some(&o.device),
+            format!("{path} not fixed: {e}"),
+        );
+    }
+    report.changes.extend(applied.changes);
+    failed
 }
 
 /// The root mounted to plan on: read-only in check mode, read-write in repair mode, where it
@@ -126,7 +251,7 @@ fn plan_on(
     now: u64,
     report: &mut Report,
     rep: &mut Reporter,
-) -> Vec<plan::Step> {
+) -> (Vec<plan::Step>, Vec<OtherFs>) {
     // One rescue's own reference /etc replaces the one baked into the image.
     let reference = [REFERENCE_ETC_RUN, REFERENCE_ETC]
         .iter()
@@ -150,6 +275,15 @@ fn plan_on(
     } else {
         plan::evidence::Evidence::default()
     };
+    let opened = open_others(settings.mode, access, root, report, &evidence, rep);
+    let others: Vec<plan::Other> = opened
+        .iter()
+        .map(|o| plan::Other {
+            device: &o.device,
+            mountpoint: &o.mountpoint,
+            tree: &o.tree,
+        })
+        .collect();
     let ctx = plan::Context {
         root_device: root,
         filesystems: &report.filesystems,
@@ -166,6 +300,7 @@ fn plan_on(
         },
         access,
         evidence: &evidence,
+        others: &others,
     };
     let planned = plan::plan(tree, &ctx);
     for n in &planned.notes {
@@ -175,7 +310,7 @@ fn plan_on(
         .steps
         .iter()
         .map(|s| Change {
-            device: Some(root.to_owned()),
+            device: Some(s.on.clone().unwrap_or_else(|| root.to_owned())),
             ..s.to_change()
         })
         .collect();
@@ -184,7 +319,8 @@ fn plan_on(
         Some(root),
         format!("{} guest fix(es) planned", planned.steps.len()),
     );
-    planned.steps
+    drop(others);
+    (planned.steps, opened)
 }
 
 /// Applies the planned `steps` on the root mounted read-write; their changes join the report's.
@@ -207,7 +343,8 @@ fn apply_on(
             };
         }
     };
-    let applied = apply::apply(&dir, root, steps, stamp, &mut |c| {
+    let on_root: Vec<plan::Step> = steps.iter().filter(|s| s.on.is_none()).cloned().collect();
+    let applied = apply::apply(&dir, root, &on_root, stamp, &mut |c| {
         rep.progress(Step::Apply, Some(root), format!("{} {}", c.kind, c.path))
     });
     let failed = applied.failures.len();

@@ -8,7 +8,7 @@ use vmrescue_discovery::osroot::Tree;
 use vmrescue_protocol::secrets::{Access, SshKey};
 
 use super::etc::MAX_ETC_FILE;
-use super::{Action, Context, Plan};
+use super::{Action, Context, Other, Plan};
 
 /// An account of `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,38 +212,52 @@ pub fn plan(root: &dyn Tree, access: &Access, ctx: &Context, p: &mut Plan) {
             continue;
         };
         let home = acct.home.trim_end_matches('/');
-        if !acct.home.starts_with('/')
-            || home.split('/').any(|c| c == "..")
-            || !root.is_dir(&acct.home)
-        {
+        if !acct.home.starts_with('/') || home.split('/').any(|c| c == "..") {
             p.notes.push(format!(
-                "{user}'s home {:?} is not a directory on the root: its SSH key(s) were not added",
+                "{user}'s home {:?} is not a path: its SSH key(s) were not added",
                 acct.home
             ));
             continue;
         }
-        let dir = format!("{home}/.ssh");
+        // On the root, or on the guest's filesystem mounted there (a separate /home).
+        let held = Other::holding(ctx.others, home).filter(|(o, rel)| o.tree.is_dir(rel));
+        let (tree, base, on) = match held {
+            _ if root.is_dir(&acct.home) => (root, home.to_owned(), None),
+            Some((o, rel)) => (o.tree, rel.trim_end_matches('/').to_owned(), Some(o.device)),
+            None => {
+                p.notes.push(format!(
+                    "{user}'s home {:?} is not a directory on the root or on a filesystem mounted \
+                     there: its SSH key(s) were not added",
+                    acct.home
+                ));
+                continue;
+            }
+        };
+        let on_what = on.map_or(String::new(), |d| format!(" (on {d}, the guest's {home})"));
+        let dir = format!("{base}/.ssh");
         let file = format!("{dir}/authorized_keys");
-        if !root.is_dir(&dir) {
-            p.push(
+        if !tree.is_dir(&dir) {
+            p.push_on(
+                on,
                 Action::MakeUserDir {
                     path: dir.clone(),
                     mode: 0o700,
                     uid: acct.uid,
                     gid: acct.gid,
                 },
-                format!("for {user}'s SSH keys"),
+                format!("for {user}'s SSH keys{on_what}"),
                 false,
             );
         }
-        let existing = root.read(&file, MAX_ETC_FILE).unwrap_or_default();
+        let existing = tree.read(&file, MAX_ETC_FILE).unwrap_or_default();
         let (text, added) = add_keys(&String::from_utf8_lossy(&existing), &keys);
         if added == 0 {
             p.notes
                 .push(format!("{user}'s SSH key(s) are already authorized"));
             continue;
         }
-        p.push(
+        p.push_on(
+            on,
             Action::WriteUserFile {
                 path: file,
                 content: text.into_bytes(),
@@ -251,7 +265,7 @@ pub fn plan(root: &dyn Tree, access: &Access, ctx: &Context, p: &mut Plan) {
                 uid: acct.uid,
                 gid: acct.gid,
             },
-            format!("{added} key(s) added for {user}"),
+            format!("{added} key(s) added for {user}{on_what}"),
             false,
         );
     }
@@ -407,7 +421,13 @@ mod tests {
             Some("alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::../x:/bin/sh\n"),
         )]);
         let ctx = testing::ctx(&[], Some("debian"));
-        for user in ["alice", "bob"] {
+        for (user, says) in [
+            (
+                "alice",
+                "is not a directory on the root or on a filesystem mounted there",
+            ),
+            ("bob", "is not a path"),
+        ] {
             let mut p = Plan::default();
             let a = Access {
                 ssh_keys: vec![SshKey::new(user, KEY).unwrap()],
@@ -415,11 +435,72 @@ mod tests {
             };
             plan(&g.tree(), &a, &ctx, &mut p);
             assert!(p.steps.is_empty(), "{p:#?}");
-            assert!(
-                p.notes[0].contains("is not a directory on the root"),
-                "{:?}",
-                p.notes
-            );
+            assert!(p.notes[0].contains(says), "{:?}", p.notes);
         }
+    }
+
+    #[test]
+    fn a_home_on_a_separate_filesystem_gets_the_key_there() {
+        let g = Guest::new(&[
+            (
+                "/etc/passwd",
+                Some("alice:x:1000:1000::/home/alice:/bin/sh\ncarol:x:1002:1002::/srv/carol:/bin/sh\n"),
+            ),
+            ("/home", None),
+        ]);
+        let home = Guest::new(&[("/alice", None), ("/lost+found", None)]);
+        let srv = Guest::new(&[("/x", None)]);
+        let (home_tree, srv_tree) = (home.tree(), srv.tree());
+        let others = [
+            Other {
+                device: "/dev/vdb",
+                mountpoint: "/home",
+                tree: &home_tree,
+            },
+            Other {
+                device: "/dev/vdc",
+                mountpoint: "/",
+                tree: &srv_tree,
+            },
+        ];
+        let ctx = Context {
+            others: &others,
+            ..testing::ctx(&[], Some("debian"))
+        };
+        let a = Access {
+            ssh_keys: vec![
+                SshKey::new("alice", KEY).unwrap(),
+                SshKey::new("carol", KEY).unwrap(),
+            ],
+            ..Default::default()
+        };
+        let mut p = Plan::default();
+        plan(&g.tree(), &a, &ctx, &mut p);
+        let got: Vec<(&str, Option<&str>)> = p
+            .steps
+            .iter()
+            .map(|s| (s.action.path(), s.on.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/alice/.ssh", Some("/dev/vdb")),
+                ("/alice/.ssh/authorized_keys", Some("/dev/vdb"))
+            ]
+        );
+        assert!(p.steps[1]
+            .why
+            .contains("1 key(s) added for alice (on /dev/vdb, the guest's /home/alice)"));
+        // carol's /srv is no filesystem the guest mounts there.
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("carol's home")),
+            "{:?}",
+            p.notes
+        );
+        assert_eq!(
+            Other::holding(&others, "/home").map(|(o, r)| (o.device, r)),
+            Some(("/dev/vdb", "/".to_owned()))
+        );
+        assert!(Other::holding(&others, "/homeless").is_none());
     }
 }

@@ -190,6 +190,8 @@ pub fn plan(root: &dyn Tree, ctx: &Context, p: &mut Plan) -> Restored {
     }
     if lost {
         super::distro_defaults::plan(root, p);
+        super::pam::plan(root, p);
+        super::sshd::plan(root, ctx.today, p);
     }
     super::unit_links::plan(root, p);
     if lost {
@@ -441,6 +443,7 @@ mod tests {
             policy: Policy::default(),
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
             evidence: &crate::plan::evidence::NO_EVIDENCE,
+            others: &[],
         }
     }
 

@@ -469,6 +469,7 @@ mod tests {
             policy,
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
             evidence: &crate::plan::evidence::NO_EVIDENCE,
+            others: &[],
         }
     }
 

@@ -14,6 +14,8 @@ pub mod leftovers;
 pub mod machine_id;
 pub mod mountpoints;
 mod network;
+pub mod pam;
+pub mod sshd;
 pub mod unit_links;
 
 use vmrescue_discovery::osroot::Tree;
@@ -84,6 +86,9 @@ pub struct Step {
     pub why: String,
     /// The content is rebuilt or guessed: the operator should review it.
     pub review: bool,
+    /// The device of the guest's other filesystem the step is on (its path is then from that
+    /// filesystem's top: a user's home on a separate /home); `None`: the root.
+    pub on: Option<String>,
 }
 
 impl Step {
@@ -142,6 +147,41 @@ pub struct Context<'a> {
     pub access: &'a vmrescue_protocol::secrets::Access,
     /// What the guest left elsewhere about a lost `/etc` (homes, host name, mount points).
     pub evidence: &'a evidence::Evidence,
+    /// The guest's other filesystems the caller opened, where they mount.
+    pub others: &'a [Other<'a>],
+}
+
+/// One of the guest's other filesystems, opened for the plan (a separate `/home` holding the
+/// home a key goes to).
+pub struct Other<'a> {
+    pub device: &'a str,
+    /// Where the guest mounts it (fstab's, or the evidence's for a lost `/etc`).
+    pub mountpoint: &'a str,
+    pub tree: &'a dyn Tree,
+}
+
+impl Other<'_> {
+    /// The one of `others` holding `path` of the running guest (the longest mount point that
+    /// is a prefix of it), and `path` from that filesystem's top.
+    pub fn holding<'o, 'a>(others: &'o [Other<'a>], path: &str) -> Option<(&'o Other<'a>, String)> {
+        others
+            .iter()
+            .filter_map(|o| {
+                let m = o.mountpoint.trim_end_matches('/');
+                let rest = path.strip_prefix(m)?;
+                (!m.is_empty() && (rest.is_empty() || rest.starts_with('/'))).then(|| {
+                    (
+                        o,
+                        if rest.is_empty() {
+                            "/".to_owned()
+                        } else {
+                            rest.to_owned()
+                        },
+                    )
+                })
+            })
+            .max_by_key(|(o, _)| o.mountpoint.len())
+    }
 }
 
 /// The plan, and what the planners noticed but will not fix.
@@ -178,11 +218,20 @@ impl Plan {
         }
     }
 
+    /// A step on another of the guest's filesystems (`on`: its device), or on the root.
+    fn push_on(&mut self, on: Option<&str>, action: Action, why: impl Into<String>, review: bool) {
+        self.push(action, why, review);
+        if let Some(step) = self.steps.last_mut() {
+            step.on = on.map(str::to_owned);
+        }
+    }
+
     fn push(&mut self, action: Action, why: impl Into<String>, review: bool) {
         self.steps.push(Step {
             action,
             why: why.into(),
             review,
+            on: None,
         });
     }
 }
@@ -280,6 +329,7 @@ pub(crate) mod testing {
             policy: Policy::default(),
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
             evidence: &super::evidence::NO_EVIDENCE,
+            others: &[],
         }
     }
 

@@ -153,6 +153,7 @@ mod tests {
             policy: Policy::default(),
             access: &vmrescue_protocol::secrets::access::NO_ACCESS,
             evidence: &crate::plan::evidence::NO_EVIDENCE,
+            others: &[],
         }
     }
 
