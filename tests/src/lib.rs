@@ -9,5 +9,6 @@ pub mod guest;
 pub mod harness;
 pub mod layouts;
 pub mod live;
+pub mod login;
 pub mod reports;
 pub mod virsh;

@@ -11,38 +11,17 @@ use std::path::Path;
 use vmrescue_tests::fixture;
 use vmrescue_tests::guest;
 use vmrescue_tests::harness;
+use vmrescue_tests::login;
 
 /// `openssl passwd -6 -salt rootsalt throwaway`.
 const ROOT_HASH: &str = "$6$rootsalt$MYeWNoNtb0ikiVSoQqsixbzFrEziL2/EkpQXU4UIm6EFXMHfDJhUMUoKHw/IRYOHA8dK5fCLN/C7xrxDexRoQ1";
 /// `openssl passwd -6 -salt alicesalt alice-pass`, behind the lock `usermod -L` puts.
 const ALICE_HASH: &str = "$6$alicesalt$jSCAAEC3oSXxT9w5nPJOiAPl2wCQZLv7/xoqSKifFL2z.znBDnTRyimqfO6Z2kCbch2/zrahzWWEznlbB3QGv0";
-/// Where the guest's root keeps the private half of alice's new key (put there by the test,
-/// as if root had brought it: the guest has no network to bring it over).
-const GUEST_PRIVATE_KEY: &str = "root/.ssh/alice_key";
 
-/// A new ed25519 key pair (`ssh-keygen`) in `dir`: the private key's path and the public line.
-fn key_pair(dir: &Path) -> (std::path::PathBuf, String) {
-    let private = dir.join("alice_key");
-    fixture::run(
-        std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"])
-            .arg(&private),
-    )
-    .unwrap();
-    let public = std::fs::read_to_string(dir.join("alice_key.pub")).unwrap();
-    (private, public.trim().to_owned())
-}
-
+/// The guest as its owner left it: root's password unknown, alice locked out and expired, the
+/// private half of her coming key with root.
 fn locked_out(root: &Path, private_key: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let key_at = root.join(GUEST_PRIVATE_KEY);
-    std::fs::create_dir_all(key_at.parent().unwrap())?;
-    std::fs::set_permissions(
-        key_at.parent().unwrap(),
-        std::fs::Permissions::from_mode(0o700),
-    )?;
-    std::fs::copy(private_key, &key_at)?;
-    std::fs::set_permissions(&key_at, std::fs::Permissions::from_mode(0o600))?;
+    login::put_private_key(root, private_key)?;
     let append = |file: &str, text: &str| guest::append(root, file, text);
     append(
         "etc/passwd",
@@ -58,29 +37,11 @@ fn locked_out(root: &Path, private_key: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The console's lines without terminal control sequences (bash's bracketed paste) or `\r`.
-fn plain_lines(console: &str) -> Vec<String> {
-    let mut out = String::new();
-    let mut chars = console.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' && chars.peek() == Some(&'[') {
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else if c != '\r' {
-            out.push(c);
-        }
-    }
-    out.lines().map(|l| l.trim().to_owned()).collect()
-}
-
 #[test]
 fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("guest.img");
-    let (private_key, public) = key_pair(dir.path());
+    let (private_key, public) = login::key_pair(dir.path()).unwrap();
     // The guest with openssh-server.
     guest::disk_of(guest::debian_layouts(), &image, |root| {
         locked_out(root, &private_key)
@@ -131,7 +92,7 @@ fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
         "id -un; stat -c '%U %a' ~/.ssh ~/.ssh/authorized_keys; cat ~/.ssh/authorized_keys",
     )
     .unwrap();
-    let lines = plain_lines(&alice);
+    let lines = login::plain_lines(&alice);
     for line in ["alice", "alice 700", "alice 600", public.as_str()] {
         assert!(lines.iter().any(|l| l == line), "{line:?} not in:\n{alice}");
     }
@@ -144,13 +105,12 @@ fn root_and_a_locked_out_user_log_in_again_after_the_rescue() {
         "root",
         "throwaway",
         &format!(
-            "id -un; for try in 1 2 3 4 5 6; do ssh -n -i /{GUEST_PRIVATE_KEY} -o BatchMode=yes \
-             -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null alice@127.0.0.1 \
-             'echo over-ssh-as-$(id -un)' && break; sleep 5; done"
+            "id -un; {}",
+            login::ssh_as("alice", "echo over-ssh-as-$(id -un)")
         ),
     )
     .unwrap();
-    let lines = plain_lines(&root);
+    let lines = login::plain_lines(&root);
     assert!(lines.iter().any(|l| l == "root"), "{root:?}");
     assert!(lines.iter().any(|l| l == "over-ssh-as-alice"), "{root}");
 }

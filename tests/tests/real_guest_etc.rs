@@ -1,28 +1,36 @@
-//! A real guest whose /etc was lost, brought back with what it had rather than defaults: the
-//! Debian guest with a user alice (uid 1000) whose home is on a second disk, and a host name,
-//! runs once (its journal reaches the disk); then a power cut leaves /etc and /proc gone and
-//! both filesystems in the error state. After the repair alice exists with her uid, /home is
-//! mounted from the second disk at boot and the host name is the original one: all from the
-//! guest's own evidence (the home directory's owner, the journal's host name and its record
-//! of mounting /home), none of it given.
+//! A real guest whose /etc was lost, brought back with what it had rather than defaults, and
+//! its owner let in: the Debian guest (with sshd) with a user alice (uid 1000) whose home is
+//! on a second disk, and a host name, runs once (its journal reaches the disk); then a power
+//! cut leaves /etc and /proc gone and both filesystems in the error state. After the repair
+//! alice exists with her uid, /home is mounted from the second disk at boot and the host name
+//! is the original one: all from the guest's own evidence (the home directory's owner, the
+//! journal's host name and its record of mounting /home), none of it given. With
+//! `--root-password-hash` root logs in on the serial console, and with `--ssh-key` for alice
+//! (her home on the second disk) root gets in as alice over SSH: the rebuilt PAM files, sshd's
+//! configuration, user and new host keys.
 
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use vmrescue_companion::verify::bootjudge::{self, BootState};
+use vmrescue_companion::verify::bootjudge;
 use vmrescue_tests::fixture;
 use vmrescue_tests::guest::{self, Written};
 use vmrescue_tests::harness;
+use vmrescue_tests::login;
 
 const HOSTNAME: &str = "web-7";
+/// `openssl passwd -6 -salt rootsalt throwaway`.
+const ROOT_HASH: &str = "$6$rootsalt$MYeWNoNtb0ikiVSoQqsixbzFrEziL2/EkpQXU4UIm6EFXMHfDJhUMUoKHw/IRYOHA8dK5fCLN/C7xrxDexRoQ1";
 /// What the guest's own unit prints on its console once its filesystems are mounted.
 const SAYS: &str = "vmrescue-test home:";
 
 /// What the guest had besides the Debian base: alice in its account files, /home in its
 /// fstab, its host name; a unit under /usr (it outlives /etc) that prints what /home is
-/// mounted from; with `power_off`, a unit in /etc that powers the guest off once it is up.
-fn as_it_ran(root: &Path, power_off: bool) -> anyhow::Result<()> {
+/// mounted from; with `power_off`, a unit in /etc that powers the guest off once it is up;
+/// root's copy of the private half of alice's coming key.
+fn as_it_ran(root: &Path, power_off: bool, private_key: &Path) -> anyhow::Result<()> {
+    login::put_private_key(root, private_key)?;
     let append = |file: &str, text: &str| guest::append(root, file, text);
     append(
         "etc/passwd",
@@ -80,8 +88,13 @@ fn a_lost_etc_comes_back_with_alice_her_home_and_the_host_name() {
     fixture::mkfs_ext4(&home, 64, "home", &home_tree).unwrap();
 
     // The guest runs once and powers itself off: its journal is on its disk.
+    let (private_key, public) = login::key_pair(d).unwrap();
+    let key = d.join("alice.pub");
+    std::fs::write(&key, format!("{public}\n")).unwrap();
     let ran = d.join("ran.img");
-    guest::disk(&ran, |root| as_it_ran(root, true)).unwrap();
+    // The guest with sshd.
+    let with_sshd = guest::debian_layouts();
+    guest::disk_of(with_sshd, &ran, |root| as_it_ran(root, true, &private_key)).unwrap();
     let b = guest::boot_disks(&[&ran, &home], Written::UntilPowerOff).unwrap();
     assert!(
         b.console.contains(&format!("{SAYS} /dev/vdb /home ext4")),
@@ -101,8 +114,8 @@ fn a_lost_etc_comes_back_with_alice_her_home_and_the_host_name() {
     // What the power cut left: that guest with its journal, /etc and /proc gone, the root and
     // /home in the error state.
     let image = d.join("guest.img");
-    guest::disk(&image, |root| {
-        as_it_ran(root, false)?;
+    guest::disk_of(with_sshd, &image, |root| {
+        as_it_ran(root, false, &private_key)?;
         std::fs::remove_dir_all(root.join("etc"))?;
         std::fs::remove_dir(root.join("proc"))?;
         std::fs::remove_dir_all(root.join("var/log/journal"))?;
@@ -119,7 +132,16 @@ fn a_lost_etc_comes_back_with_alice_her_home_and_the_host_name() {
         fixture::debugfs_write(disk, &["ssv state 2"]).unwrap();
     }
 
-    let run = harness::rescue(&[&image, &home], "repair", &[]).unwrap();
+    let key = key.display().to_string();
+    let flags = [
+        "--root-password-hash",
+        ROOT_HASH,
+        "--ssh-key",
+        &key,
+        "--user",
+        "alice",
+    ];
+    let run = harness::rescue(&[&image, &home], "repair", &flags).unwrap();
     let r = run.expect(0, "repaired");
     let read = |path: &str| {
         String::from_utf8(fixture::read_in_image(&image, path).unwrap().unwrap()).unwrap()
@@ -149,23 +171,43 @@ fn a_lost_etc_comes_back_with_alice_her_home_and_the_host_name() {
     // Where /home goes comes from the guest's own boot, read from its journal file: systemd
     // mounted it just after checking the filesystem its fstab named by label.
     assert!(
-        changes.contains(r"home.mount was mounted after the check of /dev/disk/by-label/home"),
+        fstab.contains("home.mount was mounted after the check of /dev/disk/by-label/home"),
+        "{fstab}"
+    );
+
+    assert!(
+        changes.contains("1 key(s) added for alice (on /dev/vdb, the guest's /home/alice)"),
         "{changes}"
     );
 
-    // It boots to its login prompt with alice's home mounted from the second disk.
-    let b = guest::boot_disks(&[&image, &home], Written::No).unwrap();
-    assert_eq!(
-        b.state,
-        BootState::Booted,
-        "{}",
-        bootjudge::tail(&b.console, 40).join("\n")
-    );
-    assert!(
-        b.console.contains(&format!("{SAYS} /dev/vdb /home ext4")),
-        "/home is not mounted after the repair; console tail:\n{}",
-        bootjudge::tail(&b.console, 40).join("\n")
-    );
+    // It boots to its login prompt; root logs in on the serial console with the new password,
+    // finds the host name and alice's home mounted from the second disk, and gets in as alice
+    // over SSH with her new key (PAM, sshd's configuration, user and host keys all rebuilt).
+    let console = guest::log_in(
+        &[&image, &home],
+        "root",
+        "throwaway",
+        &format!(
+            "id -un; hostname; findmnt -n -o SOURCE,TARGET /home; {}",
+            login::ssh_as(
+                "alice",
+                "echo over-ssh-as-$(id -un) owning $(stat -c %U ~/notes.txt)"
+            )
+        ),
+    )
+    .unwrap();
+    let lines = login::plain_lines(&console);
+    for line in [
+        "root",
+        HOSTNAME,
+        "/dev/vdb /home",
+        "over-ssh-as-alice owning alice",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == line),
+            "{line:?} not in:\n{console}"
+        );
+    }
     assert_eq!(
         fixture::read_in_image(&home, "/alice/notes.txt")
             .unwrap()

@@ -10,15 +10,8 @@ use super::{Action, Context, Plan};
 /// group named after each user whose group id no group has).
 pub(super) fn add_accounts(root: &dyn Tree, ctx: &Context, rebuilt: &[&str], p: &mut Plan) {
     let text = |p: &Plan, name: &str| -> String {
-        let path = format!("/etc/{name}");
-        p.steps
-            .iter()
-            .find_map(|s| match &s.action {
-                Action::WriteFile {
-                    path: at, content, ..
-                } if *at == path => Some(String::from_utf8_lossy(content).into_owned()),
-                _ => None,
-            })
+        p.written(&format!("/etc/{name}"))
+            .map(|c| String::from_utf8_lossy(c).into_owned())
             .unwrap_or_default()
     };
     let new = super::evidence::accounts(

@@ -218,6 +218,16 @@ impl Plan {
         }
     }
 
+    /// The content the plan writes to `path` (on the root), if it does.
+    pub fn written(&self, path: &str) -> Option<&[u8]> {
+        self.steps.iter().find_map(|s| match &s.action {
+            Action::WriteFile {
+                path: at, content, ..
+            } if at == path && s.on.is_none() => Some(content.as_slice()),
+            _ => None,
+        })
+    }
+
     /// A step on another of the guest's filesystems (`on`: its device), or on the root.
     fn push_on(&mut self, on: Option<&str>, action: Action, why: impl Into<String>, review: bool) {
         self.push(action, why, review);

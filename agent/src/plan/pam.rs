@@ -287,14 +287,8 @@ mod tests {
     }
 
     fn file(p: &Plan, path: &str) -> String {
-        p.steps
-            .iter()
-            .find_map(|s| match &s.action {
-                Action::WriteFile {
-                    path: at, content, ..
-                } if at == path => Some(String::from_utf8_lossy(content).into_owned()),
-                _ => None,
-            })
+        p.written(path)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
             .unwrap_or_else(|| panic!("{path} not planned"))
     }
 
