@@ -16,7 +16,7 @@ use vmrescue_discovery::fstype::FsType;
 use vmrescue_discovery::osroot::Tree;
 
 /// Where inspection mounts go.
-const BASE: &str = "/run/vmrescue/inspect";
+pub const BASE: &str = "/run/vmrescue/inspect";
 /// Names listed from one directory at most.
 const MAX_LIST: usize = 10_000;
 

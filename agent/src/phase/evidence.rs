@@ -50,7 +50,9 @@ pub fn gather(tree: &dyn Tree, root: &str, report: &Report, rep: &mut Reporter) 
         let last = (fstype.is_ext())
             .then(|| crate::disks::probe_ext(Path::new(&f.device)).ok().flatten())
             .flatten()
-            .and_then(|sb| sb.last_mounted);
+            .and_then(|sb| sb.last_mounted)
+            // Where an earlier rescue mounted it says nothing of the guest.
+            .filter(|m| !m.starts_with(crate::inspect::BASE));
         let name = f.device.trim_start_matches("/dev/").replace('/', "-");
         let homes =
             match MountedTree::mount_in(&f.device, fstype, &format!("evidence-{name}"), None) {

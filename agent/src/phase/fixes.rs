@@ -59,7 +59,7 @@ pub fn run(
     }
     let stamp = clock::stamp(now);
     let mut failed = 0;
-    for o in &others {
+    for o in others {
         failed += apply_elsewhere(o, &steps, &stamp, report, rep);
     }
     let mut fixes = apply_on(tree, root, &fs, &steps, &stamp, report, rep);
@@ -71,13 +71,15 @@ pub fn run(
 /// is on a separate /home).
 struct OtherFs {
     device: String,
+    fstype: FsType,
     mountpoint: String,
+    /// Mounted read-only for the plan.
     tree: MountedTree,
 }
 
 /// The guest's other filesystems a key may go to, when keys are asked for: each mountable one
-/// the guest mounts somewhere (its fstab, or the evidence of a lost /etc), read-only in check
-/// mode, read-write in repair mode where fsck left it consistent.
+/// the guest mounts somewhere (its fstab, or the evidence of a lost /etc), mounted read-only
+/// for the plan (in repair mode only where fsck left it consistent).
 fn open_others(
     mode: Mode,
     access: &Access,
@@ -119,13 +121,10 @@ fn open_others(
             "other-{}",
             f.device.trim_start_matches("/dev/").replace('/', "-")
         );
-        let mounted = match mode {
-            Mode::Check => MountedTree::mount_in(&f.device, fstype, &name, None),
-            Mode::Repair => MountedTree::mount_rw_in(&f.device, fstype, &name, None),
-        };
-        match mounted {
+        match MountedTree::mount_in(&f.device, fstype, &name, None) {
             Ok(tree) => out.push(OtherFs {
                 device: f.device.clone(),
+                fstype,
                 mountpoint,
                 tree,
             }),
@@ -139,9 +138,10 @@ fn open_others(
     out
 }
 
-/// Applies the steps planned on the other filesystem `o`; how many failed.
+/// Applies the steps planned on the other filesystem `o`, mounted read-write for them only
+/// when there are any (nothing else of the guest's is mounted writable); how many failed.
 fn apply_elsewhere(
-    o: &OtherFs,
+    o: OtherFs,
     steps: &[plan::Step],
     stamp: &str,
     report: &mut Report,
@@ -155,7 +155,30 @@ fn apply_elsewhere(
     if mine.is_empty() {
         return 0;
     }
-    let dir = match atomic::Root::open(o.tree.path()) {
+    let name = format!(
+        "write-{}",
+        o.device.trim_start_matches("/dev/").replace('/', "-")
+    );
+    if let Err(e) = o.tree.unmount() {
+        rep.warn(
+            Step::Apply,
+            Some(&o.device),
+            format!("{e}; no fix made on it"),
+        );
+        return mine.len();
+    }
+    let tree = match MountedTree::mount_rw_in(&o.device, o.fstype, &name, None) {
+        Ok(t) => t,
+        Err(e) => {
+            rep.warn(
+                Step::Apply,
+                Some(&o.device),
+                format!("{e}; no fix made on it"),
+            );
+            return mine.len();
+        }
+    };
+    let dir = match atomic::Root::open(tree.path()) {
         Ok(d) => d,
         Err(e) => {
             rep.warn(
