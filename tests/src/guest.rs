@@ -614,6 +614,20 @@ pub fn gone_volume_fstab(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Breaks a guest tree like [`gone_volume_fstab`], but systemd gives up on the volume after
+/// 5 s and the boot drops to emergency mode: a broken boot that ends by itself, for a test
+/// that needs a boot that fails rather than one that hangs (nobody waits out a time limit).
+pub fn gone_volume_fstab_failing(root: &Path) -> Result<()> {
+    fs::write(
+        root.join("etc/fstab"),
+        format!(
+            "UUID={ROOT_UUID} / ext4 errors=remount-ro 0 1\n\
+             UUID={GONE_UUID} /srv/data ext4 defaults,x-systemd.device-timeout=5s 0 2\n"
+        ),
+    )?;
+    Ok(())
+}
+
 /// Appends `text` to the guest tree's file `rel` (`etc/passwd`).
 pub fn append(root: &Path, rel: &str, text: &str) -> Result<()> {
     let p = root.join(rel);

@@ -355,7 +355,7 @@ fn the_default_boot_is_the_rescue_kernel_and_it_reaches_disks_on_every_bus_the_d
 #[test]
 fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_it_was() {
     let d = TestDomain::build_on("verify", "q35", "", "", "", true, |p| {
-        vmrescue_tests::guest::disk(p, vmrescue_tests::guest::gone_volume_fstab).unwrap();
+        vmrescue_tests::guest::disk(p, vmrescue_tests::guest::gone_volume_fstab_failing).unwrap();
         fixture::Disk {
             image: p.to_owned(),
             sums: Default::default(),
@@ -381,7 +381,7 @@ fn verify_boots_the_repaired_domain_guests_own_os_and_leaves_the_definition_as_i
     let v = &r["verify"];
     assert_eq!(v["method"], "direct_kernel", "{v:#}");
     assert_eq!(
-        v["before"]["state"], "hang",
+        v["before"]["state"], "emergency",
         "the gone volume, before: {v:#}"
     );
     assert_eq!(v["after"]["state"], "booted", "{v:#}");
