@@ -147,9 +147,10 @@ fn apply_elsewhere(
     report: &mut Report,
     rep: &mut Reporter,
 ) -> usize {
+    let device = o.device.clone();
     let mine: Vec<plan::Step> = steps
         .iter()
-        .filter(|s| s.on.as_deref() == Some(o.device.as_str()))
+        .filter(|s| s.on.as_deref() == Some(device.as_str()))
         .cloned()
         .collect();
     if mine.is_empty() {
@@ -157,52 +158,48 @@ fn apply_elsewhere(
     }
     let name = format!(
         "write-{}",
-        o.device.trim_start_matches("/dev/").replace('/', "-")
+        device.trim_start_matches("/dev/").replace('/', "-")
     );
-    if let Err(e) = o.tree.unmount() {
-        rep.warn(
-            Step::Apply,
-            Some(&o.device),
-            format!("{e}; no fix made on it"),
-        );
-        return mine.len();
+    let writable = o
+        .tree
+        .unmount()
+        .and_then(|()| MountedTree::mount_rw_in(&device, o.fstype, &name, None))
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            atomic::Root::open(t.path())
+                .map(|d| (t, d))
+                .map_err(|e| e.to_string())
+        });
+    match writable {
+        // The tree stays mounted while its steps are applied.
+        Ok((_tree, dir)) => apply_steps(&dir, &device, &mine, stamp, report, rep),
+        Err(e) => {
+            rep.warn(
+                Step::Apply,
+                Some(&device),
+                format!("{e}; no fix made on it"),
+            );
+            mine.len()
+        }
     }
-    let tree = match MountedTree::mount_rw_in(&o.device, o.fstype, &name, None) {
-        Ok(t) => t,
-        Err(e) => {
-            rep.warn(
-                Step::Apply,
-                Some(&o.device),
-                format!("{e}; no fix made on it"),
-            );
-            return mine.len();
-        }
-    };
-    let dir = match atomic::Root::open(tree.path()) {
-        Ok(d) => d,
-        Err(e) => {
-            rep.warn(
-                Step::Apply,
-                Some(&o.device),
-                format!("{e}; no fix made on it"),
-            );
-            return mine.len();
-        }
-    };
-    let applied = apply::apply(&dir, &o.device, &mine, stamp, &mut |c| {
-        rep.progress(
-            Step::Apply,
-            Some(&o.device),
-            format!("{} {}", c.kind, c.path),
-        )
+}
+
+/// Applies `steps` in `dir` (the filesystem on `device`): their changes join the report's,
+/// each failure is a warning; how many failed.
+fn apply_steps(
+    dir: &atomic::Root,
+    device: &str,
+    steps: &[plan::Step],
+    stamp: &str,
+    report: &mut Report,
+    rep: &mut Reporter,
+) -> usize {
+    let applied = apply::apply(dir, device, steps, stamp, &mut |c| {
+        rep.progress(Step::Apply, Some(device), format!("{} {}", c.kind, c.path))
     });
     let failed = applied.failures.len();
     for (path, e) in applied.failures {
-        rep.warn(
-            Step::Apply,
-            Some(&o.device),
-            format!("{path} not fixed: {e}"),
-        );
+        rep.warn(Step::Apply, Some(device), format!("{path} not fixed: {e}"));
     }
     report.changes.extend(applied.changes);
     failed
@@ -367,14 +364,7 @@ fn apply_on(
         }
     };
     let on_root: Vec<plan::Step> = steps.iter().filter(|s| s.on.is_none()).cloned().collect();
-    let applied = apply::apply(&dir, root, &on_root, stamp, &mut |c| {
-        rep.progress(Step::Apply, Some(root), format!("{} {}", c.kind, c.path))
-    });
-    let failed = applied.failures.len();
-    for (path, e) in applied.failures {
-        rep.warn(Step::Apply, Some(root), format!("{path} not fixed: {e}"));
-    }
-    report.changes.extend(applied.changes);
+    let failed = apply_steps(&dir, root, &on_root, stamp, report, rep);
     if !fs.fsck.undo_files.is_empty() {
         rep.warn(
             Step::Undo,
