@@ -7,9 +7,9 @@
 #       (direct backend, force_tcg where KVM does not work; its appliance built once before)
 # then medians, min/max and the ratio a/b; the report's timings (where the guest's time goes);
 # sizes against the appliance; the smallest guest RAM that completes; how time grows with the
-# disk's size and its number of files; 8 rescues at once; `rescue --domain` when libvirtd runs;
-# a boot of the ISO; and a guest whose root and /home are LVM logical volumes, beside
-# guestfish on the same disk.
+# disk's size and its number of files; 8 rescues at once; `rescue --domain` (a BIOS and a
+# UEFI domain) when libvirtd runs; a boot of the ISO; and a guest whose root and /home are LVM
+# logical volumes, beside guestfish on the same disk.
 #
 # The image carries the purpose-made rescue kernel (`image build --rescue-kernel`, built once
 # into the cache), which `rescue --disk` and `rescue --domain` boot; the same `--disk` runs with
@@ -102,7 +102,9 @@ seed() { # DIR ROOT_MIB FILES
     truncate -s 64M "$d/swap.img" && mkswap -q "$d/swap.img" && place "$d/A.img" 2 "$d/swap.img"
     rm -rf "$t" "$d"/*.tree "$d"/*.ext4 "$d/swap.img"
 }
-fresh() { cp --sparse=always "$1/A.img" "$work/a.img"; cp --sparse=always "$1/B.img" "$work/b.img"; }
+# The copies are written back before a run: a VM's disks are flushed when it ends, and the
+# copy's dirty pages are nobody's cost (guestfish's runs included).
+fresh() { cp --sparse=always "$1/A.img" "$work/a.img"; cp --sparse=always "$1/B.img" "$work/b.img"; sync; }
 rescue() { # extra vmrescue args...; prints seconds, leaves the report in $work/report.json
     local s e
     s=$(now)
@@ -285,22 +287,36 @@ measure() { # LABEL COMMAND...: RUNS runs on fresh seed disks
     echo "  $1: median ${mm}s  min ${mmin}s  max ${mmax}s ($o$(ratio "$mm"); $(python3 -c "import json; print(json.load(open('$work/report.json')).get('kernel','?'))" 2>/dev/null || echo '?'))"
 }
 
-if virsh -c qemu:///system version >/dev/null 2>&1; then
-    echo "-- rescue --domain (a pc domain, BIOS, both seed disks on virtio)"
-    name=vmrescue-bench-$$
+# A domain on the seed disks (both on virtio), defined: NAME MACHINE OS_ATTRIBUTES.
+define_domain() {
     cat >"$work/domain.xml" <<XML
-<domain type='qemu'><name>$name</name><memory unit='MiB'>512</memory>
-<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+<domain type='qemu'><name>$1</name><memory unit='MiB'>512</memory>
+<os$3><type arch='x86_64' machine='$2'>hvm</type><boot dev='hd'/></os>
 <devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$work/a.img'/><target dev='vda' bus='virtio'/></disk>
 <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$work/b.img'/><target dev='vdb' bus='virtio'/></disk>
 <serial type='pty'/><console type='pty'/></devices></domain>
 XML
     virsh -q define "$work/domain.xml" >/dev/null
+}
+# The last run's error, when it gave no report.
+domain_error() { [[ $(outcome) != none ]] || sed 's/^/  /' "$work/domain.err" | tail -2; }
+undefine() { virsh -q undefine "$1" --nvram >/dev/null 2>&1 || virsh -q undefine "$1" >/dev/null; }
+
+if virsh -c qemu:///system version >/dev/null 2>&1; then
+    echo "-- rescue --domain (a pc domain, BIOS, both seed disks on virtio)"
+    name=vmrescue-bench-$$
+    define_domain "$name" pc ""
     measure "default boot (the rescue kernel by direct kernel boot)" domain_rescue "$name"
-    [[ $(outcome) != none ]] || sed 's/^/  /' "$work/domain.err" | tail -2
+    domain_error
     measure "--boot cdrom (the ISO through SeaBIOS and ISOLINUX)" domain_rescue "$name" --boot cdrom
-    [[ $(outcome) != none ]] || sed 's/^/  /' "$work/domain.err" | tail -2
-    virsh -q undefine "$name" --nvram >/dev/null 2>&1 || virsh -q undefine "$name" >/dev/null
+    domain_error
+    undefine "$name"
+    echo "-- rescue --domain on a UEFI domain (q35, OVMF, both seed disks on virtio)"
+    name=vmrescue-bench-uefi-$$
+    define_domain "$name" q35 " firmware='efi'"
+    measure "default boot (OVMF starts the rescue kernel's EFI stub)" domain_rescue "$name"
+    domain_error
+    undefine "$name"
 fi
 
 echo "-- a boot of the ISO by hand (QEMU, BIOS, check mode, until the rescue powers off)"

@@ -24,6 +24,9 @@ base_pkgs=(
   lvm2 mdadm cryptsetup-bin thin-provisioning-tools
   # ssh-keygen: the key a test gives a guest user (--ssh-key), then logs in with.
   openssh-client
+  # libvirtd runs under tini as a subreaper (scripts/services.sh): its QEMU processes are
+  # reaped the moment they exit, as under systemd.
+  tini
 )
 # Packages that must come from bookworm-backports (QEMU 10 pairs with the qemu-utils 10 here).
 bpo_pkgs=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev)
@@ -38,7 +41,7 @@ need_paths=(
   /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed /usr/share/OVMF/OVMF_CODE_4M.ms.fd
   /usr/bin/xmllint /usr/sbin/debootstrap
   /usr/bin/make /usr/bin/gcc /usr/bin/flex /usr/bin/bison /usr/bin/bc /usr/include/libelf.h
-  /usr/sbin/pvcreate /usr/sbin/losetup /sbin/mdadm /sbin/cryptsetup /usr/sbin/thin_check
+  /usr/bin/tini /usr/sbin/pvcreate /usr/sbin/losetup /sbin/mdadm /sbin/cryptsetup /usr/sbin/thin_check
   /usr/bin/ssh-keygen
 )
 

@@ -130,17 +130,14 @@ pub fn restore_kernel(old: &str) {
 
 /// A run id for the console frames, new at every boot.
 pub fn run_id() -> String {
-    let mut b = [0u8; 4];
-    let random =
-        File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
-    if random.is_err() {
+    let b = crate::random::unique_bytes::<4>().unwrap_or_else(|| {
         // Distinct enough between boots: the clock's nanoseconds.
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
             .unwrap_or(0);
-        b = n.to_le_bytes();
-    }
+        n.to_le_bytes()
+    });
     vmrescue_protocol::console::run_id(b)
 }
 

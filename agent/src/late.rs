@@ -3,10 +3,12 @@
 //! initramfs and unpacked into the root the first time one of them is needed. A rescue of ext4
 //! alone never unpacks it, and so boots in less guest memory.
 //!
-//! It comes one of two ways: inside the initramfs (the media, libvirt boots), or, for a core
-//! initramfs, on a read-only disk the host attaches with the serial `paths::LATE_SERIAL`, taken
-//! only when its bytes match the checksum and length the core names (`paths::LATE_SUM`): a
-//! guest disk cannot pass for it.
+//! It comes inside the initramfs (Debian's kernel on the media), or, beside a core initramfs,
+//! on a read-only disk the host attaches with the serial `paths::LATE_SERIAL` (`rescue --disk`,
+//! libvirt kernel boots) or as the file `paths::LATE_MEDIUM_FILE` on the rescue medium the VM
+//! booted from (the ISO as a cdrom or a disk, the disk image), found by its marker sector.
+//! Either is taken only when its bytes match the checksum and length the core names
+//! (`paths::LATE_SUM`): a guest disk cannot pass for it.
 //!
 //! [`read_newc`] reads the archive (pure over any reader): regular files and symlinks under
 //! relative paths without `..`; anything else is refused. [`ensure`] unpacks it once (and
@@ -16,7 +18,11 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
+use vmrescue_discovery::fstype::FsType;
+use vmrescue_discovery::medium;
 use vmrescue_protocol::paths;
+
+use crate::inspect::MountedTree;
 
 /// One member of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +75,12 @@ pub enum LateError {
     #[error("{} is not HEX LEN", paths::LATE_SUM)]
     BadSum,
     #[error(
-        "no disk with the serial {} is attached (the host attaches the image's late.img)",
+        "no disk with the serial {} is attached (the host attaches the image's late.img) and no rescue medium is",
         paths::LATE_SERIAL
     )]
     NoDisk,
+    #[error("the rescue medium has no late archive: {0}")]
+    NotOnMedium(String),
     #[error("{dev}: {source}")]
     OnDisk { dev: String, source: Box<LateError> },
 }
@@ -237,32 +245,126 @@ pub fn late_device(sys: &Path) -> Option<String> {
     names.into_iter().next()
 }
 
-/// The late archive from the host's disk, checked against the core's `paths::LATE_SUM`.
-fn from_disk(root: &Path) -> Result<usize, LateError> {
+/// Where a core initramfs's late archive is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// The host's disk with the serial `paths::LATE_SERIAL` (its bytes, padded).
+    Disk(String),
+    /// A device carrying the rescue-medium marker: the file is on its filesystem.
+    Medium(String),
+}
+
+/// Whole block devices (cdroms included) whose marker sector says they are a rescue medium,
+/// under a sysfs root; their nodes are read under `dev`.
+pub fn media(sys: &Path, dev: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(sys.join("block")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .filter(|n| {
+            !["loop", "ram", "zram", "dm-", "md", "nbd"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .filter(|n| {
+            let mut sector = [0u8; medium::SIZE];
+            std::fs::File::open(dev.join(n))
+                .and_then(|mut f| {
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(medium::OFFSET))?;
+                    f.read_exact(&mut sector)
+                })
+                .is_ok_and(|()| medium::detect(&sector).is_some())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The first source there, waiting for it at most [`DISK_WAIT`] (needed early, the disk may
+/// still be probing).
+fn find_source() -> Option<Source> {
+    let until = std::time::Instant::now() + DISK_WAIT;
+    loop {
+        if let Some(n) = late_device(Path::new("/sys")) {
+            return Some(Source::Disk(n));
+        }
+        if let Some(n) = media(Path::new("/sys"), Path::new("/dev"))
+            .into_iter()
+            .next()
+        {
+            return Some(Source::Medium(n));
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The late archive file on the medium `name`: its filesystem (ISO 9660 on the whole device)
+/// or its first partition's (FAT, the disk image), mounted read-only.
+fn from_medium(name: &str, len: usize) -> Result<Vec<u8>, LateError> {
+    use vmrescue_discovery::osroot::Tree;
+    let mut tried = Vec::new();
+    let first_partition = std::fs::read_dir(Path::new("/sys/block").join(name))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("partition").exists())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .min_by_key(|p| (p.len(), p.clone()));
+    let volumes = [(name.to_owned(), FsType::Iso9660, "iso9660")]
+        .into_iter()
+        .chain(first_partition.map(|p| (p, FsType::Vfat, "vfat")));
+    for (volume, fstype, driver) in volumes {
+        let dev = format!("/dev/{volume}");
+        match MountedTree::mount_plain(&dev, fstype, driver, "rescue-medium") {
+            Ok(tree) => {
+                let data = tree.read(paths::LATE_MEDIUM_FILE, len.max(1));
+                let _ = tree.unmount();
+                match data {
+                    Some(d) => return Ok(d),
+                    None => tried.push(format!("{dev} ({driver}): no {}", paths::LATE_MEDIUM_FILE)),
+                }
+            }
+            Err(e) => tried.push(format!("{dev}: {e}")),
+        }
+    }
+    Err(LateError::NotOnMedium(tried.join("; ")))
+}
+
+/// The late archive from the host's disk or the rescue medium, checked against the core's
+/// `paths::LATE_SUM`.
+fn from_disk(root: &Path) -> Result<(usize, String), LateError> {
     let sum = std::fs::read_to_string(paths::LATE_SUM)
         .map_err(LateError::io(Path::new(paths::LATE_SUM)))?;
     let (sha, len) = parse_sum(&sum).ok_or(LateError::BadSum)?;
-    // Needed early (a driver for a device found at boot), the disk may still be probing.
-    let until = std::time::Instant::now() + DISK_WAIT;
-    let name = loop {
-        match late_device(Path::new("/sys")) {
-            Some(n) => break n,
-            None if std::time::Instant::now() < until => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            None => return Err(LateError::NoDisk),
+    let (dev, what, data) = match find_source().ok_or(LateError::NoDisk)? {
+        Source::Disk(name) => {
+            let dev = format!("/dev/{name}");
+            let data = std::fs::File::open(&dev)
+                .map_err(LateError::io(Path::new(&dev)))
+                .and_then(|mut f| read_verified(&mut f, &sha, len));
+            (dev, "the host's late disk", data)
+        }
+        Source::Medium(name) => {
+            let dev = format!("/dev/{name}");
+            let data =
+                from_medium(&name, len).and_then(|d| read_verified(&mut d.as_slice(), &sha, len));
+            (dev, "the rescue medium", data)
         }
     };
-    let dev = format!("/dev/{name}");
     let on_disk = |source: LateError| LateError::OnDisk {
         dev: dev.clone(),
         source: Box::new(source),
     };
-    let mut f =
-        std::fs::File::open(&dev).map_err(|e| on_disk(LateError::io(Path::new(&dev))(e)))?;
-    let data = read_verified(&mut f, &sha, len).map_err(on_disk)?;
+    let data = data.map_err(on_disk)?;
     let mut gz = flate2::read::GzDecoder::new(data.as_slice());
-    read_newc(&mut gz, &mut |m| place(root, m)).map_err(on_disk)
+    let n = read_newc(&mut gz, &mut |m| place(root, m)).map_err(on_disk)?;
+    Ok((n, format!("{what} {dev}")))
 }
 
 /// Whether it is unpacked (or there is nothing to unpack), and how many attempts failed.
@@ -289,14 +391,18 @@ pub fn ensure() -> Option<String> {
         if r.is_ok() {
             let _ = std::fs::remove_file(archive);
         }
+        let r = r.map(|n| (n, paths::LATE_ARCHIVE.to_owned()));
         (paths::LATE_ARCHIVE, r)
     } else if Path::new(paths::LATE_SUM).exists() {
-        ("the host's late disk", from_disk(Path::new("/")))
+        (
+            "the host's late disk or the rescue medium",
+            from_disk(Path::new("/")),
+        )
     } else {
         return None;
     };
     match result {
-        Ok(n) => {
+        Ok((n, from)) => {
             log::info!("late tools: {n} file(s) unpacked from {from}");
             None
         }
@@ -413,6 +519,32 @@ mod tests {
             .unwrap();
         }
         assert_eq!(late_device(sys.path()).as_deref(), Some("vdc"));
+    }
+
+    #[test]
+    fn the_rescue_medium_is_the_device_with_the_marker_sector() {
+        let t = tempfile::tempdir().unwrap();
+        let (sys, dev) = (t.path().join("sys"), t.path().join("dev"));
+        std::fs::create_dir_all(&dev).unwrap();
+        for (name, marked) in [
+            ("vda", false),
+            ("sr0", true),
+            ("loop0", true),
+            ("vdb", false),
+        ] {
+            std::fs::create_dir_all(sys.join("block").join(name)).unwrap();
+            let mut bytes = vec![0u8; medium::OFFSET as usize + medium::SIZE];
+            if marked {
+                bytes[medium::OFFSET as usize..].copy_from_slice(&medium::encode("build-1"));
+            }
+            std::fs::write(dev.join(name), bytes).unwrap();
+        }
+        // A device too short for the marker, and one whose node is missing: not media.
+        std::fs::create_dir_all(sys.join("block/vdc")).unwrap();
+        std::fs::write(dev.join("vdc"), b"short").unwrap();
+        std::fs::create_dir_all(sys.join("block/sr1")).unwrap();
+        // Loop devices are never the VM's own media.
+        assert_eq!(media(&sys, &dev), ["sr0"]);
     }
 
     #[test]

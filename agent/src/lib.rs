@@ -23,6 +23,7 @@ pub mod phase;
 pub mod plan;
 pub mod port;
 pub mod proc;
+pub mod random;
 pub mod reporter;
 pub mod rescue;
 pub mod signals;

@@ -262,12 +262,22 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 // Names this build of the media: the initramfs and the baked settings.
                 let (entries, default) =
                     media::bootcfg::menu(baked).map_err(media::MediaError::Settings)?;
-                // The rescue kernel's pair, booted by the media too (the late archive inside).
-                let rescue_pair = match &rescue {
-                    Some((_, bz, _)) if !packed.rescue_full.is_empty() => {
-                        Some((bz.as_slice(), packed.rescue_full.as_slice()))
+                // The rescue kernel's pair, booted by the media too: its core initramfs, the
+                // late archive a file on the medium (13 MB less for the firmware to read and
+                // the kernel to unpack), else its initramfs with the late archive inside.
+                let (rescue_pair, late) = match &rescue {
+                    Some((_, bz, _))
+                        if !packed.late_img.is_empty() && !packed.rescue_archive.is_empty() =>
+                    {
+                        (
+                            Some((bz.as_slice(), packed.rescue_archive.as_slice())),
+                            Some(packed.late_img.as_slice()),
+                        )
                     }
-                    _ => None,
+                    Some((_, bz, _)) if !packed.rescue_full.is_empty() => {
+                        (Some((bz.as_slice(), packed.rescue_full.as_slice())), None)
+                    }
+                    _ => (None, None),
                 };
                 let rescue_sum = rescue_pair
                     .map(|(bz, full)| format!("\n{}\n{}", sha256_hex(bz), sha256_hex(full)))
@@ -287,6 +297,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                     baked,
                     epoch: mtime,
                     rescue: rescue_pair,
+                    late,
                 };
                 let work = tmp.join(".media-work");
                 let (iso, disk) = media::build(&inputs, &work, tmp)?;

@@ -46,6 +46,10 @@ pub const LATE_SUM: &str = "/etc/vmrescue/late.sha256";
 /// Serial of the read-only disk holding the late archive (its bytes, padded to whole sectors).
 /// Never a guest disk; its content is taken only when it matches [`LATE_SUM`].
 pub const LATE_SERIAL: &str = "vmrescue-late";
+/// The late archive as a file on the rescue media (the ISO's filesystem, the disk image's FAT
+/// partition), for their rescue-kernel entries, which boot the core initramfs. Taken, like the
+/// late disk, only when it matches [`LATE_SUM`].
+pub const LATE_MEDIUM_FILE: &str = "/vmrescue/late.img";
 
 /// `path` without its leading `/`: the form archive entries (newc) take.
 pub fn archive_path(path: &str) -> &str {

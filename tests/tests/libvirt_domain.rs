@@ -548,8 +548,9 @@ fn over_a_remote_tcp_uri_the_media_are_uploaded_to_a_pool_and_the_report_streams
         "the report came over the stream: {r}"
     );
     let uploaded: Vec<String> = file_names(pool.dir.path());
-    // By default the rescue kernel's bzImage (less to upload than its ELF) and its initramfs.
-    for suffix in ["-vmlinuz-rescue", "-initrd-rescue.cpio"] {
+    // By default the rescue kernel's bzImage (less to upload than its ELF), its core initramfs
+    // and the late archive's disk beside it.
+    for suffix in ["-vmlinuz-rescue", "-initrd-rescue.cpio", "-late.img"] {
         assert!(
             uploaded
                 .iter()

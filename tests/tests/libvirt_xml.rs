@@ -125,6 +125,8 @@ fn rescue_xml_of_libvirts_own_test_domains() {
             settings_iso: None,
             guest_nvram_exists: true,
             scratch_disk: None,
+            // The late archive's disk too, so its template meets libvirt's schema.
+            late_disk: Some("/var/lib/libvirt/images/vmrescue-test-late.img".into()),
             staged: vec![],
         };
         match xml::rescue_xml(&text, &r) {

@@ -278,6 +278,47 @@ fn disk_image_under_bios() {
 }
 
 #[test]
+fn the_rescue_kernel_takes_the_late_tools_from_the_medium_it_booted() {
+    // The media's rescue kernel boots the core initramfs: XFS's checker is in the late archive,
+    // which the agent reads from the medium itself (the ISO's filesystem on a cdrom, the disk
+    // image's FAT partition), checked against the sum the core names.
+    for medium in [Medium::IsoCdrom, Medium::DiskImage] {
+        let dir = tempfile::tempdir().unwrap();
+        let (guest, _) = broken(dir.path());
+        let xfs = dir.path().join("xfs.img");
+        vmrescue_tests::crash::mkfs_xfs(&xfs, vmrescue_tests::crash::XFS_SIZE_MIB, "data").unwrap();
+        let b = boot_with(
+            Mode::Repair,
+            Machine::Pc,
+            Fw::Bios,
+            medium,
+            &guest,
+            true,
+            Some(Drive::new(&xfs, Format::Raw)),
+        );
+        assert!(rescue_kernel_booted(&b), "{}", b.console.kernel);
+        let fs = b
+            .console
+            .filesystems
+            .iter()
+            .find(|f| f.fstype == "xfs")
+            .unwrap_or_else(|| panic!("the XFS disk: {:?}", b.console.filesystems));
+        assert_eq!(fs.fsck.tool, "xfs_repair", "{fs:?}");
+        assert_eq!(
+            fs.fsck.status,
+            vmrescue_protocol::FsckStatus::Clean,
+            "{fs:?}"
+        );
+        assert_eq!(
+            b.console.outcome,
+            Outcome::Repaired,
+            "{:?}",
+            b.console.warnings
+        );
+    }
+}
+
+#[test]
 fn disk_image_under_uefi_with_secure_boot_enforcing() {
     let b = repairs(Machine::Q35, Fw::SecureBoot, Medium::DiskImage, false);
     assert_eq!(firmware_of(&b), ("uefi".into(), true));

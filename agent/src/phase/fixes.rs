@@ -248,18 +248,12 @@ fn mount_root(
     }
 }
 
-/// A random machine ID (systemd's format), for a guest whose own is lost. Uniqueness, not
-/// secrecy, is what it needs: the kernel's pool is asked without waiting for it to be seeded,
-/// which a rescue VM early in its boot may not be. Empty if the kernel gives nothing.
+/// A random machine ID (systemd's format), for a guest whose own is lost ([`crate::random`]).
+/// Empty if the kernel gives nothing.
 fn fresh_machine_id() -> String {
-    use rustix::rand::{getrandom, GetRandomFlags};
-    let mut bytes = [0u8; 16];
-    let got = getrandom(&mut bytes, GetRandomFlags::INSECURE)
-        .or_else(|_| getrandom(&mut bytes, GetRandomFlags::NONBLOCK));
-    match got {
-        Ok(16) => vmrescue_protocol::digest::hex(&bytes),
-        _ => String::new(),
-    }
+    crate::random::unique_bytes::<16>()
+        .map(|b| vmrescue_protocol::digest::hex(&b))
+        .unwrap_or_default()
 }
 
 /// Plans the fixes on the mounted root and lists them as the report's plan.

@@ -60,6 +60,8 @@ pub struct MediaFiles {
     pub iso_name: String,
     pub kernel: (PathBuf, String),
     pub initrd: (PathBuf, String),
+    /// The late archive's disk (`late.img`), read-only beside a core initramfs.
+    pub late: Option<(PathBuf, String)>,
     /// What the kernel boot starts, for the operator (`rescue kernel 6.1.x, PVH entry`).
     pub how: String,
 }
@@ -106,14 +108,36 @@ impl MediaFiles {
                 )),
                 _ => None,
             };
-            if let (Some((kernel, entry)), Some(sum)) = (pvh.or(bz), &rk.initramfs_full_sha256) {
+            // The core initramfs with the late archive on a disk of its own where the image
+            // has them: 13 MB less for the firmware to load and the kernel to unpack.
+            let core = match (
+                &image.rescue_initramfs,
+                &rk.initramfs_sha256,
+                &image.late_disk,
+                &m.late_sha256,
+            ) {
+                (Some(core), Some(sum), Some(late), Some(late_sum)) => Some((
+                    (core.clone(), sum),
+                    Some((
+                        late.clone(),
+                        format!("vmrescue-{}-late.img", short(late_sum)),
+                    )),
+                )),
+                _ => None,
+            };
+            let initrd = core.or(rk
+                .initramfs_full_sha256
+                .as_ref()
+                .map(|s| ((full.clone(), s), None)));
+            if let (Some((kernel, entry)), Some(((initrd, sum), late))) = (pvh.or(bz), initrd) {
                 return MediaFiles {
                     iso_name,
                     kernel,
                     initrd: (
-                        full.clone(),
+                        initrd,
                         format!("vmrescue-{}-initrd-rescue.cpio", short(sum)),
                     ),
+                    late,
                     how: format!("rescue kernel {}, {entry}", rk.release),
                 };
             }
@@ -153,6 +177,7 @@ impl MediaFiles {
             iso_name,
             kernel,
             initrd,
+            late: None,
             how,
         }
     }
@@ -172,6 +197,7 @@ mod tests {
             uefi: secure_boot,
             own_kernel,
             secure_boot,
+            disk_count: None,
         }
     }
 
@@ -253,8 +279,20 @@ mod tests {
             names(&local_bios),
             (
                 "vmrescue-1111111111111111-vmlinux-rescue",
-                "vmrescue-4444444444444444-initrd-rescue.cpio"
+                "vmrescue-2222222222222222-initrd-rescue.cpio"
             )
+        );
+        // The core initramfs, the late archive on its own disk.
+        assert_eq!(
+            local_bios.initrd.0,
+            PathBuf::from("/img/initramfs-rescue.cpio")
+        );
+        assert_eq!(
+            local_bios.late,
+            Some((
+                PathBuf::from("/img/late.img"),
+                "vmrescue-ffffffffffffffff-late.img".into()
+            ))
         );
         assert_eq!(local_bios.kernel.0, PathBuf::from("/img/vmlinux-rescue"));
         assert_eq!(local_bios.how, "rescue kernel 6.1.192-vmrescue, PVH entry");
@@ -266,9 +304,17 @@ mod tests {
             let m = MediaFiles::choose(&img, local, uefi, KernelAsked::Rescue);
             assert_eq!(m.kernel.0, PathBuf::from("/img/vmlinuz-rescue"));
             assert_eq!(m.kernel.1, "vmrescue-3333333333333333-vmlinuz-rescue");
-            assert_eq!(m.initrd.0, PathBuf::from("/img/initramfs-rescue-full.cpio"));
+            assert_eq!(m.initrd.0, PathBuf::from("/img/initramfs-rescue.cpio"));
+            assert!(m.late.is_some());
             assert!(m.how.ends_with(entry), "{}", m.how);
         }
+        // Without the late disk, the initramfs with the late archive inside.
+        let mut no_late = image(true);
+        no_late.late_disk = None;
+        let m = MediaFiles::choose(&no_late, true, false, KernelAsked::Rescue);
+        assert_eq!(m.initrd.0, PathBuf::from("/img/initramfs-rescue-full.cpio"));
+        assert_eq!(m.initrd.1, "vmrescue-4444444444444444-initrd-rescue.cpio");
+        assert_eq!(m.late, None);
     }
 
     #[test]

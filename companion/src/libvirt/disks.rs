@@ -5,6 +5,8 @@
 use std::fs::{self, File};
 use std::path::Path;
 
+use super::xml_splice::{child, children};
+
 /// One `<disk>` of a domain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainDisk {
@@ -117,6 +119,39 @@ pub fn guest_drives(xml: &str) -> Result<(Drives, Vec<String>), String> {
     Ok((out, skipped))
 }
 
+/// The disk buses the rescue kernel has drivers for (SCSI only behind virtio-scsi).
+const KNOWN_BUSES: [&str; 5] = ["virtio", "scsi", "sata", "ide", "nvme"];
+
+/// How many block devices the domain's disks make in the rescue kernel (`disk` and `lun`
+/// devices; cdroms and floppies are never scanned), or `None` when some disk may not show
+/// up or something else may add one (a bus without a driver, a SCSI controller other than
+/// virtio-scsi, a passed-through SCSI host device).
+pub(super) fn rescue_disk_count(devices: roxmltree::Node) -> Option<u32> {
+    let models: Vec<Option<&str>> = children(devices, "controller")
+        .filter(|c| c.attribute("type") == Some("scsi"))
+        .map(|c| c.attribute("model"))
+        .collect();
+    // libvirt adds a SCSI controller of its own choosing where none is declared.
+    let scsi_ok = !models.is_empty() && models.iter().all(|m| *m == Some("virtio-scsi"));
+    let scsi_hostdev = children(devices, "hostdev")
+        .any(|h| matches!(h.attribute("type"), Some("scsi") | Some("scsi_host")));
+    if scsi_hostdev {
+        return None;
+    }
+    let mut n = 0u32;
+    for d in children(devices, "disk") {
+        if matches!(d.attribute("device"), Some("cdrom") | Some("floppy")) {
+            continue;
+        }
+        let bus = child(d, "target").and_then(|t| t.attribute("bus"))?;
+        if !KNOWN_BUSES.contains(&bus) || (bus == "scsi" && !scsi_ok) {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +180,58 @@ mod tests {
         assert_eq!((d[4].device.as_str(), d[4].readonly), ("cdrom", true));
         assert!(read("<domain/>").unwrap().is_empty());
         assert!(read("<domain").is_err());
+    }
+
+    #[test]
+    fn the_rescue_kernel_sees_a_known_number_of_disks_or_none_is_said() {
+        let count = |devices: &str| {
+            let xml =
+                format!("<domain type='kvm'><name>d</name><devices>{devices}</devices></domain>");
+            let doc = roxmltree::Document::parse(&xml).unwrap();
+            let devices = child(doc.root_element(), "devices").unwrap();
+            rescue_disk_count(devices)
+        };
+        let disk = |bus: &str| {
+            format!("<disk type='file' device='disk'><target dev='x' bus='{bus}'/></disk>")
+        };
+        let cdrom = "<disk type='file' device='cdrom'><target dev='sda' bus='sata'/></disk>";
+        let floppy = "<disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk>";
+        assert_eq!(count(""), Some(0));
+        assert_eq!(
+            count(
+                &[
+                    disk("virtio"),
+                    disk("sata"),
+                    disk("ide"),
+                    disk("nvme"),
+                    cdrom.into(),
+                    floppy.into()
+                ]
+                .concat()
+            ),
+            Some(4)
+        );
+        // SCSI disks only behind virtio-scsi, declared as such.
+        let vscsi = "<controller type='scsi' index='0' model='virtio-scsi'/>";
+        let lsi = "<controller type='scsi' index='1' model='lsilogic'/>";
+        assert_eq!(count(&[vscsi, &disk("scsi")].concat()), Some(1));
+        assert_eq!(count(&disk("scsi")), None);
+        assert_eq!(count(&[vscsi, lsi, &disk("scsi")].concat()), None);
+        // A bus without a driver, a disk without a bus, a passed-through SCSI device.
+        assert_eq!(count(&[disk("virtio"), disk("usb")].concat()), None);
+        assert_eq!(
+            count("<disk type='file' device='disk'><target dev='vda'/></disk>"),
+            None
+        );
+        assert_eq!(
+            count(
+                &[
+                    disk("virtio"),
+                    "<hostdev mode='subsystem' type='scsi'/>".into()
+                ]
+                .concat()
+            ),
+            None
+        );
     }
 }

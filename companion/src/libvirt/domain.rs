@@ -175,7 +175,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         .verify
         .as_ref()
         .map(|_| bootcopy_image.display().to_string());
-    let rescue_xml = |boot: BootMethod, settings: Option<&Path>, scratch: Option<String>| {
+    let rescue_xml = |boot: BootMethod,
+                      settings: Option<&Path>,
+                      scratch: Option<String>,
+                      late: Option<String>| {
         xml::rescue_xml(
             &original,
             &xml::Rescue {
@@ -190,6 +193,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 guest_nvram_exists: !local
                     || facts.nvram.as_deref().is_none_or(|n| Path::new(n).exists()),
                 scratch_disk: scratch,
+                late_disk: late,
                 staged: staged_targets.clone(),
             },
         )
@@ -202,6 +206,8 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         |kernel: &Path, initrd: &Path, bootcopy: Option<&str>| -> Result<BootMethod, DomainError> {
             let cmdline = super::kernel_cmdline(&params::Settings {
                 bootcopy: bootcopy.map(str::to_owned),
+                // The boot-copy scratch disk is one more.
+                disks: facts.disk_count.map(|n| n + u32::from(bootcopy.is_some())),
                 ..agent_settings(req)
             })
             .map_err(DomainError::Cmdline)?;
@@ -218,6 +224,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
         iso_name,
         kernel: (kernel_file, kernel_name),
         initrd: (initrd_file, initrd_name),
+        late,
         how,
     } = MediaFiles::choose(&image, local, facts.uefi, KernelAsked::from_env());
     if req.dry_run {
@@ -227,12 +234,14 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
                 kernel_method(&at(&kernel_name), &at(&initrd_name), None)?,
                 (!req.secrets.is_empty()).then_some(settings_iso.as_path()),
                 scratch_local.clone(),
+                late.as_ref().map(|(_, n)| at(n).display().to_string()),
             )?
         } else {
             rescue_xml(
                 cdrom_boot(&at(&iso_name)),
                 Some(&settings_iso),
                 scratch_local.clone(),
+                None,
             )?
         };
         return Ok(Done::DryRun(unified_diff(&original, &xml_text)?));
@@ -314,6 +323,10 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             )?,
             settings_at.as_deref(),
             scratch_at.clone(),
+            match &late {
+                Some((file, name)) => Some(media.put(file, name, true)?.display().to_string()),
+                None => None,
+            },
         )?
     } else {
         let iso = image
@@ -325,6 +338,7 @@ pub fn rescue(req: &DomainRequest, sink: &mut dyn Sink) -> Result<Done, DomainEr
             cdrom_boot(&placed),
             settings_at.as_deref(),
             scratch_at.clone(),
+            None,
         )?
     };
     if active {

@@ -92,6 +92,7 @@ pub fn rescue_xml_for_file(
     let facts = xml::facts(&text).map_err(xml_err)?;
     let dir = image.unwrap_or_else(builder::default_dir);
     let image = || Artefacts::open(&dir).ok_or_else(|| LibvirtError::NoImage(dir.clone()));
+    let mut late_disk = None;
     let boot = if kernel_boot {
         // What `rescue --domain` boots here, from the image directory itself.
         let files = boot_media::MediaFiles::choose(
@@ -100,6 +101,7 @@ pub fn rescue_xml_for_file(
             facts.uefi,
             boot_media::KernelAsked::from_env(),
         );
+        late_disk = files.late.map(|(p, _)| p.display().to_string());
         xml::BootMethod::Kernel {
             kernel: files.kernel.0.display().to_string(),
             initrd: files.initrd.0.display().to_string(),
@@ -134,6 +136,7 @@ pub fn rescue_xml_for_file(
             settings_iso: None,
             guest_nvram_exists: true,
             scratch_disk: None,
+            late_disk,
             staged: vec![],
         },
     )

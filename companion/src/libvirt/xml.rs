@@ -18,6 +18,7 @@ const CHANNEL: &str = include_str!("../../../xml-templates/channel.xml");
 const KERNEL_BOOT: &str = include_str!("../../../xml-templates/kernel-boot.xml");
 const SERIAL: &str = include_str!("../../../xml-templates/serial.xml");
 const SCRATCH_DISK: &str = include_str!("../../../xml-templates/scratch-disk.xml");
+const LATE_DISK: &str = include_str!("../../../xml-templates/late-disk.xml");
 
 /// Why a domain cannot be rescued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +66,9 @@ pub struct Rescue {
     pub guest_nvram_exists: bool,
     /// A scratch disk image of our own to attach (the boot copy of `--verify`).
     pub scratch_disk: Option<String>,
+    /// The image's late archive (`late.img`), attached read-only beside a kernel boot's core
+    /// initramfs with the serial the agent knows it by.
+    pub late_disk: Option<String>,
     /// Guest disks the rescue writes through qcow2 overlays instead (`--rollback-on-regression`):
     /// (target, overlay file). Each overlay names its disk and that disk's format as backing.
     pub staged: Vec<(String, String)>,
@@ -102,6 +106,10 @@ pub struct Facts {
     /// Its firmware enforces Secure Boot (`<loader secure='yes'>`, or the `secure-boot`
     /// feature of `<os firmware='efi'>` enabled).
     pub secure_boot: bool,
+    /// How many disks the rescue kernel will see, when that is certain: every disk of the
+    /// domain on a bus it has a driver for, and no passed-through SCSI device. The agent then
+    /// scans as soon as they are all there instead of waiting for the set to stay quiet.
+    pub disk_count: Option<u32>,
 }
 
 /// Target names the domain's disks use.
@@ -159,6 +167,7 @@ pub fn facts(text: &str) -> Result<Facts, XmlError> {
         uefi,
         own_kernel: child(os, "kernel").is_some(),
         secure_boot,
+        disk_count: child(dom, "devices").and_then(super::disks::rescue_disk_count),
     })
 }
 
@@ -276,19 +285,30 @@ pub fn rescue_xml(text: &str, r: &Rescue) -> Result<String, XmlError> {
             }
         }
     }
-    if let Some(image) = &r.scratch_disk {
-        let target = free_target("vd", &used_targets(devices));
+    // Our own disks, each at a virtio target free in the domain and among themselves.
+    let mut used = used_targets(devices);
+    for (template, image, serial) in [
+        (SCRATCH_DISK, &r.scratch_disk, SCRATCH_SERIAL),
+        (
+            LATE_DISK,
+            &r.late_disk,
+            vmrescue_protocol::paths::LATE_SERIAL,
+        ),
+    ] {
+        let Some(image) = image else { continue };
+        let target = free_target("vd", &used);
         appends.push((
             devices,
             fill(
-                SCRATCH_DISK,
+                template,
                 &[
                     ("image", &escape(image)),
                     ("target", &target),
-                    ("serial", SCRATCH_SERIAL),
+                    ("serial", serial),
                 ],
             ),
         ));
+        used.push(target);
     }
 
     // The agent's channel.
@@ -498,6 +518,7 @@ mod tests {
             settings_iso: None,
             guest_nvram_exists: true,
             scratch_disk: None,
+            late_disk: None,
             staged: vec![],
         }
     }
@@ -598,6 +619,27 @@ mod tests {
             "{target} is free"
         );
         assert!(target.starts_with("vd"));
+        // The late archive's disk beside it: read-only, at another free target.
+        r.late_disk = Some("/var/lib/libvirt/images/vmrescue-f-late.img".into());
+        let out = rescue_xml(NOVA, &r).unwrap();
+        let doc = roxmltree::Document::parse(&out).unwrap();
+        let late = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("serial") && n.text() == Some(vmrescue_protocol::paths::LATE_SERIAL)
+            })
+            .and_then(|s| s.parent())
+            .expect("the late disk");
+        assert!(late.children().any(|n| n.has_tag_name("readonly")));
+        let mut targets: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("target"))
+            .filter_map(|t| t.attribute("dev"))
+            .collect();
+        let all = targets.len();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(targets.len(), all, "every target once: {targets:?}");
     }
 
     fn cdrom() -> BootMethod {

@@ -15,8 +15,8 @@ pub const MENU_TIMEOUT_SECS: u32 = 3;
 /// Where the kernel and initramfs sit on the media (Debian's kernel with its modules).
 pub const KERNEL_PATH: &str = "/vmrescue/vmlinuz";
 pub const INITRD_PATH: &str = "/vmrescue/initrd.img";
-/// The rescue kernel (its bzImage, with the EFI stub) and its initramfs with the late archive
-/// inside, when the media carry them.
+/// The rescue kernel (its bzImage, with the EFI stub) and its core initramfs, when the media
+/// carry them (the late archive beside them, `paths::LATE_MEDIUM_FILE`).
 pub const RESCUE_KERNEL_PATH: &str = "/vmrescue/vmlinuz-rescue";
 pub const RESCUE_INITRD_PATH: &str = "/vmrescue/initrd-rescue.cpio";
 /// The suffix of the entries that boot Debian's kernel where the rescue kernel is the default.

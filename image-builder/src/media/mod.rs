@@ -81,9 +81,12 @@ pub struct Inputs<'a> {
     pub baked: &'a Settings,
     /// Timestamp of every file on the media.
     pub epoch: u32,
-    /// The rescue kernel's bzImage and its initramfs (the late archive inside), to boot by
-    /// default where no Secure Boot is enforced.
+    /// The rescue kernel's bzImage and its initramfs, to boot by default where no Secure Boot
+    /// is enforced.
     pub rescue: Option<(&'a [u8], &'a [u8])>,
+    /// The late archive's bytes, a file on the media (`paths::LATE_MEDIUM_FILE`) that the
+    /// rescue kernel's core initramfs takes them from (checked against the sum it names).
+    pub late: Option<&'a [u8]>,
 }
 
 /// Runs a tool (argv, never a shell) with the reproducible timestamp in its environment.
@@ -229,6 +232,8 @@ struct Staged {
     initrd: PathBuf,
     /// The rescue kernel and its initramfs, when carried.
     rescue: Option<(PathBuf, PathBuf)>,
+    /// The late archive beside them, when their initramfs is the core.
+    late: Option<PathBuf>,
     marker: PathBuf,
     syslinux_cfg: PathBuf,
     grub_cfg: PathBuf,
@@ -242,6 +247,7 @@ fn stage(dir: &Path, inp: &Inputs) -> Result<Staged, MediaError> {
         rescue: inp
             .rescue
             .map(|_| (dir.join("vmlinuz-rescue"), dir.join("initrd-rescue.cpio"))),
+        late: inp.rescue.and(inp.late).map(|_| dir.join("late.img")),
         marker: dir.join("marker"),
         syslinux_cfg: dir.join("syslinux.cfg"),
         grub_cfg: dir.join("grub.cfg"),
@@ -251,6 +257,9 @@ fn stage(dir: &Path, inp: &Inputs) -> Result<Staged, MediaError> {
     if let (Some((kernel, initrd)), Some((k, i))) = (inp.rescue, &s.rescue) {
         write(k, kernel)?;
         write(i, initrd)?;
+    }
+    if let (Some(late), Some(l)) = (inp.late, &s.late) {
+        write(l, late)?;
     }
     let rescue = s.rescue.is_some();
     write(
@@ -298,14 +307,23 @@ fn efi_files(staged: &Staged) -> [(&'static str, &Path); 3] {
     ]
 }
 
-/// The rescue kernel's files on the media, when carried.
+/// The rescue kernel's files on the media, when carried, with the late archive beside them.
 fn rescue_files(staged: &Staged) -> impl Iterator<Item = (&str, &Path)> {
-    staged.rescue.iter().flat_map(|(k, i)| {
-        [
-            (bootcfg::RESCUE_KERNEL_PATH, k.as_path()),
-            (bootcfg::RESCUE_INITRD_PATH, i.as_path()),
-        ]
-    })
+    staged
+        .rescue
+        .iter()
+        .flat_map(|(k, i)| {
+            [
+                (bootcfg::RESCUE_KERNEL_PATH, k.as_path()),
+                (bootcfg::RESCUE_INITRD_PATH, i.as_path()),
+            ]
+        })
+        .chain(
+            staged
+                .late
+                .iter()
+                .map(|l| (vmrescue_protocol::paths::LATE_MEDIUM_FILE, l.as_path())),
+        )
 }
 
 fn copy_into(tree: &Path, dest: &str, src: &Path) -> Result<(), MediaError> {
