@@ -287,11 +287,11 @@ measure() { # LABEL COMMAND...: RUNS runs on fresh seed disks
     echo "  $1: median ${mm}s  min ${mmin}s  max ${mmax}s ($o$(ratio "$mm"); $(python3 -c "import json; print(json.load(open('$work/report.json')).get('kernel','?'))" 2>/dev/null || echo '?'))"
 }
 
-# A domain on the seed disks (both on virtio), defined: NAME MACHINE OS_ATTRIBUTES.
+# A domain on the seed disks (both on virtio), defined: NAME MACHINE OS_ATTRIBUTES FEATURES.
 define_domain() {
     cat >"$work/domain.xml" <<XML
 <domain type='qemu'><name>$1</name><memory unit='MiB'>512</memory>
-<os$3><type arch='x86_64' machine='$2'>hvm</type><boot dev='hd'/></os>
+<os$3><type arch='x86_64' machine='$2'>hvm</type><boot dev='hd'/></os>$4
 <devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$work/a.img'/><target dev='vda' bus='virtio'/></disk>
 <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$work/b.img'/><target dev='vdb' bus='virtio'/></disk>
 <serial type='pty'/><console type='pty'/></devices></domain>
@@ -305,7 +305,8 @@ undefine() { virsh -q undefine "$1" --nvram >/dev/null 2>&1 || virsh -q undefine
 if virsh -c qemu:///system version >/dev/null 2>&1; then
     echo "-- rescue --domain (a pc domain, BIOS, both seed disks on virtio)"
     name=vmrescue-bench-$$
-    define_domain "$name" pc ""
+    # No <acpi/>: the rescue run adds it (without it the rescue could not power off).
+    define_domain "$name" pc "" ""
     measure "default boot (the rescue kernel by direct kernel boot)" domain_rescue "$name"
     domain_error
     measure "--boot cdrom (the ISO through SeaBIOS and ISOLINUX)" domain_rescue "$name" --boot cdrom
@@ -313,7 +314,8 @@ if virsh -c qemu:///system version >/dev/null 2>&1; then
     undefine "$name"
     echo "-- rescue --domain on a UEFI domain (q35, OVMF, both seed disks on virtio)"
     name=vmrescue-bench-uefi-$$
-    define_domain "$name" q35 " firmware='efi'"
+    # UEFI requires ACPI.
+    define_domain "$name" q35 " firmware='efi'" "<features><acpi/></features>"
     measure "default boot (OVMF starts the rescue kernel's EFI stub)" domain_rescue "$name"
     domain_error
     undefine "$name"

@@ -50,8 +50,9 @@ pub const RESCUE_INITRAMFS_FILE: &str = "initramfs-rescue.cpio";
 /// The rescue kernel as its bzImage: what a UEFI firmware starts (its EFI stub), and the
 /// smaller file to upload to a remote libvirt host.
 pub const RESCUE_BZIMAGE_FILE: &str = "vmlinuz-rescue";
-/// [`INITRAMFS_CPIO_FILE`] without the host kernel's modules (the late archive inside), for
-/// the rescue kernel in a libvirt domain: a direct kernel boot there attaches no late disk.
+/// [`INITRAMFS_CPIO_FILE`] without the host kernel's modules (the late archive inside): what
+/// images built before the late archive rode beside the rescue kernel's core everywhere gave
+/// libvirt domains and the media. Read in such images, no longer written.
 pub const RESCUE_INITRAMFS_FULL_FILE: &str = "initramfs-rescue-full.cpio";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Why an image with the rescue kernel has no [`VMLINUX_FILE`] (the manifest's
@@ -200,8 +201,8 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                 initramfs_sha256: (!packed.rescue_archive.is_empty())
                     .then(|| sha256_hex(&packed.rescue_archive)),
                 bzimage_sha256: Some(sha256_hex(&bzimage)),
-                initramfs_full_sha256: (!packed.rescue_full.is_empty())
-                    .then(|| sha256_hex(&packed.rescue_full)),
+                // Every boot of the rescue kernel takes the core and the late archive apart.
+                initramfs_full_sha256: None,
             };
             Some((elf, bzimage, m))
         }
@@ -252,31 +253,20 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
             (rescue.is_some() && !packed.rescue_archive.is_empty())
                 .then_some((RESCUE_INITRAMFS_FILE, packed.rescue_archive.as_slice())),
         )
-        .chain(
-            (rescue.is_some() && !packed.rescue_full.is_empty())
-                .then_some((RESCUE_INITRAMFS_FULL_FILE, packed.rescue_full.as_slice())),
-        )
         .collect::<Vec<_>>(),
         |tmp| {
             if let Some(baked) = &opts.media {
                 // Names this build of the media: the initramfs and the baked settings.
                 let (entries, default) =
                     media::bootcfg::menu(baked).map_err(media::MediaError::Settings)?;
-                // The rescue kernel's pair, booted by the media too: its core initramfs, the
-                // late archive a file on the medium (13 MB less for the firmware to read and
-                // the kernel to unpack), else its initramfs with the late archive inside.
+                // The rescue kernel's pair, booted by the media too: its core initramfs, with
+                // the late archive a file on the medium (13 MB less for the firmware to read
+                // and the kernel to unpack than with the archive inside).
                 let (rescue_pair, late) = match &rescue {
-                    Some((_, bz, _))
-                        if !packed.late_img.is_empty() && !packed.rescue_archive.is_empty() =>
-                    {
-                        (
-                            Some((bz.as_slice(), packed.rescue_archive.as_slice())),
-                            Some(packed.late_img.as_slice()),
-                        )
-                    }
-                    Some((_, bz, _)) if !packed.rescue_full.is_empty() => {
-                        (Some((bz.as_slice(), packed.rescue_full.as_slice())), None)
-                    }
+                    Some((_, bz, _)) if !packed.rescue_archive.is_empty() => (
+                        Some((bz.as_slice(), packed.rescue_archive.as_slice())),
+                        (!packed.late_img.is_empty()).then_some(packed.late_img.as_slice()),
+                    ),
                     _ => (None, None),
                 };
                 let rescue_sum = rescue_pair

@@ -18,9 +18,6 @@ pub(crate) struct Packed {
     pub core_archive: Vec<u8>,
     /// The core without the host kernel's modules, for the rescue kernel (empty: not wanted).
     pub rescue_archive: Vec<u8>,
-    /// The full initramfs without the host kernel's modules, for the rescue kernel booted where
-    /// no late disk can be attached (libvirt domains; empty: not wanted).
-    pub rescue_full: Vec<u8>,
     /// The full initramfs, uncompressed and compressed.
     pub archive: Vec<u8>,
     pub initramfs: Vec<u8>,
@@ -94,17 +91,12 @@ pub(crate) fn pack(
     }
     let entries: Vec<cpio::Entry> = core.into_values().collect();
     let archive = cpio_of(&entries, mtime, out)?;
-    let mut rescue_full = Vec::new();
-    if rescue {
-        rescue_full = cpio_of(&no_modules(&entries), mtime, out)?;
-    }
     let initramfs = gzip(&archive, flate2::Compression::default(), out)?;
     Ok(Packed {
         late_files,
         late_img,
         core_archive,
         rescue_archive,
-        rescue_full,
         archive,
         initramfs,
     })
@@ -160,9 +152,6 @@ mod tests {
         // The rescue kernel's core: the same without the host kernel's modules.
         assert!(has(&p.rescue_archive, "init") && has(&p.rescue_archive, "late.sha256"));
         assert!(!has(&p.rescue_archive, "lib/modules"));
-        // And the rescue kernel's full one: the archive inside, no module, no disk to name.
-        assert!(has(&p.rescue_full, "init") && has(&p.rescue_full, "lib/vmrescue/late.cpio.gz"));
-        assert!(!has(&p.rescue_full, "lib/modules") && !has(&p.rescue_full, "late.sha256"));
         // The full one: the core with the archive inside, and compressed.
         assert!(has(&p.archive, "lib/vmrescue/late.cpio.gz"));
         assert!(has(&p.archive, "lib/modules/6.1/kernel/virtio.ko"));
@@ -175,7 +164,7 @@ mod tests {
         file(&mut tree, false, "/init", "agent");
         let p = pack(tree, 0, true, Path::new("/out")).unwrap();
         assert!(p.late_files.is_empty() && p.late_img.is_empty());
-        assert!(p.rescue_archive.is_empty() && p.rescue_full.is_empty());
+        assert!(p.rescue_archive.is_empty());
         assert!(!has(&p.archive, "late.cpio.gz"));
     }
 

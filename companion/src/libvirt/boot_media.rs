@@ -83,11 +83,7 @@ impl MediaFiles {
             Some(media) => format!("vmrescue-{}.iso", short(&media.iso_sha256)),
             None => format!("vmrescue-{}.iso", short(&m.initramfs_sha256)),
         };
-        if let (false, Some(rk), Some(full)) = (
-            asked != KernelAsked::Rescue,
-            &m.rescue_kernel,
-            &image.rescue_initramfs_full,
-        ) {
+        if let (false, Some(rk)) = (asked != KernelAsked::Rescue, &m.rescue_kernel) {
             let pvh = match (&image.rescue_vmlinux, local && !uefi) {
                 (Some(elf), true) => Some((
                     (
@@ -108,8 +104,9 @@ impl MediaFiles {
                 )),
                 _ => None,
             };
-            // The core initramfs with the late archive on a disk of its own where the image
-            // has them: 13 MB less for the firmware to load and the kernel to unpack.
+            // The core initramfs with the late archive on a disk of its own (13 MB less for the
+            // firmware to load and the kernel to unpack), else, in an image built before, the
+            // initramfs with the late archive inside.
             let core = match (
                 &image.rescue_initramfs,
                 &rk.initramfs_sha256,
@@ -125,10 +122,11 @@ impl MediaFiles {
                 )),
                 _ => None,
             };
-            let initrd = core.or(rk
-                .initramfs_full_sha256
-                .as_ref()
-                .map(|s| ((full.clone(), s), None)));
+            let full = match (&image.rescue_initramfs_full, &rk.initramfs_full_sha256) {
+                (Some(full), Some(sum)) => Some(((full.clone(), sum), None)),
+                _ => None,
+            };
+            let initrd = core.or(full);
             if let (Some((kernel, entry)), Some(((initrd, sum), late))) = (pvh.or(bz), initrd) {
                 return MediaFiles {
                     iso_name,
@@ -308,7 +306,8 @@ mod tests {
             assert!(m.late.is_some());
             assert!(m.how.ends_with(entry), "{}", m.how);
         }
-        // Without the late disk, the initramfs with the late archive inside.
+        // An image built before (no late disk beside the rescue kernel's core in a domain):
+        // its initramfs with the late archive inside.
         let mut no_late = image(true);
         no_late.late_disk = None;
         let m = MediaFiles::choose(&no_late, true, false, KernelAsked::Rescue);
@@ -339,11 +338,19 @@ mod tests {
                 )
             );
         }
-        // An image whose rescue kernel predates the bzImage and the full initramfs.
+        // An image whose rescue kernel predates the bzImage: its PVH ELF here on BIOS, the
+        // host's kernel where only a bzImage boots.
         let mut old = image(true);
         old.rescue_bzimage = None;
-        old.rescue_initramfs_full = None;
         let m = MediaFiles::choose(&old, true, false, Rescue);
+        assert!(m.how.ends_with("PVH entry"), "{}", m.how);
+        let m = MediaFiles::choose(&old, true, true, Rescue);
+        assert!(m.how.starts_with("host kernel"), "{}", m.how);
+        // One without the late disk: no rescue kernel in a domain.
+        let mut no_late = image(true);
+        no_late.late_disk = None;
+        no_late.rescue_initramfs_full = None;
+        let m = MediaFiles::choose(&no_late, true, false, Rescue);
         assert!(m.how.starts_with("host kernel"), "{}", m.how);
         // The host's bzImage when told, even here on BIOS.
         let bz = MediaFiles::choose(&image(true), true, false, KernelAsked::HostBzimage);
