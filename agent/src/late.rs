@@ -250,8 +250,9 @@ pub fn late_device(sys: &Path) -> Option<String> {
 enum Source {
     /// The host's disk with the serial `paths::LATE_SERIAL` (its bytes, padded).
     Disk(String),
-    /// A device carrying the rescue-medium marker: the file is on its filesystem.
-    Medium(String),
+    /// The devices carrying the rescue-medium marker (a guest disk may carry a copy of it): the
+    /// file is on one's filesystem.
+    Media(Vec<String>),
 }
 
 /// Whole block devices (cdroms included) whose marker sector says they are a rescue medium,
@@ -291,11 +292,9 @@ fn find_source() -> Option<Source> {
         if let Some(n) = late_device(Path::new("/sys")) {
             return Some(Source::Disk(n));
         }
-        if let Some(n) = media(Path::new("/sys"), Path::new("/dev"))
-            .into_iter()
-            .next()
-        {
-            return Some(Source::Medium(n));
+        let found = media(Path::new("/sys"), Path::new("/dev"));
+        if !found.is_empty() {
+            return Some(Source::Media(found));
         }
         if std::time::Instant::now() >= until {
             return None;
@@ -350,11 +349,19 @@ fn from_disk(root: &Path) -> Result<(usize, String), LateError> {
                 .and_then(|mut f| read_verified(&mut f, &sha, len));
             (dev, "the host's late disk", data)
         }
-        Source::Medium(name) => {
-            let dev = format!("/dev/{name}");
-            let data =
-                from_medium(&name, len).and_then(|d| read_verified(&mut d.as_slice(), &sha, len));
-            (dev, "the rescue medium", data)
+        Source::Media(names) => {
+            // The first whose file verifies: a marked guest disk is passed over.
+            let mut last = (String::new(), Err(LateError::NoDisk));
+            for name in names {
+                let data = from_medium(&name, len)
+                    .and_then(|d| read_verified(&mut d.as_slice(), &sha, len));
+                let ok = data.is_ok();
+                last = (format!("/dev/{name}"), data);
+                if ok {
+                    break;
+                }
+            }
+            (last.0, "the rescue medium", last.1)
         }
     };
     let on_disk = |source: LateError| LateError::OnDisk {
