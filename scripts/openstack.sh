@@ -224,7 +224,7 @@ keystone() {
   keystone-manage --config-file "$conf" bootstrap --bootstrap-password "$(secret admin)" \
     --bootstrap-admin-url "http://$host:5000/v3/" --bootstrap-internal-url "http://$host:5000/v3/" \
     --bootstrap-public-url "http://$host:5000/v3/" --bootstrap-region-id RegionOne >/dev/null
-  OS_KEYSTONE_CONFIG_FILES=$conf start keystone uwsgi --plugin python3 \
+  start keystone uwsgi --plugin python3 \
     --http-socket "$host:5000" --wsgi-file /usr/bin/keystone-wsgi-public --master --die-on-term --processes 1 --threads 1 --add-header 'Connection: close' \
     --env "OS_KEYSTONE_CONFIG_FILES=$conf"
   wait_http keystone "http://$host:5000/v3"
@@ -256,7 +256,7 @@ identity() {
     openstack role add --project demo --user demo member
   fi
   have=$(openstack service list -f value -c Type)
-  local line type name port path
+  local type name port path
   while read -r type name port path; do
     grep -qx "$type" <<<"$have" && continue
     openstack service create --name "$name" "$type" >/dev/null

@@ -34,7 +34,13 @@ if pgrep -x libvirtd >/dev/null && { ! tcp_up || ! under_tini; }; then
   # Without the tests' loopback TCP listener or its reaper: restart it (domains keep running).
   log "services: restarting libvirtd with the tests' configuration ($conf) under tini"
   pkill -x libvirtd
-  for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.2; done
+  # Its orderly stop can take 15-20 s (measured here); running domains outlive it either way.
+  for _ in $(seq 1 150); do pgrep -x libvirtd >/dev/null || break; sleep 0.2; done
+  if pgrep -x libvirtd >/dev/null; then
+    log "services: libvirtd did not stop in 30 s; killing it"
+    pkill -KILL -x libvirtd
+    for _ in $(seq 1 25); do pgrep -x libvirtd >/dev/null || break; sleep 0.2; done
+  fi
 fi
 if ! pgrep -x libvirtd >/dev/null; then
   log "services: starting libvirtd (loopback TCP listener, $conf) under tini"

@@ -270,7 +270,7 @@ pub fn build(opts: &Options) -> Result<Artefacts, BuildError> {
                     _ => (None, None),
                 };
                 let rescue_sum = rescue_pair
-                    .map(|(bz, full)| format!("\n{}\n{}", sha256_hex(bz), sha256_hex(full)))
+                    .map(|(bz, initrd)| format!("\n{}\n{}", sha256_hex(bz), sha256_hex(initrd)))
                     .unwrap_or_default();
                 let build_id = sha256_hex(
                     format!(
